@@ -1,0 +1,240 @@
+//! Every message on the bus: one envelope, typed payloads, JSON with serde.
+
+use serde::{Deserialize, Serialize};
+
+use crate::segments::FlowSegment;
+use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, SwitchId};
+
+/// The envelope of every bus message. `key` is the flow id for everything about a flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<P> {
+    pub correlation_id: String,
+    pub key: String,
+    pub created_at_ms: u64,
+    /// "Must be processed by": past it, a request is answered with an error, not processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    pub payload: P,
+}
+
+impl<P> Envelope<P> {
+    pub fn new(correlation_id: impl Into<String>, key: impl Into<String>, created_at_ms: u64, payload: P) -> Self {
+        Envelope { correlation_id: correlation_id.into(), key: key.into(), created_at_ms, deadline_ms: None, payload }
+    }
+
+    /// A new envelope for a message caused by this one: same correlation id.
+    pub fn reply<Q>(&self, key: impl Into<String>, created_at_ms: u64, payload: Q) -> Envelope<Q> {
+        Envelope::new(self.correlation_id.clone(), key, created_at_ms, payload)
+    }
+}
+
+/// `hubspoke.nb.requests`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NbRequest {
+    CreateFlow { flow: FlowRequest },
+    DeleteFlow { flow_id: FlowId },
+}
+
+impl NbRequest {
+    pub fn flow_id(&self) -> &str {
+        match self {
+            NbRequest::CreateFlow { flow } => &flow.flow_id,
+            NbRequest::DeleteFlow { flow_id } => flow_id,
+        }
+    }
+}
+
+/// The JSON error body of the REST contract, with the HTTP status it goes out with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub status: u16,
+    pub error_type: String,
+    pub error_message: String,
+    pub error_description: String,
+}
+
+impl ErrorBody {
+    pub fn new(status: u16, error_type: &str, error_message: impl Into<String>, error_description: impl Into<String>) -> Self {
+        ErrorBody {
+            status,
+            error_type: error_type.to_string(),
+            error_message: error_message.into(),
+            error_description: error_description.into(),
+        }
+    }
+}
+
+/// `hubspoke.nb.responses`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NbResponse {
+    Flow { flow: FlowRecord },
+    Error { error: ErrorBody },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SbAction {
+    Install,
+    Remove,
+    Verify,
+}
+
+/// `hubspoke.sb.commands`: one rule operation on one switch, identified by command id + attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SbCommand {
+    pub command_id: String,
+    pub attempt: u32,
+    pub action: SbAction,
+    pub segment: FlowSegment,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SbErrorCode {
+    SwitchUnavailable,
+    BadCommand,
+    MissingRule,
+    TableFull,
+    Unknown,
+}
+
+impl SbErrorCode {
+    /// Whether trying the same command again can help. A malformed command, a full table or a
+    /// rule that verification did not find will not change by asking again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, SbErrorCode::SwitchUnavailable | SbErrorCode::Unknown)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum SbOutcome {
+    Success,
+    Error { code: SbErrorCode, message: String },
+}
+
+/// `hubspoke.sb.responses`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SbResponse {
+    pub command_id: String,
+    pub attempt: u32,
+    pub switch_id: SwitchId,
+    #[serde(flatten)]
+    pub outcome: SbOutcome,
+}
+
+/// `hubspoke.flow.events`: the flow records and their history, as the hub changes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FlowEvent {
+    Updated { flow: FlowRecord },
+    Removed { flow_id: FlowId, version: u64 },
+    History { flow_id: FlowId, entry: HistoryEntry },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segments::SegmentKind;
+    use crate::{FlowEndpoint, FlowStatus};
+    use serde::de::DeserializeOwned;
+    use std::fmt::Debug;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) -> String {
+        let json = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), value, "{json}");
+        json
+    }
+
+    fn request() -> FlowRequest {
+        FlowRequest {
+            flow_id: "flow-1".into(),
+            source: FlowEndpoint { switch_id: SwitchId(1), port_number: 10, vlan_id: 100 },
+            destination: FlowEndpoint { switch_id: SwitchId(3), port_number: 11, vlan_id: 0 },
+            maximum_bandwidth: 10_000,
+            description: "a flow".into(),
+        }
+    }
+
+    fn segment() -> FlowSegment {
+        FlowSegment {
+            switch_id: SwitchId(2),
+            kind: SegmentKind::Transit,
+            cookie: 5,
+            in_port: 1,
+            in_vlan: 300,
+            out_port: 2,
+            out_vlan: 300,
+            meter_id: None,
+            bandwidth: 10_000,
+        }
+    }
+
+    #[test]
+    fn northbound_messages_round_trip() {
+        let mut envelope = Envelope::new("corr-1", "flow-1", 42, NbRequest::CreateFlow { flow: request() });
+        envelope.deadline_ms = Some(100);
+        let json = round_trip(envelope);
+        assert!(json.contains(r#""type":"create_flow""#), "{json}");
+        assert!(json.contains(r#""switch_id":"00:00:00:00:00:00:00:01""#), "{json}");
+        round_trip(Envelope::new("c", "flow-1", 1, NbRequest::DeleteFlow { flow_id: "flow-1".into() }));
+        let record = FlowRecord::new(request(), 7);
+        let json = round_trip(Envelope::new("c", "flow-1", 1, NbResponse::Flow { flow: record }));
+        assert!(json.contains(r#""status":"IN_PROGRESS""#), "{json}");
+        round_trip(NbResponse::Error { error: ErrorBody::new(404, "not-found", "Switch not found", "no such switch") });
+    }
+
+    #[test]
+    fn southbound_messages_round_trip() {
+        for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
+            round_trip(Envelope::new("c", "flow-1", 1, SbCommand { command_id: "flow-1:1:1".into(), attempt: 2, action, segment: segment() }));
+        }
+        let ok = round_trip(SbResponse { command_id: "x".into(), attempt: 1, switch_id: SwitchId(2), outcome: SbOutcome::Success });
+        assert!(ok.contains(r#""result":"success""#), "{ok}");
+        let err = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 3,
+            switch_id: SwitchId(2),
+            outcome: SbOutcome::Error { code: SbErrorCode::TableFull, message: "full".into() },
+        });
+        assert!(err.contains(r#""code":"TABLE_FULL""#), "{err}");
+    }
+
+    #[test]
+    fn flow_events_round_trip() {
+        let record = FlowRecord::new(request(), 7).changed(9, |r| r.status = FlowStatus::Down);
+        round_trip(FlowEvent::Updated { flow: record });
+        round_trip(FlowEvent::Removed { flow_id: "f".into(), version: 3 });
+        round_trip(FlowEvent::History {
+            flow_id: "f".into(),
+            entry: HistoryEntry {
+                timestamp_ms: 1,
+                operation: "create".into(),
+                event: "allocated".into(),
+                from_state: "Validating".into(),
+                to_state: "InstallingNonIngress".into(),
+                details: String::new(),
+                correlation_id: "c".into(),
+            },
+        });
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicked_on() {
+        for bad in ["", "{}", "[1]", r#"{"correlation_id":"c","key":"k","created_at_ms":1,"payload":{"type":"nope"}}"#] {
+            assert!(serde_json::from_str::<Envelope<NbRequest>>(bad).is_err());
+            assert!(serde_json::from_str::<Envelope<SbResponse>>(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        assert!(SbErrorCode::SwitchUnavailable.is_retryable());
+        assert!(SbErrorCode::Unknown.is_retryable());
+        assert!(!SbErrorCode::BadCommand.is_retryable());
+        assert!(!SbErrorCode::TableFull.is_retryable());
+        assert!(!SbErrorCode::MissingRule.is_retryable());
+    }
+}

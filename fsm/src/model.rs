@@ -1,0 +1,209 @@
+//! The flow model: what a northbound client asks for and what the controller records.
+
+use serde::{Deserialize, Serialize};
+
+use crate::SwitchId;
+
+pub type FlowId = String;
+
+/// Highest usable VLAN id; 0 means "untagged".
+pub const MAX_VLAN: u16 = 4094;
+const MAX_FLOW_ID_LEN: usize = 128;
+
+/// One end of a flow: a port of a switch, optionally a VLAN on it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlowEndpoint {
+    pub switch_id: SwitchId,
+    pub port_number: u32,
+    #[serde(default)]
+    pub vlan_id: u16,
+}
+
+/// What a northbound client asks for (`POST /v2/flows`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRequest {
+    pub flow_id: FlowId,
+    pub source: FlowEndpoint,
+    pub destination: FlowEndpoint,
+    /// Kilobits per second; 0 means "best effort": no meter, no reservation.
+    pub maximum_bandwidth: u64,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FlowRequest {
+    /// Checks what can be checked without the network: the shape of the request.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_flow_id(&self.flow_id)?;
+        for (name, endpoint) in [("source", &self.source), ("destination", &self.destination)] {
+            if endpoint.port_number == 0 {
+                return Err(format!("{name}.port_number must be at least 1"));
+            }
+            if endpoint.vlan_id > MAX_VLAN {
+                return Err(format!("{name}.vlan_id must be between 0 and {MAX_VLAN}"));
+            }
+        }
+        if self.source == self.destination {
+            return Err("source and destination are the same endpoint".to_string());
+        }
+        Ok(())
+    }
+
+    pub fn is_one_switch(&self) -> bool {
+        self.source.switch_id == self.destination.switch_id
+    }
+}
+
+/// Flow ids become bus keys, URL path segments and rule owners: keep them printable.
+pub fn validate_flow_id(flow_id: &str) -> Result<(), String> {
+    if flow_id.is_empty() || flow_id.len() > MAX_FLOW_ID_LEN {
+        return Err(format!("flow_id must be 1 to {MAX_FLOW_ID_LEN} characters"));
+    }
+    if !flow_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err("flow_id may only contain letters, digits, '-', '_', '.' and ':'".to_string());
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FlowStatus {
+    InProgress,
+    Up,
+    Down,
+    Degraded,
+}
+
+/// One direction of an inter-switch link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Isl {
+    pub src_switch: SwitchId,
+    pub src_port: u32,
+    pub dst_switch: SwitchId,
+    pub dst_port: u32,
+}
+
+impl Isl {
+    pub fn reversed(&self) -> Isl {
+        Isl {
+            src_switch: self.dst_switch,
+            src_port: self.dst_port,
+            dst_switch: self.src_switch,
+            dst_port: self.src_port,
+        }
+    }
+}
+
+/// What the allocator reserved for a flow. The reverse path is the forward one reversed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// The flow's cookie id; the forward and reverse rules set a direction bit on it.
+    pub cookie: u64,
+    /// The VLAN that marks the flow's packets between switches.
+    pub transit_vlan: u16,
+    /// Meter on the source switch (forward ingress); none for best-effort flows.
+    pub forward_meter: Option<u32>,
+    /// Meter on the destination switch (reverse ingress).
+    pub reverse_meter: Option<u32>,
+    /// ISLs from source to destination; empty for a one-switch flow.
+    pub forward_path: Vec<Isl>,
+}
+
+/// The durable record of a flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    #[serde(flatten)]
+    pub request: FlowRequest,
+    pub status: FlowStatus,
+    #[serde(default)]
+    pub status_info: Option<String>,
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    pub created_ms: u64,
+    pub last_updated_ms: u64,
+    /// Grows with every change, so a reader can keep the newest of two copies.
+    pub version: u64,
+}
+
+impl FlowRecord {
+    pub fn new(request: FlowRequest, now_ms: u64) -> Self {
+        FlowRecord {
+            request,
+            status: FlowStatus::InProgress,
+            status_info: None,
+            resources: None,
+            created_ms: now_ms,
+            last_updated_ms: now_ms,
+            version: 1,
+        }
+    }
+
+    pub fn flow_id(&self) -> &str {
+        &self.request.flow_id
+    }
+
+    /// The record after a change at `now_ms`.
+    pub fn changed(&self, now_ms: u64, change: impl FnOnce(&mut FlowRecord)) -> FlowRecord {
+        let mut next = self.clone();
+        change(&mut next);
+        next.last_updated_ms = now_ms;
+        next.version += 1;
+        next
+    }
+}
+
+/// One entry of a flow's append-only history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub timestamp_ms: u64,
+    pub operation: String,
+    pub event: String,
+    pub from_state: String,
+    pub to_state: String,
+    #[serde(default)]
+    pub details: String,
+    pub correlation_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> FlowRequest {
+        FlowRequest {
+            flow_id: "f1".into(),
+            source: FlowEndpoint { switch_id: SwitchId(1), port_number: 10, vlan_id: 100 },
+            destination: FlowEndpoint { switch_id: SwitchId(2), port_number: 10, vlan_id: 0 },
+            maximum_bandwidth: 1000,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_request_validates() {
+        assert_eq!(request().validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_requests_are_explained() {
+        let mut r = request();
+        r.flow_id = "has space".into();
+        assert!(r.validate().unwrap_err().contains("flow_id"));
+        let mut r = request();
+        r.source.vlan_id = 5000;
+        assert!(r.validate().unwrap_err().contains("source.vlan_id"));
+        let mut r = request();
+        r.destination.port_number = 0;
+        assert!(r.validate().unwrap_err().contains("destination.port_number"));
+        let mut r = request();
+        r.destination = r.source.clone();
+        assert!(r.validate().unwrap_err().contains("same endpoint"));
+    }
+
+    #[test]
+    fn record_changes_bump_the_version() {
+        let record = FlowRecord::new(request(), 5);
+        let next = record.changed(9, |r| r.status = FlowStatus::Up);
+        assert_eq!((next.version, next.last_updated_ms, next.status), (2, 9, FlowStatus::Up));
+    }
+}

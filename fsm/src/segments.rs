@@ -1,0 +1,179 @@
+//! The rules a flow needs on its switches, derived from the request and its resources.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FlowEndpoint, FlowRequest, Isl, Resources, SwitchId};
+
+/// OpenKilda's direction bits on a flow cookie.
+pub const FORWARD_COOKIE_FLAG: u64 = 0x4000_0000_0000_0000;
+pub const REVERSE_COOKIE_FLAG: u64 = 0x2000_0000_0000_0000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentKind {
+    /// First switch: matches the customer port/VLAN, meters, tags with the transit VLAN.
+    Ingress,
+    /// Middle switch: forwards the transit VLAN from one ISL to the next.
+    Transit,
+    /// Last switch: strips the transit VLAN and delivers to the customer port/VLAN.
+    Egress,
+    /// Source and destination on the same switch: one rule does it all.
+    OneSwitch,
+}
+
+impl SegmentKind {
+    /// Ingress rules go last so traffic enters only once the rest of the path is ready.
+    pub fn is_ingress(self) -> bool {
+        matches!(self, SegmentKind::Ingress | SegmentKind::OneSwitch)
+    }
+}
+
+/// One rule on one switch, as the speaker installs, verifies or removes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlowSegment {
+    pub switch_id: SwitchId,
+    pub kind: SegmentKind,
+    pub cookie: u64,
+    pub in_port: u32,
+    /// 0 matches untagged packets.
+    pub in_vlan: u16,
+    pub out_port: u32,
+    /// The VLAN packets leave with; 0 leaves them untagged.
+    pub out_vlan: u16,
+    pub meter_id: Option<u32>,
+    /// kbps the meter enforces.
+    pub bandwidth: u64,
+}
+
+/// Every rule of a flow, forward direction first.
+pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
+    let reverse_path: Vec<Isl> = resources.forward_path.iter().rev().map(Isl::reversed).collect();
+    let mut segments = direction_segments(
+        &request.source,
+        &request.destination,
+        &resources.forward_path,
+        FORWARD_COOKIE_FLAG | resources.cookie,
+        resources.forward_meter,
+        resources.transit_vlan,
+        request.maximum_bandwidth,
+    );
+    segments.extend(direction_segments(
+        &request.destination,
+        &request.source,
+        &reverse_path,
+        REVERSE_COOKIE_FLAG | resources.cookie,
+        resources.reverse_meter,
+        resources.transit_vlan,
+        request.maximum_bandwidth,
+    ));
+    segments
+}
+
+fn direction_segments(
+    from: &FlowEndpoint,
+    to: &FlowEndpoint,
+    path: &[Isl],
+    cookie: u64,
+    meter_id: Option<u32>,
+    transit_vlan: u16,
+    bandwidth: u64,
+) -> Vec<FlowSegment> {
+    let segment = |switch_id, kind, in_port, in_vlan, out_port, out_vlan, meter_id| FlowSegment {
+        switch_id,
+        kind,
+        cookie,
+        in_port,
+        in_vlan,
+        out_port,
+        out_vlan,
+        meter_id,
+        bandwidth,
+    };
+    let (Some(first), Some(last)) = (path.first(), path.last()) else {
+        return vec![segment(
+            from.switch_id,
+            SegmentKind::OneSwitch,
+            from.port_number,
+            from.vlan_id,
+            to.port_number,
+            to.vlan_id,
+            meter_id,
+        )];
+    };
+    let mut segments = vec![segment(
+        from.switch_id,
+        SegmentKind::Ingress,
+        from.port_number,
+        from.vlan_id,
+        first.src_port,
+        transit_vlan,
+        meter_id,
+    )];
+    for hop in path.windows(2) {
+        let (arrive, leave) = (hop[0], hop[1]);
+        segments.push(segment(
+            arrive.dst_switch,
+            SegmentKind::Transit,
+            arrive.dst_port,
+            transit_vlan,
+            leave.src_port,
+            transit_vlan,
+            None,
+        ));
+    }
+    segments.push(segment(
+        to.switch_id,
+        SegmentKind::Egress,
+        last.dst_port,
+        transit_vlan,
+        to.port_number,
+        to.vlan_id,
+        None,
+    ));
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::Network;
+
+    fn request(src: u64, dst: u64) -> FlowRequest {
+        FlowRequest {
+            flow_id: "f".into(),
+            source: FlowEndpoint { switch_id: SwitchId(src), port_number: 40, vlan_id: 10 },
+            destination: FlowEndpoint { switch_id: SwitchId(dst), port_number: 41, vlan_id: 20 },
+            maximum_bandwidth: 1000,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_three_switch_path_has_ingress_transit_egress_both_ways() {
+        let network = Network::generate("linear:3").unwrap().unwrap();
+        let path = network.shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX).unwrap();
+        let resources = Resources { cookie: 7, transit_vlan: 300, forward_meter: Some(32), reverse_meter: Some(33), forward_path: path };
+        let segments = flow_segments(&request(1, 3), &resources);
+        let kinds: Vec<_> = segments.iter().map(|s| (s.switch_id.0, s.kind)).collect();
+        use SegmentKind::*;
+        assert_eq!(kinds, vec![(1, Ingress), (2, Transit), (3, Egress), (3, Ingress), (2, Transit), (1, Egress)]);
+        assert_eq!((segments[0].in_port, segments[0].in_vlan, segments[0].out_vlan), (40, 10, 300));
+        assert_eq!(segments[0].meter_id, Some(32));
+        assert_eq!(segments[3].meter_id, Some(33));
+        assert_eq!((segments[2].out_port, segments[2].out_vlan), (41, 20));
+        assert_eq!(segments[0].cookie, FORWARD_COOKIE_FLAG | 7);
+        assert_eq!(segments[3].cookie, REVERSE_COOKIE_FLAG | 7);
+        // the transit rule forwards from the ISL it arrives on to the one it leaves on
+        assert_eq!(segments[1].in_port, resources.forward_path[0].dst_port);
+        assert_eq!(segments[1].out_port, resources.forward_path[1].src_port);
+    }
+
+    #[test]
+    fn a_one_switch_flow_has_one_rule_per_direction() {
+        let resources = Resources { cookie: 1, transit_vlan: 2, forward_meter: None, reverse_meter: None, forward_path: vec![] };
+        let segments = flow_segments(&request(4, 4), &resources);
+        assert_eq!(segments.len(), 2);
+        assert!(segments.iter().all(|s| s.kind == SegmentKind::OneSwitch));
+        assert_eq!((segments[1].in_port, segments[1].out_port), (41, 40));
+    }
+}

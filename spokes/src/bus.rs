@@ -1,0 +1,92 @@
+//! The in-process bus: one typed topic per DESIGN.md topic, many publishers, competing
+//! consumers (like one Kafka consumer group), and a wake-up hook so a timely source can be
+//! activated when a message arrives instead of polling.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
+use parking_lot::Mutex;
+
+/// Called after every publish on a topic.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Something a message can be published to: an in-process topic, or (later) a Kafka producer.
+pub trait Publish<T>: Send + Sync {
+    fn publish(&self, message: T);
+}
+
+/// One topic: an unbounded channel plus the wakers of its consumers.
+pub struct Topic<T> {
+    sender: Sender<T>,
+    receiver: Receiver<T>,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl<T> Default for Topic<T> {
+    fn default() -> Self {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Topic { sender, receiver, wakers: Mutex::new(Vec::new()) }
+    }
+}
+
+impl<T: Send> Topic<T> {
+    /// A consumer's end. Consumers of one topic compete: each message goes to one of them.
+    pub fn receiver(&self) -> Receiver<T> {
+        self.receiver.clone()
+    }
+
+    /// Runs `waker` after every publish, e.g. to activate the timely operator that reads here.
+    pub fn on_publish(&self, waker: Waker) {
+        self.wakers.lock().push(waker);
+    }
+}
+
+impl<T: Send> Publish<T> for Topic<T> {
+    fn publish(&self, message: T) {
+        // The topic holds a receiver itself, so the channel never disconnects.
+        let _ = self.sender.send(message);
+        for waker in self.wakers.lock().iter() {
+            waker();
+        }
+    }
+}
+
+/// Every topic of DESIGN.md, in process.
+#[derive(Default)]
+pub struct InProcessBus {
+    pub nb_requests: Topic<Envelope<NbRequest>>,
+    pub nb_responses: Topic<Envelope<NbResponse>>,
+    pub sb_commands: Topic<Envelope<SbCommand>>,
+    pub sb_responses: Topic<Envelope<SbResponse>>,
+    pub flow_events: Topic<Envelope<FlowEvent>>,
+}
+
+impl InProcessBus {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn publish_delivers_once_and_wakes_consumers() {
+        let topic: Topic<u32> = Topic::default();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        topic.on_publish(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+        let (a, b) = (topic.receiver(), topic.receiver());
+        topic.publish(1);
+        topic.publish(2);
+        let mut got: Vec<u32> = a.try_iter().chain(b.try_iter()).collect();
+        got.sort();
+        assert_eq!(got, vec![1, 2]);
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,3 @@
+//! The spoke workers and the transports they talk over.
+
+pub mod bus;
