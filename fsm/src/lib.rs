@@ -5,9 +5,14 @@
 
 
 
+pub mod create;
+pub mod delete;
 pub mod messages;
 pub mod model;
 pub mod network;
+#[cfg(test)]
+mod operation_test_support;
+pub mod operation;
 
 pub mod segments;
 pub mod switch_id;

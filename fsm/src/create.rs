@@ -1,0 +1,278 @@
+//! Flow create, after OpenKilda's `FlowCreateFsm`:
+//! validate → allocate → install non-ingress → verify → install ingress → verify → UP;
+//! any failure or timeout after allocation → remove what was sent → free → DOWN.
+
+use std::collections::BTreeSet;
+
+use statig::prelude::*;
+
+use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
+use crate::segments::{flow_segments, FlowSegment};
+use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse, SbAction};
+
+pub struct FlowCreate {
+    flow: FlowRecord,
+    timeouts: Timeouts,
+    segments: Vec<FlowSegment>,
+    /// Segments an install was sent for: the ones a rollback must remove.
+    sent: BTreeSet<usize>,
+    commands: CommandBatch,
+    failure: Option<String>,
+}
+
+impl FlowCreate {
+    /// `flow` is the new record (IN_PROGRESS); `command_prefix` makes command ids unique.
+    pub fn new(flow: FlowRecord, timeouts: Timeouts, command_prefix: String) -> Self {
+        FlowCreate {
+            flow,
+            timeouts,
+            segments: Vec::new(),
+            sent: BTreeSet::new(),
+            commands: CommandBatch::new(command_prefix),
+            failure: None,
+        }
+    }
+
+    fn indices(&self, ingress: bool) -> Vec<usize> {
+        (0..self.segments.len()).filter(|&i| self.segments[i].kind.is_ingress() == ingress).collect()
+    }
+
+    fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
+        let indices = self.indices(ingress);
+        if action == SbAction::Install {
+            self.sent.extend(&indices);
+        }
+        self.commands.send(context, action, &self.segments, &indices);
+    }
+
+    /// Moves to `next` when the event completes the current step.
+    fn advance(&mut self, event: &OpEvent, next: State) -> Outcome<State> {
+        match event {
+            OpEvent::CommandSucceeded { command_id } => match self.commands.complete(command_id) {
+                Completion::StepDone => Transition(next),
+                Completion::Remaining | Completion::NotPending => Handled,
+            },
+            _ => Super,
+        }
+    }
+
+    fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
+        context.details = reason.clone();
+        self.failure = Some(reason);
+        self.commands.abandon();
+        context.push(Action::Abandon);
+        if self.sent.is_empty() {
+            Transition(State::down())
+        } else {
+            Transition(State::rolling_back())
+        }
+    }
+
+    fn error(&self, error: ErrorBody) -> Action {
+        Action::Respond(NbResponse::Error { error })
+    }
+}
+
+#[state_machine(
+    initial = "State::received()",
+    state(derive(Debug, Clone, PartialEq, Eq)),
+    superstate(derive(Debug)),
+    after_transition = "Self::after_transition"
+)]
+impl FlowCreate {
+    #[state]
+    fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Start => {
+                context.push(Action::ArmDeadline { after_ms: self.timeouts.operation_ms });
+                context.push(Action::Allocate(self.flow.request.clone()));
+                Transition(State::validating())
+            }
+            _ => Handled,
+        }
+    }
+
+    /// Waiting for the allocator's answer.
+    #[state]
+    fn validating(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Allocated(resources) => {
+                self.segments = flow_segments(&self.flow.request, resources);
+                self.flow = self.flow.changed(context.now_ms, |r| r.resources = Some(resources.clone()));
+                context.push(Action::Save(self.flow.clone()));
+                context.push(Action::Respond(NbResponse::Flow { flow: self.flow.clone() }));
+                if self.indices(false).is_empty() {
+                    Transition(State::installing_ingress())
+                } else {
+                    Transition(State::installing_non_ingress())
+                }
+            }
+            OpEvent::AllocationFailed(error) => {
+                context.details = error.error_message.clone();
+                context.push(self.error(error.clone()));
+                Transition(State::rejected())
+            }
+            OpEvent::Timeout => {
+                context.details = "timed out waiting for resource allocation".into();
+                context.push(self.error(ErrorBody::new(
+                    504,
+                    "operation-timeout",
+                    "Flow create timed out",
+                    "resource allocation did not answer in time",
+                )));
+                Transition(State::releasing_allocation())
+            }
+            _ => Handled,
+        }
+    }
+
+    /// The request was already answered with a timeout; whatever the allocator reserved goes back.
+    #[state]
+    fn releasing_allocation(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Allocated(_) => {
+                context.push(Action::Free);
+                Transition(State::rejected())
+            }
+            OpEvent::AllocationFailed(_) => Transition(State::rejected()),
+            _ => Handled,
+        }
+    }
+
+    #[state(superstate = "installing", entry_action = "install_non_ingress")]
+    fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::verifying_non_ingress())
+    }
+
+    #[state(superstate = "installing", entry_action = "verify_non_ingress")]
+    fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::installing_ingress())
+    }
+
+    #[state(superstate = "installing", entry_action = "install_ingress")]
+    fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::verifying_ingress())
+    }
+
+    #[state(superstate = "installing", entry_action = "verify_ingress")]
+    fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::up())
+    }
+
+    /// Resources are held and rules may be on switches: failures roll back from here.
+    #[superstate]
+    fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::CommandFailed { command_id, reason } if self.commands.is_pending(command_id) => {
+                self.roll_back(context, reason.clone())
+            }
+            OpEvent::Timeout => self.roll_back(context, "flow create timed out".into()),
+            _ => Handled,
+        }
+    }
+
+    #[action]
+    fn install_non_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Install, false);
+    }
+
+    #[action]
+    fn verify_non_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Verify, false);
+    }
+
+    #[action]
+    fn install_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Install, true);
+    }
+
+    #[action]
+    fn verify_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Verify, true);
+    }
+
+    #[state(entry_action = "remove_sent_rules")]
+    fn rolling_back(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        let command_id = match event {
+            OpEvent::CommandSucceeded { command_id } => command_id,
+            OpEvent::CommandFailed { command_id, reason } => {
+                if self.commands.is_pending(command_id) {
+                    let failure = self.failure.get_or_insert_with(String::new);
+                    failure.push_str(&format!("; rule removal failed: {reason}"));
+                }
+                command_id
+            }
+            OpEvent::Timeout => {
+                context.details = "rule removal timed out".into();
+                return Transition(State::down());
+            }
+            _ => return Handled,
+        };
+        match self.commands.complete(command_id) {
+            Completion::StepDone => Transition(State::down()),
+            Completion::Remaining | Completion::NotPending => Handled,
+        }
+    }
+
+    #[action]
+    fn remove_sent_rules(&mut self, context: &mut OpContext) {
+        context.push(Action::ArmDeadline { after_ms: self.timeouts.rollback_ms });
+        let sent: Vec<usize> = self.sent.iter().copied().collect();
+        self.commands.send(context, SbAction::Remove, &self.segments, &sent);
+    }
+
+    #[state(entry_action = "mark_up")]
+    fn up(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn mark_up(&mut self, context: &mut OpContext) {
+        self.flow = self.flow.changed(context.now_ms, |r| {
+            r.status = FlowStatus::Up;
+            r.status_info = None;
+        });
+        context.push(Action::Save(self.flow.clone()));
+    }
+
+    #[state(entry_action = "mark_down")]
+    fn down(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn mark_down(&mut self, context: &mut OpContext) {
+        let reason = self.failure.clone().unwrap_or_else(|| "flow create failed".into());
+        context.push(Action::Free);
+        self.flow = self.flow.changed(context.now_ms, |r| {
+            r.status = FlowStatus::Down;
+            r.status_info = Some(reason);
+            r.resources = None;
+        });
+        context.push(Action::Save(self.flow.clone()));
+    }
+
+    /// Refused before anything was reserved: no record is kept.
+    #[state]
+    fn rejected(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+}
+
+impl FlowCreate {
+    fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
+        context.record_transition(source, target);
+    }
+}
+
+impl State {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, State::Up {} | State::Down {} | State::Rejected {})
+    }
+}
+
+#[cfg(test)]
+mod tests;

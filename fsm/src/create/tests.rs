@@ -1,0 +1,271 @@
+use statig::blocking::{IntoStateMachineExt, StateMachine};
+
+use super::*;
+use crate::operation::Action;
+use crate::operation_test_support::{record, resources, sends};
+use crate::ErrorBody;
+
+struct Harness {
+    machine: StateMachine<FlowCreate>,
+    now: u64,
+}
+
+impl Harness {
+    fn new(dst: u64) -> Self {
+        let machine = FlowCreate::new(record(dst), Timeouts::default(), "f1:1".into()).state_machine();
+        Harness { machine, now: 100 }
+    }
+
+    fn handle(&mut self, event: OpEvent) -> Vec<Action> {
+        self.now += 1;
+        let mut context = OpContext::new(self.now);
+        context.handling(&event);
+        self.machine.handle_with_context(&event, &mut context);
+        context.actions
+    }
+
+    fn state(&self) -> State {
+        self.machine.state().clone()
+    }
+
+    /// Answers every command of `actions` with success; returns the actions of the last answer.
+    fn succeed_all(&mut self, actions: &[Action]) -> Vec<Action> {
+        let mut last = Vec::new();
+        for (command_id, _) in sends(actions) {
+            last = self.handle(OpEvent::CommandSucceeded { command_id });
+        }
+        last
+    }
+
+    /// Drives a 3-switch create up to (and into) `stop`, returning the actions that entered it.
+    fn drive_to(&mut self, stop: State) -> Vec<Action> {
+        let mut actions = self.handle(OpEvent::Start);
+        if self.state() == stop {
+            return actions;
+        }
+        actions = self.handle(OpEvent::Allocated(resources(3)));
+        while self.state() != stop {
+            actions = self.succeed_all(&actions);
+        }
+        actions
+    }
+}
+
+fn saved_status(actions: &[Action]) -> Option<FlowStatus> {
+    actions.iter().find_map(|a| match a {
+        Action::Save(record) => Some(record.status),
+        _ => None,
+    })
+}
+
+#[test]
+fn start_arms_the_deadline_and_asks_for_allocation() {
+    let mut h = Harness::new(3);
+    let actions = h.handle(OpEvent::Start);
+    assert_eq!(h.state(), State::validating());
+    assert!(actions.contains(&Action::ArmDeadline { after_ms: 30_000 }));
+    assert!(actions.iter().any(|a| matches!(a, Action::Allocate(r) if r.flow_id == "f1")));
+}
+
+#[test]
+fn happy_path_installs_non_ingress_then_ingress_and_ends_up() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    let allocated = h.handle(OpEvent::Allocated(resources(3)));
+    assert_eq!(h.state(), State::installing_non_ingress());
+    assert_eq!(saved_status(&allocated), Some(FlowStatus::InProgress));
+    assert!(allocated.iter().any(|a| matches!(a, Action::Respond(NbResponse::Flow { .. }))));
+    let installs = sends(&allocated);
+    assert_eq!(installs.len(), 4, "transit + egress, both directions");
+    assert!(installs.iter().all(|(_, action)| *action == SbAction::Install));
+
+    let verify = h.succeed_all(&allocated);
+    assert_eq!(h.state(), State::verifying_non_ingress());
+    assert_eq!(sends(&verify).len(), 4);
+    assert!(sends(&verify).iter().all(|(_, a)| *a == SbAction::Verify));
+
+    let ingress = h.succeed_all(&verify);
+    assert_eq!(h.state(), State::installing_ingress());
+    assert_eq!(sends(&ingress).len(), 2);
+
+    let verify_ingress = h.succeed_all(&ingress);
+    assert_eq!(h.state(), State::verifying_ingress());
+    assert_eq!(sends(&verify_ingress).len(), 2);
+
+    let done = h.succeed_all(&verify_ingress);
+    assert_eq!(h.state(), State::up());
+    assert!(h.state().is_finished());
+    assert_eq!(saved_status(&done), Some(FlowStatus::Up));
+}
+
+#[test]
+fn the_step_waits_for_every_command() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    let allocated = h.handle(OpEvent::Allocated(resources(3)));
+    let ids = sends(&allocated);
+    for (command_id, _) in &ids[..3] {
+        h.handle(OpEvent::CommandSucceeded { command_id: command_id.clone() });
+    }
+    assert_eq!(h.state(), State::installing_non_ingress());
+    // a duplicate of an answered command and an unknown one change nothing
+    h.handle(OpEvent::CommandSucceeded { command_id: ids[0].0.clone() });
+    h.handle(OpEvent::CommandSucceeded { command_id: "f1:0:99".into() });
+    assert_eq!(h.state(), State::installing_non_ingress());
+    h.handle(OpEvent::CommandSucceeded { command_id: ids[3].0.clone() });
+    assert_eq!(h.state(), State::verifying_non_ingress());
+}
+
+#[test]
+fn a_one_switch_flow_skips_the_non_ingress_steps() {
+    let mut h = Harness::new(1);
+    h.handle(OpEvent::Start);
+    let actions = h.handle(OpEvent::Allocated(resources(1)));
+    assert_eq!(h.state(), State::installing_ingress());
+    assert_eq!(sends(&actions).len(), 2);
+    let verify = h.succeed_all(&actions);
+    h.succeed_all(&verify);
+    assert_eq!(h.state(), State::up());
+}
+
+#[test]
+fn allocation_failure_answers_with_the_error_and_keeps_no_record() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    let error = ErrorBody::new(503, "no-path", "No path", "not enough bandwidth");
+    let actions = h.handle(OpEvent::AllocationFailed(error.clone()));
+    assert_eq!(h.state(), State::rejected());
+    assert!(h.state().is_finished());
+    assert!(actions.contains(&Action::Respond(NbResponse::Error { error })));
+    assert_eq!(saved_status(&actions), None);
+    assert!(!actions.contains(&Action::Free));
+}
+
+#[test]
+fn timeout_before_allocation_answers_and_releases_a_late_allocation() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    let actions = h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::releasing_allocation());
+    assert!(actions.iter().any(|a| matches!(a, Action::Respond(NbResponse::Error { error }) if error.status == 504)));
+    let late = h.handle(OpEvent::Allocated(resources(3)));
+    assert_eq!(late.first(), Some(&Action::Free));
+    assert_eq!(h.state(), State::rejected());
+}
+
+#[test]
+fn a_failed_allocation_after_the_timeout_needs_no_release() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    h.handle(OpEvent::Timeout);
+    let actions = h.handle(OpEvent::AllocationFailed(ErrorBody::new(404, "not-found", "x", "y")));
+    assert!(!actions.contains(&Action::Free));
+    assert_eq!(h.state(), State::rejected());
+}
+
+/// Every step that sends commands rolls back on a failed command and on the deadline.
+#[test]
+fn every_install_step_rolls_back_on_failure_and_on_timeout() {
+    let steps = [
+        (State::installing_non_ingress(), 4),
+        (State::verifying_non_ingress(), 4),
+        (State::installing_ingress(), 6),
+        (State::verifying_ingress(), 6),
+    ];
+    for (step, rules_sent) in steps {
+        for by_timeout in [false, true] {
+            let mut h = Harness::new(3);
+            let entered = h.drive_to(step.clone());
+            let event = if by_timeout {
+                OpEvent::Timeout
+            } else {
+                let (command_id, _) = sends(&entered)[0].clone();
+                OpEvent::CommandFailed { command_id, reason: "SWITCH_UNAVAILABLE after 3 attempts".into() }
+            };
+            let rollback = h.handle(event);
+            assert_eq!(h.state(), State::rolling_back(), "from {step:?}");
+            assert!(rollback.contains(&Action::Abandon));
+            assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
+            let removes = sends(&rollback);
+            assert_eq!(removes.len(), rules_sent, "from {step:?}: remove every rule an install was sent for");
+            assert!(removes.iter().all(|(_, a)| *a == SbAction::Remove));
+
+            let done = h.succeed_all(&rollback);
+            assert_eq!(h.state(), State::down(), "from {step:?}");
+            assert_eq!(done.first(), Some(&Action::Free));
+            let reason = done.iter().find_map(|a| match a {
+                Action::Save(r) => Some((r.status, r.status_info.clone(), r.resources.clone())),
+                _ => None,
+            });
+            let expected = if by_timeout { "flow create timed out" } else { "SWITCH_UNAVAILABLE after 3 attempts" };
+            assert_eq!(reason, Some((FlowStatus::Down, Some(expected.to_string()), None)));
+        }
+    }
+}
+
+#[test]
+fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
+    let mut h = Harness::new(3);
+    let entered = h.drive_to(State::installing_non_ingress());
+    let ids = sends(&entered);
+    let rollback = h.handle(OpEvent::CommandFailed { command_id: ids[0].0.clone(), reason: "x".into() });
+    h.handle(OpEvent::CommandSucceeded { command_id: ids[1].0.clone() });
+    assert_eq!(h.state(), State::rolling_back());
+    h.succeed_all(&rollback);
+    assert_eq!(h.state(), State::down());
+}
+
+#[test]
+fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
+    let mut h = Harness::new(3);
+    h.drive_to(State::installing_non_ingress());
+    let rollback = h.handle(OpEvent::Timeout);
+    let removes = sends(&rollback);
+    h.handle(OpEvent::CommandFailed { command_id: removes[0].0.clone(), reason: "SWITCH_UNAVAILABLE".into() });
+    let mut last = Vec::new();
+    for (command_id, _) in &removes[1..] {
+        last = h.handle(OpEvent::CommandSucceeded { command_id: command_id.clone() });
+    }
+    assert_eq!(h.state(), State::down());
+    let info = last.iter().find_map(|a| match a {
+        Action::Save(r) => r.status_info.clone(),
+        _ => None,
+    });
+    assert_eq!(info.as_deref(), Some("flow create timed out; rule removal failed: SWITCH_UNAVAILABLE"));
+}
+
+#[test]
+fn rollback_gives_up_waiting_at_its_own_deadline() {
+    let mut h = Harness::new(3);
+    h.drive_to(State::verifying_ingress());
+    h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::rolling_back());
+    let actions = h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::down());
+    assert!(actions.contains(&Action::Free));
+}
+
+#[test]
+fn every_transition_is_written_to_the_history() {
+    let mut h = Harness::new(3);
+    h.handle(OpEvent::Start);
+    let actions = h.handle(OpEvent::Allocated(resources(3)));
+    let history: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::History { event, from_state, to_state, .. } => Some((event.as_str(), from_state.as_str(), to_state.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(history, vec![("allocated", "Validating", "InstallingNonIngress")]);
+}
+
+#[test]
+fn finished_machines_ignore_further_events() {
+    let mut h = Harness::new(3);
+    h.drive_to(State::up());
+    for event in [OpEvent::Timeout, OpEvent::CommandFailed { command_id: "f1:1:1".into(), reason: "x".into() }] {
+        assert!(h.handle(event).is_empty());
+        assert_eq!(h.state(), State::up());
+    }
+}

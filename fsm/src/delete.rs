@@ -1,0 +1,111 @@
+//! Flow delete: remove every rule of the flow → free its resources → the record is gone.
+//! A switch that fails to remove a rule does not keep the flow alive: the failure goes to the
+//! history (a later sync or switch validation cleans up), the resources are freed regardless.
+
+use statig::prelude::*;
+
+use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
+use crate::segments::{flow_segments, FlowSegment};
+use crate::{FlowRecord, FlowStatus, NbResponse, SbAction};
+
+pub struct FlowDelete {
+    flow: FlowRecord,
+    timeouts: Timeouts,
+    segments: Vec<FlowSegment>,
+    commands: CommandBatch,
+    problems: Vec<String>,
+}
+
+impl FlowDelete {
+    pub fn new(flow: FlowRecord, timeouts: Timeouts, command_prefix: String) -> Self {
+        let segments = flow.resources.as_ref().map(|r| flow_segments(&flow.request, r)).unwrap_or_default();
+        FlowDelete { flow, timeouts, segments, commands: CommandBatch::new(command_prefix), problems: Vec::new() }
+    }
+}
+
+#[state_machine(
+    initial = "State::received()",
+    state(derive(Debug, Clone, PartialEq, Eq)),
+    after_transition = "Self::after_transition"
+)]
+impl FlowDelete {
+    #[state]
+    fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Start => {
+                context.push(Action::ArmDeadline { after_ms: self.timeouts.operation_ms });
+                self.flow = self.flow.changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
+                context.push(Action::Save(self.flow.clone()));
+                context.push(Action::Respond(NbResponse::Flow { flow: self.flow.clone() }));
+                if self.segments.is_empty() {
+                    Transition(State::deleted())
+                } else {
+                    Transition(State::removing_rules())
+                }
+            }
+            _ => Handled,
+        }
+    }
+
+    #[state(entry_action = "remove_rules")]
+    fn removing_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        let command_id = match event {
+            OpEvent::CommandSucceeded { command_id } => command_id,
+            OpEvent::CommandFailed { command_id, reason } => {
+                if self.commands.is_pending(command_id) {
+                    self.problems.push(reason.clone());
+                    context.details = reason.clone();
+                }
+                command_id
+            }
+            OpEvent::Timeout => {
+                context.details = "rule removal timed out".into();
+                context.push(Action::Abandon);
+                return Transition(State::deleted());
+            }
+            _ => return Handled,
+        };
+        match self.commands.complete(command_id) {
+            Completion::StepDone => Transition(State::deleted()),
+            Completion::Remaining | Completion::NotPending => Handled,
+        }
+    }
+
+    #[action]
+    fn remove_rules(&mut self, context: &mut OpContext) {
+        let all: Vec<usize> = (0..self.segments.len()).collect();
+        self.commands.send(context, SbAction::Remove, &self.segments, &all);
+    }
+
+    #[state(entry_action = "forget_flow")]
+    fn deleted(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn forget_flow(&mut self, context: &mut OpContext) {
+        if self.flow.resources.is_some() {
+            context.push(Action::Free);
+        }
+        if !self.problems.is_empty() {
+            context.details = format!("deleted with {} rule removal failure(s)", self.problems.len());
+        }
+        context.push(Action::Remove { version: self.flow.version + 1 });
+    }
+}
+
+impl FlowDelete {
+    fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
+        context.record_transition(source, target);
+    }
+}
+
+impl State {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, State::Deleted {})
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! What the per-flow state machines share: the events they take, the actions they ask for,
+//! and the bookkeeping of the southbound commands of one step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::segments::FlowSegment;
+use crate::{ErrorBody, FlowRecord, FlowRequest, NbResponse, Resources, SbAction};
+
+/// How long an operation may take, in logical milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    /// The whole operation, from start to UP/DOWN.
+    pub operation_ms: u64,
+    /// Removing rules after a failure: a second, shorter deadline so rollback cannot hang.
+    pub rollback_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { operation_ms: 30_000, rollback_ms: 10_000 }
+    }
+}
+
+/// What happens to an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpEvent {
+    Start,
+    Allocated(Resources),
+    AllocationFailed(ErrorBody),
+    CommandSucceeded { command_id: String },
+    CommandFailed { command_id: String, reason: String },
+    /// The operation's current deadline passed.
+    Timeout,
+}
+
+impl OpEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpEvent::Start => "start",
+            OpEvent::Allocated(_) => "allocated",
+            OpEvent::AllocationFailed(_) => "allocation_failed",
+            OpEvent::CommandSucceeded { .. } => "command_succeeded",
+            OpEvent::CommandFailed { .. } => "command_failed",
+            OpEvent::Timeout => "timeout",
+        }
+    }
+}
+
+/// A side effect a state machine asks the hub to carry out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Validate against the network and reserve path, cookie, VLAN, meters and bandwidth.
+    Allocate(FlowRequest),
+    /// Release everything reserved for the flow.
+    Free,
+    /// Hand a southbound command to the speaker worker.
+    Send { command_id: String, action: SbAction, segment: FlowSegment },
+    /// Forget the flow's commands still pending at the speaker: their answers no longer matter.
+    Abandon,
+    Respond(NbResponse),
+    Save(FlowRecord),
+    /// The flow record is gone (a finished delete).
+    Remove { version: u64 },
+    /// (Re)arm the operation's deadline, replacing the previous one.
+    ArmDeadline { after_ms: u64 },
+    History { event: String, from_state: String, to_state: String, details: String },
+}
+
+/// The external context a machine runs in: the logical time and the action sink.
+#[derive(Debug, Default)]
+pub struct OpContext {
+    pub now_ms: u64,
+    pub actions: Vec<Action>,
+    /// Set by a handler to explain the transition it makes, for the history.
+    pub details: String,
+    event: &'static str,
+}
+
+impl OpContext {
+    pub fn new(now_ms: u64) -> Self {
+        OpContext { now_ms, ..Default::default() }
+    }
+
+    pub fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    /// Notes the event being handled so the history can name it.
+    pub fn handling(&mut self, event: &OpEvent) {
+        self.event = event.name();
+    }
+
+    /// The history entry of a transition, built from the event and the handler's details.
+    pub fn record_transition(&mut self, from: &impl std::fmt::Debug, to: &impl std::fmt::Debug) {
+        let details = std::mem::take(&mut self.details);
+        self.actions.push(Action::History {
+            event: self.event.to_string(),
+            from_state: state_name(from),
+            to_state: state_name(to),
+            details,
+        });
+    }
+}
+
+/// `InstallingIngress {}` → `InstallingIngress`.
+fn state_name(state: &impl std::fmt::Debug) -> String {
+    let text = format!("{state:?}");
+    text.split([' ', '{', '(']).next().unwrap_or_default().to_string()
+}
+
+/// Whether a command result finished the step it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Not a command of the current step (late, or from an abandoned step).
+    NotPending,
+    Remaining,
+    StepDone,
+}
+
+/// The commands of the current step: ids are `{prefix}:{n}`, unique within the operation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandBatch {
+    prefix: String,
+    issued: u32,
+    pending: BTreeMap<String, usize>,
+}
+
+impl CommandBatch {
+    pub fn new(prefix: String) -> Self {
+        CommandBatch { prefix, issued: 0, pending: BTreeMap::new() }
+    }
+
+    /// Sends `action` for each of `segments[i]`, `i` in `indices`, as the new step.
+    pub fn send(&mut self, context: &mut OpContext, action: SbAction, segments: &[FlowSegment], indices: &[usize]) {
+        self.pending.clear();
+        for &index in indices {
+            self.issued += 1;
+            let command_id = format!("{}:{}", self.prefix, self.issued);
+            self.pending.insert(command_id.clone(), index);
+            context.push(Action::Send { command_id, action, segment: segments[index].clone() });
+        }
+    }
+
+    pub fn complete(&mut self, command_id: &str) -> Completion {
+        match self.pending.remove(command_id) {
+            None => Completion::NotPending,
+            Some(_) if self.pending.is_empty() => Completion::StepDone,
+            Some(_) => Completion::Remaining,
+        }
+    }
+
+    pub fn is_pending(&self, command_id: &str) -> bool {
+        self.pending.contains_key(command_id)
+    }
+
+    pub fn abandon(&mut self) {
+        self.pending.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segments::SegmentKind;
+    use crate::SwitchId;
+
+    #[test]
+    fn a_step_is_done_when_its_last_command_completes() {
+        let segment = FlowSegment {
+            switch_id: SwitchId(1),
+            kind: SegmentKind::Transit,
+            cookie: 1,
+            in_port: 1,
+            in_vlan: 2,
+            out_port: 3,
+            out_vlan: 2,
+            meter_id: None,
+            bandwidth: 0,
+        };
+        let mut context = OpContext::new(0);
+        let mut batch = CommandBatch::new("f:1".into());
+        batch.send(&mut context, SbAction::Install, &[segment.clone(), segment], &[0, 1]);
+        assert_eq!(context.actions.len(), 2);
+        assert_eq!(batch.complete("f:1:1"), Completion::Remaining);
+        assert_eq!(batch.complete("f:1:1"), Completion::NotPending);
+        assert_eq!(batch.complete("other"), Completion::NotPending);
+        assert_eq!(batch.complete("f:1:2"), Completion::StepDone);
+    }
+
+    #[test]
+    fn state_names_drop_the_fields() {
+        #[derive(Debug)]
+        struct InstallingIngress {}
+        assert_eq!(state_name(&InstallingIngress {}), "InstallingIngress");
+    }
+}
