@@ -1,3 +1,5 @@
 //! The spoke workers and the transports they talk over.
 
 pub mod bus;
+pub mod deadline;
+pub mod speaker;
