@@ -1,1 +1,9 @@
+//! The hubspoke topology: a timely dataflow with a hub operator (one state machine per flow),
+//! a speaker worker, a coordinator of deadlines and a resource allocator.
 
+pub mod allocator;
+pub mod coordinator;
+pub mod dataflow;
+pub mod hub;
+pub mod metrics;
+pub mod replay;

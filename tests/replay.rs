@@ -1,0 +1,51 @@
+//! Topology replay tests: each `tests/replay/NAME.input.jsonl` runs through a fresh topology
+//! and the output must equal `NAME.golden.jsonl` (sorted per timestamp). A `# network: SPEC`
+//! comment in the input picks the network. `UPDATE_GOLDEN=1 cargo test --test replay`
+//! rewrites the golden files; review their diff before committing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hubspoke_fsm::network::Network;
+use hubspoke_topology::dataflow::Settings;
+use hubspoke_topology::replay::{parse_input, replay, to_json_lines};
+
+fn case_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/replay")
+}
+
+fn run_case(name: &str) {
+    let input_path = case_dir().join(format!("{name}.input.jsonl"));
+    let golden_path = case_dir().join(format!("{name}.golden.jsonl"));
+    let text = std::fs::read_to_string(&input_path).expect("input log");
+    let spec = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# network: "))
+        .expect("a '# network: SPEC' line");
+    let network = Arc::new(Network::generate(spec.trim()).expect("valid spec").expect("generated network"));
+    let input = parse_input(&text).expect("valid input log");
+    let output = to_json_lines(&replay(&input, Settings::default(), network));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &output).expect("write golden");
+        return;
+    }
+    let golden = std::fs::read_to_string(&golden_path).expect("golden log (UPDATE_GOLDEN=1 to create)");
+    if output != golden {
+        let first_difference = output
+            .lines()
+            .zip(golden.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(output.lines().count().min(golden.lines().count()));
+        panic!(
+            "{name}: output differs from the golden file at line {}\n  got:      {}\n  expected: {}",
+            first_difference + 1,
+            output.lines().nth(first_difference).unwrap_or("<end>"),
+            golden.lines().nth(first_difference).unwrap_or("<end>"),
+        );
+    }
+}
+
+#[test]
+fn create_happy() {
+    run_case("create_happy");
+}

@@ -1,0 +1,312 @@
+//! The topology as a timely dataflow. Every flow-keyed operator (hub, speaker worker,
+//! coordinator) exchanges its inputs by flow id, so all state of one flow lives on one worker;
+//! the allocator runs on worker 0 so bandwidth is reserved in one place.
+//!
+//! ```text
+//! inbound ─┬─ nb requests ─► hub ◄── feedback(+1): allocations, speaker reports, hub timeouts
+//!          │                  ├─► allocator ──────────────► allocations
+//!          │                  ├─► speaker requests ─► speaker ◄── feedback(+1): speaker timeouts
+//!          └─ sb responses ─────────────────────────►    ├─► reports
+//!                             │                           ├─► sb commands (out)
+//!                             ├─► deadlines ─┬────────────┘ deadlines
+//!                             │              └─► coordinator ─► timeouts (hub / speaker)
+//!                             └─► nb responses, flow events (out)
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::operation::Timeouts;
+use hubspoke_fsm::{stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_spokes::deadline::{DeadlineRequest, TimerOwner, Timeout};
+use hubspoke_spokes::speaker::{RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pushers::Output;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, ConnectLoop, Concat, Feedback, InputCapability};
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::allocator::{AllocatorRequest, ResourcePool};
+use crate::coordinator::DeadlineTable;
+use crate::hub::{Hub, HubInput, HubOutput};
+use crate::metrics::Metrics;
+
+/// Logical time: milliseconds.
+pub type Time = u64;
+
+/// What enters the topology from the bus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Inbound {
+    NbRequest(Envelope<NbRequest>),
+    SbResponse(Envelope<SbResponse>),
+}
+
+/// The settings that shape the topology's behaviour (not its transport).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+}
+
+/// What leaves the topology for the bus.
+pub struct Outbound<'scope> {
+    pub sb_commands: StreamVec<'scope, Time, Envelope<SbCommand>>,
+    pub nb_responses: StreamVec<'scope, Time, Envelope<NbResponse>>,
+    pub flow_events: StreamVec<'scope, Time, Envelope<FlowEvent>>,
+}
+
+/// The worker a flow lives on is chosen by this hash of its id.
+pub fn route(flow_id: &str) -> u64 {
+    stable_hash(&[flow_id.as_bytes()])
+}
+
+pub fn build<'scope>(
+    scope: Scope<'scope, Time>,
+    inbound: StreamVec<'scope, Time, Inbound>,
+    settings: Settings,
+    network: Arc<Network>,
+    metrics: Arc<Metrics>,
+) -> Outbound<'scope> {
+    let nb_requests = inbound.clone().flat_map(|m| match m {
+        Inbound::NbRequest(envelope) => Some(envelope),
+        Inbound::SbResponse(_) => None,
+    });
+    let sb_responses = inbound.flat_map(|m| match m {
+        Inbound::SbResponse(envelope) => Some(envelope),
+        Inbound::NbRequest(_) => None,
+    });
+    let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
+    let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout>>(1);
+
+    let hub = hub_operator(scope.clone(), nb_requests, hub_feedback, settings.timeouts, metrics.clone());
+    let allocations = allocator_operator(hub.allocator, network);
+    let speaker = speaker_operator(scope, hub.speaker, sb_responses, speaker_timeouts, settings.retry, metrics.clone());
+    let timeouts = coordinator_operator(hub.deadlines.concat(speaker.deadlines), metrics);
+
+    let hub_timeouts = timeouts.clone().flat_map(|t| match t.key.owner {
+        TimerOwner::Hub => Some(HubInput::Timeout { flow_id: t.key.flow_id, generation: t.generation }),
+        TimerOwner::Speaker => None,
+    });
+    timeouts.flat_map(|t| (t.key.owner == TimerOwner::Speaker).then_some(t)).connect_loop(speaker_loop);
+    allocations.concat(speaker.reports).concat(hub_timeouts).connect_loop(hub_loop);
+
+    Outbound { sb_commands: speaker.commands, nb_responses: hub.responses, flow_events: hub.events }
+}
+
+/// Sends `data` on `output` at the input's time, if there is any.
+fn ship<D: 'static>(output: &mut Output<Time, Vec<D>>, input: &InputCapability<Time>, data: &mut Vec<D>) {
+    if data.is_empty() {
+        return;
+    }
+    if let Some(capability) = input.retain_least(output.output_index()) {
+        output.activate().give(&capability, data);
+    }
+    data.clear();
+}
+
+struct HubStreams<'scope> {
+    speaker: StreamVec<'scope, Time, SpeakerRequest>,
+    allocator: StreamVec<'scope, Time, AllocatorRequest>,
+    deadlines: StreamVec<'scope, Time, DeadlineRequest>,
+    responses: StreamVec<'scope, Time, Envelope<NbResponse>>,
+    events: StreamVec<'scope, Time, Envelope<FlowEvent>>,
+}
+
+/// Per-output buffers of the hub, filled from its outputs in one pass.
+#[derive(Default)]
+struct HubBuffers {
+    speaker: Vec<SpeakerRequest>,
+    allocator: Vec<AllocatorRequest>,
+    deadlines: Vec<DeadlineRequest>,
+    responses: Vec<Envelope<NbResponse>>,
+    events: Vec<Envelope<FlowEvent>>,
+}
+
+impl HubBuffers {
+    fn sort(&mut self, outputs: &mut Vec<HubOutput>) {
+        for output in outputs.drain(..) {
+            match output {
+                HubOutput::Speaker(x) => self.speaker.push(x),
+                HubOutput::Allocator(x) => self.allocator.push(x),
+                HubOutput::Deadline(x) => self.deadlines.push(x),
+                HubOutput::Response(x) => self.responses.push(x),
+                HubOutput::Event(x) => self.events.push(x),
+            }
+        }
+    }
+}
+
+fn hub_operator<'scope>(
+    scope: Scope<'scope, Time>,
+    requests: StreamVec<'scope, Time, Envelope<NbRequest>>,
+    feedback: StreamVec<'scope, Time, HubInput>,
+    timeouts: Timeouts,
+    metrics: Arc<Metrics>,
+) -> HubStreams<'scope> {
+    let mut builder = OperatorBuilder::new("Hub".to_owned(), scope);
+    let mut requests = builder.new_input(requests, Exchange::new(|e: &Envelope<NbRequest>| route(e.payload.flow_id())));
+    let mut feedback = builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));
+    let (mut speaker_out, speaker) = builder.new_output();
+    let (mut allocator_out, allocator) = builder.new_output();
+    let (mut deadlines_out, deadlines) = builder.new_output();
+    let (mut responses_out, responses) = builder.new_output();
+    let (mut events_out, events) = builder.new_output();
+    builder.build(move |_initial_capabilities| {
+        let mut hub = Hub::new(timeouts, metrics);
+        let mut outputs = Vec::new();
+        let mut buffers = HubBuffers::default();
+        move |_frontiers| {
+            let mut flush = |capability: &InputCapability<Time>, outputs: &mut Vec<HubOutput>| {
+                buffers.sort(outputs);
+                ship(&mut speaker_out, capability, &mut buffers.speaker);
+                ship(&mut allocator_out, capability, &mut buffers.allocator);
+                ship(&mut deadlines_out, capability, &mut buffers.deadlines);
+                ship(&mut responses_out, capability, &mut buffers.responses);
+                ship(&mut events_out, capability, &mut buffers.events);
+            };
+            requests.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for envelope in data.flat_map(|batch| batch.drain(..)) {
+                    hub.request(now, envelope, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
+            feedback.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for input in data.flat_map(|batch| batch.drain(..)) {
+                    hub.input(now, input, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
+        }
+    });
+    HubStreams { speaker, allocator, deadlines, responses, events }
+}
+
+fn allocator_operator<'scope>(
+    requests: StreamVec<'scope, Time, AllocatorRequest>,
+    network: Arc<Network>,
+) -> StreamVec<'scope, Time, HubInput> {
+    requests.unary(Exchange::new(|_: &AllocatorRequest| 0), "Allocator", move |_capability, _info| {
+        let mut pool = ResourcePool::new(network);
+        move |input, output| {
+            input.for_each_stamp(|capability, data| {
+                let mut session = output.session(&capability);
+                for request in data.flat_map(|batch| batch.drain(..)) {
+                    if let Some(result) = pool.handle(request) {
+                        session.give(HubInput::Allocation(result));
+                    }
+                }
+            });
+        }
+    })
+}
+
+struct SpeakerStreams<'scope> {
+    commands: StreamVec<'scope, Time, Envelope<SbCommand>>,
+    reports: StreamVec<'scope, Time, HubInput>,
+    deadlines: StreamVec<'scope, Time, DeadlineRequest>,
+}
+
+fn speaker_operator<'scope>(
+    scope: Scope<'scope, Time>,
+    requests: StreamVec<'scope, Time, SpeakerRequest>,
+    responses: StreamVec<'scope, Time, Envelope<SbResponse>>,
+    timeouts: StreamVec<'scope, Time, Timeout>,
+    policy: RetryPolicy,
+    metrics: Arc<Metrics>,
+) -> SpeakerStreams<'scope> {
+    let mut builder = OperatorBuilder::new("Speaker".to_owned(), scope);
+    let mut requests = builder.new_input(requests, Exchange::new(|r: &SpeakerRequest| route(r.flow_id())));
+    let mut responses = builder.new_input(responses, Exchange::new(|e: &Envelope<SbResponse>| route(&e.key)));
+    let mut timeouts = builder.new_input(timeouts, Exchange::new(|t: &Timeout| route(&t.key.flow_id)));
+    let (mut commands_out, commands) = builder.new_output();
+    let (mut reports_out, reports) = builder.new_output();
+    let (mut deadlines_out, deadlines) = builder.new_output();
+    builder.build(move |_initial_capabilities| {
+        let mut worker = SpeakerWorker::new(policy);
+        let mut reported = SpeakerStats::default();
+        let mut outputs = Vec::new();
+        let (mut commands_buf, mut reports_buf, mut deadlines_buf) = (Vec::new(), Vec::new(), Vec::new());
+        move |_frontiers| {
+            let mut flush = |capability: &InputCapability<Time>, outputs: &mut Vec<SpeakerOutput>| {
+                for output in outputs.drain(..) {
+                    match output {
+                        SpeakerOutput::Command(c) => commands_buf.push(c),
+                        SpeakerOutput::Report(r) => reports_buf.push(HubInput::Report(r)),
+                        SpeakerOutput::Deadline(d) => deadlines_buf.push(d),
+                    }
+                }
+                ship(&mut commands_out, capability, &mut commands_buf);
+                ship(&mut reports_out, capability, &mut reports_buf);
+                ship(&mut deadlines_out, capability, &mut deadlines_buf);
+            };
+            requests.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for request in data.flat_map(|batch| batch.drain(..)) {
+                    worker.request(now, request, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
+            responses.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for envelope in data.flat_map(|batch| batch.drain(..)) {
+                    worker.response(now, &envelope.payload, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
+            timeouts.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for timeout in data.flat_map(|batch| batch.drain(..)) {
+                    worker.timeout(now, &timeout.key, timeout.generation, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
+            let stats = worker.stats();
+            metrics.sb_commands_sent.add(stats.commands_sent - reported.commands_sent);
+            metrics.sb_retries.add(stats.retries - reported.retries);
+            metrics.sb_commands_failed.add(stats.commands_failed - reported.commands_failed);
+            metrics.sb_responses_dropped.add(stats.responses_dropped - reported.responses_dropped);
+            reported = stats;
+        }
+    });
+    SpeakerStreams { commands, reports, deadlines }
+}
+
+fn coordinator_operator<'scope>(
+    requests: StreamVec<'scope, Time, DeadlineRequest>,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, Time, Timeout> {
+    let pact = Exchange::new(|d: &DeadlineRequest| route(&d.key().flow_id));
+    requests.unary_frontier(pact, "Coordinator", move |_capability, _info| {
+        let mut table = DeadlineTable::default();
+        let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else { return };
+                for request in data.flat_map(|batch| batch.drain(..)) {
+                    let (added, emptied) = table.apply(now, request);
+                    if let Some(at) = added {
+                        held.entry(at).or_insert_with(|| capability.delayed(&at, 0));
+                    }
+                    if let Some(at) = emptied {
+                        held.remove(&at);
+                    }
+                }
+            });
+            while let Some(entry) = held.first_entry() {
+                if frontier.frontier().less_equal(entry.key()) {
+                    break;
+                }
+                let (at, capability) = entry.remove_entry();
+                let due = table.take_due(at);
+                metrics.deadlines_fired.add(due.len() as u64);
+                output.session(&capability).give_iterator(due.into_iter());
+            }
+        }
+    })
+}

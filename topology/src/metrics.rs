@@ -1,0 +1,67 @@
+//! Counters shared by the workers of a topology, rendered in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! metrics {
+    ($($name:ident: $help:literal,)*) => {
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $(pub $name: Counter,)*
+        }
+
+        impl Metrics {
+            pub fn render(&self) -> String {
+                let mut text = String::new();
+                $(
+                    let _ = writeln!(text, "# HELP hubspoke_{} {}", stringify!($name), $help);
+                    let _ = writeln!(text, "# TYPE hubspoke_{} counter", stringify!($name));
+                    let _ = writeln!(text, "hubspoke_{} {}", stringify!($name), self.$name.get());
+                )*
+                text
+            }
+        }
+    };
+}
+
+metrics! {
+    requests_rejected: "Northbound requests refused before an operation started.",
+    operations_started: "Flow operations (create, delete) started by the hub.",
+    operations_finished: "Flow operations that reached a final state.",
+    operation_timeouts: "Operation deadlines that fired while the operation was in flight.",
+    deadlines_fired: "Deadlines the coordinator fired (hub and speaker).",
+    sb_commands_sent: "Southbound commands sent, retries included.",
+    sb_retries: "Southbound command attempts after the first.",
+    sb_commands_failed: "Southbound commands given up on.",
+    sb_responses_dropped: "Southbound responses dropped as late, duplicate or abandoned.",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics.sb_retries.add(3);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE hubspoke_sb_retries counter\nhubspoke_sb_retries 3\n"), "{text}");
+    }
+}
