@@ -22,14 +22,19 @@ fn run_case(name: &str) {
         .lines()
         .find_map(|line| line.strip_prefix("# network: "))
         .expect("a '# network: SPEC' line");
-    let network = Arc::new(Network::generate(spec.trim()).expect("valid spec").expect("generated network"));
+    let network = Arc::new(
+        Network::generate(spec.trim())
+            .expect("valid spec")
+            .expect("generated network"),
+    );
     let input = parse_input(&text).expect("valid input log");
     let output = to_json_lines(&replay(&input, Settings::default(), network));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden_path, &output).expect("write golden");
         return;
     }
-    let golden = std::fs::read_to_string(&golden_path).expect("golden log (UPDATE_GOLDEN=1 to create)");
+    let golden =
+        std::fs::read_to_string(&golden_path).expect("golden log (UPDATE_GOLDEN=1 to create)");
     if output != golden {
         let first_difference = output
             .lines()

@@ -34,7 +34,9 @@ impl FlowCreate {
     }
 
     fn indices(&self, ingress: bool) -> Vec<usize> {
-        (0..self.segments.len()).filter(|&i| self.segments[i].kind.is_ingress() == ingress).collect()
+        (0..self.segments.len())
+            .filter(|&i| self.segments[i].kind.is_ingress() == ingress)
+            .collect()
     }
 
     fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
@@ -42,7 +44,8 @@ impl FlowCreate {
         if action == SbAction::Install {
             self.sent.extend(&indices);
         }
-        self.commands.send(context, action, &self.segments, &indices);
+        self.commands
+            .send(context, action, &self.segments, &indices);
     }
 
     /// Moves to `next` when the event completes the current step.
@@ -84,7 +87,9 @@ impl FlowCreate {
     fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::Start => {
-                context.push(Action::ArmDeadline { after_ms: self.timeouts.operation_ms });
+                context.push(Action::ArmDeadline {
+                    after_ms: self.timeouts.operation_ms,
+                });
                 context.push(Action::Allocate(self.flow.request.clone()));
                 Transition(State::validating())
             }
@@ -98,9 +103,13 @@ impl FlowCreate {
         match event {
             OpEvent::Allocated(resources) => {
                 self.segments = flow_segments(&self.flow.request, resources);
-                self.flow = self.flow.changed(context.now_ms, |r| r.resources = Some(resources.clone()));
+                self.flow = self
+                    .flow
+                    .changed(context.now_ms, |r| r.resources = Some(resources.clone()));
                 context.push(Action::Save(self.flow.clone()));
-                context.push(Action::Respond(NbResponse::Flow { flow: self.flow.clone() }));
+                context.push(Action::Respond(NbResponse::Flow {
+                    flow: self.flow.clone(),
+                }));
                 if self.indices(false).is_empty() {
                     Transition(State::installing_ingress())
                 } else {
@@ -163,7 +172,9 @@ impl FlowCreate {
     #[superstate]
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
-            OpEvent::CommandFailed { command_id, reason } if self.commands.is_pending(command_id) => {
+            OpEvent::CommandFailed { command_id, reason }
+                if self.commands.is_pending(command_id) =>
+            {
                 self.roll_back(context, reason.clone())
             }
             OpEvent::Timeout => self.roll_back(context, "flow create timed out".into()),
@@ -216,9 +227,12 @@ impl FlowCreate {
 
     #[action]
     fn remove_sent_rules(&mut self, context: &mut OpContext) {
-        context.push(Action::ArmDeadline { after_ms: self.timeouts.rollback_ms });
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.rollback_ms,
+        });
         let sent: Vec<usize> = self.sent.iter().copied().collect();
-        self.commands.send(context, SbAction::Remove, &self.segments, &sent);
+        self.commands
+            .send(context, SbAction::Remove, &self.segments, &sent);
     }
 
     #[state(entry_action = "mark_up")]
@@ -244,7 +258,10 @@ impl FlowCreate {
 
     #[action]
     fn mark_down(&mut self, context: &mut OpContext) {
-        let reason = self.failure.clone().unwrap_or_else(|| "flow create failed".into());
+        let reason = self
+            .failure
+            .clone()
+            .unwrap_or_else(|| "flow create failed".into());
         context.push(Action::Free);
         self.flow = self.flow.changed(context.now_ms, |r| {
             r.status = FlowStatus::Down;

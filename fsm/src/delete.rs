@@ -18,8 +18,18 @@ pub struct FlowDelete {
 
 impl FlowDelete {
     pub fn new(flow: FlowRecord, timeouts: Timeouts, command_prefix: String) -> Self {
-        let segments = flow.resources.as_ref().map(|r| flow_segments(&flow.request, r)).unwrap_or_default();
-        FlowDelete { flow, timeouts, segments, commands: CommandBatch::new(command_prefix), problems: Vec::new() }
+        let segments = flow
+            .resources
+            .as_ref()
+            .map(|r| flow_segments(&flow.request, r))
+            .unwrap_or_default();
+        FlowDelete {
+            flow,
+            timeouts,
+            segments,
+            commands: CommandBatch::new(command_prefix),
+            problems: Vec::new(),
+        }
     }
 }
 
@@ -33,10 +43,16 @@ impl FlowDelete {
     fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::Start => {
-                context.push(Action::ArmDeadline { after_ms: self.timeouts.operation_ms });
-                self.flow = self.flow.changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
+                context.push(Action::ArmDeadline {
+                    after_ms: self.timeouts.operation_ms,
+                });
+                self.flow = self
+                    .flow
+                    .changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
                 context.push(Action::Save(self.flow.clone()));
-                context.push(Action::Respond(NbResponse::Flow { flow: self.flow.clone() }));
+                context.push(Action::Respond(NbResponse::Flow {
+                    flow: self.flow.clone(),
+                }));
                 if self.segments.is_empty() {
                     Transition(State::deleted())
                 } else {
@@ -74,7 +90,8 @@ impl FlowDelete {
     #[action]
     fn remove_rules(&mut self, context: &mut OpContext) {
         let all: Vec<usize> = (0..self.segments.len()).collect();
-        self.commands.send(context, SbAction::Remove, &self.segments, &all);
+        self.commands
+            .send(context, SbAction::Remove, &self.segments, &all);
     }
 
     #[state(entry_action = "forget_flow")]
@@ -89,9 +106,14 @@ impl FlowDelete {
             context.push(Action::Free);
         }
         if !self.problems.is_empty() {
-            context.details = format!("deleted with {} rule removal failure(s)", self.problems.len());
+            context.details = format!(
+                "deleted with {} rule removal failure(s)",
+                self.problems.len()
+            );
         }
-        context.push(Action::Remove { version: self.flow.version + 1 });
+        context.push(Action::Remove {
+            version: self.flow.version + 1,
+        });
     }
 }
 

@@ -18,8 +18,19 @@ pub struct Envelope<P> {
 }
 
 impl<P> Envelope<P> {
-    pub fn new(correlation_id: impl Into<String>, key: impl Into<String>, created_at_ms: u64, payload: P) -> Self {
-        Envelope { correlation_id: correlation_id.into(), key: key.into(), created_at_ms, deadline_ms: None, payload }
+    pub fn new(
+        correlation_id: impl Into<String>,
+        key: impl Into<String>,
+        created_at_ms: u64,
+        payload: P,
+    ) -> Self {
+        Envelope {
+            correlation_id: correlation_id.into(),
+            key: key.into(),
+            created_at_ms,
+            deadline_ms: None,
+            payload,
+        }
     }
 
     /// A new envelope for a message caused by this one: same correlation id.
@@ -55,7 +66,12 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn new(status: u16, error_type: &str, error_message: impl Into<String>, error_description: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        error_type: &str,
+        error_message: impl Into<String>,
+        error_description: impl Into<String>,
+    ) -> Self {
         ErrorBody {
             status,
             error_type: error_type.to_string(),
@@ -129,9 +145,17 @@ pub struct SbResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FlowEvent {
-    Updated { flow: FlowRecord },
-    Removed { flow_id: FlowId, version: u64 },
-    History { flow_id: FlowId, entry: HistoryEntry },
+    Updated {
+        flow: FlowRecord,
+    },
+    Removed {
+        flow_id: FlowId,
+        version: u64,
+    },
+    History {
+        flow_id: FlowId,
+        entry: HistoryEntry,
+    },
 }
 
 #[cfg(test)]
@@ -151,8 +175,16 @@ mod tests {
     fn request() -> FlowRequest {
         FlowRequest {
             flow_id: "flow-1".into(),
-            source: FlowEndpoint { switch_id: SwitchId(1), port_number: 10, vlan_id: 100 },
-            destination: FlowEndpoint { switch_id: SwitchId(3), port_number: 11, vlan_id: 0 },
+            source: FlowEndpoint {
+                switch_id: SwitchId(1),
+                port_number: 10,
+                vlan_id: 100,
+            },
+            destination: FlowEndpoint {
+                switch_id: SwitchId(3),
+                port_number: 11,
+                vlan_id: 0,
+            },
             maximum_bandwidth: 10_000,
             description: "a flow".into(),
         }
@@ -174,30 +206,70 @@ mod tests {
 
     #[test]
     fn northbound_messages_round_trip() {
-        let mut envelope = Envelope::new("corr-1", "flow-1", 42, NbRequest::CreateFlow { flow: request() });
+        let mut envelope = Envelope::new(
+            "corr-1",
+            "flow-1",
+            42,
+            NbRequest::CreateFlow { flow: request() },
+        );
         envelope.deadline_ms = Some(100);
         let json = round_trip(envelope);
         assert!(json.contains(r#""type":"create_flow""#), "{json}");
-        assert!(json.contains(r#""switch_id":"00:00:00:00:00:00:00:01""#), "{json}");
-        round_trip(Envelope::new("c", "flow-1", 1, NbRequest::DeleteFlow { flow_id: "flow-1".into() }));
+        assert!(
+            json.contains(r#""switch_id":"00:00:00:00:00:00:00:01""#),
+            "{json}"
+        );
+        round_trip(Envelope::new(
+            "c",
+            "flow-1",
+            1,
+            NbRequest::DeleteFlow {
+                flow_id: "flow-1".into(),
+            },
+        ));
         let record = FlowRecord::new(request(), 7);
-        let json = round_trip(Envelope::new("c", "flow-1", 1, NbResponse::Flow { flow: record }));
+        let json = round_trip(Envelope::new(
+            "c",
+            "flow-1",
+            1,
+            NbResponse::Flow { flow: record },
+        ));
         assert!(json.contains(r#""status":"IN_PROGRESS""#), "{json}");
-        round_trip(NbResponse::Error { error: ErrorBody::new(404, "not-found", "Switch not found", "no such switch") });
+        round_trip(NbResponse::Error {
+            error: ErrorBody::new(404, "not-found", "Switch not found", "no such switch"),
+        });
     }
 
     #[test]
     fn southbound_messages_round_trip() {
         for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
-            round_trip(Envelope::new("c", "flow-1", 1, SbCommand { command_id: "flow-1:1:1".into(), attempt: 2, action, segment: segment() }));
+            round_trip(Envelope::new(
+                "c",
+                "flow-1",
+                1,
+                SbCommand {
+                    command_id: "flow-1:1:1".into(),
+                    attempt: 2,
+                    action,
+                    segment: segment(),
+                },
+            ));
         }
-        let ok = round_trip(SbResponse { command_id: "x".into(), attempt: 1, switch_id: SwitchId(2), outcome: SbOutcome::Success });
+        let ok = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 1,
+            switch_id: SwitchId(2),
+            outcome: SbOutcome::Success,
+        });
         assert!(ok.contains(r#""result":"success""#), "{ok}");
         let err = round_trip(SbResponse {
             command_id: "x".into(),
             attempt: 3,
             switch_id: SwitchId(2),
-            outcome: SbOutcome::Error { code: SbErrorCode::TableFull, message: "full".into() },
+            outcome: SbOutcome::Error {
+                code: SbErrorCode::TableFull,
+                message: "full".into(),
+            },
         });
         assert!(err.contains(r#""code":"TABLE_FULL""#), "{err}");
     }
@@ -206,7 +278,10 @@ mod tests {
     fn flow_events_round_trip() {
         let record = FlowRecord::new(request(), 7).changed(9, |r| r.status = FlowStatus::Down);
         round_trip(FlowEvent::Updated { flow: record });
-        round_trip(FlowEvent::Removed { flow_id: "f".into(), version: 3 });
+        round_trip(FlowEvent::Removed {
+            flow_id: "f".into(),
+            version: 3,
+        });
         round_trip(FlowEvent::History {
             flow_id: "f".into(),
             entry: HistoryEntry {
@@ -223,7 +298,12 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_not_panicked_on() {
-        for bad in ["", "{}", "[1]", r#"{"correlation_id":"c","key":"k","created_at_ms":1,"payload":{"type":"nope"}}"#] {
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"correlation_id":"c","key":"k","created_at_ms":1,"payload":{"type":"nope"}}"#,
+        ] {
             assert!(serde_json::from_str::<Envelope<NbRequest>>(bad).is_err());
             assert!(serde_json::from_str::<Envelope<SbResponse>>(bad).is_err());
         }

@@ -59,7 +59,10 @@ pub fn validate_flow_id(flow_id: &str) -> Result<(), String> {
     if flow_id.is_empty() || flow_id.len() > MAX_FLOW_ID_LEN {
         return Err(format!("flow_id must be 1 to {MAX_FLOW_ID_LEN} characters"));
     }
-    if !flow_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+    if !flow_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
         return Err("flow_id may only contain letters, digits, '-', '_', '.' and ':'".to_string());
     }
     Ok(())
@@ -172,8 +175,16 @@ mod tests {
     fn request() -> FlowRequest {
         FlowRequest {
             flow_id: "f1".into(),
-            source: FlowEndpoint { switch_id: SwitchId(1), port_number: 10, vlan_id: 100 },
-            destination: FlowEndpoint { switch_id: SwitchId(2), port_number: 10, vlan_id: 0 },
+            source: FlowEndpoint {
+                switch_id: SwitchId(1),
+                port_number: 10,
+                vlan_id: 100,
+            },
+            destination: FlowEndpoint {
+                switch_id: SwitchId(2),
+                port_number: 10,
+                vlan_id: 0,
+            },
             maximum_bandwidth: 1000,
             description: String::new(),
         }
@@ -194,7 +205,10 @@ mod tests {
         assert!(r.validate().unwrap_err().contains("source.vlan_id"));
         let mut r = request();
         r.destination.port_number = 0;
-        assert!(r.validate().unwrap_err().contains("destination.port_number"));
+        assert!(r
+            .validate()
+            .unwrap_err()
+            .contains("destination.port_number"));
         let mut r = request();
         r.destination = r.source.clone();
         assert!(r.validate().unwrap_err().contains("same endpoint"));
@@ -204,6 +218,9 @@ mod tests {
     fn record_changes_bump_the_version() {
         let record = FlowRecord::new(request(), 5);
         let next = record.changed(9, |r| r.status = FlowStatus::Up);
-        assert_eq!((next.version, next.last_updated_ms, next.status), (2, 9, FlowStatus::Up));
+        assert_eq!(
+            (next.version, next.last_updated_ms, next.status),
+            (2, 9, FlowStatus::Up)
+        );
     }
 }

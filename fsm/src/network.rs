@@ -28,7 +28,9 @@ pub struct Link {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetworkError {
-    #[error("unknown network spec {0:?}: expected grid:RxC, mesh:N, ring:N, linear:N or a JSON file")]
+    #[error(
+        "unknown network spec {0:?}: expected grid:RxC, mesh:N, ring:N, linear:N or a JSON file"
+    )]
     UnknownSpec(String),
     #[error("invalid network spec {spec:?}: {reason}")]
     InvalidSpec { spec: String, reason: String },
@@ -60,7 +62,10 @@ impl Network {
         let Some((kind, size)) = spec.split_once(':') else {
             return Ok(None);
         };
-        let invalid = |reason: &str| NetworkError::InvalidSpec { spec: spec.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| NetworkError::InvalidSpec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
         let count = |text: &str| -> Result<u64, NetworkError> {
             match text.parse::<u64>() {
                 Ok(n) if (1..=1000).contains(&n) => Ok(n),
@@ -69,7 +74,9 @@ impl Network {
         };
         let pairs: Vec<(u64, u64)> = match kind {
             "grid" => {
-                let (rows, cols) = size.split_once('x').ok_or_else(|| invalid("expected grid:RxC"))?;
+                let (rows, cols) = size
+                    .split_once('x')
+                    .ok_or_else(|| invalid("expected grid:RxC"))?;
                 let (rows, cols) = (count(rows)?, count(cols)?);
                 let id = |r: u64, c: u64| r * cols + c + 1;
                 let mut pairs = Vec::new();
@@ -83,11 +90,15 @@ impl Network {
                         }
                     }
                 }
-                return Self::from_pairs(rows * cols, &pairs).map(Some).map_err(|e| invalid(&e));
+                return Self::from_pairs(rows * cols, &pairs)
+                    .map(Some)
+                    .map_err(|e| invalid(&e));
             }
             "mesh" => {
                 let n = count(size)?;
-                (1..=n).flat_map(|a| (a + 1..=n).map(move |b| (a, b))).collect()
+                (1..=n)
+                    .flat_map(|a| (a + 1..=n).map(move |b| (a, b)))
+                    .collect()
             }
             "ring" => {
                 let n = count(size)?;
@@ -106,7 +117,9 @@ impl Network {
             "mesh" | "ring" | "linear" => count(size)?,
             _ => unreachable!("grid returned above, unknown kinds rejected"),
         };
-        Self::from_pairs(switches, &pairs).map(Some).map_err(|e| invalid(&e))
+        Self::from_pairs(switches, &pairs)
+            .map(Some)
+            .map_err(|e| invalid(&e))
     }
 
     /// Switches `1..=count`, a link per pair, ports numbered in order of appearance.
@@ -115,53 +128,96 @@ impl Network {
         let mut take_port = |switch: u64| -> Result<u32, String> {
             let port = next_port.entry(switch).or_insert(1);
             if *port > DEFAULT_SWITCH_PORTS {
-                return Err(format!("switch {switch} would need more than {DEFAULT_SWITCH_PORTS} ISL ports"));
+                return Err(format!(
+                    "switch {switch} would need more than {DEFAULT_SWITCH_PORTS} ISL ports"
+                ));
             }
             *port += 1;
             Ok(*port - 1)
         };
         let mut links = Vec::new();
         for &(a, b) in pairs {
-            let isl = Isl { src_switch: SwitchId(a), src_port: take_port(a)?, dst_switch: SwitchId(b), dst_port: take_port(b)? };
-            links.push(Link { isl, capacity: DEFAULT_LINK_CAPACITY_KBPS });
+            let isl = Isl {
+                src_switch: SwitchId(a),
+                src_port: take_port(a)?,
+                dst_switch: SwitchId(b),
+                dst_port: take_port(b)?,
+            };
+            links.push(Link {
+                isl,
+                capacity: DEFAULT_LINK_CAPACITY_KBPS,
+            });
         }
-        let switches = (1..=count).map(|n| SwitchInfo { switch_id: SwitchId(n), ports: DEFAULT_SWITCH_PORTS }).collect();
+        let switches = (1..=count)
+            .map(|n| SwitchInfo {
+                switch_id: SwitchId(n),
+                ports: DEFAULT_SWITCH_PORTS,
+            })
+            .collect();
         Network::new(switches, links).map_err(|e| e.to_string())
     }
 
     /// Reads the JSON form: `{"switches": [{"switch_id", "ports"}], "links": [{"src_switch",
     /// "src_port", "dst_switch", "dst_port", "capacity"}]}`; each link is used in both directions.
     pub fn from_json(text: &str) -> Result<Network, NetworkError> {
-        let parsed: NetworkJson = serde_json::from_str(text).map_err(|e| NetworkError::InvalidJson(e.to_string()))?;
+        let parsed: NetworkJson =
+            serde_json::from_str(text).map_err(|e| NetworkError::InvalidJson(e.to_string()))?;
         Network::new(parsed.switches, parsed.links)
     }
 
     /// Builds a network from switches and bidirectional links, checking that they fit together.
-    pub fn new(switches: Vec<SwitchInfo>, bidirectional: Vec<Link>) -> Result<Network, NetworkError> {
+    pub fn new(
+        switches: Vec<SwitchInfo>,
+        bidirectional: Vec<Link>,
+    ) -> Result<Network, NetworkError> {
         let invalid = |reason: String| NetworkError::InvalidJson(reason);
         let mut network = Network::default();
         for switch in switches {
-            if network.switches.insert(switch.switch_id, switch.clone()).is_some() {
-                return Err(invalid(format!("switch {} is listed twice", switch.switch_id)));
+            if network
+                .switches
+                .insert(switch.switch_id, switch.clone())
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "switch {} is listed twice",
+                    switch.switch_id
+                )));
             }
         }
         for link in bidirectional {
             for isl in [link.isl, link.isl.reversed()] {
-                let switch = network
-                    .switches
-                    .get(&isl.src_switch)
-                    .ok_or_else(|| invalid(format!("link uses unknown switch {}", isl.src_switch)))?;
+                let switch = network.switches.get(&isl.src_switch).ok_or_else(|| {
+                    invalid(format!("link uses unknown switch {}", isl.src_switch))
+                })?;
                 if isl.src_port == 0 || isl.src_port > switch.ports {
-                    return Err(invalid(format!("switch {} has no port {}", isl.src_switch, isl.src_port)));
+                    return Err(invalid(format!(
+                        "switch {} has no port {}",
+                        isl.src_switch, isl.src_port
+                    )));
                 }
                 if isl.src_switch == isl.dst_switch {
                     return Err(invalid(format!("link loops on switch {}", isl.src_switch)));
                 }
-                if !network.isl_ports.entry(isl.src_switch).or_default().insert(isl.src_port) {
-                    return Err(invalid(format!("port {} of switch {} has two links", isl.src_port, isl.src_switch)));
+                if !network
+                    .isl_ports
+                    .entry(isl.src_switch)
+                    .or_default()
+                    .insert(isl.src_port)
+                {
+                    return Err(invalid(format!(
+                        "port {} of switch {} has two links",
+                        isl.src_port, isl.src_switch
+                    )));
                 }
-                network.outgoing.entry(isl.src_switch).or_default().push(network.links.len());
-                network.links.push(Link { isl, capacity: link.capacity });
+                network
+                    .outgoing
+                    .entry(isl.src_switch)
+                    .or_default()
+                    .push(network.links.len());
+                network.links.push(Link {
+                    isl,
+                    capacity: link.capacity,
+                });
             }
         }
         Ok(network)
@@ -181,13 +237,17 @@ impl Network {
     }
 
     pub fn is_isl_port(&self, switch_id: SwitchId, port: u32) -> bool {
-        self.isl_ports.get(&switch_id).is_some_and(|ports| ports.contains(&port))
+        self.isl_ports
+            .get(&switch_id)
+            .is_some_and(|ports| ports.contains(&port))
     }
 
     /// Ports of a switch that carry no ISL: where flows may start and end.
     pub fn edge_ports(&self, switch_id: SwitchId) -> Vec<u32> {
         let ports = self.switches.get(&switch_id).map_or(0, |s| s.ports);
-        (1..=ports).filter(|&p| !self.is_isl_port(switch_id, p)).collect()
+        (1..=ports)
+            .filter(|&p| !self.is_isl_port(switch_id, p))
+            .collect()
     }
 
     /// The fewest-hop path from `src` to `dst` whose every ISL, in both directions, has at
@@ -245,7 +305,9 @@ mod tests {
         let network = Network::generate("grid:3x3").unwrap().unwrap();
         assert_eq!(network.switches().count(), 9);
         assert_eq!(network.links().len(), 24);
-        let corner_to_corner = network.shortest_path(SwitchId(1), SwitchId(9), 1, unlimited).unwrap();
+        let corner_to_corner = network
+            .shortest_path(SwitchId(1), SwitchId(9), 1, unlimited)
+            .unwrap();
         assert_eq!(corner_to_corner.len(), 4);
         assert_eq!(corner_to_corner[0].src_switch, SwitchId(1));
         assert_eq!(corner_to_corner[3].dst_switch, SwitchId(9));
@@ -253,26 +315,58 @@ mod tests {
 
     #[test]
     fn every_shape_generates() {
-        assert_eq!(Network::generate("mesh:30").unwrap().unwrap().links().len(), 30 * 29);
-        assert_eq!(Network::generate("ring:4").unwrap().unwrap().links().len(), 8);
-        assert_eq!(Network::generate("linear:3").unwrap().unwrap().links().len(), 4);
+        assert_eq!(
+            Network::generate("mesh:30").unwrap().unwrap().links().len(),
+            30 * 29
+        );
+        assert_eq!(
+            Network::generate("ring:4").unwrap().unwrap().links().len(),
+            8
+        );
+        assert_eq!(
+            Network::generate("linear:3")
+                .unwrap()
+                .unwrap()
+                .links()
+                .len(),
+            4
+        );
         assert_eq!(Network::generate("some-file.json").unwrap(), None);
-        assert!(matches!(Network::generate("star:3"), Err(NetworkError::UnknownSpec(_))));
-        assert!(matches!(Network::generate("grid:0x3"), Err(NetworkError::InvalidSpec { .. })));
-        assert!(matches!(Network::generate("mesh:60"), Err(NetworkError::InvalidSpec { .. })));
+        assert!(matches!(
+            Network::generate("star:3"),
+            Err(NetworkError::UnknownSpec(_))
+        ));
+        assert!(matches!(
+            Network::generate("grid:0x3"),
+            Err(NetworkError::InvalidSpec { .. })
+        ));
+        assert!(matches!(
+            Network::generate("mesh:60"),
+            Err(NetworkError::InvalidSpec { .. })
+        ));
     }
 
     #[test]
     fn path_search_skips_links_without_bandwidth() {
         let network = Network::generate("ring:4").unwrap().unwrap();
-        let direct = network.shortest_path(SwitchId(1), SwitchId(2), 5, unlimited).unwrap();
+        let direct = network
+            .shortest_path(SwitchId(1), SwitchId(2), 5, unlimited)
+            .unwrap();
         assert_eq!(direct.len(), 1);
         let full = direct[0];
         let around = network
-            .shortest_path(SwitchId(1), SwitchId(2), 5, |isl| if *isl == full || *isl == full.reversed() { 4 } else { 5 })
+            .shortest_path(SwitchId(1), SwitchId(2), 5, |isl| {
+                if *isl == full || *isl == full.reversed() {
+                    4
+                } else {
+                    5
+                }
+            })
             .unwrap();
         assert_eq!(around.len(), 3);
-        assert!(network.shortest_path(SwitchId(1), SwitchId(2), 6, |_| 5).is_none());
+        assert!(network
+            .shortest_path(SwitchId(1), SwitchId(2), 6, |_| 5)
+            .is_none());
     }
 
     #[test]
@@ -283,7 +377,10 @@ mod tests {
         assert_eq!(network.links().len(), 2);
         assert_eq!(network.edge_ports(SwitchId(1)), vec![2, 3, 4]);
         let bad_port = good.replace("\"src_port\":1", "\"src_port\":9");
-        assert!(Network::from_json(&bad_port).unwrap_err().to_string().contains("no port 9"));
+        assert!(Network::from_json(&bad_port)
+            .unwrap_err()
+            .to_string()
+            .contains("no port 9"));
         assert!(Network::from_json("{").is_err());
     }
 }

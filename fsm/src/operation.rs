@@ -19,7 +19,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { operation_ms: 30_000, rollback_ms: 10_000 }
+        Timeouts {
+            operation_ms: 30_000,
+            rollback_ms: 10_000,
+        }
     }
 }
 
@@ -29,8 +32,13 @@ pub enum OpEvent {
     Start,
     Allocated(Resources),
     AllocationFailed(ErrorBody),
-    CommandSucceeded { command_id: String },
-    CommandFailed { command_id: String, reason: String },
+    CommandSucceeded {
+        command_id: String,
+    },
+    CommandFailed {
+        command_id: String,
+        reason: String,
+    },
     /// The operation's current deadline passed.
     Timeout,
 }
@@ -56,16 +64,29 @@ pub enum Action {
     /// Release everything reserved for the flow.
     Free,
     /// Hand a southbound command to the speaker worker.
-    Send { command_id: String, action: SbAction, segment: FlowSegment },
+    Send {
+        command_id: String,
+        action: SbAction,
+        segment: FlowSegment,
+    },
     /// Forget the flow's commands still pending at the speaker: their answers no longer matter.
     Abandon,
     Respond(NbResponse),
     Save(FlowRecord),
     /// The flow record is gone (a finished delete).
-    Remove { version: u64 },
+    Remove {
+        version: u64,
+    },
     /// (Re)arm the operation's deadline, replacing the previous one.
-    ArmDeadline { after_ms: u64 },
-    History { event: String, from_state: String, to_state: String, details: String },
+    ArmDeadline {
+        after_ms: u64,
+    },
+    History {
+        event: String,
+        from_state: String,
+        to_state: String,
+        details: String,
+    },
 }
 
 /// The external context a machine runs in: the logical time and the action sink.
@@ -80,7 +101,10 @@ pub struct OpContext {
 
 impl OpContext {
     pub fn new(now_ms: u64) -> Self {
-        OpContext { now_ms, ..Default::default() }
+        OpContext {
+            now_ms,
+            ..Default::default()
+        }
     }
 
     pub fn push(&mut self, action: Action) {
@@ -107,7 +131,10 @@ impl OpContext {
 /// `InstallingIngress {}` → `InstallingIngress`.
 fn state_name(state: &impl std::fmt::Debug) -> String {
     let text = format!("{state:?}");
-    text.split([' ', '{', '(']).next().unwrap_or_default().to_string()
+    text.split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Whether a command result finished the step it belongs to.
@@ -129,17 +156,31 @@ pub struct CommandBatch {
 
 impl CommandBatch {
     pub fn new(prefix: String) -> Self {
-        CommandBatch { prefix, issued: 0, pending: BTreeMap::new() }
+        CommandBatch {
+            prefix,
+            issued: 0,
+            pending: BTreeMap::new(),
+        }
     }
 
     /// Sends `action` for each of `segments[i]`, `i` in `indices`, as the new step.
-    pub fn send(&mut self, context: &mut OpContext, action: SbAction, segments: &[FlowSegment], indices: &[usize]) {
+    pub fn send(
+        &mut self,
+        context: &mut OpContext,
+        action: SbAction,
+        segments: &[FlowSegment],
+        indices: &[usize],
+    ) {
         self.pending.clear();
         for &index in indices {
             self.issued += 1;
             let command_id = format!("{}:{}", self.prefix, self.issued);
             self.pending.insert(command_id.clone(), index);
-            context.push(Action::Send { command_id, action, segment: segments[index].clone() });
+            context.push(Action::Send {
+                command_id,
+                action,
+                segment: segments[index].clone(),
+            });
         }
     }
 
@@ -181,7 +222,12 @@ mod tests {
         };
         let mut context = OpContext::new(0);
         let mut batch = CommandBatch::new("f:1".into());
-        batch.send(&mut context, SbAction::Install, &[segment.clone(), segment], &[0, 1]);
+        batch.send(
+            &mut context,
+            SbAction::Install,
+            &[segment.clone(), segment],
+            &[0, 1],
+        );
         assert_eq!(context.actions.len(), 2);
         assert_eq!(batch.complete("f:1:1"), Completion::Remaining);
         assert_eq!(batch.complete("f:1:1"), Completion::NotPending);

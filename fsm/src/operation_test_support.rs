@@ -8,8 +8,16 @@ use crate::{FlowEndpoint, FlowRecord, FlowRequest, Resources, SbAction, SwitchId
 pub fn record(dst: u64) -> FlowRecord {
     let request = FlowRequest {
         flow_id: "f1".into(),
-        source: FlowEndpoint { switch_id: SwitchId(1), port_number: 40, vlan_id: 10 },
-        destination: FlowEndpoint { switch_id: SwitchId(dst), port_number: 41, vlan_id: 20 },
+        source: FlowEndpoint {
+            switch_id: SwitchId(1),
+            port_number: 40,
+            vlan_id: 10,
+        },
+        destination: FlowEndpoint {
+            switch_id: SwitchId(dst),
+            port_number: 41,
+            vlan_id: 20,
+        },
         maximum_bandwidth: 1000,
         description: String::new(),
     };
@@ -18,8 +26,16 @@ pub fn record(dst: u64) -> FlowRecord {
 
 pub fn resources(dst: u64) -> Resources {
     let network = Network::generate("linear:3").unwrap().unwrap();
-    let path = network.shortest_path(SwitchId(1), SwitchId(dst), 0, |_| u64::MAX).unwrap();
-    Resources { cookie: 1, transit_vlan: 2, forward_meter: Some(32), reverse_meter: Some(32), forward_path: path }
+    let path = network
+        .shortest_path(SwitchId(1), SwitchId(dst), 0, |_| u64::MAX)
+        .unwrap();
+    Resources {
+        cookie: 1,
+        transit_vlan: 2,
+        forward_meter: Some(32),
+        reverse_meter: Some(32),
+        forward_path: path,
+    }
 }
 
 /// The (command id, action) of every Send among `actions`.
@@ -27,7 +43,9 @@ pub fn sends(actions: &[Action]) -> Vec<(String, SbAction)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { command_id, action, .. } => Some((command_id.clone(), *action)),
+            Action::Send {
+                command_id, action, ..
+            } => Some((command_id.clone(), *action)),
             _ => None,
         })
         .collect()

@@ -47,7 +47,12 @@ pub struct FlowSegment {
 
 /// Every rule of a flow, forward direction first.
 pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
-    let reverse_path: Vec<Isl> = resources.forward_path.iter().rev().map(Isl::reversed).collect();
+    let reverse_path: Vec<Isl> = resources
+        .forward_path
+        .iter()
+        .rev()
+        .map(Isl::reversed)
+        .collect();
     let mut segments = direction_segments(
         &request.source,
         &request.destination,
@@ -141,8 +146,16 @@ mod tests {
     fn request(src: u64, dst: u64) -> FlowRequest {
         FlowRequest {
             flow_id: "f".into(),
-            source: FlowEndpoint { switch_id: SwitchId(src), port_number: 40, vlan_id: 10 },
-            destination: FlowEndpoint { switch_id: SwitchId(dst), port_number: 41, vlan_id: 20 },
+            source: FlowEndpoint {
+                switch_id: SwitchId(src),
+                port_number: 40,
+                vlan_id: 10,
+            },
+            destination: FlowEndpoint {
+                switch_id: SwitchId(dst),
+                port_number: 41,
+                vlan_id: 20,
+            },
             maximum_bandwidth: 1000,
             description: String::new(),
         }
@@ -151,13 +164,38 @@ mod tests {
     #[test]
     fn a_three_switch_path_has_ingress_transit_egress_both_ways() {
         let network = Network::generate("linear:3").unwrap().unwrap();
-        let path = network.shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX).unwrap();
-        let resources = Resources { cookie: 7, transit_vlan: 300, forward_meter: Some(32), reverse_meter: Some(33), forward_path: path };
+        let path = network
+            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX)
+            .unwrap();
+        let resources = Resources {
+            cookie: 7,
+            transit_vlan: 300,
+            forward_meter: Some(32),
+            reverse_meter: Some(33),
+            forward_path: path,
+        };
         let segments = flow_segments(&request(1, 3), &resources);
         let kinds: Vec<_> = segments.iter().map(|s| (s.switch_id.0, s.kind)).collect();
         use SegmentKind::*;
-        assert_eq!(kinds, vec![(1, Ingress), (2, Transit), (3, Egress), (3, Ingress), (2, Transit), (1, Egress)]);
-        assert_eq!((segments[0].in_port, segments[0].in_vlan, segments[0].out_vlan), (40, 10, 300));
+        assert_eq!(
+            kinds,
+            vec![
+                (1, Ingress),
+                (2, Transit),
+                (3, Egress),
+                (3, Ingress),
+                (2, Transit),
+                (1, Egress)
+            ]
+        );
+        assert_eq!(
+            (
+                segments[0].in_port,
+                segments[0].in_vlan,
+                segments[0].out_vlan
+            ),
+            (40, 10, 300)
+        );
         assert_eq!(segments[0].meter_id, Some(32));
         assert_eq!(segments[3].meter_id, Some(33));
         assert_eq!((segments[2].out_port, segments[2].out_vlan), (41, 20));
@@ -170,7 +208,13 @@ mod tests {
 
     #[test]
     fn a_one_switch_flow_has_one_rule_per_direction() {
-        let resources = Resources { cookie: 1, transit_vlan: 2, forward_meter: None, reverse_meter: None, forward_path: vec![] };
+        let resources = Resources {
+            cookie: 1,
+            transit_vlan: 2,
+            forward_meter: None,
+            reverse_meter: None,
+            forward_path: vec![],
+        };
         let segments = flow_segments(&request(4, 4), &resources);
         assert_eq!(segments.len(), 2);
         assert!(segments.iter().all(|s| s.kind == SegmentKind::OneSwitch));

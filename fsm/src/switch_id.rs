@@ -73,7 +73,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "1", "00:00:00:00:00:00:01", "00:00:00:00:00:00:01:zz", "000:00:00:00:00:00:01:02"] {
+        for bad in [
+            "",
+            "1",
+            "00:00:00:00:00:00:01",
+            "00:00:00:00:00:00:01:zz",
+            "000:00:00:00:00:00:01:02",
+        ] {
             assert!(bad.parse::<SwitchId>().is_err(), "{bad} should be rejected");
         }
     }
@@ -82,6 +88,9 @@ mod tests {
     fn serde_round_trip_uses_the_text_form() {
         let json = serde_json::to_string(&SwitchId(9)).unwrap();
         assert_eq!(json, "\"00:00:00:00:00:00:00:09\"");
-        assert_eq!(serde_json::from_str::<SwitchId>(&json).unwrap(), SwitchId(9));
+        assert_eq!(
+            serde_json::from_str::<SwitchId>(&json).unwrap(),
+            SwitchId(9)
+        );
     }
 }

@@ -1,1 +1,14 @@
+//! The simulators around the topology: the southbound switch simulator with its control API,
+//! the northbound REST shim, and the flow read model the shim answers queries from.
 
+pub mod clock;
+pub mod http;
+pub mod network_spec;
+pub mod northbound;
+pub mod southbound;
+pub mod view;
+
+pub use network_spec::{load_network, NetworkSpecError};
+pub use northbound::{nb_router, spawn_reply_dispatcher, FlowJson, NbState, PendingReplies};
+pub use southbound::{sim_router, Faults, Simulator, SimulatorHandle, SwitchFabric};
+pub use view::{spawn_view_updater, FlowView, LinkView, SwitchView};

@@ -26,7 +26,11 @@ pub struct Topic<T> {
 impl<T> Default for Topic<T> {
     fn default() -> Self {
         let (sender, receiver) = crossbeam_channel::unbounded();
-        Topic { sender, receiver, wakers: Mutex::new(Vec::new()) }
+        Topic {
+            sender,
+            receiver,
+            wakers: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -55,11 +59,11 @@ impl<T: Send> Publish<T> for Topic<T> {
 /// Every topic of DESIGN.md, in process.
 #[derive(Default)]
 pub struct InProcessBus {
-    pub nb_requests: Topic<Envelope<NbRequest>>,
-    pub nb_responses: Topic<Envelope<NbResponse>>,
-    pub sb_commands: Topic<Envelope<SbCommand>>,
-    pub sb_responses: Topic<Envelope<SbResponse>>,
-    pub flow_events: Topic<Envelope<FlowEvent>>,
+    pub nb_requests: Arc<Topic<Envelope<NbRequest>>>,
+    pub nb_responses: Arc<Topic<Envelope<NbResponse>>>,
+    pub sb_commands: Arc<Topic<Envelope<SbCommand>>>,
+    pub sb_responses: Arc<Topic<Envelope<SbResponse>>>,
+    pub flow_events: Arc<Topic<Envelope<FlowEvent>>>,
 }
 
 impl InProcessBus {

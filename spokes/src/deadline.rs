@@ -22,8 +22,15 @@ pub struct TimerKey {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeadlineRequest {
-    Register { key: TimerKey, generation: u64, at_ms: u64 },
-    Cancel { key: TimerKey, generation: u64 },
+    Register {
+        key: TimerKey,
+        generation: u64,
+        at_ms: u64,
+    },
+    Cancel {
+        key: TimerKey,
+        generation: u64,
+    },
 }
 
 impl DeadlineRequest {

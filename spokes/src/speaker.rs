@@ -25,7 +25,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 3, response_timeout_ms: 2_000, backoff_base_ms: 100, backoff_cap_ms: 2_000 }
+        RetryPolicy {
+            max_attempts: 3,
+            response_timeout_ms: 2_000,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 2_000,
+        }
     }
 }
 
@@ -34,7 +39,10 @@ impl RetryPolicy {
     /// random source, so a replay waits exactly as long.
     pub fn backoff_ms(&self, command_id: &str, attempt: u32) -> u64 {
         let exponent = attempt.saturating_sub(1).min(32);
-        let delay = self.backoff_base_ms.saturating_mul(1 << exponent).min(self.backoff_cap_ms);
+        let delay = self
+            .backoff_base_ms
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_cap_ms);
         let jitter_range = delay / 2 + 1;
         delay + stable_hash(&[command_id.as_bytes(), &attempt.to_le_bytes()]) % jitter_range
     }
@@ -43,7 +51,13 @@ impl RetryPolicy {
 /// The hub asks the speaker to run one command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpeakerRequest {
-    Run { flow_id: String, correlation_id: String, command_id: String, action: SbAction, segment: FlowSegment },
+    Run {
+        flow_id: String,
+        correlation_id: String,
+        command_id: String,
+        action: SbAction,
+        segment: FlowSegment,
+    },
     /// Forget every pending command of the flow (the operation moved on: rollback or deadline).
     Abandon { flow_id: String },
 }
@@ -117,7 +131,10 @@ pub struct SpeakerWorker {
 
 impl SpeakerWorker {
     pub fn new(policy: RetryPolicy) -> Self {
-        SpeakerWorker { policy, ..Default::default() }
+        SpeakerWorker {
+            policy,
+            ..Default::default()
+        }
     }
 
     pub fn stats(&self) -> SpeakerStats {
@@ -130,12 +147,21 @@ impl SpeakerWorker {
 
     pub fn request(&mut self, now_ms: u64, request: SpeakerRequest, out: &mut Vec<SpeakerOutput>) {
         match request {
-            SpeakerRequest::Run { flow_id, correlation_id, command_id, action, segment } => {
+            SpeakerRequest::Run {
+                flow_id,
+                correlation_id,
+                command_id,
+                action,
+                segment,
+            } => {
                 if self.pending.contains_key(&command_id) {
                     debug!(%flow_id, %correlation_id, %command_id, "command already pending, not sent twice");
                     return;
                 }
-                self.by_flow.entry(flow_id.clone()).or_default().insert(command_id.clone());
+                self.by_flow
+                    .entry(flow_id.clone())
+                    .or_default()
+                    .insert(command_id.clone());
                 let pending = Pending {
                     flow_id,
                     correlation_id,
@@ -163,7 +189,9 @@ impl SpeakerWorker {
 
     pub fn response(&mut self, now_ms: u64, response: &SbResponse, out: &mut Vec<SpeakerOutput>) {
         let matches = self.pending.get(&response.command_id).is_some_and(|p| {
-            p.phase == Phase::AwaitingResponse && p.attempt == response.attempt && p.segment.switch_id == response.switch_id
+            p.phase == Phase::AwaitingResponse
+                && p.attempt == response.attempt
+                && p.segment.switch_id == response.switch_id
         });
         if !matches {
             self.stats.responses_dropped += 1;
@@ -171,7 +199,9 @@ impl SpeakerWorker {
             return;
         }
         let command_id = response.command_id.as_str();
-        let Some(pending) = self.pending.get(command_id) else { return };
+        let Some(pending) = self.pending.get(command_id) else {
+            return;
+        };
         out.push(SpeakerOutput::Deadline(DeadlineRequest::Cancel {
             key: timer_key(&pending.flow_id, command_id),
             generation: pending.generation,
@@ -193,15 +223,26 @@ impl SpeakerWorker {
     }
 
     /// A speaker deadline passed: a response that never came, or the end of a back-off.
-    pub fn timeout(&mut self, now_ms: u64, key: &TimerKey, generation: u64, out: &mut Vec<SpeakerOutput>) {
+    pub fn timeout(
+        &mut self,
+        now_ms: u64,
+        key: &TimerKey,
+        generation: u64,
+        out: &mut Vec<SpeakerOutput>,
+    ) {
         let command_id = key.name.as_str();
-        let Some(pending) = self.pending.get_mut(command_id) else { return };
+        let Some(pending) = self.pending.get_mut(command_id) else {
+            return;
+        };
         if pending.generation != generation {
             return;
         }
         match pending.phase {
             Phase::AwaitingResponse => {
-                let failure = format!("no response from switch {} to attempt {}", pending.segment.switch_id, pending.attempt);
+                let failure = format!(
+                    "no response from switch {} to attempt {}",
+                    pending.segment.switch_id, pending.attempt
+                );
                 self.retry_or_fail(now_ms, command_id, failure, out);
             }
             Phase::BackingOff => {
@@ -213,8 +254,16 @@ impl SpeakerWorker {
         }
     }
 
-    fn retry_or_fail(&mut self, now_ms: u64, command_id: &str, failure: String, out: &mut Vec<SpeakerOutput>) {
-        let Some(pending) = self.pending.get_mut(command_id) else { return };
+    fn retry_or_fail(
+        &mut self,
+        now_ms: u64,
+        command_id: &str,
+        failure: String,
+        out: &mut Vec<SpeakerOutput>,
+    ) {
+        let Some(pending) = self.pending.get_mut(command_id) else {
+            return;
+        };
         if pending.attempt >= self.policy.max_attempts {
             let reason = format!("{failure} (gave up after {} attempts)", pending.attempt);
             self.fail(command_id, reason, out);
@@ -233,7 +282,9 @@ impl SpeakerWorker {
     }
 
     fn send_attempt(&mut self, now_ms: u64, command_id: &str, out: &mut Vec<SpeakerOutput>) {
-        let Some(pending) = self.pending.get_mut(command_id) else { return };
+        let Some(pending) = self.pending.get_mut(command_id) else {
+            return;
+        };
         self.next_generation += 1;
         pending.generation = self.next_generation;
         self.stats.commands_sent += 1;
@@ -262,7 +313,9 @@ impl SpeakerWorker {
     }
 
     fn finish(&mut self, command_id: &str, outcome: ReportOutcome, out: &mut Vec<SpeakerOutput>) {
-        let Some(pending) = self.pending.remove(command_id) else { return };
+        let Some(pending) = self.pending.remove(command_id) else {
+            return;
+        };
         if let Some(commands) = self.by_flow.get_mut(&pending.flow_id) {
             commands.remove(command_id);
             if commands.is_empty() {
@@ -279,7 +332,11 @@ impl SpeakerWorker {
 }
 
 fn timer_key(flow_id: &str, command_id: &str) -> TimerKey {
-    TimerKey { owner: TimerOwner::Speaker, flow_id: flow_id.to_string(), name: command_id.to_string() }
+    TimerKey {
+        owner: TimerOwner::Speaker,
+        flow_id: flow_id.to_string(),
+        name: command_id.to_string(),
+    }
 }
 
 #[cfg(test)]

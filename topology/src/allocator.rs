@@ -6,13 +6,20 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{ErrorBody, FlowEndpoint, FlowId, FlowRequest, Isl, Resources, SwitchId, MAX_VLAN};
+use hubspoke_fsm::{
+    ErrorBody, FlowEndpoint, FlowId, FlowRequest, Isl, Resources, SwitchId, MAX_VLAN,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
-    Allocate { flow_id: FlowId, request: FlowRequest },
-    Free { flow_id: FlowId },
+    Allocate {
+        flow_id: FlowId,
+        request: FlowRequest,
+    },
+    Free {
+        flow_id: FlowId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +38,11 @@ struct IdPool {
 
 impl IdPool {
     fn new(first: u64, last: u64) -> Self {
-        IdPool { next: first, last, freed: BTreeSet::new() }
+        IdPool {
+            next: first,
+            last,
+            freed: BTreeSet::new(),
+        }
     }
 
     fn take(&mut self) -> Option<u64> {
@@ -72,7 +83,11 @@ pub struct ResourcePool {
 
 impl ResourcePool {
     pub fn new(network: Arc<Network>) -> Self {
-        let capacity = network.links().iter().map(|l| (l.isl, l.capacity)).collect();
+        let capacity = network
+            .links()
+            .iter()
+            .map(|l| (l.isl, l.capacity))
+            .collect();
         ResourcePool {
             network,
             capacity,
@@ -105,17 +120,27 @@ impl ResourcePool {
 
     pub fn allocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
         if self.allocations.contains_key(&request.flow_id) {
-            return Err(ErrorBody::new(409, "already-exists", "Flow already exists", format!("flow {} already holds resources", request.flow_id)));
+            return Err(ErrorBody::new(
+                409,
+                "already-exists",
+                "Flow already exists",
+                format!("flow {} already holds resources", request.flow_id),
+            ));
         }
-        request.validate().map_err(|reason| ErrorBody::new(400, "data-invalid", "Invalid flow request", reason))?;
+        request.validate().map_err(|reason| {
+            ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
+        })?;
         for endpoint in [&request.source, &request.destination] {
             self.check_endpoint(endpoint)?;
         }
         let path = self
             .network
-            .shortest_path(request.source.switch_id, request.destination.switch_id, request.maximum_bandwidth, |isl| {
-                self.available(isl)
-            })
+            .shortest_path(
+                request.source.switch_id,
+                request.destination.switch_id,
+                request.maximum_bandwidth,
+                |isl| self.available(isl),
+            )
             .ok_or_else(|| {
                 ErrorBody::new(
                     503,
@@ -123,19 +148,32 @@ impl ResourcePool {
                     "Not enough bandwidth or no path found",
                     format!(
                         "no path from {} to {} has {} kbps available",
-                        request.source.switch_id, request.destination.switch_id, request.maximum_bandwidth
+                        request.source.switch_id,
+                        request.destination.switch_id,
+                        request.maximum_bandwidth
                     ),
                 )
             })?;
-        let exhausted = |what: &str| ErrorBody::new(503, "resources-exhausted", "No resources left", format!("no free {what}"));
+        let exhausted = |what: &str| {
+            ErrorBody::new(
+                503,
+                "resources-exhausted",
+                "No resources left",
+                format!("no free {what}"),
+            )
+        };
         let cookie = self.cookies.take().ok_or_else(|| exhausted("cookie"))?;
         let Some(transit_vlan) = self.transit_vlans.take() else {
             self.cookies.give_back(cookie);
             return Err(exhausted("transit VLAN"));
         };
         let metered = request.maximum_bandwidth > 0;
-        let forward_meter = metered.then(|| self.take_meter(request.source.switch_id)).flatten();
-        let reverse_meter = metered.then(|| self.take_meter(request.destination.switch_id)).flatten();
+        let forward_meter = metered
+            .then(|| self.take_meter(request.source.switch_id))
+            .flatten();
+        let reverse_meter = metered
+            .then(|| self.take_meter(request.destination.switch_id))
+            .flatten();
         let resources = Resources {
             cookie,
             transit_vlan: u16::try_from(transit_vlan).unwrap_or(MAX_VLAN),
@@ -151,9 +189,16 @@ impl ResourcePool {
             *self.used_bandwidth.entry(isl).or_insert(0) += request.maximum_bandwidth;
         }
         for endpoint in [&request.source, &request.destination] {
-            self.endpoints.insert(endpoint.clone(), request.flow_id.clone());
+            self.endpoints
+                .insert(endpoint.clone(), request.flow_id.clone());
         }
-        self.allocations.insert(request.flow_id.clone(), Allocation { request: request.clone(), resources: resources.clone() });
+        self.allocations.insert(
+            request.flow_id.clone(),
+            Allocation {
+                request: request.clone(),
+                resources: resources.clone(),
+            },
+        );
         Ok(resources)
     }
 
@@ -174,8 +219,12 @@ impl ResourcePool {
 
     fn release(&mut self, request: &FlowRequest, resources: &Resources) {
         self.cookies.give_back(resources.cookie);
-        self.transit_vlans.give_back(u64::from(resources.transit_vlan));
-        for (switch, meter) in [(request.source.switch_id, resources.forward_meter), (request.destination.switch_id, resources.reverse_meter)] {
+        self.transit_vlans
+            .give_back(u64::from(resources.transit_vlan));
+        for (switch, meter) in [
+            (request.source.switch_id, resources.forward_meter),
+            (request.destination.switch_id, resources.reverse_meter),
+        ] {
             if let (Some(meter), Some(pool)) = (meter, self.meters.get_mut(&switch)) {
                 pool.give_back(u64::from(meter));
             }
@@ -183,19 +232,37 @@ impl ResourcePool {
     }
 
     fn take_meter(&mut self, switch: SwitchId) -> Option<u64> {
-        self.meters.entry(switch).or_insert_with(|| IdPool::new(FIRST_FLOW_METER, LAST_METER)).take()
+        self.meters
+            .entry(switch)
+            .or_insert_with(|| IdPool::new(FIRST_FLOW_METER, LAST_METER))
+            .take()
     }
 
     fn check_endpoint(&self, endpoint: &FlowEndpoint) -> Result<(), ErrorBody> {
         let switch = self.network.switch(endpoint.switch_id).ok_or_else(|| {
-            ErrorBody::new(404, "not-found", "Switch not found", format!("switch {} is not in the network", endpoint.switch_id))
+            ErrorBody::new(
+                404,
+                "not-found",
+                "Switch not found",
+                format!("switch {} is not in the network", endpoint.switch_id),
+            )
         })?;
-        let bad_port = |reason: String| ErrorBody::new(400, "data-invalid", "Invalid endpoint", reason);
+        let bad_port =
+            |reason: String| ErrorBody::new(400, "data-invalid", "Invalid endpoint", reason);
         if endpoint.port_number > switch.ports {
-            return Err(bad_port(format!("switch {} has no port {}", endpoint.switch_id, endpoint.port_number)));
+            return Err(bad_port(format!(
+                "switch {} has no port {}",
+                endpoint.switch_id, endpoint.port_number
+            )));
         }
-        if self.network.is_isl_port(endpoint.switch_id, endpoint.port_number) {
-            return Err(bad_port(format!("port {} of switch {} is an inter-switch link", endpoint.port_number, endpoint.switch_id)));
+        if self
+            .network
+            .is_isl_port(endpoint.switch_id, endpoint.port_number)
+        {
+            return Err(bad_port(format!(
+                "port {} of switch {} is an inter-switch link",
+                endpoint.port_number, endpoint.switch_id
+            )));
         }
         if let Some(owner) = self.endpoints.get(endpoint) {
             return Err(ErrorBody::new(
@@ -214,7 +281,10 @@ impl ResourcePool {
 
 /// A flow reserves its bandwidth on every ISL of its path in both directions.
 fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
-    resources.forward_path.iter().flat_map(|isl| [*isl, isl.reversed()])
+    resources
+        .forward_path
+        .iter()
+        .flat_map(|isl| [*isl, isl.reversed()])
 }
 
 #[cfg(test)]
@@ -228,8 +298,16 @@ mod tests {
     fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> FlowRequest {
         FlowRequest {
             flow_id: flow_id.into(),
-            source: FlowEndpoint { switch_id: SwitchId(src), port_number: port, vlan_id: 0 },
-            destination: FlowEndpoint { switch_id: SwitchId(dst), port_number: port, vlan_id: 0 },
+            source: FlowEndpoint {
+                switch_id: SwitchId(src),
+                port_number: port,
+                vlan_id: 0,
+            },
+            destination: FlowEndpoint {
+                switch_id: SwitchId(dst),
+                port_number: port,
+                vlan_id: 0,
+            },
             maximum_bandwidth: bandwidth,
             description: String::new(),
         }
@@ -240,7 +318,14 @@ mod tests {
         let mut pool = pool("linear:3");
         let resources = pool.allocate(&request("a", 1, 3, 10, 4_000_000)).unwrap();
         assert_eq!(resources.forward_path.len(), 2);
-        assert_eq!((resources.cookie, resources.transit_vlan, resources.forward_meter), (1, 2, Some(32)));
+        assert_eq!(
+            (
+                resources.cookie,
+                resources.transit_vlan,
+                resources.forward_meter
+            ),
+            (1, 2, Some(32))
+        );
         for isl in reserved_isls(&resources) {
             assert_eq!(pool.available(&isl), 6_000_000);
         }
@@ -250,14 +335,20 @@ mod tests {
             assert_eq!(pool.available(&isl), 10_000_000);
         }
         let again = pool.allocate(&request("b", 1, 3, 10, 1)).unwrap();
-        assert_eq!((again.cookie, again.transit_vlan, again.forward_meter), (1, 2, Some(32)), "ids are reused");
+        assert_eq!(
+            (again.cookie, again.transit_vlan, again.forward_meter),
+            (1, 2, Some(32)),
+            "ids are reused"
+        );
     }
 
     #[test]
     fn bandwidth_is_never_over_committed() {
         let mut pool = pool("linear:2");
         pool.allocate(&request("a", 1, 2, 10, 6_000_000)).unwrap();
-        let error = pool.allocate(&request("b", 1, 2, 11, 6_000_000)).unwrap_err();
+        let error = pool
+            .allocate(&request("b", 1, 2, 11, 6_000_000))
+            .unwrap_err();
         assert_eq!((error.status, error.error_type.as_str()), (503, "no-path"));
         pool.allocate(&request("c", 1, 2, 12, 4_000_000)).unwrap();
     }
@@ -265,24 +356,56 @@ mod tests {
     #[test]
     fn bad_endpoints_are_refused_with_the_right_status() {
         let mut pool = pool("linear:2");
-        assert_eq!(pool.allocate(&request("a", 1, 7, 10, 1)).unwrap_err().status, 404);
-        assert_eq!(pool.allocate(&request("a", 1, 2, 1, 1)).unwrap_err().status, 400, "ISL port");
-        assert_eq!(pool.allocate(&request("a", 1, 2, 99, 1)).unwrap_err().status, 400, "no such port");
+        assert_eq!(
+            pool.allocate(&request("a", 1, 7, 10, 1))
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert_eq!(
+            pool.allocate(&request("a", 1, 2, 1, 1)).unwrap_err().status,
+            400,
+            "ISL port"
+        );
+        assert_eq!(
+            pool.allocate(&request("a", 1, 2, 99, 1))
+                .unwrap_err()
+                .status,
+            400,
+            "no such port"
+        );
         pool.allocate(&request("a", 1, 2, 10, 1)).unwrap();
-        assert_eq!(pool.allocate(&request("b", 1, 2, 10, 1)).unwrap_err().status, 409, "endpoint in use");
-        assert_eq!(pool.allocate(&request("a", 1, 2, 20, 1)).unwrap_err().status, 409, "flow holds resources");
+        assert_eq!(
+            pool.allocate(&request("b", 1, 2, 10, 1))
+                .unwrap_err()
+                .status,
+            409,
+            "endpoint in use"
+        );
+        assert_eq!(
+            pool.allocate(&request("a", 1, 2, 20, 1))
+                .unwrap_err()
+                .status,
+            409,
+            "flow holds resources"
+        );
     }
 
     #[test]
     fn one_switch_and_best_effort_flows() {
         let mut pool = pool("linear:2");
-        let one_switch = pool.allocate(&request("a", 1, 1, 10, 5).clone()).unwrap_err();
+        let one_switch = pool
+            .allocate(&request("a", 1, 1, 10, 5).clone())
+            .unwrap_err();
         assert_eq!(one_switch.status, 400, "same endpoint twice");
         let mut flow = request("a", 1, 1, 10, 5);
         flow.destination.port_number = 11;
         let resources = pool.allocate(&flow).unwrap();
         assert!(resources.forward_path.is_empty());
-        assert_eq!((resources.forward_meter, resources.reverse_meter), (Some(32), Some(33)));
+        assert_eq!(
+            (resources.forward_meter, resources.reverse_meter),
+            (Some(32), Some(33))
+        );
         let best_effort = pool.allocate(&request("b", 1, 2, 12, 0)).unwrap();
         assert_eq!(best_effort.forward_meter, None);
     }

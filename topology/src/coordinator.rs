@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hubspoke_spokes::deadline::{DeadlineRequest, TimerKey, Timeout};
+use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerKey};
 
 #[derive(Debug, Default)]
 pub struct DeadlineTable {
@@ -19,15 +19,26 @@ impl DeadlineTable {
     /// capability the operator can drop).
     pub fn apply(&mut self, now_ms: u64, request: DeadlineRequest) -> (Option<u64>, Option<u64>) {
         match request {
-            DeadlineRequest::Register { key, generation, at_ms } => {
+            DeadlineRequest::Register {
+                key,
+                generation,
+                at_ms,
+            } => {
                 let at_ms = at_ms.max(now_ms);
                 let emptied = self.remove(&key);
-                self.by_time.entry(at_ms).or_default().insert(key.clone(), generation);
+                self.by_time
+                    .entry(at_ms)
+                    .or_default()
+                    .insert(key.clone(), generation);
                 self.by_key.insert(key, (generation, at_ms));
                 (Some(at_ms), emptied.filter(|&t| t != at_ms))
             }
             DeadlineRequest::Cancel { key, generation } => {
-                if self.by_key.get(&key).is_some_and(|&(current, _)| current == generation) {
+                if self
+                    .by_key
+                    .get(&key)
+                    .is_some_and(|&(current, _)| current == generation)
+                {
                     (None, self.remove(&key))
                 } else {
                     (None, None)
@@ -80,11 +91,19 @@ mod tests {
     use hubspoke_spokes::deadline::TimerOwner;
 
     fn key(name: &str) -> TimerKey {
-        TimerKey { owner: TimerOwner::Speaker, flow_id: "f".into(), name: name.into() }
+        TimerKey {
+            owner: TimerOwner::Speaker,
+            flow_id: "f".into(),
+            name: name.into(),
+        }
     }
 
     fn register(name: &str, generation: u64, at_ms: u64) -> DeadlineRequest {
-        DeadlineRequest::Register { key: key(name), generation, at_ms }
+        DeadlineRequest::Register {
+            key: key(name),
+            generation,
+            at_ms,
+        }
     }
 
     #[test]
@@ -95,7 +114,10 @@ mod tests {
         table.apply(0, register("c", 1, 20));
         assert!(table.take_due(5).is_empty());
         let due = table.take_due(10);
-        assert_eq!(due.iter().map(|t| t.key.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            due.iter().map(|t| t.key.name.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
         assert_eq!(table.len(), 1);
     }
 
@@ -105,16 +127,41 @@ mod tests {
         table.apply(0, register("a", 1, 10));
         assert_eq!(table.apply(0, register("a", 2, 30)), (Some(30), Some(10)));
         assert!(!table.has_deadlines_at(10), "the old deadline is gone");
-        table.apply(0, DeadlineRequest::Cancel { key: key("a"), generation: 1 });
-        assert_eq!(table.len(), 1, "a stale cancel does not remove the new deadline");
-        assert_eq!(table.take_due(30), vec![Timeout { key: key("a"), generation: 2 }]);
+        table.apply(
+            0,
+            DeadlineRequest::Cancel {
+                key: key("a"),
+                generation: 1,
+            },
+        );
+        assert_eq!(
+            table.len(),
+            1,
+            "a stale cancel does not remove the new deadline"
+        );
+        assert_eq!(
+            table.take_due(30),
+            vec![Timeout {
+                key: key("a"),
+                generation: 2
+            }]
+        );
     }
 
     #[test]
     fn cancel_removes_and_past_deadlines_move_to_now() {
         let mut table = DeadlineTable::default();
         table.apply(0, register("a", 1, 10));
-        assert_eq!(table.apply(0, DeadlineRequest::Cancel { key: key("a"), generation: 1 }), (None, Some(10)));
+        assert_eq!(
+            table.apply(
+                0,
+                DeadlineRequest::Cancel {
+                    key: key("a"),
+                    generation: 1
+                }
+            ),
+            (None, Some(10))
+        );
         assert!(table.is_empty());
         table.apply(50, register("b", 1, 10));
         assert!(table.has_deadlines_at(50));

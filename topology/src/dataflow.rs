@@ -18,16 +18,20 @@ use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::operation::Timeouts;
-use hubspoke_fsm::{stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
-use hubspoke_spokes::deadline::{DeadlineRequest, TimerOwner, Timeout};
-use hubspoke_spokes::speaker::{RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker};
+use hubspoke_fsm::{
+    stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse,
+};
+use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
+use hubspoke_spokes::speaker::{
+    RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker,
+};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pushers::Output;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Capability, ConnectLoop, Concat, Feedback, InputCapability};
+use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::allocator::{AllocatorRequest, ResourcePool};
@@ -82,23 +86,52 @@ pub fn build<'scope>(
     let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
     let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout>>(1);
 
-    let hub = hub_operator(scope.clone(), nb_requests, hub_feedback, settings.timeouts, metrics.clone());
+    let hub = hub_operator(
+        scope.clone(),
+        nb_requests,
+        hub_feedback,
+        settings.timeouts,
+        metrics.clone(),
+    );
     let allocations = allocator_operator(hub.allocator, network);
-    let speaker = speaker_operator(scope, hub.speaker, sb_responses, speaker_timeouts, settings.retry, metrics.clone());
+    let speaker = speaker_operator(
+        scope,
+        hub.speaker,
+        sb_responses,
+        speaker_timeouts,
+        settings.retry,
+        metrics.clone(),
+    );
     let timeouts = coordinator_operator(hub.deadlines.concat(speaker.deadlines), metrics);
 
     let hub_timeouts = timeouts.clone().flat_map(|t| match t.key.owner {
-        TimerOwner::Hub => Some(HubInput::Timeout { flow_id: t.key.flow_id, generation: t.generation }),
+        TimerOwner::Hub => Some(HubInput::Timeout {
+            flow_id: t.key.flow_id,
+            generation: t.generation,
+        }),
         TimerOwner::Speaker => None,
     });
-    timeouts.flat_map(|t| (t.key.owner == TimerOwner::Speaker).then_some(t)).connect_loop(speaker_loop);
-    allocations.concat(speaker.reports).concat(hub_timeouts).connect_loop(hub_loop);
+    timeouts
+        .flat_map(|t| (t.key.owner == TimerOwner::Speaker).then_some(t))
+        .connect_loop(speaker_loop);
+    allocations
+        .concat(speaker.reports)
+        .concat(hub_timeouts)
+        .connect_loop(hub_loop);
 
-    Outbound { sb_commands: speaker.commands, nb_responses: hub.responses, flow_events: hub.events }
+    Outbound {
+        sb_commands: speaker.commands,
+        nb_responses: hub.responses,
+        flow_events: hub.events,
+    }
 }
 
 /// Sends `data` on `output` at the input's time, if there is any.
-fn ship<D: 'static>(output: &mut Output<Time, Vec<D>>, input: &InputCapability<Time>, data: &mut Vec<D>) {
+fn ship<D: 'static>(
+    output: &mut Output<Time, Vec<D>>,
+    input: &InputCapability<Time>,
+    data: &mut Vec<D>,
+) {
     if data.is_empty() {
         return;
     }
@@ -148,8 +181,12 @@ fn hub_operator<'scope>(
     metrics: Arc<Metrics>,
 ) -> HubStreams<'scope> {
     let mut builder = OperatorBuilder::new("Hub".to_owned(), scope);
-    let mut requests = builder.new_input(requests, Exchange::new(|e: &Envelope<NbRequest>| route(e.payload.flow_id())));
-    let mut feedback = builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));
+    let mut requests = builder.new_input(
+        requests,
+        Exchange::new(|e: &Envelope<NbRequest>| route(e.payload.flow_id())),
+    );
+    let mut feedback =
+        builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));
     let (mut speaker_out, speaker) = builder.new_output();
     let (mut allocator_out, allocator) = builder.new_output();
     let (mut deadlines_out, deadlines) = builder.new_output();
@@ -169,14 +206,18 @@ fn hub_operator<'scope>(
                 ship(&mut events_out, capability, &mut buffers.events);
             };
             requests.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for envelope in data.flat_map(|batch| batch.drain(..)) {
                     hub.request(now, envelope, &mut outputs);
                 }
                 flush(&capability, &mut outputs);
             });
             feedback.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for input in data.flat_map(|batch| batch.drain(..)) {
                     hub.input(now, input, &mut outputs);
                 }
@@ -184,26 +225,36 @@ fn hub_operator<'scope>(
             });
         }
     });
-    HubStreams { speaker, allocator, deadlines, responses, events }
+    HubStreams {
+        speaker,
+        allocator,
+        deadlines,
+        responses,
+        events,
+    }
 }
 
 fn allocator_operator<'scope>(
     requests: StreamVec<'scope, Time, AllocatorRequest>,
     network: Arc<Network>,
 ) -> StreamVec<'scope, Time, HubInput> {
-    requests.unary(Exchange::new(|_: &AllocatorRequest| 0), "Allocator", move |_capability, _info| {
-        let mut pool = ResourcePool::new(network);
-        move |input, output| {
-            input.for_each_stamp(|capability, data| {
-                let mut session = output.session(&capability);
-                for request in data.flat_map(|batch| batch.drain(..)) {
-                    if let Some(result) = pool.handle(request) {
-                        session.give(HubInput::Allocation(result));
+    requests.unary(
+        Exchange::new(|_: &AllocatorRequest| 0),
+        "Allocator",
+        move |_capability, _info| {
+            let mut pool = ResourcePool::new(network);
+            move |input, output| {
+                input.for_each_stamp(|capability, data| {
+                    let mut session = output.session(&capability);
+                    for request in data.flat_map(|batch| batch.drain(..)) {
+                        if let Some(result) = pool.handle(request) {
+                            session.give(HubInput::Allocation(result));
+                        }
                     }
-                }
-            });
-        }
-    })
+                });
+            }
+        },
+    )
 }
 
 struct SpeakerStreams<'scope> {
@@ -221,9 +272,16 @@ fn speaker_operator<'scope>(
     metrics: Arc<Metrics>,
 ) -> SpeakerStreams<'scope> {
     let mut builder = OperatorBuilder::new("Speaker".to_owned(), scope);
-    let mut requests = builder.new_input(requests, Exchange::new(|r: &SpeakerRequest| route(r.flow_id())));
-    let mut responses = builder.new_input(responses, Exchange::new(|e: &Envelope<SbResponse>| route(&e.key)));
-    let mut timeouts = builder.new_input(timeouts, Exchange::new(|t: &Timeout| route(&t.key.flow_id)));
+    let mut requests = builder.new_input(
+        requests,
+        Exchange::new(|r: &SpeakerRequest| route(r.flow_id())),
+    );
+    let mut responses = builder.new_input(
+        responses,
+        Exchange::new(|e: &Envelope<SbResponse>| route(&e.key)),
+    );
+    let mut timeouts =
+        builder.new_input(timeouts, Exchange::new(|t: &Timeout| route(&t.key.flow_id)));
     let (mut commands_out, commands) = builder.new_output();
     let (mut reports_out, reports) = builder.new_output();
     let (mut deadlines_out, deadlines) = builder.new_output();
@@ -231,9 +289,11 @@ fn speaker_operator<'scope>(
         let mut worker = SpeakerWorker::new(policy);
         let mut reported = SpeakerStats::default();
         let mut outputs = Vec::new();
-        let (mut commands_buf, mut reports_buf, mut deadlines_buf) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut commands_buf, mut reports_buf, mut deadlines_buf) =
+            (Vec::new(), Vec::new(), Vec::new());
         move |_frontiers| {
-            let mut flush = |capability: &InputCapability<Time>, outputs: &mut Vec<SpeakerOutput>| {
+            let mut flush = |capability: &InputCapability<Time>,
+                             outputs: &mut Vec<SpeakerOutput>| {
                 for output in outputs.drain(..) {
                     match output {
                         SpeakerOutput::Command(c) => commands_buf.push(c),
@@ -246,35 +306,51 @@ fn speaker_operator<'scope>(
                 ship(&mut deadlines_out, capability, &mut deadlines_buf);
             };
             requests.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for request in data.flat_map(|batch| batch.drain(..)) {
                     worker.request(now, request, &mut outputs);
                 }
                 flush(&capability, &mut outputs);
             });
             responses.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for envelope in data.flat_map(|batch| batch.drain(..)) {
                     worker.response(now, &envelope.payload, &mut outputs);
                 }
                 flush(&capability, &mut outputs);
             });
             timeouts.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for timeout in data.flat_map(|batch| batch.drain(..)) {
                     worker.timeout(now, &timeout.key, timeout.generation, &mut outputs);
                 }
                 flush(&capability, &mut outputs);
             });
             let stats = worker.stats();
-            metrics.sb_commands_sent.add(stats.commands_sent - reported.commands_sent);
+            metrics
+                .sb_commands_sent
+                .add(stats.commands_sent - reported.commands_sent);
             metrics.sb_retries.add(stats.retries - reported.retries);
-            metrics.sb_commands_failed.add(stats.commands_failed - reported.commands_failed);
-            metrics.sb_responses_dropped.add(stats.responses_dropped - reported.responses_dropped);
+            metrics
+                .sb_commands_failed
+                .add(stats.commands_failed - reported.commands_failed);
+            metrics
+                .sb_responses_dropped
+                .add(stats.responses_dropped - reported.responses_dropped);
             reported = stats;
         }
     });
-    SpeakerStreams { commands, reports, deadlines }
+    SpeakerStreams {
+        commands,
+        reports,
+        deadlines,
+    }
 }
 
 fn coordinator_operator<'scope>(
@@ -287,7 +363,9 @@ fn coordinator_operator<'scope>(
         let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|capability, data| {
-                let Some(&now) = capability.least() else { return };
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for request in data.flat_map(|batch| batch.drain(..)) {
                     let (added, emptied) = table.apply(now, request);
                     if let Some(at) = added {

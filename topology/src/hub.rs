@@ -8,7 +8,9 @@ use std::sync::Arc;
 use hubspoke_fsm::create::FlowCreate;
 use hubspoke_fsm::delete::FlowDelete;
 use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
-use hubspoke_fsm::{Envelope, ErrorBody, FlowEvent, FlowRecord, HistoryEntry, NbRequest, NbResponse};
+use hubspoke_fsm::{
+    Envelope, ErrorBody, FlowEvent, FlowRecord, HistoryEntry, NbRequest, NbResponse,
+};
 use hubspoke_spokes::deadline::{DeadlineRequest, TimerKey, TimerOwner};
 use hubspoke_spokes::speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
@@ -97,16 +99,33 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
-        Hub { timeouts, flows: HashMap::new(), operations_started: 0, next_generation: 0, metrics }
+        Hub {
+            timeouts,
+            flows: HashMap::new(),
+            operations_started: 0,
+            next_generation: 0,
+            metrics,
+        }
     }
 
-    pub fn request(&mut self, now_ms: u64, envelope: Envelope<NbRequest>, out: &mut Vec<HubOutput>) {
+    pub fn request(
+        &mut self,
+        now_ms: u64,
+        envelope: Envelope<NbRequest>,
+        out: &mut Vec<HubOutput>,
+    ) {
         let flow_id = envelope.payload.flow_id().to_string();
-        let _span = info_span!("hub", flow_id = %flow_id, correlation_id = %envelope.correlation_id).entered();
+        let _span =
+            info_span!("hub", flow_id = %flow_id, correlation_id = %envelope.correlation_id)
+                .entered();
         if let Err(error) = self.admit(now_ms, &envelope) {
             self.metrics.requests_rejected.inc();
             debug!(status = error.status, reason = %error.error_description, "request rejected");
-            out.push(HubOutput::Response(envelope.reply(&flow_id, now_ms, NbResponse::Error { error })));
+            out.push(HubOutput::Response(envelope.reply(
+                &flow_id,
+                now_ms,
+                NbResponse::Error { error },
+            )));
             return;
         }
         self.operations_started += 1;
@@ -118,19 +137,33 @@ impl Hub {
                 Machine::Create(FlowCreate::new(record, self.timeouts, prefix).state_machine())
             }
             NbRequest::DeleteFlow { .. } => {
-                let Some(record) = slot.record.clone() else { return };
+                let Some(record) = slot.record.clone() else {
+                    return;
+                };
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
         };
         self.metrics.operations_started.inc();
-        slot.operation = Some(Operation { machine, correlation_id: envelope.correlation_id, deadline_generation: 0 });
+        slot.operation = Some(Operation {
+            machine,
+            correlation_id: envelope.correlation_id,
+            deadline_generation: 0,
+        });
         self.drive(now_ms, &flow_id, &OpEvent::Start, out);
     }
 
     /// Checks a request against the flows this hub knows; the allocator checks the network.
     fn admit(&self, now_ms: u64, envelope: &Envelope<NbRequest>) -> Result<(), ErrorBody> {
-        if envelope.deadline_ms.is_some_and(|deadline| deadline < now_ms) {
-            return Err(ErrorBody::new(408, "request-expired", "Request expired", "the request reached the hub after its deadline"));
+        if envelope
+            .deadline_ms
+            .is_some_and(|deadline| deadline < now_ms)
+        {
+            return Err(ErrorBody::new(
+                408,
+                "request-expired",
+                "Request expired",
+                "the request reached the hub after its deadline",
+            ));
         }
         let flow_id = envelope.payload.flow_id();
         let slot = self.flows.get(flow_id);
@@ -145,13 +178,25 @@ impl Hub {
         let exists = slot.is_some_and(|s| s.record.is_some());
         match &envelope.payload {
             NbRequest::CreateFlow { flow } => {
-                flow.validate().map_err(|reason| ErrorBody::new(400, "data-invalid", "Invalid flow request", reason))?;
+                flow.validate().map_err(|reason| {
+                    ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
+                })?;
                 if exists {
-                    return Err(ErrorBody::new(409, "already-exists", "Flow already exists", format!("flow {flow_id} already exists")));
+                    return Err(ErrorBody::new(
+                        409,
+                        "already-exists",
+                        "Flow already exists",
+                        format!("flow {flow_id} already exists"),
+                    ));
                 }
             }
             NbRequest::DeleteFlow { .. } if !exists => {
-                return Err(ErrorBody::new(404, "not-found", "Flow not found", format!("flow {flow_id} does not exist")));
+                return Err(ErrorBody::new(
+                    404,
+                    "not-found",
+                    "Flow not found",
+                    format!("flow {flow_id} does not exist"),
+                ));
             }
             NbRequest::DeleteFlow { .. } => {}
         }
@@ -161,14 +206,23 @@ impl Hub {
     pub fn input(&mut self, now_ms: u64, input: HubInput, out: &mut Vec<HubOutput>) {
         let flow_id = input.flow_id().to_string();
         let event = match input {
-            HubInput::Allocation(AllocationResult { result: Ok(resources), .. }) => OpEvent::Allocated(resources),
-            HubInput::Allocation(AllocationResult { result: Err(error), .. }) => OpEvent::AllocationFailed(error),
-            HubInput::Report(SpeakerReport { command_id, outcome: ReportOutcome::Succeeded, .. }) => {
-                OpEvent::CommandSucceeded { command_id }
-            }
-            HubInput::Report(SpeakerReport { command_id, outcome: ReportOutcome::Failed { reason }, .. }) => {
-                OpEvent::CommandFailed { command_id, reason }
-            }
+            HubInput::Allocation(AllocationResult {
+                result: Ok(resources),
+                ..
+            }) => OpEvent::Allocated(resources),
+            HubInput::Allocation(AllocationResult {
+                result: Err(error), ..
+            }) => OpEvent::AllocationFailed(error),
+            HubInput::Report(SpeakerReport {
+                command_id,
+                outcome: ReportOutcome::Succeeded,
+                ..
+            }) => OpEvent::CommandSucceeded { command_id },
+            HubInput::Report(SpeakerReport {
+                command_id,
+                outcome: ReportOutcome::Failed { reason },
+                ..
+            }) => OpEvent::CommandFailed { command_id, reason },
             HubInput::Timeout { generation, .. } => {
                 let current = self.operation(&flow_id).map(|op| op.deadline_generation);
                 if current != Some(generation) {
@@ -178,23 +232,36 @@ impl Hub {
                 OpEvent::Timeout
             }
         };
-        let correlation_id = self.operation(&flow_id).map(|op| op.correlation_id.clone()).unwrap_or_default();
-        let _span = info_span!("hub", flow_id = %flow_id, correlation_id = %correlation_id).entered();
+        let correlation_id = self
+            .operation(&flow_id)
+            .map(|op| op.correlation_id.clone())
+            .unwrap_or_default();
+        let _span =
+            info_span!("hub", flow_id = %flow_id, correlation_id = %correlation_id).entered();
         if self.operation(&flow_id).is_none() {
-            debug!(event = event.name(), "no operation in progress: event dropped");
+            debug!(
+                event = event.name(),
+                "no operation in progress: event dropped"
+            );
             return;
         }
         self.drive(now_ms, &flow_id, &event, out);
     }
 
     fn operation(&self, flow_id: &str) -> Option<&Operation> {
-        self.flows.get(flow_id).and_then(|slot| slot.operation.as_ref())
+        self.flows
+            .get(flow_id)
+            .and_then(|slot| slot.operation.as_ref())
     }
 
     /// Runs one event through the flow's machine and carries out what it asks for.
     fn drive(&mut self, now_ms: u64, flow_id: &str, event: &OpEvent, out: &mut Vec<HubOutput>) {
-        let Some(slot) = self.flows.get_mut(flow_id) else { return };
-        let Some(operation) = slot.operation.as_mut() else { return };
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        let Some(operation) = slot.operation.as_mut() else {
+            return;
+        };
         let mut context = OpContext::new(now_ms);
         context.handling(event);
         operation.machine.handle(event, &mut context);
@@ -202,25 +269,54 @@ impl Hub {
         for action in context.actions {
             match action {
                 Action::Allocate(request) => {
-                    out.push(HubOutput::Allocator(AllocatorRequest::Allocate { flow_id: flow_id.to_string(), request }))
+                    out.push(HubOutput::Allocator(AllocatorRequest::Allocate {
+                        flow_id: flow_id.to_string(),
+                        request,
+                    }))
                 }
-                Action::Free => out.push(HubOutput::Allocator(AllocatorRequest::Free { flow_id: flow_id.to_string() })),
-                Action::Send { command_id, action, segment } => out.push(HubOutput::Speaker(SpeakerRequest::Run {
+                Action::Free => out.push(HubOutput::Allocator(AllocatorRequest::Free {
+                    flow_id: flow_id.to_string(),
+                })),
+                Action::Send {
+                    command_id,
+                    action,
+                    segment,
+                } => out.push(HubOutput::Speaker(SpeakerRequest::Run {
                     flow_id: flow_id.to_string(),
                     correlation_id: correlation_id.clone(),
                     command_id,
                     action,
                     segment,
                 })),
-                Action::Abandon => out.push(HubOutput::Speaker(SpeakerRequest::Abandon { flow_id: flow_id.to_string() })),
-                Action::Respond(response) => out.push(HubOutput::Response(Envelope::new(correlation_id.clone(), flow_id, now_ms, response))),
+                Action::Abandon => out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
+                    flow_id: flow_id.to_string(),
+                })),
+                Action::Respond(response) => out.push(HubOutput::Response(Envelope::new(
+                    correlation_id.clone(),
+                    flow_id,
+                    now_ms,
+                    response,
+                ))),
                 Action::Save(record) => {
                     slot.record = Some(record.clone());
-                    out.push(HubOutput::Event(Envelope::new(correlation_id.clone(), flow_id, now_ms, FlowEvent::Updated { flow: record })));
+                    out.push(HubOutput::Event(Envelope::new(
+                        correlation_id.clone(),
+                        flow_id,
+                        now_ms,
+                        FlowEvent::Updated { flow: record },
+                    )));
                 }
                 Action::Remove { version } => {
                     slot.record = None;
-                    out.push(HubOutput::Event(Envelope::new(correlation_id.clone(), flow_id, now_ms, FlowEvent::Removed { flow_id: flow_id.to_string(), version })));
+                    out.push(HubOutput::Event(Envelope::new(
+                        correlation_id.clone(),
+                        flow_id,
+                        now_ms,
+                        FlowEvent::Removed {
+                            flow_id: flow_id.to_string(),
+                            version,
+                        },
+                    )));
                 }
                 Action::ArmDeadline { after_ms } => {
                     self.next_generation += 1;
@@ -231,7 +327,12 @@ impl Hub {
                         at_ms: now_ms + after_ms,
                     }));
                 }
-                Action::History { event, from_state, to_state, details } => {
+                Action::History {
+                    event,
+                    from_state,
+                    to_state,
+                    details,
+                } => {
                     debug!(%event, %from_state, %to_state, %details, "transition");
                     let entry = HistoryEntry {
                         timestamp_ms: now_ms,
@@ -242,7 +343,15 @@ impl Hub {
                         details,
                         correlation_id: correlation_id.clone(),
                     };
-                    out.push(HubOutput::Event(Envelope::new(correlation_id.clone(), flow_id, now_ms, FlowEvent::History { flow_id: flow_id.to_string(), entry })));
+                    out.push(HubOutput::Event(Envelope::new(
+                        correlation_id.clone(),
+                        flow_id,
+                        now_ms,
+                        FlowEvent::History {
+                            flow_id: flow_id.to_string(),
+                            entry,
+                        },
+                    )));
                 }
             }
         }
@@ -262,11 +371,19 @@ impl Hub {
     /// Flows this hub holds a record for, and operations in flight: for metrics and tests.
     pub fn counts(&self) -> (usize, usize) {
         let records = self.flows.values().filter(|s| s.record.is_some()).count();
-        let in_flight = self.flows.values().filter(|s| s.operation.is_some()).count();
+        let in_flight = self
+            .flows
+            .values()
+            .filter(|s| s.operation.is_some())
+            .count();
         (records, in_flight)
     }
 }
 
 fn hub_timer(flow_id: &str) -> TimerKey {
-    TimerKey { owner: TimerOwner::Hub, flow_id: flow_id.to_string(), name: String::new() }
+    TimerKey {
+        owner: TimerOwner::Hub,
+        flow_id: flow_id.to_string(),
+        name: String::new(),
+    }
 }

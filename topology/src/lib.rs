@@ -5,5 +5,6 @@ pub mod allocator;
 pub mod coordinator;
 pub mod dataflow;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod replay;

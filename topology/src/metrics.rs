@@ -62,6 +62,9 @@ mod tests {
         let metrics = Metrics::default();
         metrics.sb_retries.add(3);
         let text = metrics.render();
-        assert!(text.contains("# TYPE hubspoke_sb_retries counter\nhubspoke_sb_retries 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE hubspoke_sb_retries counter\nhubspoke_sb_retries 3\n"),
+            "{text}"
+        );
     }
 }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::input::Handle as InputHandle;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Input, Probe};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::core::input::Handle as InputHandle;
 use timely::dataflow::StreamVec;
 
 use crate::dataflow::{build, Inbound, Settings, Time};
@@ -64,13 +64,24 @@ pub fn parse_input(text: &str) -> Result<Vec<LogLine>, ReplayError> {
         if raw.is_empty() || raw.starts_with('#') {
             continue;
         }
-        let bad = |reason: String| ReplayError::BadLine { line: index + 1, reason };
+        let bad = |reason: String| ReplayError::BadLine {
+            line: index + 1,
+            reason,
+        };
         let line: LogLine = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
-        if !matches!(line.entry, LogEntry::NbRequest(_) | LogEntry::SbResponse(_) | LogEntry::Tick) {
-            return Err(bad("only nb.requests, sb.responses and tick lines can be replayed".into()));
+        if !matches!(
+            line.entry,
+            LogEntry::NbRequest(_) | LogEntry::SbResponse(_) | LogEntry::Tick
+        ) {
+            return Err(bad(
+                "only nb.requests, sb.responses and tick lines can be replayed".into(),
+            ));
         }
         if line.time < last_time {
-            return Err(bad(format!("time {} goes back from {last_time}", line.time)));
+            return Err(bad(format!(
+                "time {} goes back from {last_time}",
+                line.time
+            )));
         }
         last_time = line.time;
         lines.push(line);
@@ -87,20 +98,27 @@ pub fn replay(input: &[LogLine], settings: Settings, network: Arc<Network>) -> V
         let probe = ProbeHandle::new();
         let mut source = worker.dataflow::<Time, _, _>(|scope| {
             let (source, inbound) = scope.new_input::<Vec<Inbound>>();
-            let out = build(scope, inbound, settings, network, Arc::new(Metrics::default()));
+            let out = build(
+                scope,
+                inbound,
+                settings,
+                network,
+                Arc::new(Metrics::default()),
+            );
             capture(out.sb_commands, LogEntry::SbCommand, &probe, &captured);
             capture(out.nb_responses, LogEntry::NbResponse, &probe, &captured);
             capture(out.flow_events, LogEntry::FlowEvent, &probe, &captured);
             source
         });
         let end = input.last().map_or(0, |line| line.time) + 1;
-        let mut run_until = |source: &mut InputHandle<Time, CapacityContainerBuilder<Vec<Inbound>>>, time: Time| {
-            // Everything before `time` happens before input at `time` enters, as in a live run.
-            source.advance_to(time);
-            while probe.less_than(&time) {
-                worker.step();
-            }
-        };
+        let mut run_until =
+            |source: &mut InputHandle<Time, CapacityContainerBuilder<Vec<Inbound>>>, time: Time| {
+                // Everything before `time` happens before input at `time` enters, as in a live run.
+                source.advance_to(time);
+                while probe.less_than(&time) {
+                    worker.step();
+                }
+            };
         for line in input {
             if line.time > *source.time() {
                 run_until(&mut source, line.time);
@@ -113,7 +131,12 @@ pub fn replay(input: &[LogLine], settings: Settings, network: Arc<Network>) -> V
         }
         run_until(&mut source, end);
         let mut output = captured.take();
-        output.sort_by_cached_key(|line| (line.time, serde_json::to_string(&line.entry).unwrap_or_default()));
+        output.sort_by_cached_key(|line| {
+            (
+                line.time,
+                serde_json::to_string(&line.entry).unwrap_or_default(),
+            )
+        });
         output
     })
 }
@@ -125,16 +148,27 @@ fn capture<D: Clone + 'static>(
     into: &Rc<RefCell<Vec<LogLine>>>,
 ) {
     let into = into.clone();
-    stream.probe_with(probe).sink(Pipeline, "Capture", move |(input, _frontier)| {
-        input.for_each_stamp(|capability, data| {
-            let Some(&time) = capability.least() else { return };
-            let mut into = into.borrow_mut();
-            into.extend(data.flat_map(|batch| batch.drain(..)).map(|d| LogLine { time, entry: wrap(d) }));
+    stream
+        .probe_with(probe)
+        .sink(Pipeline, "Capture", move |(input, _frontier)| {
+            input.for_each_stamp(|capability, data| {
+                let Some(&time) = capability.least() else {
+                    return;
+                };
+                let mut into = into.borrow_mut();
+                into.extend(data.flat_map(|batch| batch.drain(..)).map(|d| LogLine {
+                    time,
+                    entry: wrap(d),
+                }));
+            });
         });
-    });
 }
 
 /// One JSON line per entry: the form golden files are kept in.
 pub fn to_json_lines(lines: &[LogLine]) -> String {
-    lines.iter().filter_map(|line| serde_json::to_string(line).ok()).map(|json| json + "\n").collect()
+    lines
+        .iter()
+        .filter_map(|line| serde_json::to_string(line).ok())
+        .map(|json| json + "\n")
+        .collect()
 }

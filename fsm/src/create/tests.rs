@@ -12,7 +12,8 @@ struct Harness {
 
 impl Harness {
     fn new(dst: u64) -> Self {
-        let machine = FlowCreate::new(record(dst), Timeouts::default(), "f1:1".into()).state_machine();
+        let machine =
+            FlowCreate::new(record(dst), Timeouts::default(), "f1:1".into()).state_machine();
         Harness { machine, now: 100 }
     }
 
@@ -64,7 +65,9 @@ fn start_arms_the_deadline_and_asks_for_allocation() {
     let actions = h.handle(OpEvent::Start);
     assert_eq!(h.state(), State::validating());
     assert!(actions.contains(&Action::ArmDeadline { after_ms: 30_000 }));
-    assert!(actions.iter().any(|a| matches!(a, Action::Allocate(r) if r.flow_id == "f1")));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Allocate(r) if r.flow_id == "f1")));
 }
 
 #[test]
@@ -74,10 +77,14 @@ fn happy_path_installs_non_ingress_then_ingress_and_ends_up() {
     let allocated = h.handle(OpEvent::Allocated(resources(3)));
     assert_eq!(h.state(), State::installing_non_ingress());
     assert_eq!(saved_status(&allocated), Some(FlowStatus::InProgress));
-    assert!(allocated.iter().any(|a| matches!(a, Action::Respond(NbResponse::Flow { .. }))));
+    assert!(allocated
+        .iter()
+        .any(|a| matches!(a, Action::Respond(NbResponse::Flow { .. }))));
     let installs = sends(&allocated);
     assert_eq!(installs.len(), 4, "transit + egress, both directions");
-    assert!(installs.iter().all(|(_, action)| *action == SbAction::Install));
+    assert!(installs
+        .iter()
+        .all(|(_, action)| *action == SbAction::Install));
 
     let verify = h.succeed_all(&allocated);
     assert_eq!(h.state(), State::verifying_non_ingress());
@@ -105,14 +112,22 @@ fn the_step_waits_for_every_command() {
     let allocated = h.handle(OpEvent::Allocated(resources(3)));
     let ids = sends(&allocated);
     for (command_id, _) in &ids[..3] {
-        h.handle(OpEvent::CommandSucceeded { command_id: command_id.clone() });
+        h.handle(OpEvent::CommandSucceeded {
+            command_id: command_id.clone(),
+        });
     }
     assert_eq!(h.state(), State::installing_non_ingress());
     // a duplicate of an answered command and an unknown one change nothing
-    h.handle(OpEvent::CommandSucceeded { command_id: ids[0].0.clone() });
-    h.handle(OpEvent::CommandSucceeded { command_id: "f1:0:99".into() });
+    h.handle(OpEvent::CommandSucceeded {
+        command_id: ids[0].0.clone(),
+    });
+    h.handle(OpEvent::CommandSucceeded {
+        command_id: "f1:0:99".into(),
+    });
     assert_eq!(h.state(), State::installing_non_ingress());
-    h.handle(OpEvent::CommandSucceeded { command_id: ids[3].0.clone() });
+    h.handle(OpEvent::CommandSucceeded {
+        command_id: ids[3].0.clone(),
+    });
     assert_eq!(h.state(), State::verifying_non_ingress());
 }
 
@@ -147,7 +162,9 @@ fn timeout_before_allocation_answers_and_releases_a_late_allocation() {
     h.handle(OpEvent::Start);
     let actions = h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::releasing_allocation());
-    assert!(actions.iter().any(|a| matches!(a, Action::Respond(NbResponse::Error { error }) if error.status == 504)));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Respond(NbResponse::Error { error }) if error.status == 504)));
     let late = h.handle(OpEvent::Allocated(resources(3)));
     assert_eq!(late.first(), Some(&Action::Free));
     assert_eq!(h.state(), State::rejected());
@@ -158,7 +175,12 @@ fn a_failed_allocation_after_the_timeout_needs_no_release() {
     let mut h = Harness::new(3);
     h.handle(OpEvent::Start);
     h.handle(OpEvent::Timeout);
-    let actions = h.handle(OpEvent::AllocationFailed(ErrorBody::new(404, "not-found", "x", "y")));
+    let actions = h.handle(OpEvent::AllocationFailed(ErrorBody::new(
+        404,
+        "not-found",
+        "x",
+        "y",
+    )));
     assert!(!actions.contains(&Action::Free));
     assert_eq!(h.state(), State::rejected());
 }
@@ -180,14 +202,21 @@ fn every_install_step_rolls_back_on_failure_and_on_timeout() {
                 OpEvent::Timeout
             } else {
                 let (command_id, _) = sends(&entered)[0].clone();
-                OpEvent::CommandFailed { command_id, reason: "SWITCH_UNAVAILABLE after 3 attempts".into() }
+                OpEvent::CommandFailed {
+                    command_id,
+                    reason: "SWITCH_UNAVAILABLE after 3 attempts".into(),
+                }
             };
             let rollback = h.handle(event);
             assert_eq!(h.state(), State::rolling_back(), "from {step:?}");
             assert!(rollback.contains(&Action::Abandon));
             assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
             let removes = sends(&rollback);
-            assert_eq!(removes.len(), rules_sent, "from {step:?}: remove every rule an install was sent for");
+            assert_eq!(
+                removes.len(),
+                rules_sent,
+                "from {step:?}: remove every rule an install was sent for"
+            );
             assert!(removes.iter().all(|(_, a)| *a == SbAction::Remove));
 
             let done = h.succeed_all(&rollback);
@@ -197,8 +226,15 @@ fn every_install_step_rolls_back_on_failure_and_on_timeout() {
                 Action::Save(r) => Some((r.status, r.status_info.clone(), r.resources.clone())),
                 _ => None,
             });
-            let expected = if by_timeout { "flow create timed out" } else { "SWITCH_UNAVAILABLE after 3 attempts" };
-            assert_eq!(reason, Some((FlowStatus::Down, Some(expected.to_string()), None)));
+            let expected = if by_timeout {
+                "flow create timed out"
+            } else {
+                "SWITCH_UNAVAILABLE after 3 attempts"
+            };
+            assert_eq!(
+                reason,
+                Some((FlowStatus::Down, Some(expected.to_string()), None))
+            );
         }
     }
 }
@@ -208,8 +244,13 @@ fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
     let mut h = Harness::new(3);
     let entered = h.drive_to(State::installing_non_ingress());
     let ids = sends(&entered);
-    let rollback = h.handle(OpEvent::CommandFailed { command_id: ids[0].0.clone(), reason: "x".into() });
-    h.handle(OpEvent::CommandSucceeded { command_id: ids[1].0.clone() });
+    let rollback = h.handle(OpEvent::CommandFailed {
+        command_id: ids[0].0.clone(),
+        reason: "x".into(),
+    });
+    h.handle(OpEvent::CommandSucceeded {
+        command_id: ids[1].0.clone(),
+    });
     assert_eq!(h.state(), State::rolling_back());
     h.succeed_all(&rollback);
     assert_eq!(h.state(), State::down());
@@ -221,17 +262,25 @@ fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
     h.drive_to(State::installing_non_ingress());
     let rollback = h.handle(OpEvent::Timeout);
     let removes = sends(&rollback);
-    h.handle(OpEvent::CommandFailed { command_id: removes[0].0.clone(), reason: "SWITCH_UNAVAILABLE".into() });
+    h.handle(OpEvent::CommandFailed {
+        command_id: removes[0].0.clone(),
+        reason: "SWITCH_UNAVAILABLE".into(),
+    });
     let mut last = Vec::new();
     for (command_id, _) in &removes[1..] {
-        last = h.handle(OpEvent::CommandSucceeded { command_id: command_id.clone() });
+        last = h.handle(OpEvent::CommandSucceeded {
+            command_id: command_id.clone(),
+        });
     }
     assert_eq!(h.state(), State::down());
     let info = last.iter().find_map(|a| match a {
         Action::Save(r) => r.status_info.clone(),
         _ => None,
     });
-    assert_eq!(info.as_deref(), Some("flow create timed out; rule removal failed: SWITCH_UNAVAILABLE"));
+    assert_eq!(
+        info.as_deref(),
+        Some("flow create timed out; rule removal failed: SWITCH_UNAVAILABLE")
+    );
 }
 
 #[test]
@@ -253,18 +302,32 @@ fn every_transition_is_written_to_the_history() {
     let history: Vec<_> = actions
         .iter()
         .filter_map(|a| match a {
-            Action::History { event, from_state, to_state, .. } => Some((event.as_str(), from_state.as_str(), to_state.as_str())),
+            Action::History {
+                event,
+                from_state,
+                to_state,
+                ..
+            } => Some((event.as_str(), from_state.as_str(), to_state.as_str())),
             _ => None,
         })
         .collect();
-    assert_eq!(history, vec![("allocated", "Validating", "InstallingNonIngress")]);
+    assert_eq!(
+        history,
+        vec![("allocated", "Validating", "InstallingNonIngress")]
+    );
 }
 
 #[test]
 fn finished_machines_ignore_further_events() {
     let mut h = Harness::new(3);
     h.drive_to(State::up());
-    for event in [OpEvent::Timeout, OpEvent::CommandFailed { command_id: "f1:1:1".into(), reason: "x".into() }] {
+    for event in [
+        OpEvent::Timeout,
+        OpEvent::CommandFailed {
+            command_id: "f1:1:1".into(),
+            reason: "x".into(),
+        },
+    ] {
         assert!(h.handle(event).is_empty());
         assert_eq!(h.state(), State::up());
     }

@@ -51,10 +51,21 @@ fn a_flow_without_resources_is_forgotten_at_once() {
 fn removal_failures_do_not_keep_the_flow() {
     let mut m = machine(true);
     let removes = sends(&handle(&mut m, OpEvent::Start));
-    handle(&mut m, OpEvent::CommandFailed { command_id: removes[0].0.clone(), reason: "SWITCH_UNAVAILABLE".into() });
+    handle(
+        &mut m,
+        OpEvent::CommandFailed {
+            command_id: removes[0].0.clone(),
+            reason: "SWITCH_UNAVAILABLE".into(),
+        },
+    );
     let mut last = Vec::new();
     for (command_id, _) in &removes[1..] {
-        last = handle(&mut m, OpEvent::CommandSucceeded { command_id: command_id.clone() });
+        last = handle(
+            &mut m,
+            OpEvent::CommandSucceeded {
+                command_id: command_id.clone(),
+            },
+        );
     }
     assert!(m.state().is_finished());
     assert!(last.contains(&Action::Free));
@@ -62,7 +73,10 @@ fn removal_failures_do_not_keep_the_flow() {
         Action::History { details, .. } => Some(details.clone()),
         _ => None,
     });
-    assert_eq!(details.as_deref(), Some("deleted with 1 rule removal failure(s)"));
+    assert_eq!(
+        details.as_deref(),
+        Some("deleted with 1 rule removal failure(s)")
+    );
 }
 
 #[test]

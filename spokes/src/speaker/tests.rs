@@ -28,11 +28,19 @@ fn run(command_id: &str) -> SpeakerRequest {
 }
 
 fn response(command_id: &str, attempt: u32, outcome: SbOutcome) -> SbResponse {
-    SbResponse { command_id: command_id.into(), attempt, switch_id: SwitchId(2), outcome }
+    SbResponse {
+        command_id: command_id.into(),
+        attempt,
+        switch_id: SwitchId(2),
+        outcome,
+    }
 }
 
 fn error(code: SbErrorCode) -> SbOutcome {
-    SbOutcome::Error { code, message: "boom".into() }
+    SbOutcome::Error {
+        code,
+        message: "boom".into(),
+    }
 }
 
 fn commands(out: &[SpeakerOutput]) -> Vec<(String, u32)> {
@@ -46,7 +54,9 @@ fn commands(out: &[SpeakerOutput]) -> Vec<(String, u32)> {
 
 fn registered(out: &[SpeakerOutput]) -> Option<(u64, u64)> {
     out.iter().find_map(|o| match o {
-        SpeakerOutput::Deadline(DeadlineRequest::Register { generation, at_ms, .. }) => Some((*generation, *at_ms)),
+        SpeakerOutput::Deadline(DeadlineRequest::Register {
+            generation, at_ms, ..
+        }) => Some((*generation, *at_ms)),
         _ => None,
     })
 }
@@ -64,14 +74,22 @@ fn a_command_is_sent_with_a_response_deadline_and_reported_on_success() {
     let mut out = Vec::new();
     worker.request(1000, run("c:1"), &mut out);
     assert_eq!(commands(&out), vec![("c:1".to_string(), 1)]);
-    let SpeakerOutput::Command(envelope) = &out[0] else { panic!("command first") };
-    assert_eq!((envelope.key.as_str(), envelope.correlation_id.as_str()), ("f1", "c1"));
+    let SpeakerOutput::Command(envelope) = &out[0] else {
+        panic!("command first")
+    };
+    assert_eq!(
+        (envelope.key.as_str(), envelope.correlation_id.as_str()),
+        ("f1", "c1")
+    );
     assert_eq!(registered(&out), Some((1, 3000)));
 
     out.clear();
     worker.response(1010, &response("c:1", 1, SbOutcome::Success), &mut out);
     assert_eq!(report(&out), Some(ReportOutcome::Succeeded));
-    assert!(out.iter().any(|o| matches!(o, SpeakerOutput::Deadline(DeadlineRequest::Cancel { generation: 1, .. }))));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        SpeakerOutput::Deadline(DeadlineRequest::Cancel { generation: 1, .. })
+    )));
     assert_eq!(worker.pending_count(), 0);
 }
 
@@ -86,7 +104,10 @@ fn duplicate_late_and_wrong_attempt_responses_are_dropped_and_counted() {
     worker.response(2, &response("c:1", 1, SbOutcome::Success), &mut out);
     worker.response(3, &response("c:1", 1, SbOutcome::Success), &mut out);
     assert_eq!(worker.stats().responses_dropped, 3);
-    let reports = out.iter().filter(|o| matches!(o, SpeakerOutput::Report(_))).count();
+    let reports = out
+        .iter()
+        .filter(|o| matches!(o, SpeakerOutput::Report(_)))
+        .count();
     assert_eq!(reports, 1, "reported once");
 }
 
@@ -98,7 +119,11 @@ fn retryable_errors_back_off_and_retry_up_to_the_budget() {
     for attempt in 1..=3u32 {
         out.clear();
         let now = u64::from(attempt) * 10_000;
-        worker.response(now, &response("c:1", attempt, error(SbErrorCode::SwitchUnavailable)), &mut out);
+        worker.response(
+            now,
+            &response("c:1", attempt, error(SbErrorCode::SwitchUnavailable)),
+            &mut out,
+        );
         if attempt == 3 {
             match report(&out) {
                 Some(ReportOutcome::Failed { reason }) => {
@@ -123,13 +148,20 @@ fn retryable_errors_back_off_and_retry_up_to_the_budget() {
 
 #[test]
 fn permanent_errors_give_up_at_once() {
-    for code in [SbErrorCode::BadCommand, SbErrorCode::TableFull, SbErrorCode::MissingRule] {
+    for code in [
+        SbErrorCode::BadCommand,
+        SbErrorCode::TableFull,
+        SbErrorCode::MissingRule,
+    ] {
         let mut worker = SpeakerWorker::new(RetryPolicy::default());
         let mut out = Vec::new();
         worker.request(0, run("c:1"), &mut out);
         out.clear();
         worker.response(1, &response("c:1", 1, error(code)), &mut out);
-        assert!(matches!(report(&out), Some(ReportOutcome::Failed { .. })), "{code:?}");
+        assert!(
+            matches!(report(&out), Some(ReportOutcome::Failed { .. })),
+            "{code:?}"
+        );
         assert_eq!(registered(&out), None);
     }
 }
@@ -151,9 +183,17 @@ fn a_missing_response_times_out_into_a_retry_and_stale_timers_are_ignored() {
     assert_eq!(commands(&out), vec![("c:1".to_string(), 2)]);
     out.clear();
     // the first attempt's answer arrives late: it no longer counts
-    worker.response(backoff_at + 1, &response("c:1", 1, SbOutcome::Success), &mut out);
+    worker.response(
+        backoff_at + 1,
+        &response("c:1", 1, SbOutcome::Success),
+        &mut out,
+    );
     assert_eq!(report(&out), None);
-    worker.response(backoff_at + 2, &response("c:1", 2, SbOutcome::Success), &mut out);
+    worker.response(
+        backoff_at + 2,
+        &response("c:1", 2, SbOutcome::Success),
+        &mut out,
+    );
     assert_eq!(report(&out), Some(ReportOutcome::Succeeded));
 }
 
@@ -164,7 +204,13 @@ fn abandoning_a_flow_cancels_its_commands() {
     worker.request(0, run("c:1"), &mut out);
     worker.request(0, run("c:2"), &mut out);
     out.clear();
-    worker.request(1, SpeakerRequest::Abandon { flow_id: "f1".into() }, &mut out);
+    worker.request(
+        1,
+        SpeakerRequest::Abandon {
+            flow_id: "f1".into(),
+        },
+        &mut out,
+    );
     assert_eq!(out.len(), 2);
     assert_eq!(worker.pending_count(), 0);
     worker.response(2, &response("c:1", 1, SbOutcome::Success), &mut out);

@@ -1,0 +1,236 @@
+//! The northbound REST shim: validates what it can alone, hands commands to the topology over
+//! `nb.requests`, waits for the answer, and serves queries from the read model.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{
+    validate_flow_id, Envelope, FlowEndpoint, FlowRequest, HistoryEntry, NbRequest, NbResponse,
+};
+use hubspoke_spokes::bus::Publish;
+
+use super::flow_json::FlowJson;
+use super::pending::PendingReplies;
+use crate::clock::now_ms;
+use crate::http::{
+    correlation_middleware, method_not_allowed_fallback, not_found_fallback, ApiError,
+    CorrelationId, JsonBody, PathParams,
+};
+use crate::view::{FlowView, LinkView, SwitchView};
+
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct NbState {
+    pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,
+    pub pending: PendingReplies,
+    pub view: FlowView,
+    pub network: Arc<Network>,
+    /// How long a request waits for the topology; also its envelope's deadline.
+    pub request_timeout: Duration,
+    pub metrics_render: MetricsRender,
+}
+
+impl NbState {
+    /// A state with the default timeout and an empty metrics page.
+    pub fn new(
+        requests: Arc<dyn Publish<Envelope<NbRequest>>>,
+        pending: PendingReplies,
+        view: FlowView,
+        network: Arc<Network>,
+    ) -> Self {
+        NbState {
+            requests,
+            pending,
+            view,
+            network,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            metrics_render: Arc::new(String::new),
+        }
+    }
+}
+
+pub fn nb_router(state: NbState) -> Router {
+    Router::new()
+        .route("/v2/flows", get(list_flows).post(create_flow))
+        .route("/v2/flows/{flow_id}", get(get_flow).delete(delete_flow))
+        .route("/v2/flows/{flow_id}/history", get(flow_history))
+        .route("/v2/switches", get(switches))
+        .route("/v2/links", get(links))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(correlation_middleware))
+}
+
+async fn create_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    JsonBody(flow): JsonBody<FlowRequest>,
+) -> Result<Json<FlowJson>, ApiError> {
+    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+    for (name, endpoint) in [("source", &flow.source), ("destination", &flow.destination)] {
+        check_endpoint(&state.network, name, endpoint, &id)?;
+    }
+    ask(&state, &id, NbRequest::CreateFlow { flow }).await
+}
+
+/// What the shim can check alone: the switch exists and the port is a customer port.
+fn check_endpoint(
+    network: &Network,
+    name: &str,
+    endpoint: &FlowEndpoint,
+    id: &CorrelationId,
+) -> Result<(), ApiError> {
+    let switch_id = endpoint.switch_id;
+    let Some(switch) = network.switch(switch_id) else {
+        return Err(ApiError::not_found(
+            "Switch not found",
+            format!("{name} switch {switch_id} is not in the network"),
+            id,
+        ));
+    };
+    let port = endpoint.port_number;
+    if port > switch.ports {
+        return Err(ApiError::bad_request(
+            format!(
+                "{name} port {port} is not a port of switch {switch_id} (1..={})",
+                switch.ports
+            ),
+            id,
+        ));
+    }
+    if network.is_isl_port(switch_id, port) {
+        return Err(ApiError::bad_request(
+            format!("{name} port {port} of switch {switch_id} carries an inter-switch link"),
+            id,
+        ));
+    }
+    Ok(())
+}
+
+async fn delete_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    // The topology owns the flows: it answers 404 for an unknown one, not the read model.
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    ask(&state, &id, NbRequest::DeleteFlow { flow_id }).await
+}
+
+/// Publishes the request and waits for the topology's answer, or the timeout.
+async fn ask(
+    state: &NbState,
+    id: &CorrelationId,
+    request: NbRequest,
+) -> Result<Json<FlowJson>, ApiError> {
+    let wait = state
+        .pending
+        .register(&id.0)
+        .map_err(|e| ApiError::bad_request(e.to_string(), id))?;
+    let now = now_ms();
+    let timeout_ms = u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX);
+    let envelope = Envelope {
+        correlation_id: id.0.clone(),
+        key: request.flow_id().to_string(),
+        created_at_ms: now,
+        deadline_ms: Some(now.saturating_add(timeout_ms)),
+        payload: request,
+    };
+    tracing::debug!(correlation_id = %id.0, flow_id = %envelope.key, "northbound request published");
+    state.requests.publish(envelope);
+    match tokio::time::timeout(state.request_timeout, wait.wait()).await {
+        Ok(Some(reply)) => match reply.payload {
+            NbResponse::Flow { flow } => Ok(Json(FlowJson::from(&flow))),
+            NbResponse::Error { error } => Err(ApiError::from_body(&error, id)),
+        },
+        Ok(None) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the reply dispatcher has stopped",
+            id,
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "operation-timeout",
+            "Operation has timed out",
+            format!(
+                "no answer within {} ms; the operation may still complete",
+                state.request_timeout.as_millis()
+            ),
+            id,
+        )),
+    }
+}
+
+async fn list_flows(State(state): State<NbState>) -> Json<Vec<FlowJson>> {
+    Json(state.view.list().iter().map(FlowJson::from).collect())
+}
+
+async fn get_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    let record = state
+        .view
+        .get(&flow_id)
+        .ok_or_else(|| flow_not_found(&flow_id, &id))?;
+    Ok(Json(FlowJson::from(&record)))
+}
+
+async fn flow_history(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    state
+        .view
+        .history(&flow_id)
+        .map(Json)
+        .ok_or_else(|| flow_not_found(&flow_id, &id))
+}
+
+fn flow_not_found(flow_id: &str, id: &CorrelationId) -> ApiError {
+    ApiError::not_found(
+        "Flow not found",
+        format!("flow {flow_id} does not exist"),
+        id,
+    )
+}
+
+async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchView>> {
+    Json(state.view.switches(&state.network))
+}
+
+async fn links(State(state): State<NbState>) -> Json<Vec<LinkView>> {
+    Json(state.view.links(&state.network))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<NbState>) -> impl IntoResponse {
+    let render = state.metrics_render.clone();
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
+        render(),
+    )
+}

@@ -1,0 +1,632 @@
+//! The shim end to end against a fake topology that answers `nb.requests` on a thread.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use crossbeam_channel::{Receiver, Sender};
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{
+    Envelope, ErrorBody, FlowRecord, FlowStatus, NbRequest, NbResponse, Resources, SwitchId,
+};
+use hubspoke_spokes::bus::Publish;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+use crate::view::FlowView;
+
+/// Publishes onto a plain channel, so the threads of a test end when the test drops it.
+struct ChannelPublish<T>(Sender<T>);
+
+impl<T: Send> Publish<T> for ChannelPublish<T> {
+    fn publish(&self, message: T) {
+        let _ = self.0.send(message);
+    }
+}
+
+struct Shim {
+    router: Router,
+    state: NbState,
+    /// Every request the fake topology received.
+    seen: Receiver<Envelope<NbRequest>>,
+}
+
+/// The topology's part, played simply: create answers with the flow (or 409 if it exists),
+/// delete with the flow (or 404); a few flow ids misbehave on purpose.
+fn fake_topology(
+    network: Arc<Network>,
+    requests: Receiver<Envelope<NbRequest>>,
+    replies: Sender<Envelope<NbResponse>>,
+    seen: Sender<Envelope<NbRequest>>,
+) {
+    let mut flows: std::collections::HashMap<String, FlowRecord> = Default::default();
+    for request in requests.iter() {
+        let _ = seen.send(request.clone());
+        let reply = |payload| request.reply(request.key.clone(), 1, payload);
+        let error = |status, error_type: &str, message: &str| NbResponse::Error {
+            error: ErrorBody::new(status, error_type, message, "from the fake topology"),
+        };
+        let payload = match &request.payload {
+            NbRequest::CreateFlow { flow } if flow.flow_id.starts_with("silent") => continue,
+            NbRequest::CreateFlow { flow } if flow.flow_id == "odd-status" => {
+                error(200, "weird", "not an error status")
+            }
+            NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
+                error(409, "already-exists", "Flow already exists")
+            }
+            NbRequest::CreateFlow { flow } => {
+                let path = network
+                    .shortest_path(flow.source.switch_id, flow.destination.switch_id, 1, |_| {
+                        u64::MAX
+                    })
+                    .unwrap_or_default();
+                let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
+                record.resources = Some(Resources {
+                    cookie: 1,
+                    transit_vlan: 2,
+                    forward_meter: None,
+                    reverse_meter: None,
+                    forward_path: path,
+                });
+                flows.insert(flow.flow_id.clone(), record.clone());
+                if flow.flow_id.starts_with("noisy") {
+                    // a reply nobody waits for, then the real one twice: the extras are dropped
+                    let _ = replies.send(
+                        request
+                            .reply(
+                                "x",
+                                1,
+                                NbResponse::Flow {
+                                    flow: record.clone(),
+                                },
+                            )
+                            .tap_correlation("nobody"),
+                    );
+                    let _ = replies.send(reply(NbResponse::Flow {
+                        flow: record.clone(),
+                    }));
+                }
+                NbResponse::Flow { flow: record }
+            }
+            NbRequest::DeleteFlow { flow_id } => match flows.remove(flow_id) {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
+        };
+        let _ = replies.send(reply(payload));
+    }
+}
+
+trait TapCorrelation {
+    fn tap_correlation(self, id: &str) -> Self;
+}
+
+impl<P> TapCorrelation for Envelope<P> {
+    fn tap_correlation(mut self, id: &str) -> Self {
+        self.correlation_id = id.to_string();
+        self
+    }
+}
+
+fn shim(request_timeout: Duration) -> Shim {
+    let network = Arc::new(Network::generate("grid:3x3").unwrap().unwrap());
+    let (request_tx, request_rx) = crossbeam_channel::unbounded();
+    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+    let (seen_tx, seen) = crossbeam_channel::unbounded();
+    let topology_network = network.clone();
+    std::thread::spawn(move || fake_topology(topology_network, request_rx, reply_tx, seen_tx));
+    let pending = PendingReplies::new();
+    let view = FlowView::new();
+    spawn_reply_dispatcher(pending.clone(), view.clone(), reply_rx);
+    let mut state = NbState::new(Arc::new(ChannelPublish(request_tx)), pending, view, network);
+    state.request_timeout = request_timeout;
+    state.metrics_render = Arc::new(|| "hubspoke_flows_total 3\n".to_string());
+    Shim {
+        router: nb_router(state.clone()),
+        state,
+        seen,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    correlation_id: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+    text: String,
+}
+
+async fn call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    correlation_id: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(id) = correlation_id {
+        request = request.header("correlation_id", id);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let (status, correlation_id, content_type) = {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        (
+            response.status(),
+            header("correlation_id"),
+            header("content-type"),
+        )
+    };
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    Answer {
+        status,
+        correlation_id,
+        content_type,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+fn flow_body(flow_id: &str, src: u64, src_port: u32, dst: u64, dst_port: u32) -> String {
+    json!({
+        "flow_id": flow_id,
+        "source": {"switch_id": SwitchId(src).to_string(), "port_number": src_port, "vlan_id": 100},
+        "destination": {"switch_id": SwitchId(dst).to_string(), "port_number": dst_port},
+        "maximum_bandwidth": 1000,
+        "description": "test flow"
+    })
+    .to_string()
+}
+
+fn same_endpoints() -> String {
+    let end = json!({"switch_id": SwitchId(1).to_string(), "port_number": 40, "vlan_id": 5});
+    json!({"flow_id": "f", "source": end, "destination": end, "maximum_bandwidth": 0}).to_string()
+}
+
+fn assert_error(answer: &Answer, status: StatusCode, correlation_id: &str) {
+    assert_eq!(answer.status, status, "{}", answer.text);
+    for field in ["error_type", "error_message", "error_description"] {
+        assert!(
+            answer.body[field].is_string(),
+            "{field} missing: {}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        answer.body["correlation_id"], correlation_id,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.correlation_id.as_deref(), Some(correlation_id));
+}
+
+#[tokio::test]
+async fn a_flow_is_created_read_and_deleted() {
+    let shim = shim(Duration::from_secs(5));
+    let created = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("corr-create"),
+        &flow_body("flow-1", 1, 40, 9, 41),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(created.correlation_id.as_deref(), Some("corr-create"));
+    let flow = &created.body;
+    assert_eq!(
+        (flow["flow_id"].as_str(), flow["status"].as_str()),
+        (Some("flow-1"), Some("IN_PROGRESS"))
+    );
+    assert_eq!(flow["source"]["vlan_id"], 100);
+    assert_eq!(flow["destination"]["vlan_id"], 0);
+    assert_eq!(flow["created"], "2023-11-14T22:13:20.000Z");
+    let path = flow["path"].as_array().unwrap();
+    assert_eq!(
+        path.len(),
+        5,
+        "corner to corner of a 3x3 grid: {}",
+        created.text
+    );
+    assert_eq!(
+        (
+            path[0]["switch_id"].as_str(),
+            path[0]["input_port"].as_u64()
+        ),
+        (Some("00:00:00:00:00:00:00:01"), Some(40))
+    );
+    assert_eq!(
+        (
+            path[4]["switch_id"].as_str(),
+            path[4]["output_port"].as_u64()
+        ),
+        (Some("00:00:00:00:00:00:00:09"), Some(41))
+    );
+
+    // what went on the bus
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        (sent.correlation_id.as_str(), sent.key.as_str()),
+        ("corr-create", "flow-1")
+    );
+    assert_eq!(sent.deadline_ms, Some(sent.created_at_ms + 5000));
+    assert!(matches!(sent.payload, NbRequest::CreateFlow { .. }));
+
+    // the answer's record is in the read model at once
+    let read = call(&shim.router, "GET", "/v2/flows/flow-1", None, "").await;
+    assert_eq!((read.status, &read.body), (StatusCode::OK, flow));
+    let listed = call(&shim.router, "GET", "/v2/flows", None, "").await;
+    assert_eq!(listed.body, json!([flow]));
+    let history = call(&shim.router, "GET", "/v2/flows/flow-1/history", None, "").await;
+    assert_eq!((history.status, history.body), (StatusCode::OK, json!([])));
+
+    let deleted = call(
+        &shim.router,
+        "DELETE",
+        "/v2/flows/flow-1",
+        Some("corr-delete"),
+        "",
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert_eq!(deleted.body["last_updated"], "2023-11-14T22:13:20.500Z");
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        sent.payload,
+        NbRequest::DeleteFlow {
+            flow_id: "flow-1".into()
+        }
+    );
+    let again = call(
+        &shim.router,
+        "DELETE",
+        "/v2/flows/flow-1",
+        Some("corr-again"),
+        "",
+    )
+    .await;
+    assert_error(&again, StatusCode::NOT_FOUND, "corr-again");
+    assert!(shim.state.pending.is_empty());
+}
+
+#[tokio::test]
+async fn the_topology_errors_pass_through_with_their_status() {
+    let shim = shim(Duration::from_secs(5));
+    let first = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c1"),
+        &flow_body("dup", 1, 40, 2, 40),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c2"),
+        &flow_body("dup", 1, 41, 2, 41),
+    )
+    .await;
+    assert_error(&second, StatusCode::CONFLICT, "c2");
+    assert_eq!(second.body["error_type"], "already-exists");
+    let odd = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c3"),
+        &flow_body("odd-status", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&odd, StatusCode::INTERNAL_SERVER_ERROR, "c3");
+}
+
+#[tokio::test]
+async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
+    let shim = shim(Duration::from_secs(5));
+    let cases: Vec<(&str, &str, String, StatusCode)> = vec![
+        (
+            "POST",
+            "/v2/flows",
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            r#"{"flow_id": "f"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("bad id!", 1, 40, 2, 40),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            same_endpoints(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 2, 0),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 2, 49),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 1, 2, 40),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 77, 40),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 2, 40).replace("00:00:00:00:00:00:00:02", "nope"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "DELETE",
+            "/v2/flows/bad%20id",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/v2/flows/unknown",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/v2/flows/unknown/history",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("GET", "/v2/nothing", String::new(), StatusCode::NOT_FOUND),
+        (
+            "PATCH",
+            "/v2/flows",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (method, uri, body, status) in cases {
+        let answer = call(&shim.router, method, uri, Some("corr-bad"), &body).await;
+        assert_error(&answer, status, "corr-bad");
+    }
+    assert!(shim.seen.try_recv().is_err(), "nothing was published");
+    // the messages say what is wrong
+    let isl = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body("f", 1, 1, 2, 40),
+    )
+    .await;
+    assert!(
+        isl.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("inter-switch link"),
+        "{}",
+        isl.text
+    );
+    let vlan = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body("f", 1, 40, 2, 40).replace("100", "5000"),
+    )
+    .await;
+    assert!(
+        vlan.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("vlan_id"),
+        "{}",
+        vlan.text
+    );
+    let missing = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        r#"{"flow_id": "f"}"#,
+    )
+    .await;
+    assert!(
+        missing.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{}",
+        missing.text
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_request_times_out_with_504_and_leaves_nothing_behind() {
+    let shim = shim(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let answer = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("corr-slow"),
+        &flow_body("silent-1", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&answer, StatusCode::GATEWAY_TIMEOUT, "corr-slow");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(shim.state.pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_correlation_id_in_flight_cannot_be_reused() {
+    let shim = shim(Duration::from_millis(300));
+    let router = shim.router.clone();
+    let slow = tokio::spawn(async move {
+        call(
+            &router,
+            "POST",
+            "/v2/flows",
+            Some("same"),
+            &flow_body("silent-2", 1, 40, 2, 40),
+        )
+        .await
+    });
+    while shim.state.pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("same"),
+        &flow_body("other", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&second, StatusCode::BAD_REQUEST, "same");
+    assert_eq!(slow.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_their_own_answers() {
+    let shim = shim(Duration::from_secs(5));
+    let mut tasks = Vec::new();
+    for n in 0..20u32 {
+        let router = shim.router.clone();
+        let flow_id = if n % 3 == 0 {
+            format!("noisy-{n}")
+        } else {
+            format!("flow-{n}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let answer = call(
+                &router,
+                "POST",
+                "/v2/flows",
+                None,
+                &flow_body(&flow_id, 1, 10 + n, 5, 10 + n),
+            )
+            .await;
+            (flow_id, answer)
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for task in tasks {
+        let (flow_id, answer) = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["flow_id"], flow_id.as_str());
+        // a generated correlation id, a fresh one per request
+        let id = answer.correlation_id.unwrap();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        assert!(ids.insert(id));
+    }
+    assert_eq!(
+        call(&shim.router, "GET", "/v2/flows", None, "")
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(20)
+    );
+}
+
+#[tokio::test]
+async fn the_network_health_and_metrics_are_served() {
+    let shim = shim(Duration::from_secs(5));
+    call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body("f", 1, 40, 2, 40),
+    )
+    .await;
+    let switches = call(&shim.router, "GET", "/v2/switches", None, "").await;
+    assert_eq!(switches.body.as_array().map(Vec::len), Some(9));
+    assert_eq!(
+        switches.body[0],
+        json!({"switch_id": "00:00:00:00:00:00:00:01", "ports": 48, "state": "ACTIVE"})
+    );
+    let links = call(&shim.router, "GET", "/v2/links", None, "").await;
+    let links = links.body.as_array().unwrap().clone();
+    assert_eq!(links.len(), 24);
+    let reserved: Vec<&Value> = links
+        .iter()
+        .filter(|l| l["available_bandwidth"] != l["capacity"])
+        .collect();
+    assert_eq!(reserved.len(), 2, "the flow's one ISL, both directions");
+    assert_eq!(reserved[0]["available_bandwidth"], 10_000_000 - 1000);
+    assert_eq!(reserved[0]["state"], "UP");
+    let health = call(&shim.router, "GET", "/health", None, "").await;
+    assert_eq!(
+        (health.status, health.body),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let metrics = call(&shim.router, "GET", "/metrics", None, "").await;
+    assert_eq!(
+        metrics.content_type.as_deref(),
+        Some("text/plain; version=0.0.4")
+    );
+    assert_eq!(metrics.text, "hubspoke_flows_total 3\n");
+}
+
+#[tokio::test]
+async fn the_shim_and_the_simulator_api_share_one_listener() {
+    let shim = shim(Duration::from_secs(5));
+    let fabric = Arc::new(parking_lot::Mutex::new(
+        crate::southbound::SwitchFabric::new(&shim.state.network),
+    ));
+    let router = shim
+        .router
+        .clone()
+        .merge(crate::southbound::sim_router(fabric));
+    let rules = call(
+        &router,
+        "GET",
+        "/sim/switches/00:00:00:00:00:00:00:01/rules",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!((rules.status, rules.body), (StatusCode::OK, json!([])));
+    let unknown = call(&router, "GET", "/sim/unknown", Some("c"), "").await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "c");
+}

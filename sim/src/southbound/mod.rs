@@ -1,0 +1,12 @@
+//! The southbound switch simulator (a Floodlight analog): rule tables, faults, the thread that
+//! answers commands, and its control API.
+
+pub mod api;
+pub mod fabric;
+pub mod faults;
+pub mod simulator;
+
+pub use api::{sim_router, FaultsRequest, RuleView};
+pub use fabric::{FabricError, SwitchFabric, DEFAULT_TABLE_CAPACITY};
+pub use faults::{roll, FaultDecision, FaultPlan, Faults, FaultsError};
+pub use simulator::{Simulator, SimulatorHandle};

@@ -1,0 +1,198 @@
+//! The topology running live: timely workers on threads, fed by the bus. Each worker's source
+//! stamps what it reads with the wall clock and advances its capability as the clock moves
+//! (that is what lets deadlines fire). A publish on the bus wakes the source through a
+//! `SyncActivator`; otherwise the workers park, so an idle topology uses no CPU to speak of.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_spokes::bus::{InProcessBus, Publish, Waker};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::{source, Operator};
+use timely::dataflow::{Scope, StreamVec};
+use timely::WorkerConfig;
+use tracing::info;
+
+use crate::dataflow::{build, Inbound, Settings, Time};
+use crate::metrics::Metrics;
+
+/// How much one activation of a source takes from each topic before yielding to the
+/// operators downstream (it re-activates itself at once if more is waiting).
+const SOURCE_BATCH: usize = 4096;
+
+/// Where a live topology reads from and writes to: the in-process bus or, later, Kafka.
+#[derive(Clone)]
+pub struct BusPorts {
+    pub nb_requests: Receiver<Envelope<NbRequest>>,
+    pub sb_responses: Receiver<Envelope<SbResponse>>,
+    /// Registers a waker to run whenever a message arrives on either inbound topic.
+    pub on_inbound: Arc<dyn Fn(Waker) + Send + Sync>,
+    pub nb_responses: Arc<dyn Publish<Envelope<NbResponse>>>,
+    pub sb_commands: Arc<dyn Publish<Envelope<SbCommand>>>,
+    pub flow_events: Arc<dyn Publish<Envelope<FlowEvent>>>,
+}
+
+impl BusPorts {
+    pub fn in_process(bus: &Arc<InProcessBus>) -> Self {
+        let wake_bus = bus.clone();
+        BusPorts {
+            nb_requests: bus.nb_requests.receiver(),
+            sb_responses: bus.sb_responses.receiver(),
+            on_inbound: Arc::new(move |waker: Waker| {
+                wake_bus.nb_requests.on_publish(waker.clone());
+                wake_bus.sb_responses.on_publish(waker);
+            }),
+            nb_responses: bus.nb_responses.clone(),
+            sb_commands: bus.sb_commands.clone(),
+            flow_events: bus.flow_events.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    pub workers: usize,
+    pub settings: Settings,
+    /// How often an idle source advances its clock, so deadlines fire on time.
+    pub tick: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            workers: 1,
+            settings: Settings::default(),
+            tick: Duration::from_millis(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+    #[error("could not start the timely workers: {0}")]
+    Start(String),
+}
+
+/// A running topology; dropping it stops the workers.
+pub struct LiveTopology {
+    stop: Arc<AtomicBool>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+}
+
+impl LiveTopology {
+    pub fn start(
+        config: LiveConfig,
+        network: Arc<Network>,
+        ports: BusPorts,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LiveError> {
+        if config.workers == 0 {
+            return Err(LiveError::NoWorkers);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker_stop = stop.clone();
+        let timely_config = timely::Config {
+            communication: timely::CommunicationConfig::Process(config.workers),
+            worker: WorkerConfig::default(),
+        };
+        let guards = timely::execute(timely_config, move |worker| {
+            let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
+            let (settings, tick) = (config.settings, config.tick);
+            worker.dataflow::<Time, _, _>(move |scope| {
+                let inbound = bus_source(scope.clone(), ports.clone(), tick);
+                let out = build(scope, inbound, settings, network, metrics);
+                publish(out.sb_commands, ports.sb_commands.clone());
+                publish(out.nb_responses, ports.nb_responses.clone());
+                publish(out.flow_events, ports.flow_events);
+            });
+            info!(worker = worker.index(), "topology worker running");
+            while !worker_stop.load(Ordering::Relaxed) {
+                worker.step_or_park(Some(tick));
+            }
+        })
+        .map_err(LiveError::Start)?;
+        Ok(LiveTopology {
+            stop,
+            guards: Some(guards),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(guards) = self.guards.take() {
+            drop(guards.join());
+        }
+    }
+}
+
+impl Drop for LiveTopology {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+pub fn clock_ms() -> Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Time)
+}
+
+fn bus_source<'scope>(
+    scope: Scope<'scope, Time>,
+    ports: BusPorts,
+    tick: Duration,
+) -> StreamVec<'scope, Time, Inbound> {
+    let worker = scope.worker();
+    source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
+        scope.clone(),
+        "BusSource",
+        move |capability, info| {
+            let waker = worker.sync_activator_for(info.address.to_vec());
+            (ports.on_inbound)(Arc::new(move || {
+                let _ = waker.activate();
+            }));
+            let activator = scope.activator_for(info.address.clone());
+            let mut capability = capability;
+            move |output| {
+                let now = clock_ms().max(*capability.time());
+                capability.downgrade(&now);
+                let mut session = output.session(&capability);
+                let mut taken = 0;
+                for envelope in ports.nb_requests.try_iter().take(SOURCE_BATCH) {
+                    session.give(Inbound::NbRequest(envelope));
+                    taken += 1;
+                }
+                for envelope in ports.sb_responses.try_iter().take(SOURCE_BATCH) {
+                    session.give(Inbound::SbResponse(envelope));
+                    taken += 1;
+                }
+                if taken > 0 {
+                    activator.activate();
+                } else {
+                    activator.activate_after(tick);
+                }
+            }
+        },
+    )
+}
+
+fn publish<D: Clone + 'static>(stream: StreamVec<'_, Time, D>, to: Arc<dyn Publish<D>>) {
+    stream.sink(Pipeline, "Publish", move |(input, _frontier)| {
+        input.for_each(|_time, data| {
+            for message in data.drain(..) {
+                to.publish(message);
+            }
+        });
+    });
+}
