@@ -1,6 +1,6 @@
 //! Topology replay tests: each `tests/replay/NAME.input.jsonl` runs through a fresh topology
 //! and the output must equal `NAME.golden.jsonl` (sorted per timestamp). A `# network: SPEC`
-//! comment in the input picks the network. `UPDATE_GOLDEN=1 cargo test --test replay`
+//! comment in the input picks the network, an optional `# settings: JSON` the timeouts and retries. `UPDATE_GOLDEN=1 cargo test --test replay`
 //! rewrites the golden files; review their diff before committing.
 
 use std::path::{Path, PathBuf};
@@ -27,8 +27,14 @@ fn run_case(name: &str) {
             .expect("valid spec")
             .expect("generated network"),
     );
+    let settings = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# settings: "))
+        .map_or_else(Settings::default, |json| {
+            serde_json::from_str(json).expect("valid settings")
+        });
     let input = parse_input(&text).expect("valid input log");
-    let output = to_json_lines(&replay(&input, Settings::default(), network));
+    let output = to_json_lines(&replay(&input, settings, network));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden_path, &output).expect("write golden");
         return;
@@ -53,4 +59,29 @@ fn run_case(name: &str) {
 #[test]
 fn create_happy() {
     run_case("create_happy");
+}
+
+#[test]
+fn create_retry_dropped_response() {
+    run_case("create_retry_dropped_response");
+}
+
+#[test]
+fn create_switch_error_rollback() {
+    run_case("create_switch_error_rollback");
+}
+
+#[test]
+fn create_deadline_expiry() {
+    run_case("create_deadline_expiry");
+}
+
+#[test]
+fn delete() {
+    run_case("delete");
+}
+
+#[test]
+fn late_response_after_timeout() {
+    run_case("late_response_after_timeout");
 }

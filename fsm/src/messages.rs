@@ -116,6 +116,19 @@ pub enum SbErrorCode {
     Unknown,
 }
 
+impl std::fmt::Display for SbErrorCode {
+    /// The wire name (`TABLE_FULL`), as people see it in logs and failure reasons.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SbErrorCode::SwitchUnavailable => "SWITCH_UNAVAILABLE",
+            SbErrorCode::BadCommand => "BAD_COMMAND",
+            SbErrorCode::MissingRule => "MISSING_RULE",
+            SbErrorCode::TableFull => "TABLE_FULL",
+            SbErrorCode::Unknown => "UNKNOWN",
+        })
+    }
+}
+
 impl SbErrorCode {
     /// Whether trying the same command again can help. A malformed command, a full table or a
     /// rule that verification did not find will not change by asking again.
@@ -306,6 +319,19 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Envelope<NbRequest>>(bad).is_err());
             assert!(serde_json::from_str::<Envelope<SbResponse>>(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn error_codes_display_as_on_the_wire() {
+        for code in [
+            SbErrorCode::SwitchUnavailable,
+            SbErrorCode::BadCommand,
+            SbErrorCode::MissingRule,
+            SbErrorCode::TableFull,
+            SbErrorCode::Unknown,
+        ] {
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{code}\""));
         }
     }
 

@@ -210,7 +210,7 @@ impl SpeakerWorker {
             SbOutcome::Success => self.finish(command_id, ReportOutcome::Succeeded, out),
             SbOutcome::Error { code, message } => {
                 let failure = format!(
-                    "{code:?} from switch {} on attempt {}: {message}",
+                    "{code} from switch {} on attempt {}: {message}",
                     response.switch_id, response.attempt
                 );
                 if code.is_retryable() {

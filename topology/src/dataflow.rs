@@ -87,7 +87,7 @@ pub fn build<'scope>(
     let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout>>(1);
 
     let hub = hub_operator(
-        scope.clone(),
+        scope,
         nb_requests,
         hub_feedback,
         settings.timeouts,

@@ -106,7 +106,7 @@ impl LiveTopology {
             let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
             let (settings, tick) = (config.settings, config.tick);
             worker.dataflow::<Time, _, _>(move |scope| {
-                let inbound = bus_source(scope.clone(), ports.clone(), tick);
+                let inbound = bus_source(scope, ports.clone(), tick);
                 let out = build(scope, inbound, settings, network, metrics);
                 publish(out.sb_commands, ports.sb_commands.clone());
                 publish(out.nb_responses, ports.nb_responses.clone());
@@ -155,7 +155,7 @@ fn bus_source<'scope>(
 ) -> StreamVec<'scope, Time, Inbound> {
     let worker = scope.worker();
     source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
-        scope.clone(),
+        scope,
         "BusSource",
         move |capability, info| {
             let waker = worker.sync_activator_for(info.address.to_vec());

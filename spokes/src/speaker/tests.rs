@@ -127,7 +127,7 @@ fn retryable_errors_back_off_and_retry_up_to_the_budget() {
         if attempt == 3 {
             match report(&out) {
                 Some(ReportOutcome::Failed { reason }) => {
-                    assert!(reason.contains("SwitchUnavailable"), "{reason}");
+                    assert!(reason.contains("SWITCH_UNAVAILABLE"), "{reason}");
                     assert!(reason.contains("gave up after 3 attempts"), "{reason}");
                 }
                 other => panic!("expected failure, got {other:?}"),
