@@ -172,36 +172,7 @@ async fn fifty_flows_come_up_with_exact_rules_and_leave_nothing_behind() {
     })
     .await;
 
-    // Every rule on every switch belongs to a flow and matches that flow's path, and no rule
-    // of any flow is missing.
-    let actual = all_rules(&client, &hub).await;
-    let mut expected = BTreeSet::new();
-    for flow in &flows {
-        let source = &flow["source"];
-        let source_switch = source["switch_id"].as_str().expect("switch");
-        let ingress = actual
-            .iter()
-            .find(|(switch, cookie, kind, in_port, in_vlan, ..)| {
-                switch == source_switch
-                    && cookie & FORWARD != 0
-                    && (kind == "ingress" || kind == "one_switch")
-                    && Some(*in_port) == source["port_number"].as_u64()
-                    && Some(*in_vlan) == source["vlan_id"].as_u64()
-            })
-            .unwrap_or_else(|| panic!("no ingress rule for {}", flow["flow_id"]));
-        let cookie_id = ingress.1 & !FORWARD;
-        let transit_vlan = ingress.6;
-        for rule in expected_rules(flow, cookie_id, transit_vlan) {
-            assert!(
-                expected.insert(rule.clone()),
-                "two flows expect the same rule {rule:?}"
-            );
-        }
-    }
-    assert_eq!(
-        actual, expected,
-        "switch tables must hold exactly the flows' rules"
-    );
+    assert_tables_hold_exactly(&client, &hub, &flows).await;
 
     // Bandwidth in use on each ISL is the sum of the flows whose path crosses it.
     let links = get_json(&client, &hub.url("/v2/links")).await;
@@ -274,6 +245,60 @@ async fn fifty_flows_come_up_with_exact_rules_and_leave_nothing_behind() {
     }
 }
 
+/// Every rule on every switch belongs to one of `flows` and matches its path, and no rule of
+/// those flows is missing.
+async fn assert_tables_hold_exactly(client: &reqwest::Client, hub: &Hubspoke, flows: &[Value]) {
+    let actual = all_rules(client, hub).await;
+    let mut expected = BTreeSet::new();
+    for flow in flows {
+        let source = &flow["source"];
+        let source_switch = source["switch_id"].as_str().expect("switch");
+        let ingress = actual
+            .iter()
+            .find(|(switch, cookie, kind, in_port, in_vlan, ..)| {
+                switch == source_switch
+                    && cookie & FORWARD != 0
+                    && (kind == "ingress" || kind == "one_switch")
+                    && Some(*in_port) == source["port_number"].as_u64()
+                    && Some(*in_vlan) == source["vlan_id"].as_u64()
+            })
+            .unwrap_or_else(|| panic!("no ingress rule for {}", flow["flow_id"]));
+        let cookie_id = ingress.1 & !FORWARD;
+        let transit_vlan = ingress.6;
+        for rule in expected_rules(flow, cookie_id, transit_vlan) {
+            assert!(
+                expected.insert(rule.clone()),
+                "two flows expect the same rule {rule:?}"
+            );
+        }
+    }
+    assert_eq!(
+        actual, expected,
+        "switch tables must hold exactly the flows' rules"
+    );
+}
+
+/// Creates the FLOWS flows concurrently; each is accepted IN_PROGRESS.
+async fn create_all(client: &reqwest::Client, hub: &Hubspoke) {
+    let creates = (0..FLOWS).map(|i| {
+        let client = client.clone();
+        let url = hub.url("/v2/flows");
+        async move {
+            let response = client
+                .post(url)
+                .json(&flow_body(i))
+                .send()
+                .await
+                .expect("POST");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            assert_eq!(status, 200, "create e2e-{i}: {body}");
+            assert_eq!(body["status"], "IN_PROGRESS");
+        }
+    });
+    futures_join_all(creates).await;
+}
+
 /// Runs the futures concurrently on the test's runtime.
 async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     futures: impl Iterator<Item = F>,
@@ -282,4 +307,86 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     for handle in handles {
         handle.await.expect("task");
     }
+}
+
+/// Lost commands are retried, and a switch that stops answering makes the flows that need it
+/// roll back: every flow ends UP or DOWN (none stays IN_PROGRESS), the UP ones avoid the failed
+/// switch and own exactly the rules on the switches, the DOWN ones own none and no bandwidth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_commands_are_retried_and_a_failed_switch_rolls_flows_back() {
+    let hub = Hubspoke::up(&[
+        "--network",
+        "grid:3x3",
+        "--workers",
+        "2",
+        "--command-timeout-ms",
+        "100",
+        "--command-attempts",
+        "10",
+    ]);
+    let client = reqwest::Client::new();
+    let faults = json!({"latency_ms": 2, "error_rate": 0.0, "drop_rate": 0.3});
+    let response = client
+        .put(hub.url("/sim/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .expect("PUT faults");
+    assert_eq!(response.status(), 200);
+    let failed = switch_id(5);
+    let response = client
+        .post(hub.url(&format!("/sim/switches/{failed}/fail")))
+        .send()
+        .await
+        .expect("fail switch");
+    assert_eq!(response.status(), 200);
+
+    create_all(&client, &hub).await;
+    let flows: Vec<Value> =
+        eventually(Duration::from_secs(90), "every flow UP or DOWN", || async {
+            let flows = get_json(&client, &hub.url("/v2/flows")).await;
+            let flows = flows.as_array().expect("list").clone();
+            let settled = flows
+                .iter()
+                .all(|f| f["status"] == "UP" || f["status"] == "DOWN");
+            (flows.len() == FLOWS && settled).then_some(flows)
+        })
+        .await;
+
+    let (up, down): (Vec<Value>, Vec<Value>) = flows.into_iter().partition(|f| f["status"] == "UP");
+    assert!(
+        !up.is_empty() && !down.is_empty(),
+        "some flows need switch 5, some do not"
+    );
+    for flow in &up {
+        let path = flow["path"].as_array().expect("path");
+        assert!(
+            path.iter().all(|node| node["switch_id"] != failed.as_str()),
+            "UP flow crosses the failed switch: {flow}"
+        );
+    }
+    for flow in &down {
+        let info = flow["status_info"].as_str().unwrap_or_default();
+        assert!(
+            info.contains(&format!("switch {failed}")),
+            "DOWN because of the failed switch: {flow}"
+        );
+        assert_eq!(flow["path"], json!([]), "a DOWN flow holds no path: {flow}");
+    }
+    assert_tables_hold_exactly(&client, &hub, &up).await;
+
+    let metrics = client
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let retries: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hubspoke_sb_retries "))
+        .and_then(|n| n.parse().ok())
+        .expect("sb_retries metric");
+    assert!(retries > 0, "lost commands were retried:\n{metrics}");
 }

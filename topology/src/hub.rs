@@ -91,8 +91,6 @@ struct FlowSlot {
 pub struct Hub {
     timeouts: Timeouts,
     flows: HashMap<String, FlowSlot>,
-    /// Makes command ids unique across a flow's operations.
-    operations_started: u64,
     next_generation: u64,
     metrics: Arc<Metrics>,
 }
@@ -102,7 +100,6 @@ impl Hub {
         Hub {
             timeouts,
             flows: HashMap::new(),
-            operations_started: 0,
             next_generation: 0,
             metrics,
         }
@@ -128,8 +125,10 @@ impl Hub {
             )));
             return;
         }
-        self.operations_started += 1;
-        let prefix = format!("{flow_id}:{}", self.operations_started);
+        // Command ids are `{flow}:{start ms}:{n}`: the same whatever the worker count, and
+        // unique across the flow's operations (one at a time, each lasting at least 1 ms), so a
+        // late answer to an earlier operation can never match a later one.
+        let prefix = format!("{flow_id}:{now_ms}");
         let slot = self.flows.entry(flow_id.clone()).or_default();
         let machine = match envelope.payload {
             NbRequest::CreateFlow { flow } => {
