@@ -146,23 +146,7 @@ async fn fifty_flows_come_up_with_exact_rules_and_leave_nothing_behind() {
     let hub = Hubspoke::up(&["--network", "grid:3x3", "--workers", "2"]);
     let client = reqwest::Client::new();
 
-    let creates = (0..FLOWS).map(|i| {
-        let client = client.clone();
-        let url = hub.url("/v2/flows");
-        async move {
-            let response = client
-                .post(url)
-                .json(&flow_body(i))
-                .send()
-                .await
-                .expect("POST");
-            let status = response.status();
-            let body: Value = response.json().await.expect("JSON");
-            assert_eq!(status, 200, "create e2e-{i}: {body}");
-            assert_eq!(body["status"], "IN_PROGRESS");
-        }
-    });
-    futures_join_all(creates).await;
+    create_all(&client, &hub).await;
 
     let flows: Vec<Value> = eventually(Duration::from_secs(60), "all flows UP", || async {
         let flows = get_json(&client, &hub.url("/v2/flows")).await;

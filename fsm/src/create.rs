@@ -18,6 +18,7 @@ pub struct FlowCreate {
     sent: BTreeSet<usize>,
     commands: CommandBatch,
     failure: Option<String>,
+    removal_failures: Vec<String>,
 }
 
 impl FlowCreate {
@@ -30,6 +31,7 @@ impl FlowCreate {
             sent: BTreeSet::new(),
             commands: CommandBatch::new(command_prefix),
             failure: None,
+            removal_failures: Vec::new(),
         }
     }
 
@@ -204,24 +206,16 @@ impl FlowCreate {
 
     #[state(entry_action = "remove_sent_rules")]
     fn rolling_back(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        let command_id = match event {
-            OpEvent::CommandSucceeded { command_id } => command_id,
-            OpEvent::CommandFailed { command_id, reason } => {
-                if self.commands.is_pending(command_id) {
-                    let failure = self.failure.get_or_insert_with(String::new);
-                    failure.push_str(&format!("; rule removal failed: {reason}"));
-                }
-                command_id
-            }
-            OpEvent::Timeout => {
-                context.details = "rule removal timed out".into();
-                return Transition(State::down());
-            }
-            _ => return Handled,
-        };
-        match self.commands.complete(command_id) {
-            Completion::StepDone => Transition(State::down()),
-            Completion::Remaining | Completion::NotPending => Handled,
+        if let OpEvent::Timeout = event {
+            context.details = "rule removal timed out".into();
+            return Transition(State::down());
+        }
+        match self
+            .commands
+            .complete_despite_failures(event, &mut self.removal_failures)
+        {
+            Some(Completion::StepDone) => Transition(State::down()),
+            _ => Handled,
         }
     }
 
@@ -258,10 +252,13 @@ impl FlowCreate {
 
     #[action]
     fn mark_down(&mut self, context: &mut OpContext) {
-        let reason = self
+        let mut reason = self
             .failure
             .clone()
             .unwrap_or_else(|| "flow create failed".into());
+        for failure in &self.removal_failures {
+            reason.push_str(&format!("; rule removal failed: {failure}"));
+        }
         context.push(Action::Free);
         self.flow = self.flow.changed(context.now_ms, |r| {
             r.status = FlowStatus::Down;

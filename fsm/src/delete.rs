@@ -65,25 +65,17 @@ impl FlowDelete {
 
     #[state(entry_action = "remove_rules")]
     fn removing_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        let command_id = match event {
-            OpEvent::CommandSucceeded { command_id } => command_id,
-            OpEvent::CommandFailed { command_id, reason } => {
-                if self.commands.is_pending(command_id) {
-                    self.problems.push(reason.clone());
-                    context.details = reason.clone();
-                }
-                command_id
-            }
-            OpEvent::Timeout => {
-                context.details = "rule removal timed out".into();
-                context.push(Action::Abandon);
-                return Transition(State::deleted());
-            }
-            _ => return Handled,
-        };
-        match self.commands.complete(command_id) {
-            Completion::StepDone => Transition(State::deleted()),
-            Completion::Remaining | Completion::NotPending => Handled,
+        if let OpEvent::Timeout = event {
+            context.details = "rule removal timed out".into();
+            context.push(Action::Abandon);
+            return Transition(State::deleted());
+        }
+        match self
+            .commands
+            .complete_despite_failures(event, &mut self.problems)
+        {
+            Some(Completion::StepDone) => Transition(State::deleted()),
+            _ => Handled,
         }
     }
 

@@ -10,7 +10,7 @@ pub mod model;
 pub mod network;
 pub mod operation;
 #[cfg(test)]
-mod operation_test_support;
+mod test_support;
 
 pub mod segments;
 pub mod switch_id;

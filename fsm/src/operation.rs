@@ -192,6 +192,27 @@ impl CommandBatch {
         }
     }
 
+    /// For a step that goes on whatever its commands answer (removing rules): notes a failed
+    /// command's reason in `failures` and tells whether the event completed the step. `None`
+    /// for events that are not command results.
+    pub fn complete_despite_failures(
+        &mut self,
+        event: &OpEvent,
+        failures: &mut Vec<String>,
+    ) -> Option<Completion> {
+        let command_id = match event {
+            OpEvent::CommandSucceeded { command_id } => command_id,
+            OpEvent::CommandFailed { command_id, reason } => {
+                if self.is_pending(command_id) {
+                    failures.push(reason.clone());
+                }
+                command_id
+            }
+            _ => return None,
+        };
+        Some(self.complete(command_id))
+    }
+
     pub fn is_pending(&self, command_id: &str) -> bool {
         self.pending.contains_key(command_id)
     }

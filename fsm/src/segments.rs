@@ -142,24 +142,7 @@ fn direction_segments(
 mod tests {
     use super::*;
     use crate::network::Network;
-
-    fn request(src: u64, dst: u64) -> FlowRequest {
-        FlowRequest {
-            flow_id: "f".into(),
-            source: FlowEndpoint {
-                switch_id: SwitchId(src),
-                port_number: 40,
-                vlan_id: 10,
-            },
-            destination: FlowEndpoint {
-                switch_id: SwitchId(dst),
-                port_number: 41,
-                vlan_id: 20,
-            },
-            maximum_bandwidth: 1000,
-            description: String::new(),
-        }
-    }
+    use crate::test_support::request;
 
     #[test]
     fn a_three_switch_path_has_ingress_transit_egress_both_ways() {

@@ -2,7 +2,7 @@ use statig::blocking::{IntoStateMachineExt, StateMachine};
 
 use super::*;
 use crate::operation::Action;
-use crate::operation_test_support::{record, resources, sends};
+use crate::test_support::{record, resources, sends};
 
 fn machine(with_resources: bool) -> StateMachine<FlowDelete> {
     let mut flow = record(3);

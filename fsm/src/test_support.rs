@@ -4,12 +4,12 @@ use crate::network::Network;
 use crate::operation::Action;
 use crate::{FlowEndpoint, FlowRecord, FlowRequest, Resources, SbAction, SwitchId};
 
-/// A flow from switch 1 to switch `dst` of a `linear:3` network (dst 1 = one-switch flow).
-pub fn record(dst: u64) -> FlowRecord {
-    let request = FlowRequest {
+/// Flow "f1" from port 40 VLAN 10 of switch `src` to port 41 VLAN 20 of switch `dst`, 1 Mbit/s.
+pub fn request(src: u64, dst: u64) -> FlowRequest {
+    FlowRequest {
         flow_id: "f1".into(),
         source: FlowEndpoint {
-            switch_id: SwitchId(1),
+            switch_id: SwitchId(src),
             port_number: 40,
             vlan_id: 10,
         },
@@ -20,8 +20,12 @@ pub fn record(dst: u64) -> FlowRecord {
         },
         maximum_bandwidth: 1000,
         description: String::new(),
-    };
-    FlowRecord::new(request, 100)
+    }
+}
+
+/// A flow from switch 1 to switch `dst` of a `linear:3` network (dst 1 = one-switch flow).
+pub fn record(dst: u64) -> FlowRecord {
+    FlowRecord::new(request(1, dst), 100)
 }
 
 pub fn resources(dst: u64) -> Resources {
