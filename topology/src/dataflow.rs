@@ -361,6 +361,7 @@ fn coordinator_operator<'scope>(
     requests.unary_frontier(pact, "Coordinator", move |_capability, _info| {
         let mut table = DeadlineTable::default();
         let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+        let mut counted = 0;
         move |(input, frontier), output| {
             input.for_each_stamp(|capability, data| {
                 let Some(&now) = capability.least() else {
@@ -385,6 +386,8 @@ fn coordinator_operator<'scope>(
                 metrics.deadlines_fired.add(due.len() as u64);
                 output.session(&capability).give_iterator(due.into_iter());
             }
+            metrics.deadlines_pending.add(table.len() as i64 - counted);
+            counted = table.len() as i64;
         }
     })
 }

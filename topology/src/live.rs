@@ -1,11 +1,13 @@
 //! The topology running live: timely workers on threads, fed by the bus. Each worker's source
 //! stamps what it reads with the wall clock and advances its capability as the clock moves
 //! (that is what lets deadlines fire). A publish on the bus wakes the source through a
-//! `SyncActivator`; otherwise the workers park, so an idle topology uses no CPU to speak of.
+//! `SyncActivator`. The clock only needs to move while a deadline is pending, so the sources
+//! stop ticking when none is (after a grace period that covers a deadline being registered in
+//! answer to the last input) and the workers park: an idle topology uses no CPU.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use hubspoke_fsm::network::Network;
@@ -24,6 +26,9 @@ use crate::metrics::Metrics;
 /// How much one activation of a source takes from each topic before yielding to the
 /// operators downstream (it re-activates itself at once if more is waiting).
 const SOURCE_BATCH: usize = 4096;
+
+/// How long a source keeps ticking after its last input even with no deadline pending yet.
+const TICK_GRACE: Duration = Duration::from_secs(1);
 
 /// Where a live topology reads from and writes to: the in-process bus or, later, Kafka.
 #[derive(Clone)]
@@ -106,7 +111,7 @@ impl LiveTopology {
             let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
             let (settings, tick) = (config.settings, config.tick);
             worker.dataflow::<Time, _, _>(move |scope| {
-                let inbound = bus_source(scope, ports.clone(), tick);
+                let inbound = bus_source(scope, ports.clone(), tick, metrics.clone());
                 let out = build(scope, inbound, settings, network, metrics);
                 publish(out.sb_commands, ports.sb_commands.clone());
                 publish(out.nb_responses, ports.nb_responses.clone());
@@ -152,6 +157,7 @@ fn bus_source<'scope>(
     scope: Scope<'scope, Time>,
     ports: BusPorts,
     tick: Duration,
+    metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Inbound> {
     let worker = scope.worker();
     source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
@@ -164,6 +170,7 @@ fn bus_source<'scope>(
             }));
             let activator = scope.activator_for(info.address.clone());
             let mut capability = capability;
+            let mut last_input = Instant::now();
             move |output| {
                 let now = clock_ms().max(*capability.time());
                 capability.downgrade(&now);
@@ -178,8 +185,9 @@ fn bus_source<'scope>(
                     taken += 1;
                 }
                 if taken > 0 {
+                    last_input = Instant::now();
                     activator.activate();
-                } else {
+                } else if metrics.deadlines_pending.get() > 0 || last_input.elapsed() < TICK_GRACE {
                     activator.activate_after(tick);
                 }
             }

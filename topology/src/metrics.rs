@@ -1,7 +1,7 @@
 //! Counters shared by the workers of a topology, rendered in the Prometheus text format.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -20,28 +20,47 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn add(&self, delta: i64) {
+        self.0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 macro_rules! metrics {
-    ($($name:ident: $help:literal,)*) => {
+    (counters { $($counter:ident: $counter_help:literal,)* } gauges { $($gauge:ident: $gauge_help:literal,)* }) => {
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $(pub $name: Counter,)*
+            $(pub $counter: Counter,)*
+            $(pub $gauge: Gauge,)*
         }
 
         impl Metrics {
             pub fn render(&self) -> String {
                 let mut text = String::new();
-                $(
-                    let _ = writeln!(text, "# HELP hubspoke_{} {}", stringify!($name), $help);
-                    let _ = writeln!(text, "# TYPE hubspoke_{} counter", stringify!($name));
-                    let _ = writeln!(text, "hubspoke_{} {}", stringify!($name), self.$name.get());
-                )*
+                $(render(&mut text, stringify!($counter), $counter_help, "counter", self.$counter.get());)*
+                $(render(&mut text, stringify!($gauge), $gauge_help, "gauge", self.$gauge.get());)*
                 text
             }
         }
     };
 }
 
+fn render(text: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(text, "# HELP hubspoke_{name} {help}");
+    let _ = writeln!(text, "# TYPE hubspoke_{name} {kind}");
+    let _ = writeln!(text, "hubspoke_{name} {value}");
+}
+
 metrics! {
+    counters {
     requests_rejected: "Northbound requests refused before an operation started.",
     operations_started: "Flow operations (create, delete) started by the hub.",
     operations_finished: "Flow operations that reached a final state.",
@@ -51,6 +70,10 @@ metrics! {
     sb_retries: "Southbound command attempts after the first.",
     sb_commands_failed: "Southbound commands given up on.",
     sb_responses_dropped: "Southbound responses dropped as late, duplicate or abandoned.",
+    }
+    gauges {
+    deadlines_pending: "Deadlines registered with the coordinators and not yet fired or cancelled.",
+    }
 }
 
 #[cfg(test)]
