@@ -2,4 +2,5 @@
 
 pub mod bus;
 pub mod deadline;
+pub mod kafka;
 pub mod speaker;

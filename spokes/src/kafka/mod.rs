@@ -1,0 +1,14 @@
+//! The Kafka transport: the same topics and envelope as the in-process bus, as JSON a person
+//! can read, keyed by flow id (a flow's messages stay in order on one partition), with the
+//! correlation id also as a header. Producers are idempotent with `acks=all`.
+
+mod consumer;
+mod producer;
+mod settings;
+
+pub use consumer::{decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded};
+pub use producer::{KafkaProducer, KafkaPublisher};
+pub use settings::{ensure_topics, wait_for_broker, KafkaError, KafkaSettings, TopicName};
+
+/// The Kafka header that carries the correlation id.
+pub const CORRELATION_HEADER: &str = "correlation_id";

@@ -1,0 +1,96 @@
+//! Publishing envelopes to Kafka without blocking: a threaded producer polls for delivery
+//! reports in the background; a failed delivery is logged with its key.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubspoke_fsm::Envelope;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+
+use super::settings::{KafkaError, KafkaSettings};
+use super::CORRELATION_HEADER;
+use crate::bus::Publish;
+
+/// One producer per process, shared by every topic's publisher.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+}
+
+impl KafkaProducer {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            settings.producer_config().create()?;
+        Ok(KafkaProducer {
+            producer: Arc::new(producer),
+        })
+    }
+
+    /// Sends raw bytes; waits (polling) only while librdkafka's queue is full.
+    pub fn send_bytes(&self, topic: &str, key: &str, correlation_id: &str, payload: &[u8]) {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: CORRELATION_HEADER,
+            value: Some(correlation_id),
+        });
+        let mut record = BaseRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    returned,
+                )) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => {
+                    tracing::error!(%topic, %key, %correlation_id, %error, "could not produce a message");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until everything sent so far is delivered, e.g. before exiting.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.producer.flush(timeout) {
+            tracing::warn!(%error, "not every message was delivered before shutdown");
+        }
+    }
+
+    pub fn publisher<T>(&self, topic: String) -> KafkaPublisher<T> {
+        KafkaPublisher {
+            producer: self.clone(),
+            topic,
+            payload: PhantomData,
+        }
+    }
+}
+
+/// A topic as a [`Publish`] target.
+pub struct KafkaPublisher<T> {
+    producer: KafkaProducer,
+    topic: String,
+    payload: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize> Publish<Envelope<T>> for KafkaPublisher<T> {
+    fn publish(&self, message: Envelope<T>) {
+        match serde_json::to_vec(&message) {
+            Ok(bytes) => {
+                self.producer
+                    .send_bytes(&self.topic, &message.key, &message.correlation_id, &bytes)
+            }
+            Err(error) => {
+                tracing::error!(topic = %self.topic, key = %message.key, %error, "could not encode a message")
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Broker address, topic names and the client settings that matter for latency.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("Kafka client error: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("no Kafka broker answered at {brokers} within {waited:?}")]
+    BrokerUnreachable { brokers: String, waited: Duration },
+    #[error("could not create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+}
+
+/// The DESIGN.md topics; their names are `{prefix}.{suffix}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicName {
+    NbRequests,
+    NbResponses,
+    SbCommands,
+    SbResponses,
+    SbEvents,
+    FlowEvents,
+    Errors,
+}
+
+impl TopicName {
+    pub const ALL: [TopicName; 7] = [
+        TopicName::NbRequests,
+        TopicName::NbResponses,
+        TopicName::SbCommands,
+        TopicName::SbResponses,
+        TopicName::SbEvents,
+        TopicName::FlowEvents,
+        TopicName::Errors,
+    ];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            TopicName::NbRequests => "nb.requests",
+            TopicName::NbResponses => "nb.responses",
+            TopicName::SbCommands => "sb.commands",
+            TopicName::SbResponses => "sb.responses",
+            TopicName::SbEvents => "sb.events",
+            TopicName::FlowEvents => "flow.events",
+            TopicName::Errors => "errors",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `HOST:PORT[,HOST:PORT…]`
+    pub brokers: String,
+    pub topic_prefix: String,
+    /// Partitions of the topics this process creates when they are missing.
+    pub partitions: i32,
+    /// How long the broker may hold a fetch waiting for data. tansu answers a fetch only when
+    /// this expires, so it is the floor of every hop's latency: keep it small.
+    pub fetch_wait_max_ms: u32,
+    /// How long the producer waits to batch messages.
+    pub linger_ms: u32,
+    /// Any other librdkafka setting, `name=value`, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaSettings {
+            brokers: brokers.into(),
+            topic_prefix: "hubspoke".into(),
+            partitions: 4,
+            fetch_wait_max_ms: 1,
+            linger_ms: 1,
+            overrides: Vec::new(),
+        }
+    }
+
+    pub fn topic(&self, name: TopicName) -> String {
+        format!("{}.{}", self.topic_prefix, name.suffix())
+    }
+
+    /// The settings every client shares.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger_ms.to_string());
+        self.apply_overrides(&mut config);
+        config
+    }
+
+    /// A consumer of `group` that stores offsets only when told to (after handling) and
+    /// commits the stored ones in the background.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            .set("fetch.min.bytes", "1");
+        self.apply_overrides(&mut config);
+        config
+    }
+
+    fn apply_overrides(&self, config: &mut ClientConfig) {
+        for (name, value) in &self.overrides {
+            config.set(name, value);
+        }
+    }
+}
+
+/// Waits until a broker answers a metadata request, saying so every few seconds.
+pub fn wait_for_broker(settings: &KafkaSettings, limit: Duration) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = settings.client_config().create()?;
+    let start = Instant::now();
+    let mut last_notice = Instant::now();
+    loop {
+        if consumer
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            return Err(KafkaError::BrokerUnreachable {
+                brokers: settings.brokers.clone(),
+                waited: limit,
+            });
+        }
+        if last_notice.elapsed() >= Duration::from_secs(5) {
+            tracing::warn!(brokers = %settings.brokers, waited = ?start.elapsed(), "waiting for the Kafka broker");
+            last_notice = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Creates every DESIGN.md topic that does not exist yet (the broker may not auto-create).
+pub fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
+    let names: Vec<String> = TopicName::ALL.iter().map(|&t| settings.topic(t)).collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
