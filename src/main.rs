@@ -1,5 +1,9 @@
 //! `hubspoke`: the flow workflow manager's one binary.
 
+mod kafka_args;
+mod northbound;
+mod operation_args;
+mod parts;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +24,12 @@ struct Cli {
 enum Command {
     /// Everything in one process: REST shim, topology, switch simulator, in-process bus.
     Up(up::UpArgs),
+    /// The timely topology (hub, speaker, coordinator, allocator) over Kafka.
+    Topology(parts::TopologyArgs),
+    /// The northbound REST shim over Kafka.
+    Nb(parts::NbArgs),
+    /// The southbound switch simulator over Kafka, with its /sim/ control API.
+    Sb(parts::SbArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +41,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Up(args) => up::run(args),
+        Command::Topology(args) => parts::topology(args),
+        Command::Nb(args) => parts::nb(args),
+        Command::Sb(args) => parts::sb(args),
     }
 }

@@ -6,18 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use hubspoke_fsm::operation::Timeouts;
-use hubspoke_sim::{
-    load_network, nb_router, sim_router, spawn_reply_dispatcher, spawn_view_updater,
-};
-use hubspoke_sim::{FlowView, NbState, PendingReplies, Simulator, SwitchFabric};
+use hubspoke_sim::{load_network, sim_router, Simulator, SwitchFabric};
 use hubspoke_spokes::bus::InProcessBus;
-use hubspoke_spokes::speaker::RetryPolicy;
-use hubspoke_topology::dataflow::Settings;
 use hubspoke_topology::live::{BusPorts, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
 use tracing::info;
+
+use crate::northbound::{serve, Northbound};
+use crate::operation_args::OperationArgs;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -33,15 +30,8 @@ pub struct UpArgs {
     /// How long a REST call waits for the topology's answer.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
-    /// Deadline of a whole flow operation (create, delete).
-    #[arg(long, default_value_t = 30_000)]
-    operation_timeout_ms: u64,
-    /// How long one southbound command attempt waits for its response.
-    #[arg(long, default_value_t = 2_000)]
-    command_timeout_ms: u64,
-    /// Attempts per southbound command before it is given up.
-    #[arg(long, default_value_t = 3)]
-    command_attempts: u32,
+    #[command(flatten)]
+    operation: OperationArgs,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -59,20 +49,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         bus.sb_responses.clone(),
     );
 
-    let settings = Settings {
-        timeouts: Timeouts {
-            operation_ms: args.operation_timeout_ms,
-            ..Timeouts::default()
-        },
-        retry: RetryPolicy {
-            max_attempts: args.command_attempts.max(1),
-            response_timeout_ms: args.command_timeout_ms,
-            ..RetryPolicy::default()
-        },
-    };
     let config = LiveConfig {
         workers: args.workers,
-        settings,
+        settings: args.operation.settings(),
         ..LiveConfig::default()
     };
     let topology = LiveTopology::start(
@@ -82,60 +61,24 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         metrics.clone(),
     )?;
 
-    let view = FlowView::new();
-    spawn_view_updater(view.clone(), bus.flow_events.receiver());
-    let pending = PendingReplies::new();
-    spawn_reply_dispatcher(pending.clone(), view.clone(), bus.nb_responses.receiver());
-
-    let mut state = NbState::new(bus.nb_requests.clone(), pending, view, network.clone());
-    state.request_timeout = Duration::from_millis(args.request_timeout_ms);
-    state.metrics_render = Arc::new(move || metrics.render());
-    let app = nb_router(state).merge(sim_router(fabric));
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let address = listener.local_addr()?;
-        // Printed on stdout so scripts and tests can find the port when --listen uses port 0.
-        println!("hubspoke up: listening on http://{address}");
-        info!(
-            %address,
-            network = %args.network,
-            switches = network.switches().count(),
-            isls = network.links().len(),
-            workers = args.workers,
-            "hubspoke up"
-        );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        anyhow::Ok(())
-    })?;
+    let northbound = Northbound {
+        requests: bus.nb_requests.clone(),
+        responses: bus.nb_responses.receiver(),
+        flow_events: bus.flow_events.receiver(),
+        network: network.clone(),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        metrics: Arc::new(move || metrics.render()),
+    };
+    let app = northbound.router().merge(sim_router(fabric));
+    info!(
+        network = %args.network,
+        switches = network.switches().count(),
+        isls = network.links().len(),
+        workers = args.workers,
+        "hubspoke up"
+    );
+    serve("hubspoke up", args.listen, app)?;
     info!("shutting down");
     topology.stop();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        if let Ok(mut signal) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            signal.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }

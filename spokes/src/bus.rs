@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 /// Called after every publish on a topic.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -53,6 +54,65 @@ impl<T: Send> Publish<T> for Topic<T> {
         for waker in self.wakers.lock().iter() {
             waker();
         }
+    }
+}
+
+/// What the topology reads from the bus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Inbound {
+    NbRequest(Envelope<NbRequest>),
+    SbResponse(Envelope<SbResponse>),
+}
+
+/// Where one timely worker reads its input: each worker has its own, so with Kafka each is a
+/// consumer of one group and the partitions are shared out among all workers of all processes.
+pub trait InboundSource {
+    /// Arranges for `waker` to run (from any thread) whenever new input may be waiting.
+    fn set_waker(&mut self, waker: Waker);
+    /// Hands up to `max` waiting messages to `out`; returns how many.
+    fn poll(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize;
+    /// How long the source may stay unpolled while idle (Kafka consumers must poll now and
+    /// then to stay in their group); `None`: forever.
+    fn keepalive(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+/// The topology's input from the in-process bus. Workers share the channels.
+pub struct ChannelInbound {
+    bus: Arc<InProcessBus>,
+    nb_requests: Receiver<Envelope<NbRequest>>,
+    sb_responses: Receiver<Envelope<SbResponse>>,
+}
+
+impl ChannelInbound {
+    pub fn new(bus: Arc<InProcessBus>) -> Self {
+        let (nb_requests, sb_responses) = (bus.nb_requests.receiver(), bus.sb_responses.receiver());
+        ChannelInbound {
+            bus,
+            nb_requests,
+            sb_responses,
+        }
+    }
+}
+
+impl InboundSource for ChannelInbound {
+    fn set_waker(&mut self, waker: Waker) {
+        self.bus.nb_requests.on_publish(waker.clone());
+        self.bus.sb_responses.on_publish(waker);
+    }
+
+    fn poll(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
+        let mut taken = 0;
+        for envelope in self.nb_requests.try_iter().take(max) {
+            out(Inbound::NbRequest(envelope));
+            taken += 1;
+        }
+        for envelope in self.sb_responses.try_iter().take(max - taken) {
+            out(Inbound::SbResponse(envelope));
+            taken += 1;
+        }
+        taken
     }
 }
 

@@ -21,6 +21,7 @@ use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{
     stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse,
 };
+pub use hubspoke_spokes::bus::Inbound;
 use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
 use hubspoke_spokes::speaker::{
     RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker,
@@ -41,13 +42,6 @@ use crate::metrics::Metrics;
 
 /// Logical time: milliseconds.
 pub type Time = u64;
-
-/// What enters the topology from the bus.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Inbound {
-    NbRequest(Envelope<NbRequest>),
-    SbResponse(Envelope<SbResponse>),
-}
 
 /// The settings that shape the topology's behaviour (not its transport).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

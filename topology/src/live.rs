@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Receiver;
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
-use hubspoke_spokes::bus::{InProcessBus, Publish, Waker};
+use hubspoke_fsm::{Envelope, FlowEvent, NbResponse, SbCommand};
+use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{source, Operator};
@@ -30,13 +29,11 @@ const SOURCE_BATCH: usize = 4096;
 /// How long a source keeps ticking after its last input even with no deadline pending yet.
 const TICK_GRACE: Duration = Duration::from_secs(1);
 
-/// Where a live topology reads from and writes to: the in-process bus or, later, Kafka.
+/// Where a live topology reads from and writes to: the in-process bus or Kafka.
 #[derive(Clone)]
 pub struct BusPorts {
-    pub nb_requests: Receiver<Envelope<NbRequest>>,
-    pub sb_responses: Receiver<Envelope<SbResponse>>,
-    /// Registers a waker to run whenever a message arrives on either inbound topic.
-    pub on_inbound: Arc<dyn Fn(Waker) + Send + Sync>,
+    /// Makes the input of one worker, given the worker's index in this process.
+    pub inbound: Arc<dyn Fn(usize) -> Box<dyn InboundSource> + Send + Sync>,
     pub nb_responses: Arc<dyn Publish<Envelope<NbResponse>>>,
     pub sb_commands: Arc<dyn Publish<Envelope<SbCommand>>>,
     pub flow_events: Arc<dyn Publish<Envelope<FlowEvent>>>,
@@ -44,14 +41,9 @@ pub struct BusPorts {
 
 impl BusPorts {
     pub fn in_process(bus: &Arc<InProcessBus>) -> Self {
-        let wake_bus = bus.clone();
+        let inbound_bus = bus.clone();
         BusPorts {
-            nb_requests: bus.nb_requests.receiver(),
-            sb_responses: bus.sb_responses.receiver(),
-            on_inbound: Arc::new(move |waker: Waker| {
-                wake_bus.nb_requests.on_publish(waker.clone());
-                wake_bus.sb_responses.on_publish(waker);
-            }),
+            inbound: Arc::new(move |_worker| Box::new(ChannelInbound::new(inbound_bus.clone()))),
             nb_responses: bus.nb_responses.clone(),
             sb_commands: bus.sb_commands.clone(),
             flow_events: bus.flow_events.clone(),
@@ -109,9 +101,9 @@ impl LiveTopology {
         };
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
-            let (settings, tick) = (config.settings, config.tick);
+            let (settings, tick, index) = (config.settings, config.tick, worker.index());
             worker.dataflow::<Time, _, _>(move |scope| {
-                let inbound = bus_source(scope, ports.clone(), tick, metrics.clone());
+                let inbound = bus_source(scope, (ports.inbound)(index), tick, metrics.clone());
                 let out = build(scope, inbound, settings, network, metrics);
                 publish(out.sb_commands, ports.sb_commands.clone());
                 publish(out.nb_responses, ports.nb_responses.clone());
@@ -155,7 +147,7 @@ pub fn clock_ms() -> Time {
 
 fn bus_source<'scope>(
     scope: Scope<'scope, Time>,
-    ports: BusPorts,
+    mut inbound: Box<dyn InboundSource>,
     tick: Duration,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Inbound> {
@@ -165,7 +157,7 @@ fn bus_source<'scope>(
         "BusSource",
         move |capability, info| {
             let waker = worker.sync_activator_for(info.address.to_vec());
-            (ports.on_inbound)(Arc::new(move || {
+            inbound.set_waker(Arc::new(move || {
                 let _ = waker.activate();
             }));
             let activator = scope.activator_for(info.address.clone());
@@ -175,20 +167,14 @@ fn bus_source<'scope>(
                 let now = clock_ms().max(*capability.time());
                 capability.downgrade(&now);
                 let mut session = output.session(&capability);
-                let mut taken = 0;
-                for envelope in ports.nb_requests.try_iter().take(SOURCE_BATCH) {
-                    session.give(Inbound::NbRequest(envelope));
-                    taken += 1;
-                }
-                for envelope in ports.sb_responses.try_iter().take(SOURCE_BATCH) {
-                    session.give(Inbound::SbResponse(envelope));
-                    taken += 1;
-                }
+                let taken = inbound.poll(SOURCE_BATCH, &mut |message| session.give(message));
                 if taken > 0 {
                     last_input = Instant::now();
                     activator.activate();
                 } else if metrics.deadlines_pending.get() > 0 || last_input.elapsed() < TICK_GRACE {
                     activator.activate_after(tick);
+                } else if let Some(keepalive) = inbound.keepalive() {
+                    activator.activate_after(keepalive);
                 }
             }
         },

@@ -3,10 +3,12 @@
 //! correlation id also as a header. Producers are idempotent with `acks=all`.
 
 mod consumer;
+mod inbound;
 mod producer;
 mod settings;
 
 pub use consumer::{decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded};
+pub use inbound::{KafkaInbound, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};
 pub use settings::{ensure_topics, wait_for_broker, KafkaError, KafkaSettings, TopicName};
 

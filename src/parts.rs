@@ -1,0 +1,173 @@
+//! The parts as separate processes talking over Kafka: `topology`, `nb` and `sb`. Each waits
+//! for the broker with a clear message, creates missing topics, and exits cleanly on Ctrl-C
+//! or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::middleware::from_fn;
+use clap::Args;
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_sim::http::{correlation_middleware, not_found_fallback};
+use hubspoke_sim::{load_network, sim_router, Simulator, SwitchFabric};
+use hubspoke_spokes::bus::{InProcessBus, InboundSource};
+use hubspoke_spokes::kafka::{spawn_consumer, KafkaInbound, TopicName};
+use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
+use hubspoke_topology::metrics::Metrics;
+use parking_lot::Mutex;
+use tracing::info;
+
+use crate::kafka_args::KafkaArgs;
+use crate::northbound::{serve, wait_for_shutdown, Northbound};
+use crate::operation_args::OperationArgs;
+
+#[derive(Args, Debug)]
+pub struct TopologyArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The network the allocator computes paths over.
+    #[arg(long, default_value = "grid:3x3")]
+    network: String,
+    /// Timely worker threads; each is one consumer of the inbound topics' partitions.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[command(flatten)]
+    operation: OperationArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NbArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Address of the northbound REST API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The network, to validate endpoints and show switches and links.
+    #[arg(long, default_value = "grid:3x3")]
+    network: String,
+    /// How long a REST call waits for the topology's answer (then 504).
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SbArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Address of the simulator's /sim/ control API (8081, so it can run beside `nb`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The simulated network.
+    #[arg(long, default_value = "grid:3x3")]
+    network: String,
+}
+
+fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
+    Ok(Arc::new(
+        load_network(spec).with_context(|| format!("loading network {spec:?}"))?,
+    ))
+}
+
+pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
+    let network = network(&args.network)?;
+    let (settings, producer) = args.kafka.connect()?;
+    // One consumer per worker, made up front so a bad setting fails here, not in a worker.
+    let mut consumers = Vec::new();
+    for _ in 0..args.workers {
+        consumers.push(Some(KafkaInbound::new(
+            &settings,
+            producer.clone(),
+            clock_ms,
+        )?));
+    }
+    let consumers = Arc::new(Mutex::new(consumers));
+    let ports = BusPorts {
+        inbound: Arc::new(move |worker| -> Box<dyn InboundSource> {
+            let consumer = consumers.lock().get_mut(worker).and_then(Option::take);
+            Box::new(consumer.expect("one Kafka consumer was made per worker"))
+        }),
+        nb_responses: Arc::new(
+            producer.publisher::<NbResponse>(settings.topic(TopicName::NbResponses)),
+        ),
+        sb_commands: Arc::new(
+            producer.publisher::<SbCommand>(settings.topic(TopicName::SbCommands)),
+        ),
+        flow_events: Arc::new(producer.publisher(settings.topic(TopicName::FlowEvents))),
+    };
+    let config = LiveConfig {
+        workers: args.workers,
+        settings: args.operation.settings(),
+        ..LiveConfig::default()
+    };
+    let topology = LiveTopology::start(config, network, ports, Arc::new(Metrics::default()))?;
+    info!(workers = args.workers, "topology running over Kafka");
+    println!("hubspoke topology: running with {} worker(s)", args.workers);
+    wait_for_shutdown()?;
+    info!("shutting down");
+    topology.stop();
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+pub fn nb(args: NbArgs) -> anyhow::Result<()> {
+    let network = network(&args.network)?;
+    let (settings, producer) = args.kafka.connect()?;
+    // Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Each shim
+    // has its own groups: every shim sees every response and the whole flow history.
+    let local = InProcessBus::new();
+    let instance = uuid::Uuid::new_v4();
+    let _responses = spawn_consumer(
+        &settings,
+        TopicName::NbResponses,
+        &format!("hubspoke-nb-{instance}"),
+        local.nb_responses.clone(),
+        producer.clone(),
+        clock_ms,
+    )?;
+    let _events = spawn_consumer(
+        &settings,
+        TopicName::FlowEvents,
+        &format!("hubspoke-nb-view-{instance}"),
+        local.flow_events.clone(),
+        producer.clone(),
+        clock_ms,
+    )?;
+    let northbound = Northbound {
+        requests: Arc::new(producer.publisher::<NbRequest>(settings.topic(TopicName::NbRequests))),
+        responses: local.nb_responses.receiver(),
+        flow_events: local.flow_events.receiver(),
+        network,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        metrics: Arc::new(String::new),
+    };
+    serve("hubspoke nb", args.listen, northbound.router())?;
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+pub fn sb(args: SbArgs) -> anyhow::Result<()> {
+    let network = network(&args.network)?;
+    let (settings, producer) = args.kafka.connect()?;
+    let local = InProcessBus::new();
+    let _commands = spawn_consumer(
+        &settings,
+        TopicName::SbCommands,
+        "hubspoke-sb",
+        local.sb_commands.clone(),
+        producer.clone(),
+        clock_ms,
+    )?;
+    let fabric = Arc::new(Mutex::new(SwitchFabric::new(&network)));
+    let responses =
+        Arc::new(producer.publisher::<SbResponse>(settings.topic(TopicName::SbResponses)));
+    let _simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);
+    let app = sim_router(fabric)
+        .fallback(not_found_fallback)
+        .layer(from_fn(correlation_middleware));
+    serve("hubspoke sb", args.listen, app)?;
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
