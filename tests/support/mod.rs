@@ -1,4 +1,8 @@
-//! Helpers for end-to-end tests: a real `hubspoke up` child process and a REST client.
+//! Helpers for end-to-end tests: real `hubspoke` child processes, the broker, a REST client.
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code)]
+
+pub mod flows;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -40,6 +44,30 @@ impl Hubspoke {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// In `hubspoke up` one listener serves both APIs.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            nb: self.base.clone(),
+            sim: self.base.clone(),
+        }
+    }
+}
+
+/// Where a deployment serves the northbound API and the simulator's /sim/ API.
+pub struct Endpoints {
+    pub nb: String,
+    pub sim: String,
+}
+
+impl Endpoints {
+    pub fn nb(&self, path: &str) -> String {
+        format!("{}{path}", self.nb)
+    }
+
+    pub fn sim(&self, path: &str) -> String {
+        format!("{}{path}", self.sim)
     }
 }
 

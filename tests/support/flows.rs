@@ -1,0 +1,291 @@
+//! The 50-flow scenario of the end-to-end tests, against any deployment: `Endpoints` says where
+//! the northbound API and the simulator's /sim/ API are.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{eventually, get_json, Endpoints};
+
+pub const FLOWS: usize = 50;
+pub const SWITCHES: u64 = 9;
+pub const BANDWIDTH: u64 = 10_000;
+
+pub fn switch_id(n: u64) -> String {
+    format!("00:00:00:00:00:00:00:{n:02x}")
+}
+
+/// Flow i goes from switch i%9+1 to (i*4+3)%9+1 (one-switch flows included), on port 20 with
+/// a VLAN per flow so no two flows share an endpoint.
+pub fn flow_body(i: usize) -> Value {
+    let src = i as u64 % SWITCHES + 1;
+    let dst = (i as u64 * 4 + 3) % SWITCHES + 1;
+    json!({
+        "flow_id": format!("e2e-{i}"),
+        "source": {"switch_id": switch_id(src), "port_number": 20, "vlan_id": 100 + i},
+        "destination": {"switch_id": switch_id(dst), "port_number": 21, "vlan_id": 1000 + i},
+        "maximum_bandwidth": BANDWIDTH,
+        "description": "end-to-end test flow",
+    })
+}
+
+/// A rule as the test compares it: (switch, cookie, kind, in_port, in_vlan, out_port, out_vlan).
+pub type Rule = (String, u64, String, u64, u64, u64, u64);
+
+pub fn rule_from_switch(switch: &str, rule: &Value) -> Rule {
+    (
+        switch.to_string(),
+        rule["cookie"].as_u64().expect("cookie"),
+        rule["kind"].as_str().expect("kind").to_string(),
+        rule["match"]["in_port"].as_u64().expect("in_port"),
+        rule["match"]["in_vlan"].as_u64().expect("in_vlan"),
+        rule["actions"]["out_port"].as_u64().expect("out_port"),
+        rule["actions"]["out_vlan"].as_u64().expect("out_vlan"),
+    )
+}
+
+pub const FORWARD: u64 = 0x4000_0000_0000_0000;
+pub const REVERSE: u64 = 0x2000_0000_0000_0000;
+
+/// The rules a flow must have, from its REST representation: its path's ports, its endpoints,
+/// and the cookie and transit VLAN found on its ingress rule.
+pub fn expected_rules(flow: &Value, cookie_id: u64, transit_vlan: u64) -> Vec<Rule> {
+    let path = flow["path"].as_array().expect("path");
+    let (src, dst) = (&flow["source"], &flow["destination"]);
+    let port = |v: &Value| v["port_number"].as_u64().expect("port");
+    let vlan = |v: &Value| v["vlan_id"].as_u64().expect("vlan");
+    let node = |i: usize| {
+        let n = &path[i];
+        (
+            n["switch_id"].as_str().expect("switch").to_string(),
+            n["input_port"].as_u64().expect("in"),
+            n["output_port"].as_u64().expect("out"),
+        )
+    };
+    let mut rules = Vec::new();
+    if path.len() == 1 {
+        let (switch, _, _) = node(0);
+        rules.push((
+            switch.clone(),
+            FORWARD | cookie_id,
+            "one_switch".into(),
+            port(src),
+            vlan(src),
+            port(dst),
+            vlan(dst),
+        ));
+        rules.push((
+            switch,
+            REVERSE | cookie_id,
+            "one_switch".into(),
+            port(dst),
+            vlan(dst),
+            port(src),
+            vlan(src),
+        ));
+        return rules;
+    }
+    let last = path.len() - 1;
+    for i in 0..=last {
+        let (switch, input, output) = node(i);
+        let forward_in_vlan = if i == 0 { vlan(src) } else { transit_vlan };
+        let forward_out_vlan = if i == last { vlan(dst) } else { transit_vlan };
+        let kind = |first: bool, end: bool| {
+            if first {
+                "ingress"
+            } else if end {
+                "egress"
+            } else {
+                "transit"
+            }
+        };
+        rules.push((
+            switch.clone(),
+            FORWARD | cookie_id,
+            kind(i == 0, i == last).into(),
+            input,
+            forward_in_vlan,
+            output,
+            forward_out_vlan,
+        ));
+        let reverse_in_vlan = if i == last { vlan(dst) } else { transit_vlan };
+        let reverse_out_vlan = if i == 0 { vlan(src) } else { transit_vlan };
+        rules.push((
+            switch,
+            REVERSE | cookie_id,
+            kind(i == last, i == 0).into(),
+            output,
+            reverse_in_vlan,
+            input,
+            reverse_out_vlan,
+        ));
+    }
+    rules
+}
+
+pub async fn all_rules(client: &reqwest::Client, at: &Endpoints) -> BTreeSet<Rule> {
+    let mut rules = BTreeSet::new();
+    for n in 1..=SWITCHES {
+        let switch = switch_id(n);
+        let table = get_json(client, &at.sim(&format!("/sim/switches/{switch}/rules"))).await;
+        for rule in table.as_array().expect("rule list") {
+            assert!(
+                rules.insert(rule_from_switch(&switch, rule)),
+                "duplicate rule on {switch}"
+            );
+        }
+    }
+    rules
+}
+
+/// Every rule on every switch belongs to one of `flows` and matches its path, and no rule of
+/// those flows is missing.
+pub async fn assert_tables_hold_exactly(client: &reqwest::Client, at: &Endpoints, flows: &[Value]) {
+    let actual = all_rules(client, at).await;
+    let mut expected = BTreeSet::new();
+    for flow in flows {
+        let source = &flow["source"];
+        let source_switch = source["switch_id"].as_str().expect("switch");
+        let ingress = actual
+            .iter()
+            .find(|(switch, cookie, kind, in_port, in_vlan, ..)| {
+                switch == source_switch
+                    && cookie & FORWARD != 0
+                    && (kind == "ingress" || kind == "one_switch")
+                    && Some(*in_port) == source["port_number"].as_u64()
+                    && Some(*in_vlan) == source["vlan_id"].as_u64()
+            })
+            .unwrap_or_else(|| panic!("no ingress rule for {}", flow["flow_id"]));
+        let cookie_id = ingress.1 & !FORWARD;
+        let transit_vlan = ingress.6;
+        for rule in expected_rules(flow, cookie_id, transit_vlan) {
+            assert!(
+                expected.insert(rule.clone()),
+                "two flows expect the same rule {rule:?}"
+            );
+        }
+    }
+    assert_eq!(
+        actual, expected,
+        "switch tables must hold exactly the flows' rules"
+    );
+}
+
+/// Creates the FLOWS flows concurrently; each is accepted IN_PROGRESS.
+pub async fn create_all(client: &reqwest::Client, at: &Endpoints) {
+    let creates = (0..FLOWS).map(|i| {
+        let client = client.clone();
+        let url = at.nb("/v2/flows");
+        async move {
+            let response = client
+                .post(url)
+                .json(&flow_body(i))
+                .send()
+                .await
+                .expect("POST");
+            let status = response.status();
+            let body: Value = response.json().await.expect("JSON");
+            assert_eq!(status, 200, "create e2e-{i}: {body}");
+            assert_eq!(body["status"], "IN_PROGRESS");
+        }
+    });
+    futures_join_all(creates).await;
+}
+
+/// Runs the futures concurrently on the test's runtime.
+pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    for handle in handles {
+        handle.await.expect("task");
+    }
+}
+
+/// Creates 50 flows on grid:3x3 and waits for all to be UP; checks that the switches hold
+/// exactly their rules and that link bandwidth adds up; deletes them all and checks that the
+/// switch tables are empty and every link has its whole bandwidth back.
+pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endpoints) {
+    create_all(client, at).await;
+
+    let flows: Vec<Value> = eventually(Duration::from_secs(60), "all flows UP", || async {
+        let flows = get_json(client, &at.nb("/v2/flows")).await;
+        let flows = flows.as_array().expect("list").clone();
+        let up = flows.iter().filter(|f| f["status"] == "UP").count();
+        (flows.len() == FLOWS && up == FLOWS).then_some(flows)
+    })
+    .await;
+
+    assert_tables_hold_exactly(client, at, &flows).await;
+
+    // Bandwidth in use on each ISL is the sum of the flows whose path crosses it.
+    let links = get_json(client, &at.nb("/v2/links")).await;
+    let mut used: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for flow in &flows {
+        let path = flow["path"].as_array().expect("path");
+        for hop in path.windows(2) {
+            let out = (
+                hop[0]["switch_id"].as_str().unwrap_or_default().to_string(),
+                hop[0]["output_port"].as_u64().unwrap_or(0),
+            );
+            let back = (
+                hop[1]["switch_id"].as_str().unwrap_or_default().to_string(),
+                hop[1]["input_port"].as_u64().unwrap_or(0),
+            );
+            *used.entry(out).or_default() += BANDWIDTH;
+            *used.entry(back).or_default() += BANDWIDTH;
+        }
+    }
+    for link in links.as_array().expect("links") {
+        let key = (
+            link["src_switch"].as_str().unwrap_or_default().to_string(),
+            link["src_port"].as_u64().unwrap_or(0),
+        );
+        let expected_available =
+            link["capacity"].as_u64().unwrap_or(0) - used.get(&key).copied().unwrap_or(0);
+        assert_eq!(
+            link["available_bandwidth"].as_u64(),
+            Some(expected_available),
+            "{link}"
+        );
+    }
+
+    for flow in &flows {
+        let id = flow["flow_id"].as_str().expect("id");
+        let response = client
+            .delete(at.nb(&format!("/v2/flows/{id}")))
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status(), 200, "delete {id}");
+    }
+    eventually(Duration::from_secs(60), "all flows gone", || async {
+        let flows = get_json(client, &at.nb("/v2/flows")).await;
+        flows.as_array().is_some_and(|f| f.is_empty()).then_some(())
+    })
+    .await;
+
+    assert!(
+        all_rules(client, at).await.is_empty(),
+        "switch tables must be empty"
+    );
+    let history = get_json(client, &at.nb("/v2/flows/e2e-0/history")).await;
+    let last = history
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (last["operation"].as_str(), last["to_state"].as_str()),
+        (Some("delete"), Some("Deleted")),
+        "{history}"
+    );
+    let links = get_json(client, &at.nb("/v2/links")).await;
+    for link in links.as_array().expect("links") {
+        assert_eq!(
+            link["available_bandwidth"], link["capacity"],
+            "all bandwidth free again: {link}"
+        );
+    }
+}
