@@ -10,36 +10,67 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A `hubspoke up` process on a free loopback port, killed when dropped.
-pub struct Hubspoke {
+/// A `hubspoke` child process, killed when dropped.
+pub struct Process {
     child: Child,
-    pub base: String,
+    /// The first line it printed on stdout (`… listening on http://ADDR` for servers).
+    pub first_line: String,
 }
 
-impl Hubspoke {
-    pub fn up(args: &[&str]) -> Hubspoke {
+impl Process {
+    pub fn start(args: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubspoke"))
-            .arg("up")
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start hubspoke up");
+            .expect("start hubspoke");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
+        let mut first_line = String::new();
         BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
+            .read_line(&mut first_line)
+            .expect("read the first line");
+        Process {
+            child,
+            first_line: first_line.trim().to_string(),
+        }
+    }
+
+    /// The URL a server said it listens on.
+    pub fn url(&self) -> String {
+        self.first_line
             .rsplit(' ')
             .next()
             .filter(|url| url.starts_with("http://"))
-            .unwrap_or_else(|| panic!("unexpected first line from hubspoke up: {line:?}"))
-            .to_string();
-        Hubspoke { child, base }
+            .unwrap_or_else(|| panic!("no URL in the first line {:?}", self.first_line))
+            .to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hubspoke up` on a free loopback port.
+pub struct Hubspoke {
+    _process: Process,
+    pub base: String,
+}
+
+impl Hubspoke {
+    pub fn up(args: &[&str]) -> Hubspoke {
+        let mut all = vec!["up", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let process = Process::start(&all);
+        let base = process.url();
+        Hubspoke {
+            _process: process,
+            base,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -55,6 +86,46 @@ impl Hubspoke {
     }
 }
 
+/// A tansu broker on a free loopback port, started and stopped by `scripts/broker.sh` with a
+/// state folder of its own, so tests in parallel each have their own broker.
+pub struct Broker {
+    pub address: String,
+    state: std::path::PathBuf,
+}
+
+impl Broker {
+    pub fn start(name: &str) -> Broker {
+        let state =
+            std::env::temp_dir().join(format!("hubspoke-broker-{}-{name}", std::process::id()));
+        let output = Command::new(broker_script())
+            .arg("start")
+            .env("TANSU_STATE", &state)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/broker.sh");
+        assert!(output.status.success(), "scripts/broker.sh start failed");
+        let port = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        Broker {
+            address: format!("127.0.0.1:{port}"),
+            state,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new(broker_script())
+            .arg("stop")
+            .env("TANSU_STATE", &self.state)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn broker_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh")
+}
+
 /// Where a deployment serves the northbound API and the simulator's /sim/ API.
 pub struct Endpoints {
     pub nb: String,
@@ -68,13 +139,6 @@ impl Endpoints {
 
     pub fn sim(&self, path: &str) -> String {
         format!("{}{path}", self.sim)
-    }
-}
-
-impl Drop for Hubspoke {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

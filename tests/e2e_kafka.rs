@@ -1,0 +1,158 @@
+//! End to end over Kafka: a real broker (tansu) and `hubspoke sb`, `topology` and `nb` as
+//! separate processes run the same 50-flow scenario as the embedded test.
+
+mod support;
+
+use support::flows::fifty_flows_up_exact_then_clean;
+use support::{Broker, Endpoints, Process};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_flows_over_kafka_with_separate_processes() {
+    let broker = Broker::start("fifty-flows");
+    let kafka = broker.address.as_str();
+    let sb = Process::start(&[
+        "sb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--network",
+        "grid:3x3",
+    ]);
+    let _topology = Process::start(&[
+        "topology",
+        "--kafka",
+        kafka,
+        "--workers",
+        "2",
+        "--network",
+        "grid:3x3",
+    ]);
+    let nb = Process::start(&[
+        "nb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--network",
+        "grid:3x3",
+        "--request-timeout-ms",
+        "30000",
+    ]);
+    let at = Endpoints {
+        nb: nb.url(),
+        sim: sb.url(),
+    };
+    fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
+}
+
+/// Bytes that are no envelope go to `hubspoke.errors` with the reason and the original bytes,
+/// and the topology goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
+    use base64::Engine;
+    use hubspoke_fsm::Envelope;
+    use hubspoke_spokes::kafka::DeadLetter;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::{Duration, Instant};
+
+    let broker = Broker::start("garbage");
+    let kafka = broker.address.as_str();
+    let network = ["--network", "linear:2"];
+    let sb = Process::start(&[
+        "sb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        network[0],
+        network[1],
+    ]);
+    let _topology = Process::start(&["topology", "--kafka", kafka, network[0], network[1]]);
+    let nb = Process::start(&[
+        "nb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        network[0],
+        network[1],
+    ]);
+
+    let garbage: &[u8] = b"\x00{\"this is\": not an envelope";
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            BaseRecord::to("hubspoke.nb.requests")
+                .key("garbage")
+                .payload(garbage),
+        )
+        .map_err(|(e, _)| e)
+        .expect("produce garbage");
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", "test-errors-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "1")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["hubspoke.errors"]).expect("subscribe");
+    let start = Instant::now();
+    let letter = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no dead letter on hubspoke.errors"
+        );
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let envelope: Envelope<DeadLetter> =
+            serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("dead letters are envelopes");
+        break envelope.payload;
+    };
+    assert!(
+        letter
+            .reason
+            .contains("not a valid hubspoke.nb.requests envelope"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.topic, "hubspoke.nb.requests");
+    assert_eq!(letter.key.as_deref(), Some("garbage"));
+    let original = base64::engine::general_purpose::STANDARD
+        .decode(&letter.original_base64)
+        .expect("base64");
+    assert_eq!(original, garbage);
+
+    let client = reqwest::Client::new();
+    let flow = serde_json::json!({
+        "flow_id": "after-garbage",
+        "source": {"switch_id": "00:00:00:00:00:00:00:01", "port_number": 10},
+        "destination": {"switch_id": "00:00:00:00:00:00:00:02", "port_number": 10},
+        "maximum_bandwidth": 1000,
+    });
+    let response = client
+        .post(format!("{}/v2/flows", nb.url()))
+        .json(&flow)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let at = Endpoints {
+        nb: nb.url(),
+        sim: sb.url(),
+    };
+    support::eventually(Duration::from_secs(30), "the flow UP", || async {
+        let flow = support::get_json(&client, &at.nb("/v2/flows/after-garbage")).await;
+        (flow["status"] == "UP").then_some(())
+    })
+    .await;
+}
