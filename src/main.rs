@@ -4,6 +4,7 @@ mod kafka_args;
 mod northbound;
 mod operation_args;
 mod parts;
+mod tail;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     Nb(parts::NbArgs),
     /// The southbound switch simulator over Kafka, with its /sim/ control API.
     Sb(parts::SbArgs),
+    /// Print the messages of Kafka topics as they arrive.
+    Tail(tail::TailArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Topology(args) => parts::topology(args),
         Command::Nb(args) => parts::nb(args),
         Command::Sb(args) => parts::sb(args),
+        Command::Tail(args) => tail::tail(args),
     }
 }

@@ -2,6 +2,7 @@
 //! and serving it until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,20 @@ pub fn serve(what: &str, listen: SocketAddr, app: Router) -> anyhow::Result<()> 
             .await?;
         anyhow::Ok(())
     })
+}
+
+/// A flag that turns true on Ctrl-C or SIGTERM, for loops that poll.
+pub fn shutdown_requested() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if wait_for_shutdown().is_ok() {
+                set.store(true, Ordering::Relaxed);
+            }
+        })?;
+    Ok(flag)
 }
 
 /// Blocks until Ctrl-C or SIGTERM.

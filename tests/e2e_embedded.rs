@@ -96,3 +96,16 @@ async fn lost_commands_are_retried_and_a_failed_switch_rolls_flows_back() {
         .expect("sb_retries metric");
     assert!(retries > 0, "lost commands were retried:\n{metrics}");
 }
+
+/// SIGTERM stops `hubspoke up` cleanly and promptly, also after it has done some work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_hubspoke_up() {
+    let mut hub = Hubspoke::up(&["--workers", "2"]);
+    let client = reqwest::Client::new();
+    create_all(&client, &hub.endpoints()).await;
+    let status = hub.process.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "hubspoke up did not exit cleanly on SIGTERM: {status:?}"
+    );
+}

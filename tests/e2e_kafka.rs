@@ -156,3 +156,24 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
     })
     .await;
 }
+
+/// Each Kafka process exits cleanly on SIGTERM.
+#[test]
+fn sigterm_stops_every_kafka_process() {
+    use std::time::Duration;
+    let broker = Broker::start("sigterm");
+    let kafka = broker.address.as_str();
+    let mut processes = [
+        Process::start(&["sb", "--kafka", kafka, "--listen", "127.0.0.1:0"]),
+        Process::start(&["topology", "--kafka", kafka, "--workers", "2"]),
+        Process::start(&["nb", "--kafka", kafka, "--listen", "127.0.0.1:0"]),
+    ];
+    for process in &mut processes {
+        let what = process.first_line.clone();
+        let status = process.terminate(Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{what}: no clean exit on SIGTERM: {status:?}"
+        );
+    }
+}

@@ -48,6 +48,22 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Sends SIGTERM and waits up to `limit` for the process to exit; its exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -57,7 +73,7 @@ impl Drop for Process {
 
 /// `hubspoke up` on a free loopback port.
 pub struct Hubspoke {
-    _process: Process,
+    pub process: Process,
     pub base: String,
 }
 
@@ -67,10 +83,7 @@ impl Hubspoke {
         all.extend_from_slice(args);
         let process = Process::start(&all);
         let base = process.url();
-        Hubspoke {
-            _process: process,
-            base,
-        }
+        Hubspoke { process, base }
     }
 
     pub fn url(&self, path: &str) -> String {

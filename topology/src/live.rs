@@ -113,6 +113,11 @@ impl LiveTopology {
             while !worker_stop.load(Ordering::Relaxed) {
                 worker.step_or_park(Some(tick));
             }
+            // The sources never finish on their own; without this, timely would go on
+            // stepping the worker after we return, waiting for the dataflow to complete.
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
         })
         .map_err(LiveError::Start)?;
         Ok(LiveTopology {
