@@ -15,7 +15,7 @@ use hubspoke_sim::http::{correlation_middleware, not_found_fallback};
 use hubspoke_sim::{load_network, sim_router, Simulator, SwitchFabric};
 use hubspoke_spokes::bus::{InProcessBus, InboundSource};
 use hubspoke_spokes::kafka::{spawn_consumer, KafkaInbound, TopicName};
-use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
+use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
 use tracing::info;
@@ -31,11 +31,41 @@ pub struct TopologyArgs {
     /// The network the allocator computes paths over.
     #[arg(long, default_value = "grid:3x3")]
     network: String,
-    /// Timely worker threads; each is one consumer of the inbound topics' partitions.
+    /// Timely worker threads in this process; each is one consumer of the inbound topics'
+    /// partitions.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Timely cluster mode: this process's index (timely's -p), with --hostfile.
+    #[arg(long, requires = "hostfile")]
+    process: Option<usize>,
+    /// Timely cluster mode: a file with one host:port per process, in process order (timely's -h).
+    #[arg(long, requires = "process")]
+    hostfile: Option<std::path::PathBuf>,
     #[command(flatten)]
     operation: OperationArgs,
+}
+
+impl TopologyArgs {
+    fn cluster(&self) -> anyhow::Result<Option<Cluster>> {
+        let (Some(process), Some(hostfile)) = (self.process, &self.hostfile) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(hostfile)
+            .with_context(|| format!("reading {}", hostfile.display()))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        anyhow::ensure!(
+            process < addresses.len(),
+            "--process {process} but {} lists {} process(es)",
+            hostfile.display(),
+            addresses.len()
+        );
+        Ok(Some(Cluster { process, addresses }))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +103,7 @@ fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
 
 pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
     let network = network(&args.network)?;
+    let cluster = args.cluster()?;
     let (settings, producer) = args.kafka.connect()?;
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
     let mut consumers = Vec::new();
@@ -97,14 +128,21 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
         ),
         flow_events: Arc::new(producer.publisher(settings.topic(TopicName::FlowEvents))),
     };
+    let place = cluster.as_ref().map_or_else(String::new, |c| {
+        format!(" as process {} of {}", c.process, c.addresses.len())
+    });
     let config = LiveConfig {
         workers: args.workers,
+        cluster,
         settings: args.operation.settings(),
         ..LiveConfig::default()
     };
     let topology = LiveTopology::start(config, network, ports, Arc::new(Metrics::default()))?;
-    info!(workers = args.workers, "topology running over Kafka");
-    println!("hubspoke topology: running with {} worker(s)", args.workers);
+    info!(workers = args.workers, "topology running over Kafka{place}");
+    println!(
+        "hubspoke topology: running with {} worker(s){place}",
+        args.workers
+    );
     wait_for_shutdown()?;
     info!("shutting down");
     topology.stop();

@@ -177,3 +177,62 @@ fn sigterm_stops_every_kafka_process() {
         );
     }
 }
+
+/// Timely's cluster mode: two topology processes of two workers each (on loopback, with a host
+/// file) share the partitions and the flows, and serve the same 50-flow scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
+    let broker = Broker::start("cluster");
+    let kafka = broker.address.as_str();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port")
+    };
+    let hostfile = std::env::temp_dir().join(format!("hubspoke-hostfile-{}", std::process::id()));
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("hostfile");
+    let hostfile_arg = hostfile.to_string_lossy().to_string();
+    let topology = |index: &str| {
+        Process::spawn(&[
+            "topology",
+            "--kafka",
+            kafka,
+            "--workers",
+            "2",
+            "--process",
+            index,
+            "--hostfile",
+            &hostfile_arg,
+        ])
+    };
+    let mut processes = [topology("0"), topology("1")];
+    for process in &mut processes {
+        process.wait_first_line();
+        assert!(
+            process.first_line.contains("of 2"),
+            "{}",
+            process.first_line
+        );
+    }
+    let sb = Process::start(&["sb", "--kafka", kafka, "--listen", "127.0.0.1:0"]);
+    let nb = Process::start(&[
+        "nb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--request-timeout-ms",
+        "30000",
+    ]);
+    let at = Endpoints {
+        nb: nb.url(),
+        sim: sb.url(),
+    };
+    fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
+    let _ = std::fs::remove_file(&hostfile);
+}

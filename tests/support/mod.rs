@@ -13,12 +13,21 @@ use serde_json::Value;
 /// A `hubspoke` child process, killed when dropped.
 pub struct Process {
     child: Child,
-    /// The first line it printed on stdout (`… listening on http://ADDR` for servers).
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+    /// Its first `hubspoke …` line on stdout (`… listening on http://ADDR` for servers).
     pub first_line: String,
 }
 
 impl Process {
+    /// Starts the process and waits for its first line on stdout.
     pub fn start(args: &[&str]) -> Process {
+        let mut process = Process::spawn(args);
+        process.wait_first_line();
+        process
+    }
+
+    /// Starts the process without waiting (e.g. for timely cluster peers that wait for each other).
+    pub fn spawn(args: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubspoke"))
             .args(args)
             .env("RUST_LOG", "warn")
@@ -26,14 +35,26 @@ impl Process {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start hubspoke");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first_line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first_line)
-            .expect("read the first line");
+        let stdout = child.stdout.take().map(BufReader::new);
         Process {
             child,
-            first_line: first_line.trim().to_string(),
+            stdout,
+            first_line: String::new(),
+        }
+    }
+
+    /// Waits for the process's own first line (`hubspoke …`); timely prints lines of its own
+    /// while a cluster forms.
+    pub fn wait_first_line(&mut self) {
+        if let Some(mut stdout) = self.stdout.take() {
+            let mut line = String::new();
+            while !line.starts_with("hubspoke") {
+                line.clear();
+                if stdout.read_line(&mut line).expect("read stdout") == 0 {
+                    panic!("hubspoke exited before saying it was ready");
+                }
+            }
+            self.first_line = line.trim().to_string();
         }
     }
 

@@ -39,6 +39,7 @@ use crate::allocator::{AllocatorRequest, ResourcePool};
 use crate::coordinator::DeadlineTable;
 use crate::hub::{Hub, HubInput, HubOutput};
 use crate::metrics::Metrics;
+use crate::wire::Json;
 
 /// Logical time: milliseconds.
 pub type Time = u64;
@@ -70,11 +71,11 @@ pub fn build<'scope>(
     metrics: Arc<Metrics>,
 ) -> Outbound<'scope> {
     let nb_requests = inbound.clone().flat_map(|m| match m {
-        Inbound::NbRequest(envelope) => Some(envelope),
+        Inbound::NbRequest(envelope) => Some(Json(envelope)),
         Inbound::SbResponse(_) => None,
     });
     let sb_responses = inbound.flat_map(|m| match m {
-        Inbound::SbResponse(envelope) => Some(envelope),
+        Inbound::SbResponse(envelope) => Some(Json(envelope)),
         Inbound::NbRequest(_) => None,
     });
     let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
@@ -169,7 +170,7 @@ impl HubBuffers {
 
 fn hub_operator<'scope>(
     scope: Scope<'scope, Time>,
-    requests: StreamVec<'scope, Time, Envelope<NbRequest>>,
+    requests: StreamVec<'scope, Time, Json<Envelope<NbRequest>>>,
     feedback: StreamVec<'scope, Time, HubInput>,
     timeouts: Timeouts,
     metrics: Arc<Metrics>,
@@ -177,7 +178,7 @@ fn hub_operator<'scope>(
     let mut builder = OperatorBuilder::new("Hub".to_owned(), scope);
     let mut requests = builder.new_input(
         requests,
-        Exchange::new(|e: &Envelope<NbRequest>| route(e.payload.flow_id())),
+        Exchange::new(|e: &Json<Envelope<NbRequest>>| route(e.0.payload.flow_id())),
     );
     let mut feedback =
         builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));
@@ -203,7 +204,7 @@ fn hub_operator<'scope>(
                 let Some(&now) = capability.least() else {
                     return;
                 };
-                for envelope in data.flat_map(|batch| batch.drain(..)) {
+                for Json(envelope) in data.flat_map(|batch| batch.drain(..)) {
                     hub.request(now, envelope, &mut outputs);
                 }
                 flush(&capability, &mut outputs);
@@ -260,7 +261,7 @@ struct SpeakerStreams<'scope> {
 fn speaker_operator<'scope>(
     scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, SpeakerRequest>,
-    responses: StreamVec<'scope, Time, Envelope<SbResponse>>,
+    responses: StreamVec<'scope, Time, Json<Envelope<SbResponse>>>,
     timeouts: StreamVec<'scope, Time, Timeout>,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
@@ -272,7 +273,7 @@ fn speaker_operator<'scope>(
     );
     let mut responses = builder.new_input(
         responses,
-        Exchange::new(|e: &Envelope<SbResponse>| route(&e.key)),
+        Exchange::new(|e: &Json<Envelope<SbResponse>>| route(&e.0.key)),
     );
     let mut timeouts =
         builder.new_input(timeouts, Exchange::new(|t: &Timeout| route(&t.key.flow_id)));
@@ -312,7 +313,7 @@ fn speaker_operator<'scope>(
                 let Some(&now) = capability.least() else {
                     return;
                 };
-                for envelope in data.flat_map(|batch| batch.drain(..)) {
+                for Json(envelope) in data.flat_map(|batch| batch.drain(..)) {
                     worker.response(now, &envelope.payload, &mut outputs);
                 }
                 flush(&capability, &mut outputs);

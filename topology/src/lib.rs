@@ -8,3 +8,4 @@ pub mod hub;
 pub mod live;
 pub mod metrics;
 pub mod replay;
+pub mod wire;

@@ -51,9 +51,21 @@ impl BusPorts {
     }
 }
 
+/// The other processes of a timely cluster, as timely's own `-n/-p/-h` options describe them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// This process's index into `addresses`.
+    pub process: usize,
+    /// `host:port` of every process, in process order.
+    pub addresses: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
+    /// Worker threads in this process.
     pub workers: usize,
+    /// `None`: one process.
+    pub cluster: Option<Cluster>,
     pub settings: Settings,
     /// How often an idle source advances its clock, so deadlines fire on time.
     pub tick: Duration,
@@ -63,6 +75,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             workers: 1,
+            cluster: None,
             settings: Settings::default(),
             tick: Duration::from_millis(10),
         }
@@ -95,15 +108,35 @@ impl LiveTopology {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
+        let communication = match &config.cluster {
+            None => timely::CommunicationConfig::Process(config.workers),
+            Some(cluster) => timely::CommunicationConfig::Cluster {
+                threads: config.workers,
+                process: cluster.process,
+                addresses: cluster.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+        };
         let timely_config = timely::Config {
-            communication: timely::CommunicationConfig::Process(config.workers),
+            communication,
             worker: WorkerConfig::default(),
         };
+        // A deadline pending in another process needs this process's clock to move too, and
+        // the local gauge cannot see it: in a cluster the sources always tick.
+        let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
-            let (settings, tick, index) = (config.settings, config.tick, worker.index());
+            let (settings, tick) = (config.settings, config.tick);
+            let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
-                let inbound = bus_source(scope, (ports.inbound)(index), tick, metrics.clone());
+                let inbound = bus_source(
+                    scope,
+                    (ports.inbound)(local_index),
+                    tick,
+                    always_tick,
+                    metrics.clone(),
+                );
                 let out = build(scope, inbound, settings, network, metrics);
                 publish(out.sb_commands, ports.sb_commands.clone());
                 publish(out.nb_responses, ports.nb_responses.clone());
@@ -154,6 +187,7 @@ fn bus_source<'scope>(
     scope: Scope<'scope, Time>,
     mut inbound: Box<dyn InboundSource>,
     tick: Duration,
+    always_tick: bool,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Inbound> {
     let worker = scope.worker();
@@ -176,7 +210,10 @@ fn bus_source<'scope>(
                 if taken > 0 {
                     last_input = Instant::now();
                     activator.activate();
-                } else if metrics.deadlines_pending.get() > 0 || last_input.elapsed() < TICK_GRACE {
+                } else if always_tick
+                    || metrics.deadlines_pending.get() > 0
+                    || last_input.elapsed() < TICK_GRACE
+                {
                     activator.activate_after(tick);
                 } else if let Some(keepalive) = inbound.keepalive() {
                     activator.activate_after(keepalive);
