@@ -236,3 +236,67 @@ async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
     fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
     let _ = std::fs::remove_file(&hostfile);
 }
+
+/// At-least-once: the topology's consumer commits a message only after it is handled. Taken
+/// but not handled, it is read again by the next consumer of the group; once handled, never.
+#[test]
+fn the_topology_commits_offsets_only_after_handling() {
+    use hubspoke_fsm::{Envelope, NbRequest};
+    use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
+    use hubspoke_spokes::kafka::{
+        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+    };
+    use std::time::{Duration, Instant};
+
+    let broker = Broker::start("offsets");
+    let settings = KafkaSettings::new(&broker.address);
+    ensure_topics(&settings).expect("topics");
+    let producer = KafkaProducer::new(&settings).expect("producer");
+    let requests = producer.publisher::<NbRequest>(settings.topic(TopicName::NbRequests));
+    for i in 0..3 {
+        let flow_id = format!("f{i}");
+        requests.publish(Envelope::new(
+            "c",
+            flow_id.clone(),
+            1,
+            NbRequest::DeleteFlow { flow_id },
+        ));
+    }
+    producer.flush(Duration::from_secs(10));
+    let clock = || 0;
+    let take = |inbound: &mut KafkaInbound, time: u64, wait: Duration| {
+        let mut got: Vec<Inbound> = Vec::new();
+        let start = Instant::now();
+        while got.len() < 3 && start.elapsed() < wait {
+            inbound.poll(time, 100, &mut |message| got.push(message));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got.len()
+    };
+
+    let mut first = KafkaInbound::new(&settings, producer.clone(), clock).expect("consumer");
+    assert_eq!(take(&mut first, 10, Duration::from_secs(30)), 3);
+    first.handled_before(10);
+    assert!(
+        first.has_unhandled(),
+        "nothing at time 10 is handled before time 10"
+    );
+    drop(first);
+
+    let mut second = KafkaInbound::new(&settings, producer.clone(), clock).expect("consumer");
+    assert_eq!(
+        take(&mut second, 20, Duration::from_secs(30)),
+        3,
+        "unhandled messages are read again"
+    );
+    second.handled_before(21);
+    assert!(!second.has_unhandled());
+    drop(second);
+
+    let mut third = KafkaInbound::new(&settings, producer, clock).expect("consumer");
+    assert_eq!(
+        take(&mut third, 30, Duration::from_secs(5)),
+        0,
+        "handled messages are not read again"
+    );
+}

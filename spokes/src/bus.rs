@@ -69,8 +69,19 @@ pub enum Inbound {
 pub trait InboundSource {
     /// Arranges for `waker` to run (from any thread) whenever new input may be waiting.
     fn set_waker(&mut self, waker: Waker);
-    /// Hands up to `max` waiting messages to `out`; returns how many.
-    fn poll(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize;
+    /// Hands up to `max` waiting messages to `out`, to be stamped with logical `time`;
+    /// returns how many.
+    fn poll(&mut self, time: u64, max: usize, out: &mut dyn FnMut(Inbound)) -> usize;
+    /// Everything taken at a time before `time` has been handled: what it caused has left the
+    /// topology. A durable source may now commit it (at-least-once: never earlier).
+    fn handled_before(&mut self, time: u64) {
+        let _ = time;
+    }
+    /// Whether something taken is not yet known to be handled (the source then keeps
+    /// checking, so it is committed without waiting for more input).
+    fn has_unhandled(&self) -> bool {
+        false
+    }
     /// How long the source may stay unpolled while idle (Kafka consumers must poll now and
     /// then to stay in their group); `None`: forever.
     fn keepalive(&self) -> Option<std::time::Duration> {
@@ -102,7 +113,7 @@ impl InboundSource for ChannelInbound {
         self.bus.sb_responses.on_publish(waker);
     }
 
-    fn poll(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
+    fn poll(&mut self, _time: u64, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
         let mut taken = 0;
         for envelope in self.nb_requests.try_iter().take(max) {
             out(Inbound::NbRequest(envelope));

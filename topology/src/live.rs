@@ -15,6 +15,8 @@ use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish}
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{source, Operator};
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::{Scope, StreamVec};
 use timely::WorkerConfig;
 use tracing::info;
@@ -130,17 +132,18 @@ impl LiveTopology {
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
-                let inbound = bus_source(
-                    scope,
-                    (ports.inbound)(local_index),
+                let published = ProbeHandle::new();
+                let setup = Source {
+                    inbound: (ports.inbound)(local_index),
                     tick,
                     always_tick,
-                    metrics.clone(),
-                );
+                    published: published.clone(),
+                };
+                let inbound = bus_source(scope, setup, metrics.clone());
                 let out = build(scope, inbound, settings, network, metrics);
-                publish(out.sb_commands, ports.sb_commands.clone());
-                publish(out.nb_responses, ports.nb_responses.clone());
-                publish(out.flow_events, ports.flow_events);
+                publish(out.sb_commands, ports.sb_commands.clone(), &published);
+                publish(out.nb_responses, ports.nb_responses.clone(), &published);
+                publish(out.flow_events, ports.flow_events, &published);
             });
             info!(worker = worker.index(), "topology worker running");
             while !worker_stop.load(Ordering::Relaxed) {
@@ -183,14 +186,27 @@ pub fn clock_ms() -> Time {
         .map_or(0, |d| d.as_millis() as Time)
 }
 
-fn bus_source<'scope>(
-    scope: Scope<'scope, Time>,
-    mut inbound: Box<dyn InboundSource>,
+/// What a worker's source needs besides the scope.
+struct Source {
+    inbound: Box<dyn InboundSource>,
     tick: Duration,
     always_tick: bool,
+    /// Passes a time when every output before it has been published.
+    published: ProbeHandle<Time>,
+}
+
+fn bus_source<'scope>(
+    scope: Scope<'scope, Time>,
+    setup: Source,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Inbound> {
     let worker = scope.worker();
+    let Source {
+        mut inbound,
+        tick,
+        always_tick,
+        published,
+    } = setup;
     source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
         scope,
         "BusSource",
@@ -206,11 +222,15 @@ fn bus_source<'scope>(
                 let now = clock_ms().max(*capability.time());
                 capability.downgrade(&now);
                 let mut session = output.session(&capability);
-                let taken = inbound.poll(SOURCE_BATCH, &mut |message| session.give(message));
+                let taken = inbound.poll(now, SOURCE_BATCH, &mut |message| session.give(message));
+                let handled = published
+                    .with_frontier(|frontier| frontier.iter().min().copied().unwrap_or(Time::MAX));
+                inbound.handled_before(handled);
                 if taken > 0 {
                     last_input = Instant::now();
                     activator.activate();
                 } else if always_tick
+                    || inbound.has_unhandled()
                     || metrics.deadlines_pending.get() > 0
                     || last_input.elapsed() < TICK_GRACE
                 {
@@ -223,12 +243,25 @@ fn bus_source<'scope>(
     )
 }
 
-fn publish<D: Clone + 'static>(stream: StreamVec<'_, Time, D>, to: Arc<dyn Publish<D>>) {
-    stream.sink(Pipeline, "Publish", move |(input, _frontier)| {
-        input.for_each(|_time, data| {
-            for message in data.drain(..) {
-                to.publish(message);
+/// Publishes what reaches it, taking it by value; its (empty) output lets `published` see when
+/// everything before a time has been published, not merely produced.
+fn publish<D: Clone + 'static>(
+    stream: StreamVec<'_, Time, D>,
+    to: Arc<dyn Publish<D>>,
+    published: &ProbeHandle<Time>,
+) {
+    let done: StreamVec<'_, Time, ()> = stream.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Pipeline,
+        "Publish",
+        move |_capability, _info| {
+            move |input, _output| {
+                input.for_each(|_time, data| {
+                    for message in data.drain(..) {
+                        to.publish(message);
+                    }
+                });
             }
-        });
-    });
+        },
+    );
+    done.probe_with(published);
 }

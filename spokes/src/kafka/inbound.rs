@@ -2,7 +2,13 @@
 //! partitions of the inbound topics are shared out among every worker of every process. The
 //! timely source polls it without blocking; librdkafka's "queue became non-empty" callback
 //! wakes the source, so nothing spins while the topics are quiet.
+//!
+//! At-least-once: the offset of a message is stored (and then committed in the background)
+//! only once the topology has handled it, i.e. the outputs of its logical time have all been
+//! handed to the producer and the producer has nothing left in flight. A crash before that
+//! means the message is read again.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use hubspoke_fsm::{NbRequest, SbResponse};
@@ -21,8 +27,19 @@ pub const TOPOLOGY_GROUP: &str = "hubspoke-topology";
 /// `max.poll.interval.ms` is 5 minutes by default).
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// A message taken but not yet known to be handled.
+struct Taken {
+    time: u64,
+    topic: usize,
+    partition: i32,
+    offset: i64,
+}
+
 pub struct KafkaInbound {
     consumer: BaseConsumer,
+    /// The inbound topics; `Taken::topic` indexes here.
+    topics: [String; 2],
+    unhandled: VecDeque<Taken>,
     producer: KafkaProducer,
     nb_requests: String,
     errors: String,
@@ -37,9 +54,12 @@ impl KafkaInbound {
     ) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
         let nb_requests = settings.topic(TopicName::NbRequests);
-        consumer.subscribe(&[&nb_requests, &settings.topic(TopicName::SbResponses)])?;
+        let sb_responses = settings.topic(TopicName::SbResponses);
+        consumer.subscribe(&[&nb_requests, &sb_responses])?;
         Ok(KafkaInbound {
             consumer,
+            topics: [nb_requests.clone(), sb_responses],
+            unhandled: VecDeque::new(),
             producer,
             nb_requests,
             errors: settings.topic(TopicName::Errors),
@@ -53,7 +73,7 @@ impl InboundSource for KafkaInbound {
         self.consumer.set_nonempty_callback(move || waker());
     }
 
-    fn poll(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
+    fn poll(&mut self, time: u64, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
         let mut taken = 0;
         while taken < max {
             let Some(result) = self.consumer.poll(Duration::ZERO) else {
@@ -67,7 +87,14 @@ impl InboundSource for KafkaInbound {
                 }
             };
             let now = (self.clock_ms)();
-            let inbound = if message.topic() == self.nb_requests {
+            let is_request = message.topic() == self.nb_requests;
+            self.unhandled.push_back(Taken {
+                time,
+                topic: if is_request { 0 } else { 1 },
+                partition: message.partition(),
+                offset: message.offset(),
+            });
+            let inbound = if is_request {
                 decode_or_dead_letter::<NbRequest>(&message, &self.producer, &self.errors, now)
                     .map(Inbound::NbRequest)
             } else {
@@ -78,11 +105,35 @@ impl InboundSource for KafkaInbound {
                 out(inbound);
                 taken += 1;
             }
-            if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                tracing::warn!(%error, "could not store an offset");
-            }
         }
         taken
+    }
+
+    fn handled_before(&mut self, time: u64) {
+        // Outputs handed to the producer may still be in flight: wait until none is.
+        if self.producer.in_flight() > 0 {
+            return;
+        }
+        while self
+            .unhandled
+            .front()
+            .is_some_and(|taken| taken.time < time)
+        {
+            let Some(taken) = self.unhandled.pop_front() else {
+                break;
+            };
+            let topic = &self.topics[taken.topic];
+            if let Err(error) = self
+                .consumer
+                .store_offset(topic, taken.partition, taken.offset)
+            {
+                tracing::warn!(%topic, partition = taken.partition, %error, "could not store an offset");
+            }
+        }
+    }
+
+    fn has_unhandled(&self) -> bool {
+        !self.unhandled.is_empty()
     }
 
     fn keepalive(&self) -> Option<Duration> {

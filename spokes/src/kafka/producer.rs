@@ -58,6 +58,11 @@ impl KafkaProducer {
         }
     }
 
+    /// Messages produced and not yet acknowledged by the broker.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
     /// Waits until everything sent so far is delivered, e.g. before exiting.
     pub fn flush(&self, timeout: Duration) {
         if let Err(error) = self.producer.flush(timeout) {
