@@ -6,10 +6,8 @@ mod support;
 use support::flows::fifty_flows_up_exact_then_clean;
 use support::{Broker, Endpoints, Process};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_flows_over_kafka_with_separate_processes() {
-    let broker = Broker::start("fifty-flows");
-    let kafka = broker.address.as_str();
+/// `sb` and `nb` on free loopback ports, and where they serve.
+fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
     let sb = Process::start(&[
         "sb",
         "--kafka",
@@ -17,8 +15,30 @@ async fn fifty_flows_over_kafka_with_separate_processes() {
         "--listen",
         "127.0.0.1:0",
         "--network",
-        "grid:3x3",
+        network,
     ]);
+    let nb = Process::start(&[
+        "nb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--network",
+        network,
+        "--request-timeout-ms",
+        "30000",
+    ]);
+    let at = Endpoints {
+        nb: nb.url(),
+        sim: sb.url(),
+    };
+    (sb, nb, at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_flows_over_kafka_with_separate_processes() {
+    let broker = Broker::start("fifty-flows");
+    let kafka = broker.address.as_str();
     let _topology = Process::start(&[
         "topology",
         "--kafka",
@@ -28,21 +48,7 @@ async fn fifty_flows_over_kafka_with_separate_processes() {
         "--network",
         "grid:3x3",
     ]);
-    let nb = Process::start(&[
-        "nb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        "--network",
-        "grid:3x3",
-        "--request-timeout-ms",
-        "30000",
-    ]);
-    let at = Endpoints {
-        nb: nb.url(),
-        sim: sb.url(),
-    };
+    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
     fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
 }
 
@@ -61,26 +67,8 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
 
     let broker = Broker::start("garbage");
     let kafka = broker.address.as_str();
-    let network = ["--network", "linear:2"];
-    let sb = Process::start(&[
-        "sb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        network[0],
-        network[1],
-    ]);
-    let _topology = Process::start(&["topology", "--kafka", kafka, network[0], network[1]]);
-    let nb = Process::start(&[
-        "nb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        network[0],
-        network[1],
-    ]);
+    let _topology = Process::start(&["topology", "--kafka", kafka, "--network", "linear:2"]);
+    let (_sb, _nb, at) = edges(kafka, "linear:2");
 
     let garbage: &[u8] = b"\x00{\"this is\": not an envelope";
     let producer: BaseProducer = ClientConfig::new()
@@ -140,16 +128,12 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
         "maximum_bandwidth": 1000,
     });
     let response = client
-        .post(format!("{}/v2/flows", nb.url()))
+        .post(at.nb("/v2/flows"))
         .json(&flow)
         .send()
         .await
         .expect("POST");
     assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    let at = Endpoints {
-        nb: nb.url(),
-        sim: sb.url(),
-    };
     support::eventually(Duration::from_secs(30), "the flow UP", || async {
         let flow = support::get_json(&client, &at.nb("/v2/flows/after-garbage")).await;
         (flow["status"] == "UP").then_some(())
@@ -219,20 +203,7 @@ async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
             process.first_line
         );
     }
-    let sb = Process::start(&["sb", "--kafka", kafka, "--listen", "127.0.0.1:0"]);
-    let nb = Process::start(&[
-        "nb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        "--request-timeout-ms",
-        "30000",
-    ]);
-    let at = Endpoints {
-        nb: nb.url(),
-        sim: sb.url(),
-    };
+    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
     fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
     let _ = std::fs::remove_file(&hostfile);
 }
