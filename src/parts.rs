@@ -10,9 +10,11 @@ use anyhow::Context;
 use axum::middleware::from_fn;
 use clap::Args;
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use hubspoke_sim::http::{correlation_middleware, not_found_fallback};
-use hubspoke_sim::{load_network, sim_router, Simulator, SwitchFabric};
+use hubspoke_sim::{
+    load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
+};
 use hubspoke_spokes::bus::{InProcessBus, InboundSource};
 use hubspoke_spokes::kafka::{spawn_consumer, KafkaInbound, TopicName};
 use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
@@ -202,7 +204,10 @@ pub fn sb(args: SbArgs) -> anyhow::Result<()> {
     let responses =
         Arc::new(producer.publisher::<SbResponse>(settings.topic(TopicName::SbResponses)));
     let _simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);
-    let app = sim_router(fabric)
+    let network_events: NetworkEvents =
+        Arc::new(producer.publisher::<SbEvent>(settings.topic(TopicName::SbEvents)));
+    publish_network_events(&network_events, fabric.lock().announce(), "start");
+    let app = sim_router(fabric, network_events)
         .fallback(not_found_fallback)
         .layer(from_fn(correlation_middleware));
     serve("hubspoke sb", args.listen, app)?;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use hubspoke_sim::{load_network, sim_router, Simulator, SwitchFabric};
+use hubspoke_sim::{
+    load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
+};
 use hubspoke_spokes::bus::InProcessBus;
 use hubspoke_topology::live::{BusPorts, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
@@ -48,6 +50,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         bus.sb_commands.receiver(),
         bus.sb_responses.clone(),
     );
+    let network_events: NetworkEvents = bus.sb_events.clone();
+    publish_network_events(&network_events, fabric.lock().announce(), "start");
 
     let config = LiveConfig {
         workers: args.workers,
@@ -69,7 +73,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         metrics: Arc::new(move || metrics.render()),
     };
-    let app = northbound.router().merge(sim_router(fabric));
+    let app = northbound
+        .router()
+        .merge(sim_router(fabric, network_events));
     info!(
         network = %args.network,
         switches = network.switches().count(),

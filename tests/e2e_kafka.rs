@@ -6,6 +6,35 @@ mod support;
 use support::flows::fifty_flows_up_exact_then_clean;
 use support::{Broker, Endpoints, Process};
 
+/// Reads `topic` from the beginning until `count` messages arrived (or panics after `limit`);
+/// their payloads.
+fn read_topic(kafka: &str, topic: &str, count: usize, limit: std::time::Duration) -> Vec<Vec<u8>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "1")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let start = std::time::Instant::now();
+    let mut payloads = Vec::new();
+    while payloads.len() < count {
+        assert!(
+            start.elapsed() < limit,
+            "only {} of {count} messages on {topic}",
+            payloads.len()
+        );
+        if let Some(Ok(message)) = consumer.poll(std::time::Duration::from_millis(200)) {
+            payloads.push(message.payload().unwrap_or_default().to_vec());
+        }
+    }
+    payloads
+}
+
 /// `sb` and `nb` on free loopback ports, and where they serve.
 fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
     let sb = Process::start(&[
@@ -60,10 +89,8 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
     use hubspoke_fsm::Envelope;
     use hubspoke_spokes::kafka::DeadLetter;
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let broker = Broker::start("garbage");
     let kafka = broker.address.as_str();
@@ -85,28 +112,10 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
         .expect("produce garbage");
     producer.flush(Duration::from_secs(10)).expect("flush");
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .set("group.id", "test-errors-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "1")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["hubspoke.errors"]).expect("subscribe");
-    let start = Instant::now();
-    let letter = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no dead letter on hubspoke.errors"
-        );
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let envelope: Envelope<DeadLetter> =
-            serde_json::from_slice(message.payload().unwrap_or_default())
-                .expect("dead letters are envelopes");
-        break envelope.payload;
-    };
+    let dead = read_topic(kafka, "hubspoke.errors", 1, Duration::from_secs(60));
+    let envelope: Envelope<DeadLetter> =
+        serde_json::from_slice(&dead[0]).expect("dead letters are envelopes");
+    let letter = envelope.payload;
     assert!(
         letter
             .reason
@@ -270,4 +279,67 @@ fn the_topology_commits_offsets_only_after_handling() {
         0,
         "handled messages are not read again"
     );
+}
+
+/// The simulator announces its network on `hubspoke.sb.events` at start, then every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_announces_the_network_and_its_changes() {
+    use hubspoke_fsm::{Envelope, SbEvent};
+    use std::time::Duration;
+
+    let broker = Broker::start("sb-events");
+    let kafka = broker.address.clone();
+    let sb = Process::start(&[
+        "sb",
+        "--kafka",
+        &kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--network",
+        "grid:3x3",
+    ]);
+    let read = |count: usize| {
+        let kafka = kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            read_topic(&kafka, "hubspoke.sb.events", count, Duration::from_secs(60))
+                .iter()
+                .map(|p| {
+                    serde_json::from_slice::<Envelope<SbEvent>>(p)
+                        .expect("network events are envelopes")
+                        .payload
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let announced = read(33).await.expect("reader");
+    let switches = announced
+        .iter()
+        .filter(|e| matches!(e, SbEvent::SwitchAdded { .. }))
+        .count();
+    let isls = announced
+        .iter()
+        .filter(|e| matches!(e, SbEvent::IslUp { .. }))
+        .count();
+    assert_eq!(
+        (switches, isls),
+        (9, 24),
+        "grid:3x3 has 9 switches and 12 links, two ISLs each"
+    );
+
+    let url = format!(
+        "{}/sim/links/00:00:00:00:00:00:00:01/00:00:00:00:00:00:00:02/fail",
+        sb.url()
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .send()
+        .await
+        .expect("fail a link");
+    assert_eq!(response.status(), 200);
+    let all = read(35).await.expect("reader");
+    let down = all
+        .iter()
+        .filter(|e| matches!(e, SbEvent::IslDown { .. }))
+        .count();
+    assert_eq!(down, 2, "a failed link goes down in both directions");
 }

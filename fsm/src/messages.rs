@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
-use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, SwitchId};
+use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, SwitchId};
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +154,40 @@ pub struct SbResponse {
     pub outcome: SbOutcome,
 }
 
+/// `hubspoke.sb.events`: what the switches report about the network. The simulator announces
+/// its whole network at start, then every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SbEvent {
+    SwitchAdded {
+        switch_id: SwitchId,
+        ports: u32,
+    },
+    SwitchRemoved {
+        switch_id: SwitchId,
+    },
+    /// One direction of a link can carry traffic (`capacity` in kbps).
+    IslUp {
+        isl: Isl,
+        capacity: u64,
+    },
+    IslDown {
+        isl: Isl,
+    },
+}
+
+impl SbEvent {
+    /// The bus key: the switch the event is about (the ISL's source).
+    pub fn switch_id(&self) -> SwitchId {
+        match self {
+            SbEvent::SwitchAdded { switch_id, .. } | SbEvent::SwitchRemoved { switch_id } => {
+                *switch_id
+            }
+            SbEvent::IslUp { isl, .. } | SbEvent::IslDown { isl } => isl.src_switch,
+        }
+    }
+}
+
 /// `hubspoke.flow.events`: the flow records and their history, as the hub changes them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -285,6 +319,30 @@ mod tests {
             },
         });
         assert!(err.contains(r#""code":"TABLE_FULL""#), "{err}");
+    }
+
+    #[test]
+    fn network_events_round_trip() {
+        let isl = Isl {
+            src_switch: SwitchId(1),
+            src_port: 1,
+            dst_switch: SwitchId(2),
+            dst_port: 3,
+        };
+        for event in [
+            SbEvent::SwitchAdded {
+                switch_id: SwitchId(1),
+                ports: 48,
+            },
+            SbEvent::SwitchRemoved {
+                switch_id: SwitchId(1),
+            },
+            SbEvent::IslUp { isl, capacity: 10 },
+            SbEvent::IslDown { isl },
+        ] {
+            assert_eq!(event.switch_id(), SwitchId(1));
+            round_trip(Envelope::new("c", event.switch_id().to_string(), 1, event));
+        }
     }
 
     #[test]

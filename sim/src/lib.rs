@@ -10,5 +10,8 @@ pub mod view;
 
 pub use network_spec::{load_network, NetworkSpecError};
 pub use northbound::{nb_router, spawn_reply_dispatcher, FlowJson, NbState, PendingReplies};
-pub use southbound::{sim_router, Faults, Simulator, SimulatorHandle, SwitchFabric};
+pub use southbound::{
+    publish_network_events, sim_router, Faults, NetworkEvents, Simulator, SimulatorHandle,
+    SwitchFabric,
+};
 pub use view::{spawn_view_updater, FlowView, LinkView, SwitchView};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +134,7 @@ pub struct InProcessBus {
     pub nb_responses: Arc<Topic<Envelope<NbResponse>>>,
     pub sb_commands: Arc<Topic<Envelope<SbCommand>>>,
     pub sb_responses: Arc<Topic<Envelope<SbResponse>>>,
+    pub sb_events: Arc<Topic<Envelope<SbEvent>>>,
     pub flow_events: Arc<Topic<Envelope<FlowEvent>>>,
 }
 

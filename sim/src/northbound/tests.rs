@@ -614,10 +614,10 @@ async fn the_shim_and_the_simulator_api_share_one_listener() {
     let fabric = Arc::new(parking_lot::Mutex::new(
         crate::southbound::SwitchFabric::new(&shim.state.network),
     ));
-    let router = shim
-        .router
-        .clone()
-        .merge(crate::southbound::sim_router(fabric));
+    let router = shim.router.clone().merge(crate::southbound::sim_router(
+        fabric,
+        Arc::new(hubspoke_spokes::bus::Topic::default()),
+    ));
     let rules = call(
         &router,
         "GET",

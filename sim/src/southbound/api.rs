@@ -6,15 +6,38 @@ use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
-use hubspoke_fsm::{Isl, SbErrorCode, SwitchId};
+use hubspoke_fsm::{Envelope, Isl, SbErrorCode, SbEvent, SwitchId};
+use hubspoke_spokes::bus::Publish;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::fabric::{FabricError, SwitchFabric};
 use super::faults::Faults;
+use crate::clock::now_ms;
 use crate::http::{correlation_middleware, ApiError, CorrelationId, JsonBody, PathParams};
 
 type Fabric = Arc<Mutex<SwitchFabric>>;
+
+/// Where the control API publishes the network events its changes cause (`sb.events`).
+pub type NetworkEvents = Arc<dyn Publish<Envelope<SbEvent>>>;
+
+#[derive(Clone)]
+struct SimState {
+    fabric: Fabric,
+    events: NetworkEvents,
+}
+
+/// Publishes network events, keyed by the switch they are about.
+pub fn publish_network_events(to: &NetworkEvents, events: Vec<SbEvent>, correlation_id: &str) {
+    for event in events {
+        to.publish(Envelope::new(
+            correlation_id,
+            event.switch_id().to_string(),
+            now_ms(),
+            event,
+        ));
+    }
+}
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleMatch {
@@ -106,7 +129,7 @@ pub struct LinkStateView {
 
 /// The `/sim` routes. No fallback, so the router merges with the northbound one; serve it
 /// alone with `.fallback(crate::http::not_found_fallback)`.
-pub fn sim_router(fabric: Fabric) -> Router {
+pub fn sim_router(fabric: Fabric, events: NetworkEvents) -> Router {
     Router::new()
         .route("/sim/switches/{switch_id}/rules", get(rules))
         .route("/sim/switches/{switch_id}/fail", post(fail_switch))
@@ -117,7 +140,7 @@ pub fn sim_router(fabric: Fabric) -> Router {
             post(restore_link),
         )
         .route("/sim/faults", put(set_faults))
-        .with_state(fabric)
+        .with_state(SimState { fabric, events })
         .layer(axum::middleware::from_fn(correlation_middleware))
 }
 
@@ -137,7 +160,7 @@ fn fabric_error(error: FabricError, id: &CorrelationId) -> ApiError {
 }
 
 async fn rules(
-    State(fabric): State<Fabric>,
+    State(SimState { fabric, .. }): State<SimState>,
     id: CorrelationId,
     PathParams(switch): PathParams<String>,
 ) -> Result<Json<Vec<RuleView>>, ApiError> {
@@ -150,7 +173,7 @@ async fn rules(
 }
 
 async fn fail_switch(
-    state: State<Fabric>,
+    state: State<SimState>,
     id: CorrelationId,
     path: PathParams<String>,
 ) -> Result<Json<SwitchStateView>, ApiError> {
@@ -158,7 +181,7 @@ async fn fail_switch(
 }
 
 async fn restore_switch(
-    state: State<Fabric>,
+    state: State<SimState>,
     id: CorrelationId,
     path: PathParams<String>,
 ) -> Result<Json<SwitchStateView>, ApiError> {
@@ -166,19 +189,21 @@ async fn restore_switch(
 }
 
 fn set_switch(
-    State(fabric): State<Fabric>,
+    State(state): State<SimState>,
     id: CorrelationId,
     PathParams(switch): PathParams<String>,
     available: bool,
 ) -> Result<Json<SwitchStateView>, ApiError> {
     let switch_id = parse_switch(&switch, &id)?;
-    let mut fabric = fabric.lock();
-    let result = if available {
-        fabric.restore_switch(switch_id)
-    } else {
-        fabric.fail_switch(switch_id)
-    };
-    result.map_err(|e| fabric_error(e, &id))?;
+    let change = state.fabric.lock().change(|fabric| {
+        if available {
+            fabric.restore_switch(switch_id)
+        } else {
+            fabric.fail_switch(switch_id)
+        }
+    });
+    let ((), events) = change.map_err(|e| fabric_error(e, &id))?;
+    publish_network_events(&state.events, events, &id.0);
     tracing::info!(correlation_id = %id.0, %switch_id, available, "simulated switch state set");
     Ok(Json(SwitchStateView {
         switch_id,
@@ -187,7 +212,7 @@ fn set_switch(
 }
 
 async fn fail_link(
-    state: State<Fabric>,
+    state: State<SimState>,
     id: CorrelationId,
     path: PathParams<(String, String)>,
 ) -> Result<Json<LinkStateView>, ApiError> {
@@ -195,7 +220,7 @@ async fn fail_link(
 }
 
 async fn restore_link(
-    state: State<Fabric>,
+    state: State<SimState>,
     id: CorrelationId,
     path: PathParams<(String, String)>,
 ) -> Result<Json<LinkStateView>, ApiError> {
@@ -203,19 +228,21 @@ async fn restore_link(
 }
 
 fn set_link(
-    State(fabric): State<Fabric>,
+    State(state): State<SimState>,
     id: CorrelationId,
     PathParams((a, b)): PathParams<(String, String)>,
     up: bool,
 ) -> Result<Json<LinkStateView>, ApiError> {
     let (a, b) = (parse_switch(&a, &id)?, parse_switch(&b, &id)?);
-    let mut fabric = fabric.lock();
-    let result = if up {
-        fabric.restore_link(a, b)
-    } else {
-        fabric.fail_link(a, b)
-    };
-    let isls = result.map_err(|e| fabric_error(e, &id))?;
+    let change = state.fabric.lock().change(|fabric| {
+        if up {
+            fabric.restore_link(a, b)
+        } else {
+            fabric.fail_link(a, b)
+        }
+    });
+    let (isls, events) = change.map_err(|e| fabric_error(e, &id))?;
+    publish_network_events(&state.events, events, &id.0);
     tracing::info!(correlation_id = %id.0, %a, %b, up, "simulated link state set");
     Ok(Json(LinkStateView {
         state: if up { "UP" } else { "DOWN" }.to_string(),
@@ -224,7 +251,7 @@ fn set_link(
 }
 
 async fn set_faults(
-    State(fabric): State<Fabric>,
+    State(SimState { fabric, .. }): State<SimState>,
     id: CorrelationId,
     JsonBody(request): JsonBody<FaultsRequest>,
 ) -> Result<Json<FaultsView>, ApiError> {
@@ -255,6 +282,7 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use hubspoke_fsm::network::Network;
     use hubspoke_fsm::{SbAction, SbCommand};
+    use hubspoke_spokes::bus::Topic;
     use serde_json::Value;
     use tower::ServiceExt;
 
@@ -269,7 +297,7 @@ mod tests {
 
     async fn call(fabric: &Fabric, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         // As the command serves it alone: with a fallback, under the correlation middleware.
-        let router = sim_router(fabric.clone())
+        let router = sim_router(fabric.clone(), Arc::new(Topic::default()))
             .fallback(crate::http::not_found_fallback)
             .layer(axum::middleware::from_fn(correlation_middleware));
         let request = Request::builder()
@@ -435,5 +463,42 @@ mod tests {
         assert_eq!(body["error_message"], "Link not found");
         let (status, body) = call(&fabric, "GET", "/sim/nothing", "").await;
         assert_error(status, &body, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn failing_and_restoring_publish_network_events() {
+        let events: Arc<Topic<Envelope<SbEvent>>> = Arc::new(Topic::default());
+        let received = events.receiver();
+        let router = sim_router(fabric(), events.clone());
+        let post = |uri: String| {
+            Request::builder()
+                .method("POST")
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let response = router
+            .clone()
+            .oneshot(post(format!("/sim/links/{S1}/{S2}/fail")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let down: Vec<SbEvent> = received.try_iter().map(|e| e.payload).collect();
+        assert_eq!(down.len(), 2);
+        assert!(down.iter().all(|e| matches!(e, SbEvent::IslDown { .. })));
+        router
+            .clone()
+            .oneshot(post(format!("/sim/switches/{S2}/fail")))
+            .await
+            .unwrap();
+        let removed: Vec<SbEvent> = received.try_iter().map(|e| e.payload).collect();
+        assert_eq!(
+            removed.len(),
+            3,
+            "switch 2 and its link to switch 3, both ways: {removed:?}"
+        );
+        assert!(removed.contains(&SbEvent::SwitchRemoved {
+            switch_id: SwitchId(2)
+        }));
     }
 }

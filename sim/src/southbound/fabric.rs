@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::FlowSegment;
-use hubspoke_fsm::{Isl, SbAction, SbCommand, SbErrorCode, SbOutcome, SwitchId, MAX_VLAN};
+use hubspoke_fsm::{Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN};
 
 use super::faults::{FaultPlan, Faults};
 
@@ -29,11 +29,20 @@ struct SwitchState {
     meters: BTreeMap<u32, u64>,
 }
 
+/// Which switches answer and which ISLs can carry traffic.
+#[derive(Default)]
+struct NetworkState {
+    switches: BTreeSet<SwitchId>,
+    isls: BTreeSet<Isl>,
+}
+
 #[derive(Clone, Debug)]
 pub struct SwitchFabric {
     switches: BTreeMap<SwitchId, SwitchState>,
     /// Every directed ISL of the network.
     isls: Vec<Isl>,
+    /// kbps per directed ISL.
+    capacity: BTreeMap<Isl, u64>,
     down: BTreeSet<Isl>,
     table_capacity: usize,
     faults: FaultPlan,
@@ -67,6 +76,11 @@ impl SwitchFabric {
         SwitchFabric {
             switches,
             isls: network.links().iter().map(|l| l.isl).collect(),
+            capacity: network
+                .links()
+                .iter()
+                .map(|l| (l.isl, l.capacity))
+                .collect(),
             down: BTreeSet::new(),
             table_capacity,
             faults: FaultPlan::default(),
@@ -175,6 +189,73 @@ impl SwitchFabric {
             return Err(FabricError::UnknownLink(a, b));
         }
         Ok(isls)
+    }
+
+    /// The whole network as events, as a switch layer announces it at start: every switch that
+    /// answers and every ISL that can carry traffic.
+    pub fn announce(&self) -> Vec<SbEvent> {
+        self.events_since(&NetworkState::default())
+    }
+
+    /// Runs a change (failing or restoring a switch or a link) and returns what it did with the
+    /// network events it caused: an ISL is up when it is not failed and both its switches
+    /// answer, so failing a switch also takes its ISLs down, and restoring it brings back those
+    /// whose link and far switch are up.
+    pub fn change<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, FabricError>,
+    ) -> Result<(T, Vec<SbEvent>), FabricError> {
+        let before = self.network_state();
+        let result = change(self)?;
+        Ok((result, self.events_since(&before)))
+    }
+
+    fn network_state(&self) -> NetworkState {
+        let switches: BTreeSet<SwitchId> = self
+            .switches
+            .iter()
+            .filter(|(_, s)| s.available)
+            .map(|(id, _)| *id)
+            .collect();
+        let isls = self
+            .isls
+            .iter()
+            .filter(|isl| {
+                !self.down.contains(isl)
+                    && switches.contains(&isl.src_switch)
+                    && switches.contains(&isl.dst_switch)
+            })
+            .copied()
+            .collect();
+        NetworkState { switches, isls }
+    }
+
+    fn events_since(&self, before: &NetworkState) -> Vec<SbEvent> {
+        let after = self.network_state();
+        let mut events = Vec::new();
+        for switch_id in after.switches.difference(&before.switches) {
+            let ports = self.switches.get(switch_id).map_or(0, |s| s.ports);
+            events.push(SbEvent::SwitchAdded {
+                switch_id: *switch_id,
+                ports,
+            });
+        }
+        for isl in after.isls.difference(&before.isls) {
+            let capacity = self.capacity.get(isl).copied().unwrap_or(0);
+            events.push(SbEvent::IslUp {
+                isl: *isl,
+                capacity,
+            });
+        }
+        for isl in before.isls.difference(&after.isls) {
+            events.push(SbEvent::IslDown { isl: *isl });
+        }
+        for switch_id in before.switches.difference(&after.switches) {
+            events.push(SbEvent::SwitchRemoved {
+                switch_id: *switch_id,
+            });
+        }
+        events
     }
 
     pub fn is_link_up(&self, isl: &Isl) -> bool {
@@ -481,5 +562,78 @@ mod tests {
             .unwrap();
         assert_eq!(fabric.faults().for_switch(SwitchId(2)).latency_ms, 1);
         assert!(fabric.set_faults(Some(SwitchId(9)), slow).is_err());
+    }
+}
+
+#[cfg(test)]
+mod network_event_tests {
+    use super::*;
+
+    fn ring() -> SwitchFabric {
+        SwitchFabric::new(&Network::generate("ring:3").unwrap().unwrap())
+    }
+
+    fn count(events: &[SbEvent]) -> (usize, usize, usize, usize) {
+        let mut counts = (0, 0, 0, 0);
+        for event in events {
+            match event {
+                SbEvent::SwitchAdded { .. } => counts.0 += 1,
+                SbEvent::SwitchRemoved { .. } => counts.1 += 1,
+                SbEvent::IslUp { .. } => counts.2 += 1,
+                SbEvent::IslDown { .. } => counts.3 += 1,
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn the_announcement_is_the_whole_network() {
+        let events = ring().announce();
+        assert_eq!(count(&events), (3, 0, 6, 0));
+        assert!(events.contains(&SbEvent::SwitchAdded {
+            switch_id: SwitchId(1),
+            ports: 48
+        }));
+        assert!(events
+            .iter()
+            .all(|e| !matches!(e, SbEvent::IslUp { capacity, .. } if *capacity != 10_000_000)));
+    }
+
+    #[test]
+    fn a_failed_link_goes_down_both_ways_and_comes_back() {
+        let mut fabric = ring();
+        let (_, events) = fabric
+            .change(|f| f.fail_link(SwitchId(1), SwitchId(2)))
+            .unwrap();
+        assert_eq!(count(&events), (0, 0, 0, 2));
+        let (_, again) = fabric
+            .change(|f| f.fail_link(SwitchId(2), SwitchId(1)))
+            .unwrap();
+        assert!(again.is_empty(), "no change, no event");
+        let (_, events) = fabric
+            .change(|f| f.restore_link(SwitchId(1), SwitchId(2)))
+            .unwrap();
+        assert_eq!(count(&events), (0, 0, 2, 0));
+    }
+
+    #[test]
+    fn a_failed_switch_takes_its_isls_with_it() {
+        let mut fabric = ring();
+        fabric
+            .change(|f| f.fail_link(SwitchId(1), SwitchId(2)))
+            .unwrap();
+        let (_, events) = fabric.change(|f| f.fail_switch(SwitchId(1))).unwrap();
+        assert_eq!(
+            count(&events),
+            (0, 1, 0, 2),
+            "only the 1-3 link was still up"
+        );
+        let (_, events) = fabric.change(|f| f.restore_switch(SwitchId(1))).unwrap();
+        assert_eq!(
+            count(&events),
+            (1, 0, 2, 0),
+            "the failed 1-2 link stays down"
+        );
+        assert!(fabric.change(|f| f.fail_switch(SwitchId(9))).is_err());
     }
 }

@@ -6,7 +6,7 @@ pub mod fabric;
 pub mod faults;
 pub mod simulator;
 
-pub use api::{sim_router, FaultsRequest, RuleView};
+pub use api::{publish_network_events, sim_router, FaultsRequest, NetworkEvents, RuleView};
 pub use fabric::{FabricError, SwitchFabric, DEFAULT_TABLE_CAPACITY};
 pub use faults::{roll, FaultDecision, FaultPlan, Faults, FaultsError};
 pub use simulator::{Simulator, SimulatorHandle};
