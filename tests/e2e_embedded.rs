@@ -109,3 +109,46 @@ async fn sigterm_stops_hubspoke_up() {
         "hubspoke up did not exit cleanly on SIGTERM: {status:?}"
     );
 }
+
+/// A link failed through the simulator's API reaches the topology as network events: the next
+/// create is routed around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_goes_around_a_failed_link() {
+    let hub = Hubspoke::up(&["--network", "ring:4"]);
+    let client = reqwest::Client::new();
+    let fail = hub.url(&format!(
+        "/sim/links/{}/{}/fail",
+        switch_id(1),
+        switch_id(2)
+    ));
+    assert_eq!(client.post(fail).send().await.expect("fail").status(), 200);
+    let flow = json!({
+        "flow_id": "around",
+        "source": {"switch_id": switch_id(1), "port_number": 10},
+        "destination": {"switch_id": switch_id(2), "port_number": 10},
+        "maximum_bandwidth": 1000,
+    });
+    let response = client
+        .post(hub.url("/v2/flows"))
+        .json(&flow)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let flow: Value = eventually(Duration::from_secs(30), "the flow UP", || async {
+        let flow = get_json(&client, &hub.url("/v2/flows/around")).await;
+        (flow["status"] == "UP").then_some(flow)
+    })
+    .await;
+    let switches: Vec<&str> = flow["path"]
+        .as_array()
+        .expect("path")
+        .iter()
+        .filter_map(|node| node["switch_id"].as_str())
+        .collect();
+    let expected = [switch_id(1), switch_id(4), switch_id(3), switch_id(2)];
+    assert_eq!(
+        switches,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}

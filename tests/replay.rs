@@ -85,3 +85,8 @@ fn delete() {
 fn late_response_after_timeout() {
     run_case("late_response_after_timeout");
 }
+
+#[test]
+fn create_avoids_down_link() {
+    run_case("create_avoids_down_link");
+}

@@ -250,14 +250,15 @@ impl Network {
             .collect()
     }
 
-    /// The fewest-hop path from `src` to `dst` whose every ISL, in both directions, has at
-    /// least `bandwidth` available. Ties go to the lowest ports, so the answer is deterministic.
+    /// The fewest-hop path from `src` to `dst` whose every ISL, in both directions, is usable
+    /// (`available` gives `Some(kbps)`) with at least `bandwidth` available. Ties go to the
+    /// lowest ports, so the answer is deterministic.
     pub fn shortest_path(
         &self,
         src: SwitchId,
         dst: SwitchId,
         bandwidth: u64,
-        available: impl Fn(&Isl) -> u64,
+        available: impl Fn(&Isl) -> Option<u64>,
     ) -> Option<Vec<Isl>> {
         if src == dst {
             return Some(Vec::new());
@@ -270,7 +271,8 @@ impl Network {
                 if isl.dst_switch == src || came_from.contains_key(&isl.dst_switch) {
                     continue;
                 }
-                if available(&isl) < bandwidth || available(&isl.reversed()) < bandwidth {
+                let usable = |isl: &Isl| available(isl).is_some_and(|kbps| kbps >= bandwidth);
+                if !usable(&isl) || !usable(&isl.reversed()) {
                     continue;
                 }
                 came_from.insert(isl.dst_switch, isl);
@@ -296,8 +298,8 @@ impl Network {
 mod tests {
     use super::*;
 
-    fn unlimited(_: &Isl) -> u64 {
-        u64::MAX
+    fn unlimited(_: &Isl) -> Option<u64> {
+        Some(u64::MAX)
     }
 
     #[test]
@@ -357,15 +359,23 @@ mod tests {
         let around = network
             .shortest_path(SwitchId(1), SwitchId(2), 5, |isl| {
                 if *isl == full || *isl == full.reversed() {
-                    4
+                    Some(4)
                 } else {
-                    5
+                    Some(5)
                 }
             })
             .unwrap();
         assert_eq!(around.len(), 3);
+        let down = |isl: &Isl| (*isl != full && *isl != full.reversed()).then_some(0);
+        assert_eq!(
+            network
+                .shortest_path(SwitchId(1), SwitchId(2), 0, down)
+                .map(|p| p.len()),
+            Some(3),
+            "a down ISL is not used even by a flow that needs no bandwidth"
+        );
         assert!(network
-            .shortest_path(SwitchId(1), SwitchId(2), 6, |_| 5)
+            .shortest_path(SwitchId(1), SwitchId(2), 6, |_| Some(5))
             .is_none());
     }
 

@@ -148,7 +148,7 @@ mod tests {
     fn a_three_switch_path_has_ingress_transit_egress_both_ways() {
         let network = Network::generate("linear:3").unwrap().unwrap();
         let path = network
-            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX)
+            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| Some(u64::MAX))
             .unwrap();
         let resources = Resources {
             cookie: 7,

@@ -31,7 +31,7 @@ pub fn record(dst: u64) -> FlowRecord {
 pub fn resources(dst: u64) -> Resources {
     let network = Network::generate("linear:3").unwrap().unwrap();
     let path = network
-        .shortest_path(SwitchId(1), SwitchId(dst), 0, |_| u64::MAX)
+        .shortest_path(SwitchId(1), SwitchId(dst), 0, |_| Some(u64::MAX))
         .unwrap();
     Resources {
         cookie: 1,

@@ -338,7 +338,7 @@ mod tests {
         let network = Network::generate("linear:3").unwrap().unwrap();
         let view = FlowView::new();
         let path = network
-            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX)
+            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| Some(u64::MAX))
             .unwrap();
         let mut reserved = record("f", 1, 1);
         reserved.resources = Some(Resources {

@@ -62,6 +62,7 @@ impl<T: Send> Publish<T> for Topic<T> {
 pub enum Inbound {
     NbRequest(Envelope<NbRequest>),
     SbResponse(Envelope<SbResponse>),
+    SbEvent(Envelope<SbEvent>),
 }
 
 /// Where one timely worker reads its input: each worker has its own, so with Kafka each is a
@@ -94,15 +95,16 @@ pub struct ChannelInbound {
     bus: Arc<InProcessBus>,
     nb_requests: Receiver<Envelope<NbRequest>>,
     sb_responses: Receiver<Envelope<SbResponse>>,
+    sb_events: Receiver<Envelope<SbEvent>>,
 }
 
 impl ChannelInbound {
     pub fn new(bus: Arc<InProcessBus>) -> Self {
-        let (nb_requests, sb_responses) = (bus.nb_requests.receiver(), bus.sb_responses.receiver());
         ChannelInbound {
+            nb_requests: bus.nb_requests.receiver(),
+            sb_responses: bus.sb_responses.receiver(),
+            sb_events: bus.sb_events.receiver(),
             bus,
-            nb_requests,
-            sb_responses,
         }
     }
 }
@@ -110,17 +112,26 @@ impl ChannelInbound {
 impl InboundSource for ChannelInbound {
     fn set_waker(&mut self, waker: Waker) {
         self.bus.nb_requests.on_publish(waker.clone());
-        self.bus.sb_responses.on_publish(waker);
+        self.bus.sb_responses.on_publish(waker.clone());
+        self.bus.sb_events.on_publish(waker);
     }
 
     fn poll(&mut self, _time: u64, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
+        // Network events first: a request in the same batch then sees the network they leave.
+        let events = self.sb_events.try_iter().take(max).map(Inbound::SbEvent);
+        let requests = self
+            .nb_requests
+            .try_iter()
+            .take(max)
+            .map(Inbound::NbRequest);
+        let responses = self
+            .sb_responses
+            .try_iter()
+            .take(max)
+            .map(Inbound::SbResponse);
         let mut taken = 0;
-        for envelope in self.nb_requests.try_iter().take(max) {
-            out(Inbound::NbRequest(envelope));
-            taken += 1;
-        }
-        for envelope in self.sb_responses.try_iter().take(max - taken) {
-            out(Inbound::SbResponse(envelope));
+        for message in events.chain(requests).chain(responses).take(max) {
+            out(message);
             taken += 1;
         }
         taken

@@ -2,14 +2,16 @@
 //! transit VLAN, meters and bandwidth. It runs on one worker (its requests are exchanged to
 //! worker 0), so two flows can never take the same bandwidth however many workers there are.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRequest, Isl, Resources, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRequest, Isl, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::wire::Json;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
@@ -20,6 +22,8 @@ pub enum AllocatorRequest {
     Free {
         flow_id: FlowId,
     },
+    /// The network changed: paths avoid what is down from now on.
+    Network(Json<SbEvent>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +83,9 @@ pub struct ResourcePool {
     meters: HashMap<SwitchId, IdPool>,
     endpoints: HashMap<FlowEndpoint, FlowId>,
     allocations: HashMap<FlowId, Allocation>,
+    /// ISLs the switches reported down, and switches reported gone.
+    down_isls: HashSet<Isl>,
+    removed_switches: HashSet<SwitchId>,
 }
 
 impl ResourcePool {
@@ -97,6 +104,8 @@ impl ResourcePool {
             meters: HashMap::new(),
             endpoints: HashMap::new(),
             allocations: HashMap::new(),
+            down_isls: HashSet::new(),
+            removed_switches: HashSet::new(),
         }
     }
 
@@ -110,9 +119,41 @@ impl ResourcePool {
                 self.free(&flow_id);
                 None
             }
+            AllocatorRequest::Network(Json(event)) => {
+                self.apply_network_event(&event);
+                None
+            }
         }
     }
 
+    /// Records what the switches report. Flows already on a link that went down keep their
+    /// reservation until they are moved off it.
+    pub fn apply_network_event(&mut self, event: &SbEvent) {
+        match event {
+            SbEvent::IslUp { isl, .. } => {
+                self.down_isls.remove(isl);
+            }
+            SbEvent::IslDown { isl } => {
+                self.down_isls.insert(*isl);
+            }
+            SbEvent::SwitchAdded { switch_id, .. } => {
+                self.removed_switches.remove(switch_id);
+            }
+            SbEvent::SwitchRemoved { switch_id } => {
+                self.removed_switches.insert(*switch_id);
+            }
+        }
+    }
+
+    /// Bandwidth a new path may take on `isl`; `None` if it or one of its switches is down.
+    pub fn usable(&self, isl: &Isl) -> Option<u64> {
+        let down = self.down_isls.contains(isl)
+            || self.removed_switches.contains(&isl.src_switch)
+            || self.removed_switches.contains(&isl.dst_switch);
+        (!down).then(|| self.available(isl))
+    }
+
+    /// Bandwidth not reserved on `isl`.
     pub fn available(&self, isl: &Isl) -> u64 {
         let capacity = self.capacity.get(isl).copied().unwrap_or(0);
         capacity.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
@@ -139,7 +180,7 @@ impl ResourcePool {
                 request.source.switch_id,
                 request.destination.switch_id,
                 request.maximum_bandwidth,
-                |isl| self.available(isl),
+                |isl| self.usable(isl),
             )
             .ok_or_else(|| {
                 ErrorBody::new(
@@ -247,6 +288,14 @@ impl ResourcePool {
                 format!("switch {} is not in the network", endpoint.switch_id),
             )
         })?;
+        if self.removed_switches.contains(&endpoint.switch_id) {
+            return Err(ErrorBody::new(
+                503,
+                "switch-unavailable",
+                "Switch is not available",
+                format!("switch {} does not answer", endpoint.switch_id),
+            ));
+        }
         let bad_port =
             |reason: String| ErrorBody::new(400, "data-invalid", "Invalid endpoint", reason);
         if endpoint.port_number > switch.ports {
@@ -408,5 +457,52 @@ mod tests {
         );
         let best_effort = pool.allocate(&request("b", 1, 2, 12, 0)).unwrap();
         assert_eq!(best_effort.forward_meter, None);
+    }
+
+    #[test]
+    fn paths_avoid_what_the_switches_report_down() {
+        let mut pool = pool("ring:4");
+        let direct = pool.allocate(&request("a", 1, 2, 10, 0)).unwrap();
+        assert_eq!(direct.forward_path.len(), 1);
+        for isl in [direct.forward_path[0], direct.forward_path[0].reversed()] {
+            pool.apply_network_event(&SbEvent::IslDown { isl });
+        }
+        let around = pool.allocate(&request("b", 1, 2, 11, 0)).unwrap();
+        assert_eq!(
+            around.forward_path.len(),
+            3,
+            "best-effort flows avoid a down link too"
+        );
+        pool.apply_network_event(&SbEvent::SwitchRemoved {
+            switch_id: SwitchId(4),
+        });
+        assert_eq!(
+            pool.allocate(&request("c", 1, 2, 12, 0))
+                .unwrap_err()
+                .status,
+            503,
+            "no path left"
+        );
+        assert_eq!(
+            pool.allocate(&request("d", 4, 2, 13, 0))
+                .unwrap_err()
+                .error_type,
+            "switch-unavailable"
+        );
+        pool.apply_network_event(&SbEvent::IslUp {
+            isl: direct.forward_path[0],
+            capacity: 1,
+        });
+        pool.apply_network_event(&SbEvent::IslUp {
+            isl: direct.forward_path[0].reversed(),
+            capacity: 1,
+        });
+        assert_eq!(
+            pool.allocate(&request("e", 1, 2, 14, 0))
+                .unwrap()
+                .forward_path
+                .len(),
+            1
+        );
     }
 }

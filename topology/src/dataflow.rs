@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! inbound ─┬─ nb requests ─► hub ◄── feedback(+1): allocations, speaker reports, hub timeouts
-//!          │                  ├─► allocator ──────────────► allocations
+//!          ├─ sb events ──────┼─► allocator ──────────────► allocations
 //!          │                  ├─► speaker requests ─► speaker ◄── feedback(+1): speaker timeouts
 //!          └─ sb responses ─────────────────────────►    ├─► reports
 //!                             │                           ├─► sb commands (out)
@@ -72,11 +72,15 @@ pub fn build<'scope>(
 ) -> Outbound<'scope> {
     let nb_requests = inbound.clone().flat_map(|m| match m {
         Inbound::NbRequest(envelope) => Some(Json(envelope)),
-        Inbound::SbResponse(_) => None,
+        _ => None,
     });
-    let sb_responses = inbound.flat_map(|m| match m {
+    let sb_responses = inbound.clone().flat_map(|m| match m {
         Inbound::SbResponse(envelope) => Some(Json(envelope)),
-        Inbound::NbRequest(_) => None,
+        _ => None,
+    });
+    let network_events = inbound.flat_map(|m| match m {
+        Inbound::SbEvent(envelope) => Some(AllocatorRequest::Network(Json(envelope.payload))),
+        _ => None,
     });
     let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
     let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout>>(1);
@@ -88,7 +92,7 @@ pub fn build<'scope>(
         settings.timeouts,
         metrics.clone(),
     );
-    let allocations = allocator_operator(hub.allocator, network);
+    let allocations = allocator_operator(network_events.concat(hub.allocator), network);
     let speaker = speaker_operator(
         scope,
         hub.speaker,

@@ -2,7 +2,7 @@
 //! fresh topology on logical time, and what comes out is a log of the same form. The same
 //! input always gives the same output, timeouts included: that is what replay tests rely on.
 //!
-//! A line is `{"time": MS, "topic": "nb.requests" | "sb.responses" | "tick", "message": …}` in,
+//! A line is `{"time": MS, "topic": "nb.requests" | "sb.responses" | "sb.events" | "tick", "message": …}` in,
 //! and `{"time": MS, "topic": "sb.commands" | "nb.responses" | "flow.events", "message": …}` out.
 //! Blank lines and lines starting with `#` are comments.
 
@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse};
+use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -38,6 +38,8 @@ pub enum LogEntry {
     NbRequest(Envelope<NbRequest>),
     #[serde(rename = "sb.responses")]
     SbResponse(Envelope<SbResponse>),
+    #[serde(rename = "sb.events")]
+    SbEvent(Envelope<SbEvent>),
     /// The clock reached `time`: deadlines before it fire.
     #[serde(rename = "tick")]
     Tick,
@@ -71,10 +73,13 @@ pub fn parse_input(text: &str) -> Result<Vec<LogLine>, ReplayError> {
         let line: LogLine = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
         if !matches!(
             line.entry,
-            LogEntry::NbRequest(_) | LogEntry::SbResponse(_) | LogEntry::Tick
+            LogEntry::NbRequest(_)
+                | LogEntry::SbResponse(_)
+                | LogEntry::SbEvent(_)
+                | LogEntry::Tick
         ) {
             return Err(bad(
-                "only nb.requests, sb.responses and tick lines can be replayed".into(),
+                "only nb.requests, sb.responses, sb.events and tick lines can be replayed".into(),
             ));
         }
         if line.time < last_time {
@@ -126,6 +131,7 @@ pub fn replay(input: &[LogLine], settings: Settings, network: Arc<Network>) -> V
             match line.entry {
                 LogEntry::NbRequest(envelope) => source.send(Inbound::NbRequest(envelope)),
                 LogEntry::SbResponse(envelope) => source.send(Inbound::SbResponse(envelope)),
+                LogEntry::SbEvent(envelope) => source.send(Inbound::SbEvent(envelope)),
                 _ => {}
             }
         }

@@ -107,7 +107,7 @@ mod tests {
     fn a_three_switch_path_lists_ports_hop_by_hop() {
         let network = Network::generate("linear:3").unwrap().unwrap();
         let path = network
-            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| u64::MAX)
+            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| Some(u64::MAX))
             .unwrap();
         let nodes = forward_path(&request(1, 3), &resources(path.clone()));
         assert_eq!(

@@ -61,7 +61,7 @@ fn fake_topology(
             NbRequest::CreateFlow { flow } => {
                 let path = network
                     .shortest_path(flow.source.switch_id, flow.destination.switch_id, 1, |_| {
-                        u64::MAX
+                        Some(u64::MAX)
                     })
                     .unwrap_or_default();
                 let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);

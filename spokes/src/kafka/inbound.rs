@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use hubspoke_fsm::{NbRequest, SbResponse};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
@@ -27,6 +26,9 @@ pub const TOPOLOGY_GROUP: &str = "hubspoke-topology";
 /// `max.poll.interval.ms` is 5 minutes by default).
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
+const NB_REQUESTS: usize = 0;
+const SB_RESPONSES: usize = 1;
+
 /// A message taken but not yet known to be handled.
 struct Taken {
     time: u64,
@@ -37,11 +39,11 @@ struct Taken {
 
 pub struct KafkaInbound {
     consumer: BaseConsumer,
-    /// The inbound topics; `Taken::topic` indexes here.
-    topics: [String; 2],
+    /// The inbound topics, in the order of `NB_REQUESTS`, `SB_RESPONSES`, `SB_EVENTS`;
+    /// `Taken::topic` indexes here.
+    topics: [String; 3],
     unhandled: VecDeque<Taken>,
     producer: KafkaProducer,
-    nb_requests: String,
     errors: String,
     clock_ms: fn() -> u64,
 }
@@ -53,15 +55,18 @@ impl KafkaInbound {
         clock_ms: fn() -> u64,
     ) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
-        let nb_requests = settings.topic(TopicName::NbRequests);
-        let sb_responses = settings.topic(TopicName::SbResponses);
-        consumer.subscribe(&[&nb_requests, &sb_responses])?;
+        let topics = [
+            TopicName::NbRequests,
+            TopicName::SbResponses,
+            TopicName::SbEvents,
+        ]
+        .map(|t| settings.topic(t));
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(KafkaInbound {
             consumer,
-            topics: [nb_requests.clone(), sb_responses],
+            topics,
             unhandled: VecDeque::new(),
             producer,
-            nb_requests,
             errors: settings.topic(TopicName::Errors),
             clock_ms,
         })
@@ -87,19 +92,24 @@ impl InboundSource for KafkaInbound {
                 }
             };
             let now = (self.clock_ms)();
-            let is_request = message.topic() == self.nb_requests;
+            let Some(topic) = self.topics.iter().position(|t| t == message.topic()) else {
+                continue;
+            };
             self.unhandled.push_back(Taken {
                 time,
-                topic: if is_request { 0 } else { 1 },
+                topic,
                 partition: message.partition(),
                 offset: message.offset(),
             });
-            let inbound = if is_request {
-                decode_or_dead_letter::<NbRequest>(&message, &self.producer, &self.errors, now)
-                    .map(Inbound::NbRequest)
-            } else {
-                decode_or_dead_letter::<SbResponse>(&message, &self.producer, &self.errors, now)
-                    .map(Inbound::SbResponse)
+            let (producer, errors) = (&self.producer, &self.errors);
+            let inbound = match topic {
+                NB_REQUESTS => {
+                    decode_or_dead_letter(&message, producer, errors, now).map(Inbound::NbRequest)
+                }
+                SB_RESPONSES => {
+                    decode_or_dead_letter(&message, producer, errors, now).map(Inbound::SbResponse)
+                }
+                _ => decode_or_dead_letter(&message, producer, errors, now).map(Inbound::SbEvent),
             };
             if let Some(inbound) = inbound {
                 out(inbound);
