@@ -15,11 +15,12 @@ async fn fifty_flows_come_up_with_exact_rules_and_leave_nothing_behind() {
     flows::fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &hub.endpoints()).await;
 }
 
-/// Lost commands are retried, and a switch that stops answering makes the flows that need it
-/// roll back: every flow ends UP or DOWN (none stays IN_PROGRESS), the UP ones avoid the failed
-/// switch and own exactly the rules on the switches, the DOWN ones own none and no bandwidth.
+/// Lost commands are retried, and a switch that refuses every command (TABLE_FULL, not worth
+/// retrying) makes the flows that need it roll back: every flow ends UP or DOWN (none stays
+/// IN_PROGRESS), the UP ones avoid that switch and own exactly the rules on the switches, the
+/// DOWN ones own none and no bandwidth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_commands_are_retried_and_a_failed_switch_rolls_flows_back() {
+async fn lost_commands_are_retried_and_a_refusing_switch_rolls_flows_back() {
     let hub = Hubspoke::up(&[
         "--network",
         "grid:3x3",
@@ -40,11 +41,13 @@ async fn lost_commands_are_retried_and_a_failed_switch_rolls_flows_back() {
         .expect("PUT faults");
     assert_eq!(response.status(), 200);
     let failed = switch_id(5);
+    let refuse = json!({"switch_id": failed, "error_rate": 1.0, "error_code": "TABLE_FULL"});
     let response = client
-        .post(hub.url(&format!("/sim/switches/{failed}/fail")))
+        .put(hub.url("/sim/faults"))
+        .json(&refuse)
         .send()
         .await
-        .expect("fail switch");
+        .expect("PUT switch faults");
     assert_eq!(response.status(), 200);
 
     create_all(&client, &hub.endpoints()).await;
