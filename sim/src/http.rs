@@ -10,6 +10,7 @@ use axum::Json;
 use hubspoke_fsm::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation_id");
 const MAX_CORRELATION_ID_LEN: usize = 256;
@@ -48,7 +49,15 @@ pub async fn correlation_middleware(mut request: Request, next: Next) -> Respons
     let id =
         CorrelationId::from_headers(request.headers()).unwrap_or_else(CorrelationId::new_random);
     request.extensions_mut().insert(id.clone());
-    let mut response = next.run(request).await;
+    // Every log line of the request carries its correlation id (and the flow id, where the
+    // handler knows it, as a field of its own lines).
+    let span = tracing::info_span!(
+        "http",
+        correlation_id = %id.0,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
