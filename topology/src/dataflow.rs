@@ -27,8 +27,10 @@ use hubspoke_spokes::speaker::{
     RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker,
 };
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::channels::pushers::Output;
+use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::Map;
@@ -70,15 +72,32 @@ pub fn build<'scope>(
     network: Arc<Network>,
     metrics: Arc<Metrics>,
 ) -> Outbound<'scope> {
-    let nb_requests = inbound.clone().flat_map(|m| match m {
+    // Partition moves each message to one branch; cloning the stream would copy every message
+    // into every branch.
+    let mut branches = inbound
+        .partition::<CapacityContainerBuilder<Vec<Inbound>>, _, _>(3, |m| {
+            let branch = match &m {
+                Inbound::NbRequest(_) => 0,
+                Inbound::SbResponse(_) => 1,
+                Inbound::SbEvent(_) => 2,
+            };
+            (branch, m)
+        })
+        .into_iter();
+    let (Some(nb_requests), Some(sb_responses), Some(network_events)) =
+        (branches.next(), branches.next(), branches.next())
+    else {
+        unreachable!("partition into 3 gives 3 streams")
+    };
+    let nb_requests = nb_requests.flat_map(|m| match m {
         Inbound::NbRequest(envelope) => Some(Json(envelope)),
         _ => None,
     });
-    let sb_responses = inbound.clone().flat_map(|m| match m {
+    let sb_responses = sb_responses.flat_map(|m| match m {
         Inbound::SbResponse(envelope) => Some(Json(envelope)),
         _ => None,
     });
-    let network_events = inbound.flat_map(|m| match m {
+    let network_events = network_events.flat_map(|m| match m {
         Inbound::SbEvent(envelope) => Some(AllocatorRequest::Network(Json(envelope.payload))),
         _ => None,
     });
@@ -103,16 +122,19 @@ pub fn build<'scope>(
     );
     let timeouts = coordinator_operator(hub.deadlines.concat(speaker.deadlines), metrics);
 
-    let hub_timeouts = timeouts.clone().flat_map(|t| match t.key.owner {
-        TimerOwner::Hub => Some(HubInput::Timeout {
-            flow_id: t.key.flow_id,
-            generation: t.generation,
-        }),
-        TimerOwner::Speaker => None,
+    let mut by_owner = timeouts
+        .partition::<CapacityContainerBuilder<Vec<Timeout>>, _, _>(2, |t| {
+            (u64::from(t.key.owner == TimerOwner::Speaker), t)
+        })
+        .into_iter();
+    let (Some(hub_timeouts), Some(speaker_timeouts)) = (by_owner.next(), by_owner.next()) else {
+        unreachable!("partition into 2 gives 2 streams")
+    };
+    let hub_timeouts = hub_timeouts.map(|t| HubInput::Timeout {
+        flow_id: t.key.flow_id,
+        generation: t.generation,
     });
-    timeouts
-        .flat_map(|t| (t.key.owner == TimerOwner::Speaker).then_some(t))
-        .connect_loop(speaker_loop);
+    speaker_timeouts.connect_loop(speaker_loop);
     allocations
         .concat(speaker.reports)
         .concat(hub_timeouts)

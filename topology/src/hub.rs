@@ -366,17 +366,6 @@ impl Hub {
             }
         }
     }
-
-    /// Flows this hub holds a record for, and operations in flight: for metrics and tests.
-    pub fn counts(&self) -> (usize, usize) {
-        let records = self.flows.values().filter(|s| s.record.is_some()).count();
-        let in_flight = self
-            .flows
-            .values()
-            .filter(|s| s.operation.is_some())
-            .count();
-        (records, in_flight)
-    }
 }
 
 fn hub_timer(flow_id: &str) -> TimerKey {

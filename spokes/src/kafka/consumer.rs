@@ -160,7 +160,7 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
                 }
             }
         })
-        .map_err(|e| KafkaError::CreateTopic { topic: settings.topic(topic), reason: e.to_string() })?;
+        .map_err(|source| KafkaError::ConsumerThread { topic: settings.topic(topic), source })?;
     Ok(ConsumerHandle {
         stop,
         thread: Some(thread),

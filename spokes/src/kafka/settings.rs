@@ -16,6 +16,11 @@ pub enum KafkaError {
     BrokerUnreachable { brokers: String, waited: Duration },
     #[error("could not create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
+    #[error("could not start the consumer thread of {topic}: {source}")]
+    ConsumerThread {
+        topic: String,
+        source: std::io::Error,
+    },
 }
 
 /// The DESIGN.md topics; their names are `{prefix}.{suffix}`.
