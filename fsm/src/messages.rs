@@ -44,14 +44,18 @@ impl<P> Envelope<P> {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NbRequest {
     CreateFlow { flow: FlowRequest },
+    /// Make-before-break change of bandwidth, endpoints or VLANs; `flow.flow_id` names the flow.
+    UpdateFlow { flow: FlowRequest },
+    /// Move the flow onto the best path the network has now.
+    RerouteFlow { flow_id: FlowId },
     DeleteFlow { flow_id: FlowId },
 }
 
 impl NbRequest {
     pub fn flow_id(&self) -> &str {
         match self {
-            NbRequest::CreateFlow { flow } => &flow.flow_id,
-            NbRequest::DeleteFlow { flow_id } => flow_id,
+            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => &flow.flow_id,
+            NbRequest::RerouteFlow { flow_id } | NbRequest::DeleteFlow { flow_id } => flow_id,
         }
     }
 }
@@ -189,6 +193,74 @@ impl SbEvent {
 }
 
 /// `hubspoke.flow.events`: the flow records and their history, as the hub changes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SwitchStatus {
+    Active,
+    Inactive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LinkStatus {
+    Up,
+    Down,
+}
+
+/// A switch as the topology's network view sees it (`GET /v2/switches`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SwitchState {
+    pub switch_id: SwitchId,
+    pub ports: u32,
+    pub state: SwitchStatus,
+}
+
+/// A directed ISL as the topology's network view sees it (`GET /v2/links`); bandwidths in kbps.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LinkState {
+    pub src_switch: SwitchId,
+    pub src_port: u32,
+    pub dst_switch: SwitchId,
+    pub dst_port: u32,
+    pub state: LinkStatus,
+    pub capacity: u64,
+    pub max_bandwidth: u64,
+    /// What flow reservations leave of the capacity.
+    pub available_bandwidth: u64,
+}
+
+impl LinkState {
+    pub fn isl(&self) -> Isl {
+        Isl {
+            src_switch: self.src_switch,
+            src_port: self.src_port,
+            dst_switch: self.dst_switch,
+            dst_port: self.dst_port,
+        }
+    }
+}
+
+/// The newest state of one switch or link, published by the topology's network view on the
+/// `network` topic, keyed by [`NetworkState::key`] (a reader keeps the last one per key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NetworkState {
+    Switch(SwitchState),
+    Link(LinkState),
+}
+
+impl NetworkState {
+    pub fn key(&self) -> String {
+        match self {
+            NetworkState::Switch(s) => s.switch_id.to_string(),
+            NetworkState::Link(l) => format!(
+                "{}-{}-{}-{}",
+                l.src_switch, l.src_port, l.dst_switch, l.dst_port
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FlowEvent {

@@ -63,6 +63,14 @@ pub enum Action {
     Allocate(FlowRequest),
     /// Release everything reserved for the flow.
     Free,
+    /// Make-before-break: reserve a new path and resources for `request` next to the ones the
+    /// flow holds (its own bandwidth counts as available, so a shared ISL is not counted
+    /// twice). Answered with `Allocated` or `AllocationFailed`.
+    Reallocate(FlowRequest),
+    /// The new reservation becomes the flow's; the old one is released.
+    Commit,
+    /// The new reservation is released; the flow keeps the old one.
+    Release,
     /// Hand a southbound command to the speaker worker.
     Send {
         command_id: String,

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
+use hubspoke_fsm::{
+    Envelope, FlowEvent, NbRequest, NbResponse, NetworkState, SbCommand, SbEvent, SbResponse,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -147,6 +149,7 @@ pub struct InProcessBus {
     pub sb_responses: Arc<Topic<Envelope<SbResponse>>>,
     pub sb_events: Arc<Topic<Envelope<SbEvent>>>,
     pub flow_events: Arc<Topic<Envelope<FlowEvent>>>,
+    pub network_states: Arc<Topic<Envelope<NetworkState>>>,
 }
 
 impl InProcessBus {

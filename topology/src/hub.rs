@@ -141,6 +141,7 @@ impl Hub {
                 };
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
+           NbRequest::UpdateFlow { .. } | NbRequest::RerouteFlow { .. } => return,
         };
         self.metrics.operations_started.inc();
         slot.operation = Some(Operation {
@@ -198,6 +199,9 @@ impl Hub {
                 ));
             }
             NbRequest::DeleteFlow { .. } => {}
+            NbRequest::UpdateFlow { .. } | NbRequest::RerouteFlow { .. } => {
+                return Err(ErrorBody::new(501, "not-implemented", "Not implemented", "soon"));
+            }
         }
         Ok(())
     }
@@ -273,6 +277,7 @@ impl Hub {
                         request,
                     }))
                 }
+                Action::Reallocate(_) | Action::Commit | Action::Release => {}
                 Action::Free => out.push(HubOutput::Allocator(AllocatorRequest::Free {
                     flow_id: flow_id.to_string(),
                 })),

@@ -8,4 +8,5 @@ pub mod hub;
 pub mod live;
 pub mod metrics;
 pub mod replay;
+pub mod view;
 pub mod wire;

@@ -32,17 +32,19 @@ pub enum TopicName {
     SbResponses,
     SbEvents,
     FlowEvents,
+    NetworkStates,
     Errors,
 }
 
 impl TopicName {
-    pub const ALL: [TopicName; 7] = [
+    pub const ALL: [TopicName; 8] = [
         TopicName::NbRequests,
         TopicName::NbResponses,
         TopicName::SbCommands,
         TopicName::SbResponses,
         TopicName::SbEvents,
         TopicName::FlowEvents,
+        TopicName::NetworkStates,
         TopicName::Errors,
     ];
 
@@ -54,6 +56,7 @@ impl TopicName {
             TopicName::SbResponses => "sb.responses",
             TopicName::SbEvents => "sb.events",
             TopicName::FlowEvents => "flow.events",
+            TopicName::NetworkStates => "network",
             TopicName::Errors => "errors",
         }
     }
