@@ -1,4 +1,4 @@
-//! The REST side shared by `up` and `nb`: the read model, the reply dispatcher, the router,
+//! The REST side shared by `up` and `nb`: the read models, the reply dispatcher, the router,
 //! and serving it until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use crossbeam_channel::Receiver;
-use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse};
+use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, NetworkState};
 use hubspoke_sim::northbound::MetricsRender;
 use hubspoke_sim::{
-    nb_router, spawn_reply_dispatcher, spawn_view_updater, FlowView, NbState, PendingReplies,
+    nb_router, spawn_network_view_updater, spawn_reply_dispatcher, spawn_view_updater, FlowView,
+    NbState, NetworkView, PendingReplies,
 };
 use hubspoke_spokes::bus::Publish;
 
@@ -21,7 +21,7 @@ pub struct Northbound {
     pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,
     pub responses: Receiver<Envelope<NbResponse>>,
     pub flow_events: Receiver<Envelope<FlowEvent>>,
-    pub network: Arc<Network>,
+    pub network_states: Receiver<Envelope<NetworkState>>,
     pub request_timeout: Duration,
     pub metrics: MetricsRender,
 }
@@ -32,7 +32,9 @@ impl Northbound {
         spawn_view_updater(view.clone(), self.flow_events);
         let pending = PendingReplies::new();
         spawn_reply_dispatcher(pending.clone(), view.clone(), self.responses);
-        let mut state = NbState::new(self.requests, pending, view, self.network);
+        let network_view = NetworkView::new();
+        spawn_network_view_updater(network_view.clone(), self.network_states);
+        let mut state = NbState::new(self.requests, pending, view, network_view);
         state.request_timeout = self.request_timeout;
         state.metrics_render = self.metrics;
         nb_router(state)

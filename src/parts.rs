@@ -30,9 +30,6 @@ use crate::operation_args::OperationArgs;
 pub struct TopologyArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// The network the allocator computes paths over.
-    #[arg(long, default_value = "grid:3x3")]
-    network: String,
     /// Timely worker threads in this process; each is one consumer of the inbound topics'
     /// partitions.
     #[arg(long, default_value_t = 1)]
@@ -77,9 +74,6 @@ pub struct NbArgs {
     /// Address of the northbound REST API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The network, to validate endpoints and show switches and links.
-    #[arg(long, default_value = "grid:3x3")]
-    network: String,
     /// How long a REST call waits for the topology's answer (then 504).
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
@@ -104,16 +98,18 @@ fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
 }
 
 pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
-    let network = network(&args.network)?;
     let cluster = args.cluster()?;
     let (settings, producer) = args.kafka.connect()?;
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
+    // The first worker of the cluster also reads the network's whole history.
+    let first_process = cluster.as_ref().is_none_or(|c| c.process == 0);
     let mut consumers = Vec::new();
-    for _ in 0..args.workers {
+    for worker in 0..args.workers {
         consumers.push(Some(KafkaInbound::new(
             &settings,
             producer.clone(),
             clock_ms,
+            first_process && worker == 0,
         )?));
     }
     let consumers = Arc::new(Mutex::new(consumers));
@@ -129,6 +125,7 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
             producer.publisher::<SbCommand>(settings.topic(TopicName::SbCommands)),
         ),
         flow_events: Arc::new(producer.publisher(settings.topic(TopicName::FlowEvents))),
+        network_states: Arc::new(producer.publisher(settings.topic(TopicName::NetworkStates))),
     };
     let place = cluster.as_ref().map_or_else(String::new, |c| {
         format!(" as process {} of {}", c.process, c.addresses.len())
@@ -139,7 +136,7 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
         settings: args.operation.settings(),
         ..LiveConfig::default()
     };
-    let topology = LiveTopology::start(config, network, ports, Arc::new(Metrics::default()))?;
+    let topology = LiveTopology::start(config, ports, Arc::new(Metrics::default()))?;
     info!(workers = args.workers, "topology running over Kafka{place}");
     println!(
         "hubspoke topology: running with {} worker(s){place}",
@@ -153,10 +150,10 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
 }
 
 pub fn nb(args: NbArgs) -> anyhow::Result<()> {
-    let network = network(&args.network)?;
     let (settings, producer) = args.kafka.connect()?;
     // Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Each shim
-    // has its own groups: every shim sees every response and the whole flow history.
+    // has its own groups: every shim sees every response, the whole flow history and every
+    // network state.
     let local = InProcessBus::new();
     let instance = uuid::Uuid::new_v4();
     let _responses = spawn_consumer(
@@ -175,11 +172,19 @@ pub fn nb(args: NbArgs) -> anyhow::Result<()> {
         producer.clone(),
         clock_ms,
     )?;
+    let _network_states = spawn_consumer(
+        &settings,
+        TopicName::NetworkStates,
+        &format!("hubspoke-nb-network-{instance}"),
+        local.network_states.clone(),
+        producer.clone(),
+        clock_ms,
+    )?;
     let northbound = Northbound {
         requests: Arc::new(producer.publisher::<NbRequest>(settings.topic(TopicName::NbRequests))),
         responses: local.nb_responses.receiver(),
         flow_events: local.flow_events.receiver(),
-        network,
+        network_states: local.network_states.receiver(),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         metrics: Arc::new(String::new),
     };

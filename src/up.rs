@@ -58,18 +58,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         settings: args.operation.settings(),
         ..LiveConfig::default()
     };
-    let topology = LiveTopology::start(
-        config,
-        network.clone(),
-        BusPorts::in_process(&bus),
-        metrics.clone(),
-    )?;
+    let topology = LiveTopology::start(config, BusPorts::in_process(&bus), metrics.clone())?;
 
     let northbound = Northbound {
         requests: bus.nb_requests.clone(),
         responses: bus.nb_responses.receiver(),
         flow_events: bus.flow_events.receiver(),
-        network: network.clone(),
+        network_states: bus.network_states.receiver(),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         metrics: Arc::new(move || metrics.render()),
     };

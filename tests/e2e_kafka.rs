@@ -52,8 +52,6 @@ fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
         kafka,
         "--listen",
         "127.0.0.1:0",
-        "--network",
-        network,
         "--request-timeout-ms",
         "30000",
     ]);
@@ -68,15 +66,7 @@ fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
 async fn fifty_flows_over_kafka_with_separate_processes() {
     let broker = Broker::start("fifty-flows");
     let kafka = broker.address.as_str();
-    let _topology = Process::start(&[
-        "topology",
-        "--kafka",
-        kafka,
-        "--workers",
-        "2",
-        "--network",
-        "grid:3x3",
-    ]);
+    let _topology = Process::start(&["topology", "--kafka", kafka, "--workers", "2"]);
     let (_sb, _nb, at) = edges(kafka, "grid:3x3");
     fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
 }
@@ -94,7 +84,7 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
 
     let broker = Broker::start("garbage");
     let kafka = broker.address.as_str();
-    let _topology = Process::start(&["topology", "--kafka", kafka, "--network", "linear:2"]);
+    let _topology = Process::start(&["topology", "--kafka", kafka]);
     let (_sb, _nb, at) = edges(kafka, "linear:2");
 
     let garbage: &[u8] = b"\x00{\"this is\": not an envelope";
@@ -130,6 +120,7 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
     assert_eq!(original, garbage);
 
     let client = reqwest::Client::new();
+    support::flows::wait_for_the_network(&client, &at, 2, 2).await;
     let flow = serde_json::json!({
         "flow_id": "after-garbage",
         "source": {"switch_id": "00:00:00:00:00:00:00:01", "port_number": 10},
@@ -217,6 +208,63 @@ async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
     let _ = std::fs::remove_file(&hostfile);
 }
 
+/// `sb.events` is the network's changelog: the worker that reads it takes all of it from the
+/// beginning every time, so a restarted topology knows the whole network again, while a
+/// worker that does not read it never sees it.
+#[test]
+fn a_restarted_topology_reads_the_whole_network_again() {
+    use hubspoke_fsm::{Envelope, SbEvent, SwitchId};
+    use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
+    use hubspoke_spokes::kafka::{
+        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+    };
+    use std::time::{Duration, Instant};
+
+    let broker = Broker::start("network-changelog");
+    let settings = KafkaSettings::new(&broker.address);
+    ensure_topics(&settings).expect("topics");
+    let producer = KafkaProducer::new(&settings).expect("producer");
+    let events = producer.publisher::<SbEvent>(settings.topic(TopicName::SbEvents));
+    for n in 1..=3 {
+        let switch_id = SwitchId(n);
+        events.publish(Envelope::new(
+            "sim",
+            switch_id.to_string(),
+            1,
+            SbEvent::SwitchAdded {
+                switch_id,
+                ports: 48,
+            },
+        ));
+    }
+    producer.flush(Duration::from_secs(10));
+    let read = |reads_network: bool, wait: Duration| {
+        let mut inbound =
+            KafkaInbound::new(&settings, producer.clone(), || 0, reads_network).expect("consumer");
+        let mut switches = Vec::new();
+        let start = Instant::now();
+        while switches.len() < 3 && start.elapsed() < wait {
+            inbound.poll(1, 100, &mut |message| {
+                if let Inbound::SbEvent(event) = message {
+                    switches.push(event.payload.switch_id());
+                }
+            });
+            inbound.handled_before(2);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        switches.sort();
+        switches
+    };
+    let all: Vec<SwitchId> = (1..=3).map(SwitchId).collect();
+    assert_eq!(read(true, Duration::from_secs(30)), all);
+    assert_eq!(
+        read(true, Duration::from_secs(30)),
+        all,
+        "read again after a restart"
+    );
+    assert!(read(false, Duration::from_secs(3)).is_empty());
+}
+
 /// At-least-once: the topology's consumer commits a message only after it is handled. Taken
 /// but not handled, it is read again by the next consumer of the group; once handled, never.
 #[test]
@@ -254,7 +302,7 @@ fn the_topology_commits_offsets_only_after_handling() {
         got.len()
     };
 
-    let mut first = KafkaInbound::new(&settings, producer.clone(), clock).expect("consumer");
+    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, false).expect("consumer");
     assert_eq!(take(&mut first, 10, Duration::from_secs(30)), 3);
     first.handled_before(10);
     assert!(
@@ -263,7 +311,8 @@ fn the_topology_commits_offsets_only_after_handling() {
     );
     drop(first);
 
-    let mut second = KafkaInbound::new(&settings, producer.clone(), clock).expect("consumer");
+    let mut second =
+        KafkaInbound::new(&settings, producer.clone(), clock, false).expect("consumer");
     assert_eq!(
         take(&mut second, 20, Duration::from_secs(30)),
         3,
@@ -273,7 +322,7 @@ fn the_topology_commits_offsets_only_after_handling() {
     assert!(!second.has_unhandled());
     drop(second);
 
-    let mut third = KafkaInbound::new(&settings, producer, clock).expect("consumer");
+    let mut third = KafkaInbound::new(&settings, producer, clock, false).expect("consumer");
     assert_eq!(
         take(&mut third, 30, Duration::from_secs(5)),
         0,

@@ -4,7 +4,6 @@
 //! rewrites the golden files; review their diff before committing.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
 use hubspoke_topology::dataflow::Settings;
@@ -22,11 +21,9 @@ fn run_case(name: &str) {
         .lines()
         .find_map(|line| line.strip_prefix("# network: "))
         .expect("a '# network: SPEC' line");
-    let network = Arc::new(
-        Network::generate(spec.trim())
-            .expect("valid spec")
-            .expect("generated network"),
-    );
+    let network = Network::generate(spec.trim())
+        .expect("valid spec")
+        .expect("generated network");
     let settings = text
         .lines()
         .find_map(|line| line.strip_prefix("# settings: "))
@@ -34,7 +31,7 @@ fn run_case(name: &str) {
             serde_json::from_str(json).expect("valid settings")
         });
     let input = parse_input(&text).expect("valid input log");
-    let output = to_json_lines(&replay(&input, settings, network));
+    let output = to_json_lines(&replay(&input, settings, &network));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden_path, &output).expect("write golden");
         return;
@@ -89,4 +86,19 @@ fn late_response_after_timeout() {
 #[test]
 fn create_avoids_down_link() {
     run_case("create_avoids_down_link");
+}
+
+#[test]
+fn reroute_on_link_down() {
+    run_case("reroute_on_link_down");
+}
+
+#[test]
+fn no_path_down_then_link_up() {
+    run_case("no_path_down_then_link_up");
+}
+
+#[test]
+fn update_rollback() {
+    run_case("update_rollback");
 }

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod model;
 pub mod network;
 pub mod operation;
+pub mod reroute;
 #[cfg(test)]
 mod test_support;
 

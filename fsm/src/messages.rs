@@ -43,12 +43,20 @@ impl<P> Envelope<P> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NbRequest {
-    CreateFlow { flow: FlowRequest },
+    CreateFlow {
+        flow: FlowRequest,
+    },
     /// Make-before-break change of bandwidth, endpoints or VLANs; `flow.flow_id` names the flow.
-    UpdateFlow { flow: FlowRequest },
+    UpdateFlow {
+        flow: FlowRequest,
+    },
     /// Move the flow onto the best path the network has now.
-    RerouteFlow { flow_id: FlowId },
-    DeleteFlow { flow_id: FlowId },
+    RerouteFlow {
+        flow_id: FlowId,
+    },
+    DeleteFlow {
+        flow_id: FlowId,
+    },
 }
 
 impl NbRequest {

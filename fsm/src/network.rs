@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Isl, SwitchId};
+use crate::{Isl, SbEvent, SwitchId};
 
 /// 10 Gbit/s, in kbps: the capacity of a generated link.
 pub const DEFAULT_LINK_CAPACITY_KBPS: u64 = 10_000_000;
@@ -221,6 +221,42 @@ impl Network {
             }
         }
         Ok(network)
+    }
+
+    /// Learns a switch, or its new port count, from what the switches announce.
+    pub fn add_switch(&mut self, switch_id: SwitchId, ports: u32) {
+        self.switches
+            .insert(switch_id, SwitchInfo { switch_id, ports });
+    }
+
+    /// Learns a directed ISL, or its new capacity, from what the switches announce. Unlike
+    /// [`Network::new`] it trusts the announcement: the far switch may be announced later.
+    pub fn add_isl(&mut self, isl: Isl, capacity: u64) {
+        let outgoing = self.outgoing.entry(isl.src_switch).or_default();
+        if let Some(&index) = outgoing.iter().find(|&&i| self.links[i].isl == isl) {
+            self.links[index].capacity = capacity;
+            return;
+        }
+        let at = outgoing.partition_point(|&i| self.links[i].isl.src_port < isl.src_port);
+        outgoing.insert(at, self.links.len());
+        self.links.push(Link { isl, capacity });
+        self.isl_ports
+            .entry(isl.src_switch)
+            .or_default()
+            .insert(isl.src_port);
+    }
+
+    /// The events a switch fabric with all of this network up would announce.
+    pub fn announcement(&self) -> Vec<SbEvent> {
+        let switches = self.switches().map(|s| SbEvent::SwitchAdded {
+            switch_id: s.switch_id,
+            ports: s.ports,
+        });
+        let isls = self.links.iter().map(|l| SbEvent::IslUp {
+            isl: l.isl,
+            capacity: l.capacity,
+        });
+        switches.chain(isls).collect()
     }
 
     pub fn switches(&self) -> impl Iterator<Item = &SwitchInfo> {

@@ -1,5 +1,5 @@
 //! The simulators around the topology: the southbound switch simulator with its control API,
-//! the northbound REST shim, and the flow read model the shim answers queries from.
+//! the northbound REST shim, and the read models the shim answers queries from.
 
 pub mod clock;
 pub mod http;
@@ -14,4 +14,4 @@ pub use southbound::{
     publish_network_events, sim_router, Faults, NetworkEvents, Simulator, SimulatorHandle,
     SwitchFabric,
 };
-pub use view::{spawn_view_updater, FlowView, LinkView, SwitchView};
+pub use view::{spawn_network_view_updater, spawn_view_updater, FlowView, NetworkView};

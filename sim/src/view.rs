@@ -1,43 +1,16 @@
-//! The flow read model (the query side of CQRS): flow records and history as the topology
-//! publishes them on `flow.events`, plus what the network view needs to show links.
+//! The read models (the query side of CQRS): flow records and history as the topology
+//! publishes them on `flow.events`, and switches and links as it publishes them on `network`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
-use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, FlowId, FlowRecord, HistoryEntry, Isl, SwitchId};
+use hubspoke_fsm::{
+    Envelope, FlowEvent, FlowId, FlowRecord, HistoryEntry, Isl, LinkState, NetworkState, SwitchId,
+    SwitchState,
+};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LinkState {
-    Up,
-    Down,
-}
-
-/// A directed ISL as `GET /v2/links` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkView {
-    pub src_switch: SwitchId,
-    pub src_port: u32,
-    pub dst_switch: SwitchId,
-    pub dst_port: u32,
-    pub state: LinkState,
-    /// kbps
-    pub capacity: u64,
-    pub max_bandwidth: u64,
-    pub available_bandwidth: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwitchView {
-    pub switch_id: SwitchId,
-    pub ports: u32,
-    pub state: String,
-}
 
 /// Where a removal left a flow id: records of that incarnation that arrive late are stale.
 #[derive(Clone, Copy, Debug)]
@@ -144,50 +117,47 @@ impl FlowView {
             None => None,
         }
     }
+}
 
-    /// Every directed ISL with what the flows leave of its capacity. A flow reserves its
-    /// bandwidth on both directions of every ISL of its path.
-    pub fn links(&self, network: &Network) -> Vec<LinkView> {
-        let mut used: HashMap<Isl, u64> = HashMap::new();
-        for record in self.state.read().flows.values() {
-            let Some(resources) = &record.resources else {
-                continue;
-            };
-            let bandwidth = record.request.maximum_bandwidth;
-            for isl in &resources.forward_path {
-                for direction in [*isl, isl.reversed()] {
-                    let total = used.entry(direction).or_default();
-                    *total = total.saturating_add(bandwidth);
-                }
-            }
-        }
-        network
-            .links()
-            .iter()
-            .map(|link| LinkView {
-                src_switch: link.isl.src_switch,
-                src_port: link.isl.src_port,
-                dst_switch: link.isl.dst_switch,
-                dst_port: link.isl.dst_port,
-                state: LinkState::Up,
-                capacity: link.capacity,
-                max_bandwidth: link.capacity,
-                available_bandwidth: link
-                    .capacity
-                    .saturating_sub(used.get(&link.isl).copied().unwrap_or(0)),
-            })
-            .collect()
+/// Keyed like `NetworkState::key`, but by value, so lists sort by number, not by text.
+#[derive(Default)]
+struct NetworkViewState {
+    switches: BTreeMap<SwitchId, SwitchState>,
+    links: BTreeMap<Isl, LinkState>,
+}
+
+/// The network as the topology's network view publishes it on `network`: the last state per
+/// switch and per directed link (each message is the newest state of its key). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct NetworkView {
+    state: Arc<RwLock<NetworkViewState>>,
+}
+
+impl NetworkView {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    pub fn switches(&self, network: &Network) -> Vec<SwitchView> {
-        network
-            .switches()
-            .map(|s| SwitchView {
-                switch_id: s.switch_id,
-                ports: s.ports,
-                state: "ACTIVE".to_string(),
-            })
-            .collect()
+    pub fn apply(&self, network_state: &NetworkState) {
+        let mut state = self.state.write();
+        match network_state {
+            NetworkState::Switch(switch) => {
+                state.switches.insert(switch.switch_id, switch.clone());
+            }
+            NetworkState::Link(link) => {
+                state.links.insert(link.isl(), link.clone());
+            }
+        }
+    }
+
+    /// Every switch, by switch id.
+    pub fn switches(&self) -> Vec<SwitchState> {
+        self.state.read().switches.values().cloned().collect()
+    }
+
+    /// Every directed link, by source switch and port, then destination.
+    pub fn links(&self) -> Vec<LinkState> {
+        self.state.read().links.values().cloned().collect()
     }
 }
 
@@ -196,20 +166,34 @@ pub fn spawn_view_updater(
     view: FlowView,
     receiver: Receiver<Envelope<FlowEvent>>,
 ) -> JoinHandle<()> {
+    spawn_updater("flow-view", receiver, move |event| view.apply_event(&event))
+}
+
+/// Feeds the `network` topic into the view until the channel disconnects.
+pub fn spawn_network_view_updater(
+    view: NetworkView,
+    receiver: Receiver<Envelope<NetworkState>>,
+) -> JoinHandle<()> {
+    spawn_updater("network-view", receiver, move |message| {
+        view.apply(&message.payload)
+    })
+}
+
+fn spawn_updater<T: Send + 'static>(
+    name: &str,
+    receiver: Receiver<T>,
+    apply: impl FnMut(T) + Send + 'static,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
-        .name("flow-view".into())
-        .spawn(move || {
-            for event in receiver.iter() {
-                view.apply_event(&event);
-            }
-        })
-        .expect("spawning the flow view thread")
+        .name(name.into())
+        .spawn(move || receiver.iter().for_each(apply))
+        .expect("spawning a read model thread")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hubspoke_fsm::{FlowEndpoint, FlowRequest, FlowStatus, Resources};
+    use hubspoke_fsm::{FlowEndpoint, FlowRequest, FlowStatus, LinkStatus, SwitchStatus};
 
     fn record(flow_id: &str, version: u64, created_ms: u64) -> FlowRecord {
         let request = FlowRequest {
@@ -334,34 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn links_subtract_reserved_bandwidth_both_ways() {
-        let network = Network::generate("linear:3").unwrap().unwrap();
-        let view = FlowView::new();
-        let path = network
-            .shortest_path(SwitchId(1), SwitchId(3), 1, |_| Some(u64::MAX))
-            .unwrap();
-        let mut reserved = record("f", 1, 1);
-        reserved.resources = Some(Resources {
-            cookie: 1,
-            transit_vlan: 2,
-            forward_meter: None,
-            reverse_meter: None,
-            forward_path: path.clone(),
-        });
-        view.apply_record(&reserved);
-        view.apply_record(&record("no-resources", 1, 1));
-        let links = view.links(&network);
-        assert_eq!(links.len(), 4);
-        for link in &links {
-            assert_eq!(link.available_bandwidth, link.capacity - 1000, "{link:?}");
-            assert_eq!(link.state, LinkState::Up);
-        }
-        let switches = view.switches(&network);
-        assert_eq!(switches.len(), 3);
-        assert_eq!(switches[0].state, "ACTIVE");
-    }
-
-    #[test]
     fn the_updater_thread_applies_events() {
         let view = FlowView::new();
         let (sender, receiver) = crossbeam_channel::unbounded();
@@ -377,5 +333,78 @@ mod tests {
         drop(sender);
         thread.join().unwrap();
         assert!(view.get("f").is_some());
+    }
+
+    fn switch(n: u64, state: SwitchStatus) -> NetworkState {
+        NetworkState::Switch(SwitchState {
+            switch_id: SwitchId(n),
+            ports: 48,
+            state,
+        })
+    }
+
+    fn link(src: u64, src_port: u32, dst: u64, state: LinkStatus, available: u64) -> NetworkState {
+        NetworkState::Link(LinkState {
+            src_switch: SwitchId(src),
+            src_port,
+            dst_switch: SwitchId(dst),
+            dst_port: 1,
+            state,
+            capacity: 10_000,
+            max_bandwidth: 10_000,
+            available_bandwidth: available,
+        })
+    }
+
+    #[test]
+    fn the_network_view_keeps_the_last_state_per_switch_and_link_sorted_by_id() {
+        let view = NetworkView::new();
+        for state in [
+            switch(2, SwitchStatus::Active),
+            link(1, 10, 2, LinkStatus::Up, 10_000),
+            link(1, 2, 3, LinkStatus::Up, 10_000),
+            switch(1, SwitchStatus::Active),
+            link(1, 10, 2, LinkStatus::Down, 4_000),
+            switch(2, SwitchStatus::Inactive),
+        ] {
+            view.apply(&state);
+        }
+        let switches: Vec<_> = view
+            .switches()
+            .into_iter()
+            .map(|s| (s.switch_id, s.state))
+            .collect();
+        assert_eq!(
+            switches,
+            [
+                (SwitchId(1), SwitchStatus::Active),
+                (SwitchId(2), SwitchStatus::Inactive)
+            ]
+        );
+        let links: Vec<_> = view
+            .links()
+            .into_iter()
+            .map(|l| (l.src_port, l.state, l.available_bandwidth))
+            .collect();
+        // port 2 before port 10: sorted by number, not by the key's text
+        assert_eq!(
+            links,
+            [(2, LinkStatus::Up, 10_000), (10, LinkStatus::Down, 4_000)]
+        );
+    }
+
+    #[test]
+    fn the_network_updater_thread_applies_states() {
+        let view = NetworkView::new();
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let thread = spawn_network_view_updater(view.clone(), receiver);
+        let state = link(1, 1, 2, LinkStatus::Up, 10_000);
+        sender
+            .send(Envelope::new("c", state.key(), 1, state))
+            .unwrap();
+        drop(sender);
+        thread.join().unwrap();
+        assert_eq!(view.links().len(), 1);
+        assert!(view.switches().is_empty());
     }
 }

@@ -172,9 +172,36 @@ pub async fn assert_tables_hold_exactly(client: &reqwest::Client, at: &Endpoints
     );
 }
 
-/// Creates the FLOWS flows concurrently; each is accepted IN_PROGRESS.
-pub async fn create_all(client: &reqwest::Client, at: &Endpoints) {
-    let creates = (0..FLOWS).map(|i| {
+/// Waits until the topology has learnt a network of `switches` and `isls` (directed) from the
+/// switches' announcement: the northbound API shows what the topology's network view publishes.
+pub async fn wait_for_the_network(
+    client: &reqwest::Client,
+    at: &Endpoints,
+    switches: usize,
+    isls: usize,
+) {
+    eventually(
+        Duration::from_secs(60),
+        "the network discovered",
+        || async {
+            let count = |v: Value| v.as_array().map_or(0, Vec::len);
+            let known = (
+                count(get_json(client, &at.nb("/v2/switches")).await),
+                count(get_json(client, &at.nb("/v2/links")).await),
+            );
+            (known == (switches, isls)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Directed ISLs of grid:3x3: 12 links, both ways.
+pub const GRID_ISLS: usize = 24;
+
+/// Creates flows `0..count` concurrently; each is accepted IN_PROGRESS.
+pub async fn create_all(client: &reqwest::Client, at: &Endpoints, count: usize) {
+    wait_for_the_network(client, at, SWITCHES as usize, GRID_ISLS).await;
+    let creates = (0..count).map(|i| {
         let client = client.clone();
         let url = at.nb("/v2/flows");
         async move {
@@ -207,7 +234,7 @@ pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'stat
 /// exactly their rules and that link bandwidth adds up; deletes them all and checks that the
 /// switch tables are empty and every link has its whole bandwidth back.
 pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endpoints) {
-    create_all(client, at).await;
+    create_all(client, at, FLOWS).await;
 
     let flows: Vec<Value> = eventually(Duration::from_secs(60), "all flows UP", || async {
         let flows = get_json(client, &at.nb("/v2/flows")).await;

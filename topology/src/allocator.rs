@@ -1,9 +1,16 @@
 //! Resource allocation: validates a flow against the network and reserves its path, cookie,
 //! transit VLAN, meters and bandwidth. It runs on one worker (its requests are exchanged to
 //! worker 0), so two flows can never take the same bandwidth however many workers there are.
+//!
+//! The network it computes paths over is what the switches announce on `sb.events`. Every
+//! change it makes to the network or to a reservation is also a [`ViewChange`] for the
+//! differential network view.
+//!
+//! Make-before-break: a flow may hold a second, pending reservation next to its current one.
+//! On an ISL both use, the flow counts once, with the larger bandwidth: both rule sets carry
+//! the same traffic, and only one ingress is active at a time.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
@@ -11,17 +18,27 @@ use hubspoke_fsm::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::view::ViewChange;
 use crate::wire::Json;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
+    /// A new flow's first reservation.
     Allocate {
         flow_id: FlowId,
         request: FlowRequest,
     },
-    Free {
+    /// A pending reservation next to the flow's current one (reroute, update).
+    Reallocate {
         flow_id: FlowId,
+        request: FlowRequest,
     },
+    /// The pending reservation becomes the current one; the old one is released.
+    Commit { flow_id: FlowId },
+    /// The pending reservation is released.
+    Release { flow_id: FlowId },
+    /// Everything the flow holds is released.
+    Free { flow_id: FlowId },
     /// The network changed: paths avoid what is down from now on.
     Network(Json<SbEvent>),
 }
@@ -69,44 +86,88 @@ const FIRST_FLOW_METER: u64 = 32;
 const LAST_METER: u64 = 65_535;
 const FIRST_TRANSIT_VLAN: u64 = 2;
 
-struct Allocation {
+#[derive(Clone, Debug)]
+struct Reservation {
     request: FlowRequest,
     resources: Resources,
 }
 
+impl Reservation {
+    /// The bandwidth this reservation takes on `isl` (0 if its path does not use it).
+    fn bandwidth_on(&self, isl: &Isl) -> u64 {
+        if reserved_isls(&self.resources).any(|i| i == *isl) {
+            self.request.maximum_bandwidth
+        } else {
+            0
+        }
+    }
+
+    fn holds_endpoint(&self, endpoint: &FlowEndpoint) -> bool {
+        self.request.source == *endpoint || self.request.destination == *endpoint
+    }
+}
+
+/// What one flow holds: the reservation its rules use, and a pending one while it moves.
+#[derive(Debug, Default)]
+struct Holding {
+    current: Option<Reservation>,
+    pending: Option<Reservation>,
+}
+
+impl Holding {
+    /// The flow's share of `isl`: the larger of its two reservations there.
+    fn bandwidth_on(&self, isl: &Isl) -> u64 {
+        let on = |r: &Option<Reservation>| r.as_ref().map_or(0, |r| r.bandwidth_on(isl));
+        on(&self.current).max(on(&self.pending))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.current.is_none() && self.pending.is_none()
+    }
+}
+
+/// The announced state of a switch or ISL, remembered so a change can retract the old one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Announced<T> {
+    value: T,
+    up: bool,
+}
+
 pub struct ResourcePool {
-    network: Arc<Network>,
-    capacity: HashMap<Isl, u64>,
+    network: Network,
     used_bandwidth: HashMap<Isl, u64>,
     cookies: IdPool,
     transit_vlans: IdPool,
     meters: HashMap<SwitchId, IdPool>,
     endpoints: HashMap<FlowEndpoint, FlowId>,
-    allocations: HashMap<FlowId, Allocation>,
-    /// ISLs the switches reported down, and switches reported gone.
-    down_isls: HashSet<Isl>,
-    removed_switches: HashSet<SwitchId>,
+    holdings: HashMap<FlowId, Holding>,
+    switches: HashMap<SwitchId, Announced<u32>>,
+    isls: HashMap<Isl, Announced<u64>>,
+    /// Changes not yet handed to the network view.
+    changes: Vec<ViewChange>,
 }
 
-impl ResourcePool {
-    pub fn new(network: Arc<Network>) -> Self {
-        let capacity = network
-            .links()
-            .iter()
-            .map(|l| (l.isl, l.capacity))
-            .collect();
+impl Default for ResourcePool {
+    fn default() -> Self {
         ResourcePool {
-            network,
-            capacity,
+            network: Network::default(),
             used_bandwidth: HashMap::new(),
             cookies: IdPool::new(1, (1 << 48) - 1),
             transit_vlans: IdPool::new(FIRST_TRANSIT_VLAN, u64::from(MAX_VLAN)),
             meters: HashMap::new(),
             endpoints: HashMap::new(),
-            allocations: HashMap::new(),
-            down_isls: HashSet::new(),
-            removed_switches: HashSet::new(),
+            holdings: HashMap::new(),
+            switches: HashMap::new(),
+            isls: HashMap::new(),
+            changes: Vec::new(),
         }
+    }
+}
+
+impl ResourcePool {
+    /// A pool over an empty network: it learns the network from `sb.events`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     pub fn handle(&mut self, request: AllocatorRequest) -> Option<AllocationResult> {
@@ -114,6 +175,18 @@ impl ResourcePool {
             AllocatorRequest::Allocate { flow_id, request } => {
                 let result = self.allocate(&request);
                 Some(AllocationResult { flow_id, result })
+            }
+            AllocatorRequest::Reallocate { flow_id, request } => {
+                let result = self.reallocate(&request);
+                Some(AllocationResult { flow_id, result })
+            }
+            AllocatorRequest::Commit { flow_id } => {
+                self.commit(&flow_id);
+                None
+            }
+            AllocatorRequest::Release { flow_id } => {
+                self.release_pending(&flow_id);
+                None
             }
             AllocatorRequest::Free { flow_id } => {
                 self.free(&flow_id);
@@ -126,41 +199,101 @@ impl ResourcePool {
         }
     }
 
+    /// The changes made since the last call, for the network view.
+    pub fn take_view_changes(&mut self) -> Vec<ViewChange> {
+        std::mem::take(&mut self.changes)
+    }
+
     /// Records what the switches report. Flows already on a link that went down keep their
     /// reservation until they are moved off it.
     pub fn apply_network_event(&mut self, event: &SbEvent) {
-        match event {
-            SbEvent::IslUp { isl, .. } => {
-                self.down_isls.remove(isl);
-            }
-            SbEvent::IslDown { isl } => {
-                self.down_isls.insert(*isl);
-            }
-            SbEvent::SwitchAdded { switch_id, .. } => {
-                self.removed_switches.remove(switch_id);
+        match *event {
+            SbEvent::SwitchAdded { switch_id, ports } => {
+                self.network.add_switch(switch_id, ports);
+                self.announce_switch(switch_id, ports, true);
             }
             SbEvent::SwitchRemoved { switch_id } => {
-                self.removed_switches.insert(*switch_id);
+                let ports = self.switches.get(&switch_id).map_or(0, |s| s.value);
+                self.announce_switch(switch_id, ports, false);
+            }
+            SbEvent::IslUp { isl, capacity } => {
+                self.network.add_isl(isl, capacity);
+                self.announce_isl(isl, capacity, true);
+            }
+            SbEvent::IslDown { isl } => {
+                if let Some(known) = self.isls.get(&isl).copied() {
+                    self.announce_isl(isl, known.value, false);
+                }
             }
         }
     }
 
+    fn announce_switch(&mut self, switch_id: SwitchId, ports: u32, up: bool) {
+        let new = Announced { value: ports, up };
+        if let Some(old) = self.switches.insert(switch_id, new) {
+            if old == new {
+                return;
+            }
+            self.changes.push(ViewChange::Switch {
+                switch_id,
+                ports: old.value,
+                up: old.up,
+                diff: -1,
+            });
+        }
+        self.changes.push(ViewChange::Switch {
+            switch_id,
+            ports,
+            up,
+            diff: 1,
+        });
+    }
+
+    fn announce_isl(&mut self, isl: Isl, capacity: u64, up: bool) {
+        let new = Announced {
+            value: capacity,
+            up,
+        };
+        if let Some(old) = self.isls.insert(isl, new) {
+            if old == new {
+                return;
+            }
+            self.changes.push(ViewChange::Link {
+                isl,
+                capacity: old.value,
+                up: old.up,
+                diff: -1,
+            });
+        }
+        self.changes.push(ViewChange::Link {
+            isl,
+            capacity,
+            up,
+            diff: 1,
+        });
+    }
+
+    fn switch_up(&self, switch_id: &SwitchId) -> bool {
+        self.switches.get(switch_id).is_some_and(|s| s.up)
+    }
+
     /// Bandwidth a new path may take on `isl`; `None` if it or one of its switches is down.
     pub fn usable(&self, isl: &Isl) -> Option<u64> {
-        let down = self.down_isls.contains(isl)
-            || self.removed_switches.contains(&isl.src_switch)
-            || self.removed_switches.contains(&isl.dst_switch);
-        (!down).then(|| self.available(isl))
+        let up = self.isls.get(isl).is_some_and(|i| i.up)
+            && self.switch_up(&isl.src_switch)
+            && self.switch_up(&isl.dst_switch);
+        up.then(|| self.available(isl))
     }
 
     /// Bandwidth not reserved on `isl`.
     pub fn available(&self, isl: &Isl) -> u64 {
-        let capacity = self.capacity.get(isl).copied().unwrap_or(0);
+        let capacity = self.isls.get(isl).map_or(0, |i| i.value);
         capacity.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
     }
 
+    /// Reserves a new flow's path and resources.
     pub fn allocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
-        if self.allocations.contains_key(&request.flow_id) {
+        if self.holdings.contains_key(&request.flow_id) {
             return Err(ErrorBody::new(
                 409,
                 "already-exists",
@@ -168,19 +301,46 @@ impl ResourcePool {
                 format!("flow {} already holds resources", request.flow_id),
             ));
         }
+        self.reserve(request, false)
+    }
+
+    /// Reserves a path and resources for `request` next to what the flow holds now; its own
+    /// bandwidth and endpoints count as free for it.
+    pub fn reallocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
+        if self
+            .holdings
+            .get(&request.flow_id)
+            .is_some_and(|h| h.pending.is_some())
+        {
+            return Err(ErrorBody::new(
+                409,
+                "operation-in-progress",
+                "Flow is busy",
+                format!("flow {} is already moving", request.flow_id),
+            ));
+        }
+        self.reserve(request, true)
+    }
+
+    /// Reserves for `request` as the flow's current reservation, or as its pending one.
+    fn reserve(&mut self, request: &FlowRequest, pending: bool) -> Result<Resources, ErrorBody> {
         request.validate().map_err(|reason| {
             ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
         })?;
         for endpoint in [&request.source, &request.destination] {
-            self.check_endpoint(endpoint)?;
+            self.check_endpoint(endpoint, &request.flow_id)?;
         }
+        let holding = self.holdings.get(&request.flow_id);
         let path = self
             .network
             .shortest_path(
                 request.source.switch_id,
                 request.destination.switch_id,
                 request.maximum_bandwidth,
-                |isl| self.usable(isl),
+                |isl| {
+                    let own = holding.map_or(0, |h| h.bandwidth_on(isl));
+                    self.usable(isl).map(|free| free + own)
+                },
             )
             .ok_or_else(|| {
                 ErrorBody::new(
@@ -195,6 +355,29 @@ impl ResourcePool {
                     ),
                 )
             })?;
+        let resources = self.take_ids(request, path)?;
+        let reservation = Reservation {
+            request: request.clone(),
+            resources: resources.clone(),
+        };
+        let flow_id = request.flow_id.clone();
+        self.update_holding(&flow_id, |h| {
+            if pending {
+                h.pending = Some(reservation);
+            } else {
+                h.current = Some(reservation);
+            }
+        });
+        if !pending {
+            self.paths_changed(&flow_id, &resources, 1);
+        }
+        for endpoint in [&request.source, &request.destination] {
+            self.endpoints.insert(endpoint.clone(), flow_id.clone());
+        }
+        Ok(resources)
+    }
+
+    fn take_ids(&mut self, request: &FlowRequest, path: Vec<Isl>) -> Result<Resources, ErrorBody> {
         let exhausted = |what: &str| {
             ErrorBody::new(
                 503,
@@ -223,42 +406,149 @@ impl ResourcePool {
             forward_path: path,
         };
         if metered && (forward_meter.is_none() || reverse_meter.is_none()) {
-            self.release(request, &resources);
+            self.give_back_ids(request, &resources);
             return Err(exhausted("meter"));
         }
-        for isl in reserved_isls(&resources) {
-            *self.used_bandwidth.entry(isl).or_insert(0) += request.maximum_bandwidth;
-        }
-        for endpoint in [&request.source, &request.destination] {
-            self.endpoints
-                .insert(endpoint.clone(), request.flow_id.clone());
-        }
-        self.allocations.insert(
-            request.flow_id.clone(),
-            Allocation {
-                request: request.clone(),
-                resources: resources.clone(),
-            },
-        );
         Ok(resources)
+    }
+
+    /// Changes what a flow holds, keeping `used_bandwidth` and the view's reservations in
+    /// step with its share of every ISL either reservation touches.
+    fn update_holding(&mut self, flow_id: &str, change: impl FnOnce(&mut Holding)) {
+        let holding = self.holdings.entry(flow_id.to_string()).or_default();
+        let touched: BTreeSet<Isl> = [&holding.current, &holding.pending]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| reserved_isls(&r.resources))
+            .collect();
+        let before: Vec<(Isl, u64)> = touched
+            .iter()
+            .map(|isl| (*isl, holding.bandwidth_on(isl)))
+            .collect();
+        change(holding);
+        let mut after: HashMap<Isl, u64> = [&holding.current, &holding.pending]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| reserved_isls(&r.resources))
+            .map(|isl| (isl, holding.bandwidth_on(&isl)))
+            .collect();
+        if holding.is_empty() {
+            self.holdings.remove(flow_id);
+        }
+        for (isl, old) in before {
+            let new = after.remove(&isl).unwrap_or(0);
+            self.account(flow_id, isl, old, new);
+        }
+        for (isl, new) in after {
+            self.account(flow_id, isl, 0, new);
+        }
+    }
+
+    fn account(&mut self, flow_id: &str, isl: Isl, old: u64, new: u64) {
+        if old == new {
+            return;
+        }
+        let used = self.used_bandwidth.entry(isl).or_insert(0);
+        *used = used.saturating_sub(old) + new;
+        for (bandwidth, diff) in [(old, -1), (new, 1)] {
+            if bandwidth > 0 {
+                self.changes.push(ViewChange::Reservation {
+                    isl,
+                    flow_id: flow_id.to_string(),
+                    bandwidth,
+                    diff,
+                });
+            }
+        }
+    }
+
+    /// The path the flow's rules use appears (`diff` 1) or goes (-1).
+    fn paths_changed(&mut self, flow_id: &str, resources: &Resources, diff: isize) {
+        for isl in reserved_isls(resources) {
+            self.changes.push(ViewChange::Path {
+                isl,
+                flow_id: flow_id.to_string(),
+                diff,
+            });
+        }
+    }
+
+    /// The pending reservation becomes the flow's current one.
+    pub fn commit(&mut self, flow_id: &str) {
+        let Some(holding) = self.holdings.get(flow_id) else {
+            return;
+        };
+        if holding.pending.is_none() {
+            return;
+        }
+        let mut old = None;
+        let mut new = None;
+        self.update_holding(flow_id, |h| {
+            old = h.current.take();
+            h.current = h.pending.take();
+            new = h.current.clone();
+        });
+        if let Some(old) = old {
+            self.paths_changed(flow_id, &old.resources, -1);
+            self.drop_reservation(flow_id, &old);
+        }
+        if let Some(new) = new {
+            self.paths_changed(flow_id, &new.resources, 1);
+        }
+    }
+
+    /// The pending reservation goes back; the current one stays.
+    pub fn release_pending(&mut self, flow_id: &str) {
+        let mut pending = None;
+        if !self.holdings.contains_key(flow_id) {
+            return;
+        }
+        self.update_holding(flow_id, |h| pending = h.pending.take());
+        if let Some(pending) = pending {
+            self.drop_reservation(flow_id, &pending);
+        }
     }
 
     /// Releases everything the flow holds; freeing a flow twice is harmless.
     pub fn free(&mut self, flow_id: &str) {
-        if let Some(allocation) = self.allocations.remove(flow_id) {
-            for isl in reserved_isls(&allocation.resources) {
-                if let Some(used) = self.used_bandwidth.get_mut(&isl) {
-                    *used = used.saturating_sub(allocation.request.maximum_bandwidth);
-                }
-            }
-            for endpoint in [&allocation.request.source, &allocation.request.destination] {
-                self.endpoints.remove(endpoint);
-            }
-            self.release(&allocation.request, &allocation.resources);
+        let (mut current, mut pending) = (None, None);
+        if !self.holdings.contains_key(flow_id) {
+            return;
+        }
+        self.update_holding(flow_id, |h| {
+            current = h.current.take();
+            pending = h.pending.take();
+        });
+        if let Some(current) = current {
+            self.paths_changed(flow_id, &current.resources, -1);
+            self.drop_reservation(flow_id, &current);
+        }
+        if let Some(pending) = pending {
+            self.drop_reservation(flow_id, &pending);
         }
     }
 
-    fn release(&mut self, request: &FlowRequest, resources: &Resources) {
+    /// Gives back a reservation's ids, and its endpoints unless the flow still holds them.
+    fn drop_reservation(&mut self, flow_id: &str, reservation: &Reservation) {
+        self.give_back_ids(&reservation.request, &reservation.resources);
+        let kept = self.holdings.get(flow_id);
+        for endpoint in [
+            &reservation.request.source,
+            &reservation.request.destination,
+        ] {
+            let still_held = kept.is_some_and(|h| {
+                [&h.current, &h.pending]
+                    .into_iter()
+                    .flatten()
+                    .any(|r| r.holds_endpoint(endpoint))
+            });
+            if !still_held && self.endpoints.get(endpoint).is_some_and(|o| o == flow_id) {
+                self.endpoints.remove(endpoint);
+            }
+        }
+    }
+
+    fn give_back_ids(&mut self, request: &FlowRequest, resources: &Resources) {
         self.cookies.give_back(resources.cookie);
         self.transit_vlans
             .give_back(u64::from(resources.transit_vlan));
@@ -279,7 +569,7 @@ impl ResourcePool {
             .take()
     }
 
-    fn check_endpoint(&self, endpoint: &FlowEndpoint) -> Result<(), ErrorBody> {
+    fn check_endpoint(&self, endpoint: &FlowEndpoint, flow_id: &str) -> Result<(), ErrorBody> {
         let switch = self.network.switch(endpoint.switch_id).ok_or_else(|| {
             ErrorBody::new(
                 404,
@@ -288,7 +578,7 @@ impl ResourcePool {
                 format!("switch {} is not in the network", endpoint.switch_id),
             )
         })?;
-        if self.removed_switches.contains(&endpoint.switch_id) {
+        if !self.switch_up(&endpoint.switch_id) {
             return Err(ErrorBody::new(
                 503,
                 "switch-unavailable",
@@ -313,8 +603,8 @@ impl ResourcePool {
                 endpoint.port_number, endpoint.switch_id
             )));
         }
-        if let Some(owner) = self.endpoints.get(endpoint) {
-            return Err(ErrorBody::new(
+        match self.endpoints.get(endpoint) {
+            Some(owner) if owner != flow_id => Err(ErrorBody::new(
                 409,
                 "endpoint-conflict",
                 "Endpoint already in use",
@@ -322,9 +612,9 @@ impl ResourcePool {
                     "port {} vlan {} of switch {} is used by flow {owner}",
                     endpoint.port_number, endpoint.vlan_id, endpoint.switch_id
                 ),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -341,7 +631,11 @@ mod tests {
     use super::*;
 
     fn pool(spec: &str) -> ResourcePool {
-        ResourcePool::new(Arc::new(Network::generate(spec).unwrap().unwrap()))
+        let mut pool = ResourcePool::new();
+        for event in Network::generate(spec).unwrap().unwrap().announcement() {
+            pool.apply_network_event(&event);
+        }
+        pool
     }
 
     fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> FlowRequest {
@@ -504,5 +798,163 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    mod over_commit {
+        //! Whatever order the requests of concurrent creates, reroutes and updates reach the
+        //! allocator in (it serialises them), no ISL is ever promised more than its capacity,
+        //! and no id is held twice.
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            Allocate {
+                flow: usize,
+                src: u64,
+                dst: u64,
+                bandwidth: u64,
+            },
+            Reallocate {
+                flow: usize,
+                dst: u64,
+                bandwidth: u64,
+            },
+            Commit {
+                flow: usize,
+            },
+            Release {
+                flow: usize,
+            },
+            Free {
+                flow: usize,
+            },
+            Fail {
+                link: usize,
+            },
+            Restore {
+                link: usize,
+            },
+        }
+
+        const FLOWS: usize = 8;
+        const GBPS: u64 = 1_000_000;
+
+        fn step() -> impl Strategy<Value = Step> {
+            let flow = 0..FLOWS;
+            let switch = 1..=9u64;
+            let bandwidth = (0..=7u64).prop_map(|g| g * GBPS);
+            prop_oneof![
+                (
+                    flow.clone(),
+                    switch.clone(),
+                    switch.clone(),
+                    bandwidth.clone()
+                )
+                    .prop_map(|(flow, src, dst, bandwidth)| Step::Allocate {
+                        flow,
+                        src,
+                        dst,
+                        bandwidth
+                    }),
+                (flow.clone(), switch, bandwidth).prop_map(|(flow, dst, bandwidth)| {
+                    Step::Reallocate {
+                        flow,
+                        dst,
+                        bandwidth,
+                    }
+                }),
+                flow.clone().prop_map(|flow| Step::Commit { flow }),
+                flow.clone().prop_map(|flow| Step::Release { flow }),
+                flow.prop_map(|flow| Step::Free { flow }),
+                (0..12usize).prop_map(|link| Step::Fail { link }),
+                (0..12usize).prop_map(|link| Step::Restore { link }),
+            ]
+        }
+
+        fn flow_request(flow: usize, src: u64, dst: u64, bandwidth: u64) -> FlowRequest {
+            let mut r = request(&format!("f{flow}"), src, dst, 10 + flow as u32, bandwidth);
+            r.destination.port_number = 30 + flow as u32;
+            r
+        }
+
+        fn check(pool: &ResourcePool) {
+            let mut demand: HashMap<Isl, u64> = HashMap::new();
+            let mut cookies = BTreeSet::new();
+            let mut vlans = BTreeSet::new();
+            let mut meters = BTreeSet::new();
+            for holding in pool.holdings.values() {
+                let mut isls = BTreeSet::new();
+                for reservation in [&holding.current, &holding.pending].into_iter().flatten() {
+                    let (request, resources) = (&reservation.request, &reservation.resources);
+                    assert!(cookies.insert(resources.cookie), "cookie held twice");
+                    assert!(vlans.insert(resources.transit_vlan), "VLAN held twice");
+                    for (switch, meter) in [
+                        (request.source.switch_id, resources.forward_meter),
+                        (request.destination.switch_id, resources.reverse_meter),
+                    ] {
+                        if let Some(meter) = meter {
+                            assert!(meters.insert((switch, meter)), "meter held twice");
+                        }
+                    }
+                    isls.extend(reserved_isls(resources));
+                }
+                for isl in isls {
+                    *demand.entry(isl).or_default() += holding.bandwidth_on(&isl);
+                }
+            }
+            for (isl, capacity) in pool.isls.iter().map(|(isl, a)| (isl, a.value)) {
+                let demanded = demand.get(isl).copied().unwrap_or(0);
+                assert!(demanded <= capacity, "{isl:?}: {demanded} > {capacity}");
+                assert_eq!(
+                    pool.used_bandwidth.get(isl).copied().unwrap_or(0),
+                    demanded,
+                    "the running total drifted on {isl:?}"
+                );
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn bandwidth_is_never_over_committed(steps in prop::collection::vec(step(), 1..120)) {
+                let mut pool = pool("grid:3x3");
+                let links: Vec<Isl> = pool.network.links().iter().map(|l| l.isl).filter(|i| i.src_switch < i.dst_switch).collect();
+                let mut requests: HashMap<usize, FlowRequest> = HashMap::new();
+                for step in steps {
+                    match step {
+                        Step::Allocate { flow, src, dst, bandwidth } => {
+                            let r = flow_request(flow, src, dst, bandwidth);
+                            if pool.allocate(&r).is_ok() {
+                                requests.insert(flow, r);
+                            }
+                        }
+                        Step::Reallocate { flow, dst, bandwidth } => {
+                            if let Some(current) = requests.get(&flow) {
+                                let r = flow_request(flow, current.source.switch_id.0, dst, bandwidth);
+                                let _ = pool.reallocate(&r);
+                            }
+                        }
+                        Step::Commit { flow } => pool.commit(&format!("f{flow}")),
+                        Step::Release { flow } => pool.release_pending(&format!("f{flow}")),
+                        Step::Free { flow } => {
+                            pool.free(&format!("f{flow}"));
+                            requests.remove(&flow);
+                        }
+                        Step::Fail { link } | Step::Restore { link } => {
+                            let isl = links[link % links.len()];
+                            for isl in [isl, isl.reversed()] {
+                                pool.apply_network_event(&if matches!(step, Step::Fail { .. }) {
+                                    SbEvent::IslDown { isl }
+                                } else {
+                                    SbEvent::IslUp { isl, capacity: 10 * GBPS }
+                                });
+                            }
+                        }
+                    }
+                    check(&pool);
+                }
+            }
+        }
     }
 }

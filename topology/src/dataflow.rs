@@ -1,10 +1,15 @@
 //! The topology as a timely dataflow. Every flow-keyed operator (hub, speaker worker,
 //! coordinator) exchanges its inputs by flow id, so all state of one flow lives on one worker;
-//! the allocator runs on worker 0 so bandwidth is reserved in one place.
+//! the allocator runs on worker 0 so bandwidth is reserved in one place. The network view
+//! (differential) is fed by the allocator and spread over all workers by key.
 //!
 //! ```text
-//! inbound ─┬─ nb requests ─► hub ◄── feedback(+1): allocations, speaker reports, hub timeouts
-//!          ├─ sb events ──────┼─► allocator ──────────────► allocations
+//! inbound ─┬─ nb requests ─► hub ◄── feedback(+1): allocations, speaker reports, hub timeouts,
+//!          │                  │                    flows on down links
+//!          ├─ sb events ──────┼─► allocator ─┬──────────► allocations
+//!          │                  │              ├─► network view ─► flows on down links
+//!          │                  │              │               └─► network states (out)
+//!          │                  │              └─► "network improved" (broadcast) ─► hub
 //!          │                  ├─► speaker requests ─► speaker ◄── feedback(+1): speaker timeouts
 //!          └─ sb responses ─────────────────────────►    ├─► reports
 //!                             │                           ├─► sb commands (out)
@@ -16,10 +21,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hubspoke_fsm::network::Network;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{
-    stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbResponse,
+    stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, NetworkState, SbCommand, SbResponse,
 };
 pub use hubspoke_spokes::bus::Inbound;
 use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
@@ -28,19 +32,20 @@ use hubspoke_spokes::speaker::{
 };
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::channels::pushers::Output;
 use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::allocator::{AllocatorRequest, ResourcePool};
 use crate::coordinator::DeadlineTable;
-use crate::hub::{Hub, HubInput, HubOutput};
+use crate::hub::{Hub, HubInput, HubOutput, RerouteThrottle, REROUTE_TIMER};
 use crate::metrics::Metrics;
+use crate::view::{network_view, ViewChange};
 use crate::wire::Json;
 
 /// Logical time: milliseconds.
@@ -51,6 +56,8 @@ pub type Time = u64;
 pub struct Settings {
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
+    #[serde(default)]
+    pub reroute: RerouteThrottle,
 }
 
 /// What leaves the topology for the bus.
@@ -58,6 +65,7 @@ pub struct Outbound<'scope> {
     pub sb_commands: StreamVec<'scope, Time, Envelope<SbCommand>>,
     pub nb_responses: StreamVec<'scope, Time, Envelope<NbResponse>>,
     pub flow_events: StreamVec<'scope, Time, Envelope<FlowEvent>>,
+    pub network_states: StreamVec<'scope, Time, Envelope<NetworkState>>,
 }
 
 /// The worker a flow lives on is chosen by this hash of its id.
@@ -69,7 +77,6 @@ pub fn build<'scope>(
     scope: Scope<'scope, Time>,
     inbound: StreamVec<'scope, Time, Inbound>,
     settings: Settings,
-    network: Arc<Network>,
     metrics: Arc<Metrics>,
 ) -> Outbound<'scope> {
     // Partition moves each message to one branch; cloning the stream would copy every message
@@ -104,14 +111,26 @@ pub fn build<'scope>(
     let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
     let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout>>(1);
 
+    let (improved_loop, improved) = scope.feedback::<Vec<()>>(1);
     let hub = hub_operator(
         scope,
         nb_requests,
         hub_feedback,
-        settings.timeouts,
+        improved,
+        settings,
         metrics.clone(),
     );
-    let allocations = allocator_operator(network_events.concat(hub.allocator), network);
+    let allocator = allocator_operator(scope, network_events.concat(hub.allocator));
+    allocator
+        .view_changes
+        .clone()
+        .flat_map(|change| improves(&change).then_some(()))
+        .broadcast()
+        .connect_loop(improved_loop);
+    let view = network_view(allocator.view_changes);
+    let affected = view
+        .affected
+        .map(|(flow_id, affected)| HubInput::PathAffected { flow_id, affected });
     let speaker = speaker_operator(
         scope,
         hub.speaker,
@@ -130,21 +149,69 @@ pub fn build<'scope>(
     let (Some(hub_timeouts), Some(speaker_timeouts)) = (by_owner.next(), by_owner.next()) else {
         unreachable!("partition into 2 gives 2 streams")
     };
-    let hub_timeouts = hub_timeouts.map(|t| HubInput::Timeout {
-        flow_id: t.key.flow_id,
-        generation: t.generation,
+    let hub_timeouts = hub_timeouts.map(|t| {
+        let (flow_id, generation) = (t.key.flow_id, t.generation);
+        if t.key.name == REROUTE_TIMER {
+            HubInput::RerouteDue {
+                flow_id,
+                generation,
+            }
+        } else {
+            HubInput::Timeout {
+                flow_id,
+                generation,
+            }
+        }
     });
     speaker_timeouts.connect_loop(speaker_loop);
-    allocations
+    allocator
+        .results
         .concat(speaker.reports)
         .concat(hub_timeouts)
+        .concat(affected)
         .connect_loop(hub_loop);
 
     Outbound {
         sb_commands: speaker.commands,
         nb_responses: hub.responses,
         flow_events: hub.events,
+        network_states: stamped(view.states),
     }
+}
+
+/// Whether a change may give a DOWN flow a path: a link or switch coming up.
+fn improves(change: &ViewChange) -> bool {
+    matches!(
+        change,
+        ViewChange::Link {
+            up: true,
+            diff: 1,
+            ..
+        } | ViewChange::Switch {
+            up: true,
+            diff: 1,
+            ..
+        }
+    )
+}
+
+/// Network states as bus messages, keyed by switch or link, stamped with their time.
+fn stamped<'scope>(
+    states: StreamVec<'scope, Time, NetworkState>,
+) -> StreamVec<'scope, Time, Envelope<NetworkState>> {
+    states.unary(Pipeline, "Stamp", |_capability, _info| {
+        move |input, output| {
+            input.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else {
+                    return;
+                };
+                let mut session = output.session(&capability);
+                for state in data.flat_map(|batch| batch.drain(..)) {
+                    session.give(Envelope::new("network-view", state.key(), now, state));
+                }
+            });
+        }
+    })
 }
 
 /// Sends `data` on `output` at the input's time, if there is any.
@@ -198,7 +265,8 @@ fn hub_operator<'scope>(
     scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, Json<Envelope<NbRequest>>>,
     feedback: StreamVec<'scope, Time, HubInput>,
-    timeouts: Timeouts,
+    improved: StreamVec<'scope, Time, ()>,
+    settings: Settings,
     metrics: Arc<Metrics>,
 ) -> HubStreams<'scope> {
     let mut builder = OperatorBuilder::new("Hub".to_owned(), scope);
@@ -208,13 +276,14 @@ fn hub_operator<'scope>(
     );
     let mut feedback =
         builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));
+    let mut improved = builder.new_input(improved, Pipeline);
     let (mut speaker_out, speaker) = builder.new_output();
     let (mut allocator_out, allocator) = builder.new_output();
     let (mut deadlines_out, deadlines) = builder.new_output();
     let (mut responses_out, responses) = builder.new_output();
     let (mut events_out, events) = builder.new_output();
     builder.build(move |_initial_capabilities| {
-        let mut hub = Hub::new(timeouts, metrics);
+        let mut hub = Hub::new(settings.timeouts, settings.reroute, metrics);
         let mut outputs = Vec::new();
         let mut buffers = HubBuffers::default();
         move |_frontiers| {
@@ -244,6 +313,16 @@ fn hub_operator<'scope>(
                 }
                 flush(&capability, &mut outputs);
             });
+            // However many links came up at once, DOWN flows are queued once.
+            improved.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else {
+                    return;
+                };
+                if data.flat_map(|batch| batch.drain(..)).count() > 0 {
+                    hub.network_improved(now, &mut outputs);
+                }
+                flush(&capability, &mut outputs);
+            });
         }
     });
     HubStreams {
@@ -255,27 +334,38 @@ fn hub_operator<'scope>(
     }
 }
 
+struct AllocatorStreams<'scope> {
+    results: StreamVec<'scope, Time, HubInput>,
+    view_changes: StreamVec<'scope, Time, ViewChange>,
+}
+
 fn allocator_operator<'scope>(
+    scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, AllocatorRequest>,
-    network: Arc<Network>,
-) -> StreamVec<'scope, Time, HubInput> {
-    requests.unary(
-        Exchange::new(|_: &AllocatorRequest| 0),
-        "Allocator",
-        move |_capability, _info| {
-            let mut pool = ResourcePool::new(network);
-            move |input, output| {
-                input.for_each_stamp(|capability, data| {
-                    let mut session = output.session(&capability);
-                    for request in data.flat_map(|batch| batch.drain(..)) {
-                        if let Some(result) = pool.handle(request) {
-                            session.give(HubInput::Allocation(result));
-                        }
+) -> AllocatorStreams<'scope> {
+    let mut builder = OperatorBuilder::new("Allocator".to_owned(), scope);
+    let mut requests = builder.new_input(requests, Exchange::new(|_: &AllocatorRequest| 0));
+    let (mut results_out, results) = builder.new_output();
+    let (mut changes_out, view_changes) = builder.new_output();
+    builder.build(move |_initial_capabilities| {
+        let mut pool = ResourcePool::new();
+        let mut answers = Vec::new();
+        move |_frontiers| {
+            requests.for_each_stamp(|capability, data| {
+                for request in data.flat_map(|batch| batch.drain(..)) {
+                    if let Some(result) = pool.handle(request) {
+                        answers.push(HubInput::Allocation(result));
                     }
-                });
-            }
-        },
-    )
+                }
+                ship(&mut results_out, &capability, &mut answers);
+                ship(&mut changes_out, &capability, &mut pool.take_view_changes());
+            });
+        }
+    });
+    AllocatorStreams {
+        results,
+        view_changes,
+    }
 }
 
 struct SpeakerStreams<'scope> {

@@ -1,6 +1,11 @@
 //! The hub: one state machine per in-flight operation on a flow. It never blocks and never
 //! does I/O; it turns requests, allocation results, speaker reports and timeouts into
 //! outputs for the allocator, the speaker worker, the coordinator and the bus.
+//!
+//! It also moves flows when the network changes: a flow whose path uses a down link, and a
+//! DOWN flow once a link comes up, is rerouted. Such reroutes wait for the network to settle
+//! (every new trigger for a flow pushes its reroute back by `delay_ms`, up to `max_delay_ms`
+//! after the first), so a flapping link costs nothing and a failure becomes one batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +13,9 @@ use std::sync::Arc;
 use hubspoke_fsm::create::FlowCreate;
 use hubspoke_fsm::delete::FlowDelete;
 use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
+use hubspoke_fsm::reroute::{FlowReroute, RerouteKind};
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowEvent, FlowRecord, HistoryEntry, NbRequest, NbResponse,
+    Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
 };
 use hubspoke_spokes::deadline::{DeadlineRequest, TimerKey, TimerOwner};
 use hubspoke_spokes::speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
@@ -25,7 +31,20 @@ use crate::metrics::Metrics;
 pub enum HubInput {
     Allocation(AllocationResult),
     Report(SpeakerReport),
-    Timeout { flow_id: String, generation: u64 },
+    Timeout {
+        flow_id: String,
+        generation: u64,
+    },
+    /// From the network view: the flow's installed path uses a down link (or no longer does).
+    PathAffected {
+        flow_id: String,
+        affected: bool,
+    },
+    /// A flow's settle time for a network-triggered reroute passed.
+    RerouteDue {
+        flow_id: String,
+        generation: u64,
+    },
 }
 
 impl HubInput {
@@ -33,7 +52,9 @@ impl HubInput {
         match self {
             HubInput::Allocation(result) => &result.flow_id,
             HubInput::Report(report) => &report.flow_id,
-            HubInput::Timeout { flow_id, .. } => flow_id,
+            HubInput::Timeout { flow_id, .. }
+            | HubInput::PathAffected { flow_id, .. }
+            | HubInput::RerouteDue { flow_id, .. } => flow_id,
         }
     }
 }
@@ -47,9 +68,29 @@ pub enum HubOutput {
     Event(Envelope<FlowEvent>),
 }
 
+/// How long network-triggered reroutes wait for the network to settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerouteThrottle {
+    /// A flow is rerouted once no new trigger came for it for this long.
+    pub delay_ms: u64,
+    /// ... but no later than this after its first trigger.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RerouteThrottle {
+    fn default() -> Self {
+        RerouteThrottle {
+            delay_ms: 500,
+            max_delay_ms: 5_000,
+        }
+    }
+}
+
 enum Machine {
     Create(StateMachine<FlowCreate>),
     Delete(StateMachine<FlowDelete>),
+    // Boxed: make-before-break keeps two sets of segments, which makes it the big one.
+    Reroute(Box<StateMachine<FlowReroute>>),
 }
 
 impl Machine {
@@ -57,6 +98,7 @@ impl Machine {
         match self {
             Machine::Create(m) => m.handle_with_context(event, context),
             Machine::Delete(m) => m.handle_with_context(event, context),
+            Machine::Reroute(m) => m.handle_with_context(event, context),
         }
     }
 
@@ -64,6 +106,7 @@ impl Machine {
         match self {
             Machine::Create(m) => m.state().is_finished(),
             Machine::Delete(m) => m.state().is_finished(),
+            Machine::Reroute(m) => m.state().is_finished(),
         }
     }
 
@@ -71,6 +114,7 @@ impl Machine {
         match self {
             Machine::Create(_) => "create",
             Machine::Delete(_) => "delete",
+            Machine::Reroute(m) => m.inner().operation_name(),
         }
     }
 }
@@ -80,25 +124,51 @@ struct Operation {
     correlation_id: String,
     /// The generation of the operation's registered deadline (0: none yet).
     deadline_generation: u64,
+    /// Whether somebody waits for an answer (a network-triggered reroute has nobody).
+    answered: bool,
+}
+
+/// A network-triggered reroute waiting for the network to settle.
+struct QueuedReroute {
+    kind: RerouteKind,
+    first_ms: u64,
+    generation: u64,
 }
 
 #[derive(Default)]
 struct FlowSlot {
     record: Option<FlowRecord>,
     operation: Option<Operation>,
+    /// The network view says the flow's installed path uses a down link.
+    path_down: bool,
+    queued: Option<QueuedReroute>,
 }
+
+impl FlowSlot {
+    fn is_down(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_some_and(|r| r.status == FlowStatus::Down)
+    }
+}
+
+/// The hub's timers: the operation's deadline, and the reroute's settle time.
+const OPERATION_TIMER: &str = "";
+pub const REROUTE_TIMER: &str = "reroute";
 
 pub struct Hub {
     timeouts: Timeouts,
+    throttle: RerouteThrottle,
     flows: HashMap<String, FlowSlot>,
     next_generation: u64,
     metrics: Arc<Metrics>,
 }
 
 impl Hub {
-    pub fn new(timeouts: Timeouts, metrics: Arc<Metrics>) -> Self {
+    pub fn new(timeouts: Timeouts, throttle: RerouteThrottle, metrics: Arc<Metrics>) -> Self {
         Hub {
             timeouts,
+            throttle,
             flows: HashMap::new(),
             next_generation: 0,
             metrics,
@@ -135,21 +205,172 @@ impl Hub {
                 let record = FlowRecord::new(flow, now_ms);
                 Machine::Create(FlowCreate::new(record, self.timeouts, prefix).state_machine())
             }
-            NbRequest::DeleteFlow { .. } => {
+            NbRequest::DeleteFlow { .. }
+            | NbRequest::UpdateFlow { .. }
+            | NbRequest::RerouteFlow { .. } => {
                 let Some(record) = slot.record.clone() else {
                     return;
                 };
-                Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
+                match envelope.payload {
+                    NbRequest::UpdateFlow { flow } => {
+                        self.reroute_machine(record, RerouteKind::Update(flow), prefix)
+                    }
+                    NbRequest::RerouteFlow { .. } => {
+                        self.reroute_machine(record, RerouteKind::Manual, prefix)
+                    }
+                    _ => Machine::Delete(
+                        FlowDelete::new(record, self.timeouts, prefix).state_machine(),
+                    ),
+                }
             }
-           NbRequest::UpdateFlow { .. } | NbRequest::RerouteFlow { .. } => return,
+        };
+        self.start(
+            now_ms,
+            &flow_id,
+            machine,
+            envelope.correlation_id,
+            true,
+            out,
+        );
+    }
+
+    fn reroute_machine(&self, record: FlowRecord, kind: RerouteKind, prefix: String) -> Machine {
+        Machine::Reroute(Box::new(
+            FlowReroute::new(record, kind, self.timeouts, prefix).state_machine(),
+        ))
+    }
+
+    fn start(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        machine: Machine,
+        correlation_id: String,
+        answered: bool,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
         };
         self.metrics.operations_started.inc();
         slot.operation = Some(Operation {
             machine,
-            correlation_id: envelope.correlation_id,
+            correlation_id,
             deadline_generation: 0,
+            answered,
         });
-        self.drive(now_ms, &flow_id, &OpEvent::Start, out);
+        self.drive(now_ms, flow_id, &OpEvent::Start, out);
+    }
+
+    /// A link came up or a switch came back: every DOWN flow gets another chance.
+    pub fn network_improved(&mut self, now_ms: u64, out: &mut Vec<HubOutput>) {
+        let down: Vec<String> = self
+            .flows
+            .iter()
+            .filter(|(_, slot)| slot.is_down())
+            .map(|(flow_id, _)| flow_id.clone())
+            .collect();
+        for flow_id in down {
+            self.queue_reroute(now_ms, &flow_id, RerouteKind::Retry, out);
+        }
+    }
+
+    /// Schedules a network-triggered reroute, or pushes a scheduled one back.
+    fn queue_reroute(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        kind: RerouteKind,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        self.next_generation += 1;
+        let first_ms = slot.queued.as_ref().map_or(now_ms, |q| q.first_ms);
+        let at_ms = (now_ms + self.throttle.delay_ms).min(first_ms + self.throttle.max_delay_ms);
+        slot.queued = Some(QueuedReroute {
+            kind,
+            first_ms,
+            generation: self.next_generation,
+        });
+        out.push(HubOutput::Deadline(DeadlineRequest::Register {
+            key: hub_timer(flow_id, REROUTE_TIMER),
+            generation: self.next_generation,
+            at_ms: at_ms.max(now_ms + 1),
+        }));
+    }
+
+    fn unqueue_reroute(&mut self, flow_id: &str, out: &mut Vec<HubOutput>) {
+        let Some(queued) = self.flows.get_mut(flow_id).and_then(|s| s.queued.take()) else {
+            return;
+        };
+        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+            key: hub_timer(flow_id, REROUTE_TIMER),
+            generation: queued.generation,
+        }));
+    }
+
+    fn path_affected(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        affected: bool,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        slot.path_down = affected;
+        let queued_for_path = slot
+            .queued
+            .as_ref()
+            .is_some_and(|q| q.kind == RerouteKind::PathDown);
+        if affected {
+            self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
+        } else if queued_for_path {
+            self.unqueue_reroute(flow_id, out);
+        }
+    }
+
+    /// Starts a queued reroute if it is still wanted; a busy flow waits another round.
+    fn reroute_due(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        generation: u64,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        if slot.queued.as_ref().map(|q| q.generation) != Some(generation) {
+            return;
+        }
+        if slot.operation.is_some() {
+            let kind = slot
+                .queued
+                .as_ref()
+                .map_or(RerouteKind::Retry, |q| q.kind.clone());
+            slot.queued = None;
+            self.queue_reroute(now_ms, flow_id, kind, out);
+            return;
+        }
+        let Some(queued) = slot.queued.take() else {
+            return;
+        };
+        let wanted = match queued.kind {
+            RerouteKind::PathDown => slot.path_down,
+            _ => slot.is_down(),
+        };
+        let Some(record) = slot.record.clone().filter(|_| wanted) else {
+            return;
+        };
+        self.metrics.reroutes_started.inc();
+        let prefix = format!("{flow_id}:{now_ms}");
+        let machine = self.reroute_machine(record, queued.kind, prefix);
+        let correlation_id = format!("reroute:{flow_id}:{now_ms}");
+        self.start(now_ms, flow_id, machine, correlation_id, false, out);
     }
 
     /// Checks a request against the flows this hub knows; the allocator checks the network.
@@ -190,7 +411,7 @@ impl Hub {
                     ));
                 }
             }
-            NbRequest::DeleteFlow { .. } if !exists => {
+            _ if !exists => {
                 return Err(ErrorBody::new(
                     404,
                     "not-found",
@@ -198,10 +419,12 @@ impl Hub {
                     format!("flow {flow_id} does not exist"),
                 ));
             }
-            NbRequest::DeleteFlow { .. } => {}
-            NbRequest::UpdateFlow { .. } | NbRequest::RerouteFlow { .. } => {
-                return Err(ErrorBody::new(501, "not-implemented", "Not implemented", "soon"));
+            NbRequest::UpdateFlow { flow } => {
+                flow.validate().map_err(|reason| {
+                    ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
+                })?;
             }
+            NbRequest::DeleteFlow { .. } | NbRequest::RerouteFlow { .. } => {}
         }
         Ok(())
     }
@@ -226,6 +449,14 @@ impl Hub {
                 outcome: ReportOutcome::Failed { reason },
                 ..
             }) => OpEvent::CommandFailed { command_id, reason },
+            HubInput::PathAffected { affected, .. } => {
+                self.path_affected(now_ms, &flow_id, affected, out);
+                return;
+            }
+            HubInput::RerouteDue { generation, .. } => {
+                self.reroute_due(now_ms, &flow_id, generation, out);
+                return;
+            }
             HubInput::Timeout { generation, .. } => {
                 let current = self.operation(&flow_id).map(|op| op.deadline_generation);
                 if current != Some(generation) {
@@ -277,7 +508,18 @@ impl Hub {
                         request,
                     }))
                 }
-                Action::Reallocate(_) | Action::Commit | Action::Release => {}
+                Action::Reallocate(request) => {
+                    out.push(HubOutput::Allocator(AllocatorRequest::Reallocate {
+                        flow_id: flow_id.to_string(),
+                        request,
+                    }))
+                }
+                Action::Commit => out.push(HubOutput::Allocator(AllocatorRequest::Commit {
+                    flow_id: flow_id.to_string(),
+                })),
+                Action::Release => out.push(HubOutput::Allocator(AllocatorRequest::Release {
+                    flow_id: flow_id.to_string(),
+                })),
                 Action::Free => out.push(HubOutput::Allocator(AllocatorRequest::Free {
                     flow_id: flow_id.to_string(),
                 })),
@@ -295,12 +537,10 @@ impl Hub {
                 Action::Abandon => out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
                     flow_id: flow_id.to_string(),
                 })),
-                Action::Respond(response) => out.push(HubOutput::Response(Envelope::new(
-                    correlation_id.clone(),
-                    flow_id,
-                    now_ms,
-                    response,
-                ))),
+                Action::Respond(response) if operation.answered => out.push(HubOutput::Response(
+                    Envelope::new(correlation_id.clone(), flow_id, now_ms, response),
+                )),
+                Action::Respond(_) => {}
                 Action::Save(record) => {
                     slot.record = Some(record.clone());
                     out.push(HubOutput::Event(Envelope::new(
@@ -326,7 +566,7 @@ impl Hub {
                     self.next_generation += 1;
                     operation.deadline_generation = self.next_generation;
                     out.push(HubOutput::Deadline(DeadlineRequest::Register {
-                        key: hub_timer(flow_id),
+                        key: hub_timer(flow_id, OPERATION_TIMER),
                         generation: self.next_generation,
                         at_ms: now_ms + after_ms,
                     }));
@@ -361,22 +601,36 @@ impl Hub {
         }
         if operation.machine.is_finished() {
             out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-                key: hub_timer(flow_id),
+                key: hub_timer(flow_id, OPERATION_TIMER),
                 generation: operation.deadline_generation,
             }));
             self.metrics.operations_finished.inc();
             slot.operation = None;
             if slot.record.is_none() {
-                self.flows.remove(flow_id);
+                if let Some(queued) = self.flows.remove(flow_id).and_then(|s| s.queued) {
+                    out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+                        key: hub_timer(flow_id, REROUTE_TIMER),
+                        generation: queued.generation,
+                    }));
+                }
+            } else if slot.path_down
+                && slot.queued.is_none()
+                && slot
+                    .record
+                    .as_ref()
+                    .is_some_and(|r| r.status == FlowStatus::Up)
+            {
+                // The path broke while the operation ran.
+                self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
             }
         }
     }
 }
 
-fn hub_timer(flow_id: &str) -> TimerKey {
+fn hub_timer(flow_id: &str, name: &str) -> TimerKey {
     TimerKey {
         owner: TimerOwner::Hub,
         flow_id: flow_id.to_string(),
-        name: String::new(),
+        name: name.to_string(),
     }
 }

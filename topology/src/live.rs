@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, NbResponse, SbCommand};
+use hubspoke_fsm::{Envelope, FlowEvent, NbResponse, NetworkState, SbCommand};
 use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -39,6 +38,7 @@ pub struct BusPorts {
     pub nb_responses: Arc<dyn Publish<Envelope<NbResponse>>>,
     pub sb_commands: Arc<dyn Publish<Envelope<SbCommand>>>,
     pub flow_events: Arc<dyn Publish<Envelope<FlowEvent>>>,
+    pub network_states: Arc<dyn Publish<Envelope<NetworkState>>>,
 }
 
 impl BusPorts {
@@ -49,6 +49,7 @@ impl BusPorts {
             nb_responses: bus.nb_responses.clone(),
             sb_commands: bus.sb_commands.clone(),
             flow_events: bus.flow_events.clone(),
+            network_states: bus.network_states.clone(),
         }
     }
 }
@@ -101,7 +102,6 @@ pub struct LiveTopology {
 impl LiveTopology {
     pub fn start(
         config: LiveConfig,
-        network: Arc<Network>,
         ports: BusPorts,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LiveError> {
@@ -128,7 +128,7 @@ impl LiveTopology {
         // the local gauge cannot see it: in a cluster the sources always tick.
         let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
-            let (ports, network, metrics) = (ports.clone(), network.clone(), metrics.clone());
+            let (ports, metrics) = (ports.clone(), metrics.clone());
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
@@ -140,10 +140,11 @@ impl LiveTopology {
                     published: published.clone(),
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
-                let out = build(scope, inbound, settings, network, metrics);
+                let out = build(scope, inbound, settings, metrics);
                 publish(out.sb_commands, ports.sb_commands.clone(), &published);
                 publish(out.nb_responses, ports.nb_responses.clone(), &published);
                 publish(out.flow_events, ports.flow_events, &published);
+                publish(out.network_states, ports.network_states, &published);
             });
             info!(worker = worker.index(), "topology worker running");
             while !worker_stop.load(Ordering::Relaxed) {

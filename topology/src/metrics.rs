@@ -62,7 +62,8 @@ fn render(text: &mut String, name: &str, help: &str, kind: &str, value: impl std
 metrics! {
     counters {
     requests_rejected: "Northbound requests refused before an operation started.",
-    operations_started: "Flow operations (create, delete) started by the hub.",
+    operations_started: "Flow operations (create, delete, update, reroute) started by the hub.",
+    reroutes_started: "Reroutes the network started: flows on a down link, DOWN flows after a link came up.",
     operations_finished: "Flow operations that reached a final state.",
     operation_timeouts: "Operation deadlines that fired while the operation was in flight.",
     deadlines_fired: "Deadlines the coordinator fired (hub and speaker).",

@@ -3,15 +3,18 @@
 //! input always gives the same output, timeouts included: that is what replay tests rely on.
 //!
 //! A line is `{"time": MS, "topic": "nb.requests" | "sb.responses" | "sb.events" | "tick", "message": …}` in,
-//! and `{"time": MS, "topic": "sb.commands" | "nb.responses" | "flow.events", "message": …}` out.
-//! Blank lines and lines starting with `#` are comments.
+//! and `{"time": MS, "topic": "sb.commands" | "nb.responses" | "flow.events" | "network", "message": …}` out.
+//! Blank lines and lines starting with `#` are comments. The network is announced at time 0,
+//! as the switches would announce themselves.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
+use hubspoke_fsm::{
+    Envelope, FlowEvent, NbRequest, NbResponse, NetworkState, SbCommand, SbEvent, SbResponse,
+};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -49,6 +52,8 @@ pub enum LogEntry {
     NbResponse(Envelope<NbResponse>),
     #[serde(rename = "flow.events")]
     FlowEvent(Envelope<FlowEvent>),
+    #[serde(rename = "network")]
+    NetworkState(Envelope<NetworkState>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,23 +101,36 @@ pub fn parse_input(text: &str) -> Result<Vec<LogLine>, ReplayError> {
 
 /// Runs `input` through a one-worker topology until the clock passes its last line, and
 /// returns the output sorted by time, then by content (order inside a timestamp is free).
-pub fn replay(input: &[LogLine], settings: Settings, network: Arc<Network>) -> Vec<LogLine> {
-    let input = input.to_vec();
+pub fn replay(input: &[LogLine], settings: Settings, network: &Network) -> Vec<LogLine> {
+    let announcement: Vec<LogLine> = network
+        .announcement()
+        .into_iter()
+        .map(|event| LogLine {
+            time: 0,
+            entry: LogEntry::SbEvent(Envelope::new(
+                "announcement",
+                event.switch_id().to_string(),
+                0,
+                event,
+            )),
+        })
+        .collect();
+    let input = [announcement, input.to_vec()].concat();
     timely::execute_directly(move |worker| {
         let captured: Rc<RefCell<Vec<LogLine>>> = Rc::default();
         let probe = ProbeHandle::new();
         let mut source = worker.dataflow::<Time, _, _>(|scope| {
             let (source, inbound) = scope.new_input::<Vec<Inbound>>();
-            let out = build(
-                scope,
-                inbound,
-                settings,
-                network,
-                Arc::new(Metrics::default()),
-            );
+            let out = build(scope, inbound, settings, Arc::new(Metrics::default()));
             capture(out.sb_commands, LogEntry::SbCommand, &probe, &captured);
             capture(out.nb_responses, LogEntry::NbResponse, &probe, &captured);
             capture(out.flow_events, LogEntry::FlowEvent, &probe, &captured);
+            capture(
+                out.network_states,
+                LogEntry::NetworkState,
+                &probe,
+                &captured,
+            );
             source
         });
         let end = input.last().map_or(0, |line| line.time) + 1;

@@ -2,8 +2,19 @@
 //! reservations and installed paths are collections; available bandwidth per link and the
 //! flows whose path uses a down link are maintained from them incrementally.
 
-use hubspoke_fsm::{FlowId, Isl, SwitchId};
+use std::collections::BTreeMap;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use hubspoke_fsm::{
+    FlowId, Isl, LinkState, LinkStatus, NetworkState, SwitchId, SwitchState, SwitchStatus,
+};
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Concat;
+use timely::dataflow::StreamVec;
+
+use crate::dataflow::Time;
 
 /// One change to the collections the view is built from. The allocator makes them: it owns
 /// the reservations and is the first to hear of every network event.
@@ -37,4 +48,504 @@ pub enum ViewChange {
         flow_id: FlowId,
         diff: isize,
     },
+}
+
+/// What the view emits: only what changed, at the time it changed.
+pub struct ViewStreams<'scope> {
+    /// Flows whose installed path uses a down ISL: `(flow_id, true)` when the first of its ISLs
+    /// goes down, `(flow_id, false)` when none is down any more (or the flow left such a path).
+    /// Only changes, never repeats.
+    pub affected: StreamVec<'scope, Time, (FlowId, bool)>,
+    /// The new state of every switch and link whose state changed at that time.
+    pub states: StreamVec<'scope, Time, NetworkState>,
+}
+
+/// What one ISL's view is made of: the link itself and the bandwidth each flow reserves on it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum IslPart {
+    Link { capacity: u64, up: bool },
+    Reserved(u64),
+}
+
+/// Maintains the network view from `changes` (each at the time of its stream). Every
+/// collection is keyed (by switch, ISL or flow), so differential spreads the work over all
+/// workers whichever worker the changes arrive on.
+pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> ViewStreams<'scope> {
+    // Each change becomes an update of weight 1 at the stream's time; `explode` below moves its
+    // own `diff` into the weight, so retractions cancel the records they retract.
+    let updates = changes
+        .unary(Pipeline, "ViewUpdates", |_, _| {
+            |input, output| {
+                input.for_each_stamp(|capability, data| {
+                    if let Some(&time) = capability.least() {
+                        output.session(&capability).give_iterator(
+                            data.flat_map(|batch| batch.drain(..))
+                                .map(|change| (change, time, 1)),
+                        );
+                    }
+                });
+            }
+        })
+        .as_collection();
+    let switches = updates.clone().explode(|change| match change {
+        ViewChange::Switch {
+            switch_id,
+            ports,
+            up,
+            diff,
+        } => Some(((switch_id, (ports, up)), diff)),
+        _ => None,
+    });
+    let links = updates.clone().explode(|change| match change {
+        ViewChange::Link {
+            isl,
+            capacity,
+            up,
+            diff,
+        } => Some(((isl, (capacity, up)), diff)),
+        _ => None,
+    });
+    let reservations = updates.clone().explode(|change| match change {
+        ViewChange::Reservation {
+            isl,
+            flow_id,
+            bandwidth,
+            diff,
+        } => Some((((isl, flow_id), bandwidth), diff)),
+        _ => None,
+    });
+    let paths = updates.explode(|change| match change {
+        ViewChange::Path { isl, flow_id, diff } => Some(((isl, flow_id), diff)),
+        _ => None,
+    });
+
+    // Both reservations of a flow in make-before-break share an ISL: it uses the larger one.
+    // Values come sorted, so the last is the largest.
+    let reserved = reservations.reduce(|_, bandwidths, max| {
+        if let Some((&bandwidth, _)) = bandwidths.last() {
+            max.push((bandwidth, 1));
+        }
+    });
+    let link_view = links
+        .clone()
+        .map(|(isl, (capacity, up))| (isl, IslPart::Link { capacity, up }))
+        .concat(reserved.map(|((isl, _), bandwidth)| (isl, IslPart::Reserved(bandwidth))))
+        .reduce(|isl, parts, view| {
+            let mut link = None;
+            let mut used = 0u64;
+            for (part, count) in parts {
+                match part {
+                    IslPart::Link { capacity, up } => link = Some((*capacity, *up)),
+                    // `count` flows reserve this same bandwidth.
+                    IslPart::Reserved(bandwidth) => {
+                        let flows = u64::try_from(*count).unwrap_or(0);
+                        used = used.saturating_add(bandwidth.saturating_mul(flows));
+                    }
+                }
+            }
+            if let Some((capacity, up)) = link {
+                view.push((link_state(isl, capacity, up, used), 1));
+            }
+        });
+    let switch_view = switches.reduce(|&switch_id, states, view| {
+        if let Some((&(ports, up), _)) = states.last() {
+            let state = if up {
+                SwitchStatus::Active
+            } else {
+                SwitchStatus::Inactive
+            };
+            view.push((
+                SwitchState {
+                    switch_id,
+                    ports,
+                    state,
+                },
+                1,
+            ));
+        }
+    });
+
+    let down = links.filter(|(_, (_, up))| !up).map(|(isl, _)| isl);
+    let affected = paths.semijoin(down).map(|(_, flow_id)| flow_id).distinct();
+
+    // A reduce emits `-old +new` for a key that changed: the new state is the `+`.
+    let states = at_own_time(link_view, |(_, link), diff| {
+        (diff > 0).then_some(NetworkState::Link(link))
+    })
+    .concat(at_own_time(switch_view, |(_, switch), diff| {
+        (diff > 0).then_some(NetworkState::Switch(switch))
+    }));
+    ViewStreams {
+        affected: at_own_time(affected, |flow_id, diff| Some((flow_id, diff > 0))),
+        states,
+    }
+}
+
+fn link_state(isl: &Isl, capacity: u64, up: bool, used: u64) -> LinkState {
+    LinkState {
+        src_switch: isl.src_switch,
+        src_port: isl.src_port,
+        dst_switch: isl.dst_switch,
+        dst_port: isl.dst_port,
+        state: if up { LinkStatus::Up } else { LinkStatus::Down },
+        capacity,
+        max_bandwidth: capacity,
+        available_bandwidth: capacity.saturating_sub(used),
+    }
+}
+
+/// Sends `logic(record, diff)` for each update at the update's own time: differential sends
+/// a batch under the earliest time it completes, and the batch may hold later times too.
+fn at_own_time<'scope, D, D2>(
+    collection: VecCollection<'scope, Time, D>,
+    mut logic: impl FnMut(D, isize) -> Option<D2> + 'static,
+) -> StreamVec<'scope, Time, D2>
+where
+    D: Clone + 'static,
+    D2: Clone + 'static,
+{
+    collection.inner.unary(Pipeline, "AtOwnTime", |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|capability, data| {
+                let mut by_time = BTreeMap::<Time, Vec<D2>>::new();
+                for (record, time, diff) in data.flat_map(|batch| batch.drain(..)) {
+                    if let Some(out) = logic(record, diff) {
+                        by_time.entry(time).or_default().push(out);
+                    }
+                }
+                for (time, mut out) in by_time {
+                    let at = capability.delayed(&time, output.output_index());
+                    output.session(&at).give_container(&mut out);
+                }
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    use hubspoke_fsm::network::Network;
+    use timely::dataflow::operators::vec::Input;
+    use timely::dataflow::operators::{Inspect, Probe};
+    use timely::dataflow::ProbeHandle;
+
+    use super::*;
+
+    /// What the view emitted at one time.
+    #[derive(Debug, Default)]
+    struct Emitted {
+        affected: Vec<(FlowId, bool)>,
+        links: Vec<LinkState>,
+        switches: Vec<SwitchState>,
+    }
+
+    /// Feeds `batches[i]` at time `i + 1` on worker 0 of `workers`. With `step_each_time` the
+    /// workers run until each time is done before the next enters; without, all times are
+    /// in flight together.
+    fn run(
+        workers: usize,
+        batches: Vec<Vec<ViewChange>>,
+        step_each_time: bool,
+    ) -> BTreeMap<Time, Emitted> {
+        let emitted = Arc::new(Mutex::new(BTreeMap::<Time, Emitted>::new()));
+        let sink = emitted.clone();
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let probe = ProbeHandle::new();
+            let mut input = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, changes) = scope.new_input::<ViewChange>();
+                let view = network_view(changes);
+                let into = sink.clone();
+                view.affected
+                    .inspect_core(move |event| {
+                        if let Ok((stamp, data)) = event {
+                            let mut emitted = into.lock().unwrap();
+                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
+                            at.affected.extend(data.iter().cloned());
+                        }
+                    })
+                    .probe_with(&probe);
+                let into = sink.clone();
+                view.states
+                    .inspect_core(move |event| {
+                        if let Ok((stamp, data)) = event {
+                            let mut emitted = into.lock().unwrap();
+                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
+                            for state in data {
+                                match state.clone() {
+                                    NetworkState::Link(link) => at.links.push(link),
+                                    NetworkState::Switch(switch) => at.switches.push(switch),
+                                }
+                            }
+                        }
+                    })
+                    .probe_with(&probe);
+                input
+            });
+            for (round, batch) in batches.iter().enumerate() {
+                let time = round as Time + 1;
+                input.advance_to(time);
+                if worker.index() == 0 {
+                    for change in batch {
+                        input.send(change.clone());
+                    }
+                }
+                if step_each_time {
+                    input.advance_to(time + 1);
+                    worker.step_while(|| probe.less_than(&(time + 1)));
+                }
+            }
+        })
+        .unwrap();
+        for result in guards.join() {
+            result.unwrap();
+        }
+        let mut emitted = std::mem::take(&mut *emitted.lock().unwrap());
+        for at in emitted.values_mut() {
+            at.affected.sort();
+            at.links.sort();
+            at.switches.sort();
+        }
+        emitted
+    }
+
+    fn link(isl: Isl, capacity: u64, up: bool, diff: isize) -> ViewChange {
+        ViewChange::Link {
+            isl,
+            capacity,
+            up,
+            diff,
+        }
+    }
+
+    fn reservation(isl: Isl, flow_id: &str, bandwidth: u64, diff: isize) -> ViewChange {
+        ViewChange::Reservation {
+            isl,
+            flow_id: flow_id.to_string(),
+            bandwidth,
+            diff,
+        }
+    }
+
+    fn path(isl: Isl, flow_id: &str, diff: isize) -> ViewChange {
+        ViewChange::Path {
+            isl,
+            flow_id: flow_id.to_string(),
+            diff,
+        }
+    }
+
+    fn isl(src: u64, dst: u64) -> Isl {
+        Isl {
+            src_switch: SwitchId(src),
+            src_port: dst as u32,
+            dst_switch: SwitchId(dst),
+            dst_port: src as u32,
+        }
+    }
+
+    fn down_then_up(isl: Isl, capacity: u64) -> [Vec<ViewChange>; 2] {
+        let flip = |up: bool| {
+            [isl, isl.reversed()]
+                .into_iter()
+                .flat_map(|isl| [link(isl, capacity, !up, -1), link(isl, capacity, up, 1)])
+                .collect()
+        };
+        [flip(false), flip(true)]
+    }
+
+    /// 200 flows over a 3x3 grid, bandwidth 1000 + i kbps each.
+    struct Grid {
+        network: Network,
+        paths: Vec<(FlowId, Vec<Isl>)>,
+    }
+
+    impl Grid {
+        fn new() -> Grid {
+            let network = Network::generate("grid:3x3").unwrap().unwrap();
+            let ids: Vec<SwitchId> = network.switches().map(|s| s.switch_id).collect();
+            let paths = (0..200)
+                .map(|i| {
+                    let src = ids[i % ids.len()];
+                    let dst = ids[(i / ids.len() + 1 + i) % ids.len()];
+                    let dst = if dst == src {
+                        ids[(i + 4) % ids.len()]
+                    } else {
+                        dst
+                    };
+                    let path = network
+                        .shortest_path(src, dst, 0, |_| Some(u64::MAX))
+                        .unwrap();
+                    (format!("flow-{i}"), path)
+                })
+                .collect();
+            Grid { network, paths }
+        }
+
+        fn bandwidth(i: usize) -> u64 {
+            1000 + i as u64
+        }
+
+        fn everything(&self) -> Vec<ViewChange> {
+            let mut changes: Vec<ViewChange> = self
+                .network
+                .switches()
+                .map(|s| ViewChange::Switch {
+                    switch_id: s.switch_id,
+                    ports: s.ports,
+                    up: true,
+                    diff: 1,
+                })
+                .collect();
+            for l in self.network.links() {
+                changes.push(link(l.isl, l.capacity, true, 1));
+            }
+            for (i, (flow_id, isls)) in self.paths.iter().enumerate() {
+                for isl in isls.iter().flat_map(|isl| [*isl, isl.reversed()]) {
+                    changes.push(path(isl, flow_id, 1));
+                    changes.push(reservation(isl, flow_id, Self::bandwidth(i), 1));
+                }
+            }
+            changes
+        }
+
+        fn flows_on(&self, isl: Isl) -> BTreeSet<FlowId> {
+            self.paths
+                .iter()
+                .filter(|(_, isls)| isls.iter().any(|x| *x == isl || x.reversed() == isl))
+                .map(|(flow_id, _)| flow_id.clone())
+                .collect()
+        }
+
+        fn used(&self, isl: Isl) -> u64 {
+            self.paths
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, isls))| isls.iter().any(|x| *x == isl || x.reversed() == isl))
+                .map(|(i, _)| Self::bandwidth(i))
+                .sum()
+        }
+    }
+
+    #[test]
+    fn view_one_link_failing_under_200_flows_changes_only_its_flows_and_link() {
+        let grid = Grid::new();
+        // The link from the centre switch 5 to switch 2 carries some flows, not all.
+        let failing = grid
+            .network
+            .links()
+            .iter()
+            .find(|l| l.isl.src_switch == SwitchId(5) && l.isl.dst_switch == SwitchId(2))
+            .unwrap()
+            .clone();
+        let hit = grid.flows_on(failing.isl);
+        assert!(!hit.is_empty() && hit.len() < 200, "{} flows", hit.len());
+        let [down, up] = down_then_up(failing.isl, failing.capacity);
+        let expected_links = |up: bool| {
+            let mut links: Vec<LinkState> = [failing.isl, failing.isl.reversed()]
+                .into_iter()
+                .map(|isl| link_state(&isl, failing.capacity, up, grid.used(isl)))
+                .collect();
+            links.sort();
+            links
+        };
+        let flagged = |affected: bool| -> Vec<(FlowId, bool)> {
+            hit.iter().map(|f| (f.clone(), affected)).collect()
+        };
+
+        for workers in [1, 3] {
+            let emitted = run(
+                workers,
+                vec![grid.everything(), down.clone(), up.clone()],
+                true,
+            );
+            assert!(emitted[&1].affected.is_empty());
+            assert_eq!(emitted[&1].links.len(), 24);
+            assert_eq!(emitted[&1].switches.len(), 9);
+            assert_eq!(emitted[&2].affected, flagged(true), "{workers} workers");
+            assert_eq!(emitted[&2].links, expected_links(false));
+            assert!(emitted[&2].switches.is_empty());
+            assert_eq!(emitted[&3].affected, flagged(false), "{workers} workers");
+            assert_eq!(emitted[&3].links, expected_links(true));
+            assert!(emitted[&3].switches.is_empty());
+        }
+    }
+
+    #[test]
+    fn view_available_bandwidth_counts_a_flows_largest_reservation_and_sums_flows() {
+        let shared = isl(1, 2);
+        let idle = isl(2, 1);
+        let available = |emitted: &Emitted| -> Vec<(Isl, u64)> {
+            emitted
+                .links
+                .iter()
+                .map(|l| (l.isl(), l.available_bandwidth))
+                .collect()
+        };
+        let emitted = run(
+            1,
+            vec![
+                vec![
+                    link(shared, 100, true, 1),
+                    link(idle, 100, true, 1),
+                    // Make-before-break: both of f1's paths share this ISL.
+                    reservation(shared, "f1", 5, 1),
+                    reservation(shared, "f1", 7, 1),
+                ],
+                vec![reservation(shared, "f1", 7, -1)],
+                vec![reservation(shared, "f2", 10, 1)],
+                vec![reservation(shared, "f3", 5, 1)],
+            ],
+            true,
+        );
+        assert_eq!(available(&emitted[&1]), vec![(shared, 93), (idle, 100)]);
+        assert_eq!(available(&emitted[&2]), vec![(shared, 95)]);
+        assert_eq!(available(&emitted[&3]), vec![(shared, 85)]);
+        // f3 reserves what f1 does: equal bandwidths of two flows both count.
+        assert_eq!(available(&emitted[&4]), vec![(shared, 80)]);
+    }
+
+    #[test]
+    fn view_moving_a_flow_off_a_down_link_clears_it() {
+        let (a, b) = (isl(1, 2), isl(1, 3));
+        let [down, _] = down_then_up(a, 100);
+        let emitted = run(
+            1,
+            vec![
+                vec![
+                    link(a, 100, true, 1),
+                    link(a.reversed(), 100, true, 1),
+                    link(b, 100, true, 1),
+                    path(a, "f", 1),
+                ],
+                down,
+                vec![path(a, "f", -1), path(b, "f", 1)],
+            ],
+            true,
+        );
+        assert_eq!(emitted[&2].affected, vec![("f".to_string(), true)]);
+        assert_eq!(emitted[&3].affected, vec![("f".to_string(), false)]);
+        assert!(emitted[&3].links.is_empty());
+    }
+
+    #[test]
+    fn view_updates_keep_their_own_time_when_several_times_complete_at_once() {
+        let a = isl(1, 2);
+        let [down, up] = down_then_up(a, 100);
+        let setup = vec![
+            link(a, 100, true, 1),
+            link(a.reversed(), 100, true, 1),
+            path(a, "f", 1),
+        ];
+        let emitted = run(2, vec![setup, down, up], false);
+        assert_eq!(emitted[&2].affected, vec![("f".to_string(), true)]);
+        assert_eq!(emitted[&3].affected, vec![("f".to_string(), false)]);
+        assert!(emitted[&2]
+            .links
+            .iter()
+            .all(|l| l.state == LinkStatus::Down));
+        assert!(emitted[&3].links.iter().all(|l| l.state == LinkStatus::Up));
+    }
 }

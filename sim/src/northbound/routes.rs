@@ -1,5 +1,5 @@
 //! The northbound REST shim: validates what it can alone, hands commands to the topology over
-//! `nb.requests`, waits for the answer, and serves queries from the read model.
+//! `nb.requests`, waits for the answer, and serves queries from the read models.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +8,15 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
-    validate_flow_id, Envelope, FlowEndpoint, FlowRequest, HistoryEntry, NbRequest, NbResponse,
+    validate_flow_id, Envelope, FlowRequest, HistoryEntry, LinkState, NbRequest, NbResponse,
+    SwitchState,
 };
 use hubspoke_spokes::bus::Publish;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::flow_json::FlowJson;
 use super::pending::PendingReplies;
@@ -23,7 +25,7 @@ use crate::http::{
     correlation_middleware, method_not_allowed_fallback, not_found_fallback, ApiError,
     CorrelationId, JsonBody, PathParams,
 };
-use crate::view::{FlowView, LinkView, SwitchView};
+use crate::view::{FlowView, NetworkView};
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -35,7 +37,7 @@ pub struct NbState {
     pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,
     pub pending: PendingReplies,
     pub view: FlowView,
-    pub network: Arc<Network>,
+    pub network_view: NetworkView,
     /// How long a request waits for the topology; also its envelope's deadline.
     pub request_timeout: Duration,
     pub metrics_render: MetricsRender,
@@ -47,13 +49,13 @@ impl NbState {
         requests: Arc<dyn Publish<Envelope<NbRequest>>>,
         pending: PendingReplies,
         view: FlowView,
-        network: Arc<Network>,
+        network_view: NetworkView,
     ) -> Self {
         NbState {
             requests,
             pending,
             view,
-            network,
+            network_view,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics_render: Arc::new(String::new),
         }
@@ -63,7 +65,11 @@ impl NbState {
 pub fn nb_router(state: NbState) -> Router {
     Router::new()
         .route("/v2/flows", get(list_flows).post(create_flow))
-        .route("/v2/flows/{flow_id}", get(get_flow).delete(delete_flow))
+        .route(
+            "/v2/flows/{flow_id}",
+            get(get_flow).put(update_flow).delete(delete_flow),
+        )
+        .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
         .route("/v2/switches", get(switches))
         .route("/v2/links", get(links))
@@ -80,45 +86,47 @@ async fn create_flow(
     id: CorrelationId,
     JsonBody(flow): JsonBody<FlowRequest>,
 ) -> Result<Json<FlowJson>, ApiError> {
+    // Switches and ports are the topology's to judge: it answers 404 or 400 for them.
     flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
-    for (name, endpoint) in [("source", &flow.source), ("destination", &flow.destination)] {
-        check_endpoint(&state.network, name, endpoint, &id)?;
-    }
     ask(&state, &id, NbRequest::CreateFlow { flow }).await
 }
 
-/// What the shim can check alone: the switch exists and the port is a customer port.
-fn check_endpoint(
-    network: &Network,
-    name: &str,
-    endpoint: &FlowEndpoint,
-    id: &CorrelationId,
-) -> Result<(), ApiError> {
-    let switch_id = endpoint.switch_id;
-    let Some(switch) = network.switch(switch_id) else {
-        return Err(ApiError::not_found(
-            "Switch not found",
-            format!("{name} switch {switch_id} is not in the network"),
-            id,
-        ));
-    };
-    let port = endpoint.port_number;
-    if port > switch.ports {
+/// A create body whose `flow_id` may be left out: the path names the flow.
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    flow_id: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+async fn update_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<FlowJson>, ApiError> {
+    if let Some(body_id) = body.flow_id.filter(|body_id| *body_id != flow_id) {
         return Err(ApiError::bad_request(
-            format!(
-                "{name} port {port} is not a port of switch {switch_id} (1..={})",
-                switch.ports
-            ),
-            id,
+            format!("flow_id {body_id:?} in the body is not the path's {flow_id:?}"),
+            &id,
         ));
     }
-    if network.is_isl_port(switch_id, port) {
-        return Err(ApiError::bad_request(
-            format!("{name} port {port} of switch {switch_id} carries an inter-switch link"),
-            id,
-        ));
-    }
-    Ok(())
+    let mut fields = body.rest;
+    fields.insert("flow_id".into(), flow_id.into());
+    let flow: FlowRequest = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}"), &id))?;
+    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+    ask(&state, &id, NbRequest::UpdateFlow { flow }).await
+}
+
+async fn reroute_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    ask(&state, &id, NbRequest::RerouteFlow { flow_id }).await
 }
 
 async fn delete_flow(
@@ -215,12 +223,12 @@ fn flow_not_found(flow_id: &str, id: &CorrelationId) -> ApiError {
     )
 }
 
-async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchView>> {
-    Json(state.view.switches(&state.network))
+async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchState>> {
+    Json(state.network_view.switches())
 }
 
-async fn links(State(state): State<NbState>) -> Json<Vec<LinkView>> {
-    Json(state.view.links(&state.network))
+async fn links(State(state): State<NbState>) -> Json<Vec<LinkState>> {
+    Json(state.network_view.links())
 }
 
 async fn health() -> Json<serde_json::Value> {

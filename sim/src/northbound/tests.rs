@@ -10,14 +10,15 @@ use axum::Router;
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowRecord, FlowStatus, NbRequest, NbResponse, Resources, SwitchId,
+    Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, LinkState, LinkStatus,
+    NbRequest, NbResponse, NetworkState, Resources, SwitchId, SwitchState, SwitchStatus,
 };
 use hubspoke_spokes::bus::Publish;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::view::FlowView;
+use crate::view::{spawn_network_view_updater, FlowView, NetworkView};
 
 /// Publishes onto a plain channel, so the threads of a test end when the test drops it.
 struct ChannelPublish<T>(Sender<T>);
@@ -35,8 +36,9 @@ struct Shim {
     seen: Receiver<Envelope<NbRequest>>,
 }
 
-/// The topology's part, played simply: create answers with the flow (or 409 if it exists),
-/// delete with the flow (or 404); a few flow ids misbehave on purpose.
+/// The topology's part, played simply: create answers with the flow (or 409 if it exists, 404
+/// for a switch not in the network), update, reroute and delete with the flow (or 404 for an
+/// unknown one); a few flow ids misbehave on purpose.
 fn fake_topology(
     network: Arc<Network>,
     requests: Receiver<Envelope<NbRequest>>,
@@ -55,23 +57,19 @@ fn fake_topology(
             NbRequest::CreateFlow { flow } if flow.flow_id == "odd-status" => {
                 error(200, "weird", "not an error status")
             }
+            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow }
+                if [&flow.source, &flow.destination]
+                    .iter()
+                    .any(|end| network.switch(end.switch_id).is_none()) =>
+            {
+                error(404, "not-found", "Switch not found")
+            }
             NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
                 error(409, "already-exists", "Flow already exists")
             }
             NbRequest::CreateFlow { flow } => {
-                let path = network
-                    .shortest_path(flow.source.switch_id, flow.destination.switch_id, 1, |_| {
-                        Some(u64::MAX)
-                    })
-                    .unwrap_or_default();
                 let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
-                record.resources = Some(Resources {
-                    cookie: 1,
-                    transit_vlan: 2,
-                    forward_meter: None,
-                    reverse_meter: None,
-                    forward_path: path,
-                });
+                record.resources = Some(resources(&network, flow, &[]));
                 flows.insert(flow.flow_id.clone(), record.clone());
                 if flow.flow_id.starts_with("noisy") {
                     // a reply nobody waits for, then the real one twice: the extras are dropped
@@ -92,6 +90,35 @@ fn fake_topology(
                 }
                 NbResponse::Flow { flow: record }
             }
+            NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
+                Some(record) => {
+                    *record = record.changed(1_700_000_001_000, |r| {
+                        r.request = flow.clone();
+                        r.resources = Some(resources(&network, flow, &[]));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::RerouteFlow { flow_id } => match flows.get_mut(flow_id) {
+                Some(record) => {
+                    // the "best current path" here: one that shares no ISL with the old one
+                    let old = record
+                        .resources
+                        .as_ref()
+                        .map(|r| r.forward_path.clone())
+                        .unwrap_or_default();
+                    *record = record.changed(1_700_000_002_000, |r| {
+                        r.resources = Some(resources(&network, &r.request, &old));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
             NbRequest::DeleteFlow { flow_id } => match flows.remove(flow_id) {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
@@ -100,6 +127,25 @@ fn fake_topology(
             },
         };
         let _ = replies.send(reply(payload));
+    }
+}
+
+/// Resources on the fewest-hop path that uses none of `avoid`.
+fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources {
+    let path = network
+        .shortest_path(
+            flow.source.switch_id,
+            flow.destination.switch_id,
+            1,
+            |isl| (!avoid.contains(isl)).then_some(u64::MAX),
+        )
+        .unwrap_or_default();
+    Resources {
+        cookie: 1,
+        transit_vlan: 2,
+        forward_meter: None,
+        reverse_meter: None,
+        forward_path: path,
     }
 }
 
@@ -119,12 +165,16 @@ fn shim(request_timeout: Duration) -> Shim {
     let (request_tx, request_rx) = crossbeam_channel::unbounded();
     let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
     let (seen_tx, seen) = crossbeam_channel::unbounded();
-    let topology_network = network.clone();
-    std::thread::spawn(move || fake_topology(topology_network, request_rx, reply_tx, seen_tx));
+    std::thread::spawn(move || fake_topology(network, request_rx, reply_tx, seen_tx));
     let pending = PendingReplies::new();
     let view = FlowView::new();
     spawn_reply_dispatcher(pending.clone(), view.clone(), reply_rx);
-    let mut state = NbState::new(Arc::new(ChannelPublish(request_tx)), pending, view, network);
+    let mut state = NbState::new(
+        Arc::new(ChannelPublish(request_tx)),
+        pending,
+        view,
+        NetworkView::new(),
+    );
     state.request_timeout = request_timeout;
     state.metrics_render = Arc::new(|| "hubspoke_flows_total 3\n".to_string());
     Shim {
@@ -337,6 +387,169 @@ async fn the_topology_errors_pass_through_with_their_status() {
     )
     .await;
     assert_error(&odd, StatusCode::INTERNAL_SERVER_ERROR, "c3");
+    // switches and ports are the topology's to judge: the shim does not know the network
+    let unknown_switch = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c4"),
+        &flow_body("f", 1, 40, 77, 40),
+    )
+    .await;
+    assert_error(&unknown_switch, StatusCode::NOT_FOUND, "c4");
+    assert_eq!(unknown_switch.body["error_message"], "Switch not found");
+    assert_eq!(
+        shim.seen.try_iter().count(),
+        4,
+        "every create reached the bus"
+    );
+}
+
+async fn create(shim: &Shim, flow_id: &str, dst: u64) -> Value {
+    let created = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body(flow_id, 1, 40, dst, 41),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    shim.seen.try_recv().unwrap();
+    created.body
+}
+
+#[tokio::test]
+async fn a_flow_is_updated_with_or_without_its_id_in_the_body() {
+    let shim = shim(Duration::from_secs(5));
+    create(&shim, "flow-u", 9).await;
+    let mut body: Value = serde_json::from_str(&flow_body("flow-u", 1, 40, 5, 42)).unwrap();
+    body["maximum_bandwidth"] = json!(2000);
+    body.as_object_mut().unwrap().remove("flow_id");
+    let updated = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-u",
+        Some("corr-update"),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    assert_eq!(updated.correlation_id.as_deref(), Some("corr-update"));
+    let flow = &updated.body;
+    assert_eq!(
+        (flow["flow_id"].as_str(), flow["maximum_bandwidth"].as_u64()),
+        (Some("flow-u"), Some(2000))
+    );
+    assert_eq!(flow["last_updated"], "2023-11-14T22:13:21.000Z");
+    let path = flow["path"].as_array().unwrap();
+    assert_eq!(
+        path.len(),
+        3,
+        "1 to the centre of the grid: {}",
+        updated.text
+    );
+    assert_eq!(path[2]["output_port"], 42);
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        (sent.correlation_id.as_str(), sent.key.as_str()),
+        ("corr-update", "flow-u")
+    );
+    let NbRequest::UpdateFlow { flow: request } = sent.payload else {
+        panic!("not an update: {sent:?}");
+    };
+    assert_eq!(
+        (request.flow_id.as_str(), request.maximum_bandwidth),
+        ("flow-u", 2000)
+    );
+    let read = call(&shim.router, "GET", "/v2/flows/flow-u", None, "").await;
+    assert_eq!(&read.body, flow);
+
+    // the same id in the body is fine too
+    let again = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-u",
+        None,
+        &flow_body("flow-u", 1, 40, 9, 41),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["path"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn an_update_names_the_flow_of_its_path_and_an_existing_one() {
+    let shim = shim(Duration::from_secs(5));
+    let mismatched = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-a",
+        Some("corr-mismatch"),
+        &flow_body("flow-b", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&mismatched, StatusCode::BAD_REQUEST, "corr-mismatch");
+    assert!(
+        mismatched.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("flow-b"),
+        "{}",
+        mismatched.text
+    );
+    assert!(shim.seen.try_recv().is_err(), "nothing was published");
+
+    let unknown = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-a",
+        Some("corr-unknown"),
+        &flow_body("flow-a", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-unknown");
+    assert_eq!(unknown.body["error_message"], "Flow not found");
+    assert!(matches!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::UpdateFlow { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_flow_is_rerouted_onto_a_new_path() {
+    let shim = shim(Duration::from_secs(5));
+    let created = create(&shim, "flow-r", 9).await;
+    let rerouted = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/flow-r/reroute",
+        Some("corr-reroute"),
+        "",
+    )
+    .await;
+    assert_eq!(rerouted.status, StatusCode::OK, "{}", rerouted.text);
+    let path = &rerouted.body["path"];
+    assert_eq!(path.as_array().map(Vec::len), Some(5), "{}", rerouted.text);
+    assert_ne!(path, &created["path"]);
+    assert_eq!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::RerouteFlow {
+            flow_id: "flow-r".into()
+        }
+    );
+    let read = call(&shim.router, "GET", "/v2/flows/flow-r", None, "").await;
+    assert_eq!(&read.body["path"], path);
+
+    let unknown = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/nope/reroute",
+        Some("corr-nope"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-nope");
 }
 
 #[tokio::test]
@@ -376,30 +589,42 @@ async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
         (
             "POST",
             "/v2/flows",
-            flow_body("f", 1, 40, 2, 49),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v2/flows",
-            flow_body("f", 1, 1, 2, 40),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v2/flows",
-            flow_body("f", 1, 40, 77, 40),
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            "POST",
-            "/v2/flows",
             flow_body("f", 1, 40, 2, 40).replace("00:00:00:00:00:00:00:02", "nope"),
             StatusCode::BAD_REQUEST,
         ),
         (
             "DELETE",
             "/v2/flows/bad%20id",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            r#"{"flow_id": "f"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            same_endpoints(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/bad%20id",
+            flow_body("bad id", 1, 40, 2, 40),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            r#"{"flow_id": 5}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows/bad%20id/reroute",
             String::new(),
             StatusCode::BAD_REQUEST,
         ),
@@ -429,22 +654,6 @@ async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
     }
     assert!(shim.seen.try_recv().is_err(), "nothing was published");
     // the messages say what is wrong
-    let isl = call(
-        &shim.router,
-        "POST",
-        "/v2/flows",
-        None,
-        &flow_body("f", 1, 1, 2, 40),
-    )
-    .await;
-    assert!(
-        isl.body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("inter-switch link"),
-        "{}",
-        isl.text
-    );
     let vlan = call(
         &shim.router,
         "POST",
@@ -568,33 +777,63 @@ async fn concurrent_requests_get_their_own_answers() {
     );
 }
 
+fn link(src_port: u32, state: LinkStatus, available_bandwidth: u64) -> NetworkState {
+    NetworkState::Link(LinkState {
+        src_switch: SwitchId(1),
+        src_port,
+        dst_switch: SwitchId(2),
+        dst_port: src_port,
+        state,
+        capacity: 10_000,
+        max_bandwidth: 10_000,
+        available_bandwidth,
+    })
+}
+
 #[tokio::test]
 async fn the_network_health_and_metrics_are_served() {
     let shim = shim(Duration::from_secs(5));
-    call(
-        &shim.router,
-        "POST",
-        "/v2/flows",
-        None,
-        &flow_body("f", 1, 40, 2, 40),
-    )
-    .await;
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let updater = spawn_network_view_updater(shim.state.network_view.clone(), receiver);
+    for state in [
+        NetworkState::Switch(SwitchState {
+            switch_id: SwitchId(2),
+            ports: 48,
+            state: SwitchStatus::Inactive,
+        }),
+        link(3, LinkStatus::Up, 10_000),
+        link(1, LinkStatus::Up, 10_000),
+        link(1, LinkStatus::Down, 7_000), // the newer state of the same link
+    ] {
+        sender
+            .send(Envelope::new("c", state.key(), 1, state))
+            .unwrap();
+    }
+    drop(sender);
+    updater.join().unwrap();
     let switches = call(&shim.router, "GET", "/v2/switches", None, "").await;
-    assert_eq!(switches.body.as_array().map(Vec::len), Some(9));
     assert_eq!(
-        switches.body[0],
-        json!({"switch_id": "00:00:00:00:00:00:00:01", "ports": 48, "state": "ACTIVE"})
+        switches.body,
+        json!([{"switch_id": "00:00:00:00:00:00:00:02", "ports": 48, "state": "INACTIVE"}])
     );
     let links = call(&shim.router, "GET", "/v2/links", None, "").await;
-    let links = links.body.as_array().unwrap().clone();
-    assert_eq!(links.len(), 24);
-    let reserved: Vec<&Value> = links
-        .iter()
-        .filter(|l| l["available_bandwidth"] != l["capacity"])
-        .collect();
-    assert_eq!(reserved.len(), 2, "the flow's one ISL, both directions");
-    assert_eq!(reserved[0]["available_bandwidth"], 10_000_000 - 1000);
-    assert_eq!(reserved[0]["state"], "UP");
+    assert_eq!(
+        links.body,
+        json!([
+            {
+                "src_switch": "00:00:00:00:00:00:00:01", "src_port": 1,
+                "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 1,
+                "state": "DOWN", "capacity": 10_000, "max_bandwidth": 10_000,
+                "available_bandwidth": 7_000
+            },
+            {
+                "src_switch": "00:00:00:00:00:00:00:01", "src_port": 3,
+                "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 3,
+                "state": "UP", "capacity": 10_000, "max_bandwidth": 10_000,
+                "available_bandwidth": 10_000
+            }
+        ])
+    );
     let health = call(&shim.router, "GET", "/health", None, "").await;
     assert_eq!(
         (health.status, health.body),
@@ -611,8 +850,9 @@ async fn the_network_health_and_metrics_are_served() {
 #[tokio::test]
 async fn the_shim_and_the_simulator_api_share_one_listener() {
     let shim = shim(Duration::from_secs(5));
+    let network = Network::generate("grid:3x3").unwrap().unwrap();
     let fabric = Arc::new(parking_lot::Mutex::new(
-        crate::southbound::SwitchFabric::new(&shim.state.network),
+        crate::southbound::SwitchFabric::new(&network),
     ));
     let router = shim.router.clone().merge(crate::southbound::sim_router(
         fabric,

@@ -7,12 +7,17 @@
 //! only once the topology has handled it, i.e. the outputs of its logical time have all been
 //! handed to the producer and the producer has nothing left in flight. A crash before that
 //! means the message is read again.
+//!
+//! `sb.events` is different: it is the network's changelog, so one worker (the first of the
+//! cluster) reads all of it from the beginning every time the topology starts, outside the
+//! group and without committing. A restarted topology thus knows the whole network again.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::consumer::decode_or_dead_letter;
 use super::producer::KafkaProducer;
@@ -22,12 +27,14 @@ use crate::bus::{Inbound, InboundSource, Waker};
 /// The consumer group of the topology's workers.
 pub const TOPOLOGY_GROUP: &str = "hubspoke-topology";
 
+/// How long the network reader waits for `sb.events`' partition list at start.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Polling now and then keeps an idle consumer in its group (librdkafka's
 /// `max.poll.interval.ms` is 5 minutes by default).
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
 const NB_REQUESTS: usize = 0;
-const SB_RESPONSES: usize = 1;
 
 /// A message taken but not yet known to be handled.
 struct Taken {
@@ -39,9 +46,11 @@ struct Taken {
 
 pub struct KafkaInbound {
     consumer: BaseConsumer,
-    /// The inbound topics, in the order of `NB_REQUESTS`, `SB_RESPONSES`, `SB_EVENTS`;
-    /// `Taken::topic` indexes here.
-    topics: [String; 3],
+    /// The group's topics, in the order of `NB_REQUESTS`, `SB_RESPONSES`; `Taken::topic`
+    /// indexes here.
+    topics: [String; 2],
+    /// Reads `sb.events` from the beginning, on one worker only.
+    network: Option<BaseConsumer>,
     unhandled: VecDeque<Taken>,
     producer: KafkaProducer,
     errors: String,
@@ -49,22 +58,26 @@ pub struct KafkaInbound {
 }
 
 impl KafkaInbound {
+    /// `reads_network`: this worker also reads the whole of `sb.events` (exactly one worker
+    /// of the cluster must).
     pub fn new(
         settings: &KafkaSettings,
         producer: KafkaProducer,
         clock_ms: fn() -> u64,
+        reads_network: bool,
     ) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
-        let topics = [
-            TopicName::NbRequests,
-            TopicName::SbResponses,
-            TopicName::SbEvents,
-        ]
-        .map(|t| settings.topic(t));
+        let topics = [TopicName::NbRequests, TopicName::SbResponses].map(|t| settings.topic(t));
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let network = if reads_network {
+            Some(network_reader(settings)?)
+        } else {
+            None
+        };
         Ok(KafkaInbound {
             consumer,
             topics,
+            network,
             unhandled: VecDeque::new(),
             producer,
             errors: settings.topic(TopicName::Errors),
@@ -73,23 +86,72 @@ impl KafkaInbound {
     }
 }
 
+/// A consumer assigned every partition of `sb.events` at its beginning. It never stores
+/// offsets, so its group (which it never joins) commits nothing.
+fn network_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
+    let reader: BaseConsumer = settings
+        .consumer_config(&format!("{TOPOLOGY_GROUP}-network"))
+        .create()?;
+    let topic = settings.topic(TopicName::SbEvents);
+    let metadata = reader.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+    }
+    reader.assign(&assignment)?;
+    Ok(reader)
+}
+
+impl KafkaInbound {
+    /// Network events first: a request in the same batch then sees the network they leave.
+    fn poll_network(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
+        let Some(reader) = &self.network else {
+            return 0;
+        };
+        let mut taken = 0;
+        while taken < max {
+            let Some(result) = reader.poll(Duration::ZERO) else {
+                break;
+            };
+            let Some(message) = received(result) else {
+                continue;
+            };
+            let now = (self.clock_ms)();
+            if let Some(event) = decode_or_dead_letter(&message, &self.producer, &self.errors, now)
+            {
+                out(Inbound::SbEvent(event));
+                taken += 1;
+            }
+        }
+        taken
+    }
+}
+
+fn received(
+    result: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
+) -> Option<BorrowedMessage<'_>> {
+    result
+        .map_err(|error| tracing::warn!(%error, "topology consumer error"))
+        .ok()
+}
+
 impl InboundSource for KafkaInbound {
     fn set_waker(&mut self, waker: Waker) {
+        if let Some(reader) = &mut self.network {
+            let waker = waker.clone();
+            reader.set_nonempty_callback(move || waker());
+        }
         self.consumer.set_nonempty_callback(move || waker());
     }
 
     fn poll(&mut self, time: u64, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
-        let mut taken = 0;
+        let mut taken = self.poll_network(max, out);
         while taken < max {
             let Some(result) = self.consumer.poll(Duration::ZERO) else {
                 break;
             };
-            let message = match result {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "topology consumer error");
-                    continue;
-                }
+            let Some(message) = received(result) else {
+                continue;
             };
             let now = (self.clock_ms)();
             let Some(topic) = self.topics.iter().position(|t| t == message.topic()) else {
@@ -102,14 +164,10 @@ impl InboundSource for KafkaInbound {
                 offset: message.offset(),
             });
             let (producer, errors) = (&self.producer, &self.errors);
-            let inbound = match topic {
-                NB_REQUESTS => {
-                    decode_or_dead_letter(&message, producer, errors, now).map(Inbound::NbRequest)
-                }
-                SB_RESPONSES => {
-                    decode_or_dead_letter(&message, producer, errors, now).map(Inbound::SbResponse)
-                }
-                _ => decode_or_dead_letter(&message, producer, errors, now).map(Inbound::SbEvent),
+            let inbound = if topic == NB_REQUESTS {
+                decode_or_dead_letter(&message, producer, errors, now).map(Inbound::NbRequest)
+            } else {
+                decode_or_dead_letter(&message, producer, errors, now).map(Inbound::SbResponse)
             };
             if let Some(inbound) = inbound {
                 out(inbound);

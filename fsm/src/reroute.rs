@@ -1,0 +1,431 @@
+//! Flow reroute and flow update, after OpenKilda's `FlowRerouteFsm`/`FlowUpdateFsm`:
+//! make-before-break. Reserve a new path next to the old one → install the new non-ingress
+//! rules → verify → swap the ingress rules → verify → remove the old rules → commit → UP.
+//! Any failure before the swap is verified removes what was sent of the new rules, releases
+//! the new reservation and leaves the flow on its old path.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use statig::prelude::*;
+
+use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
+use crate::segments::{flow_segments, FlowSegment};
+use crate::{ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Resources, SbAction};
+
+/// Why a flow is moved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RerouteKind {
+    /// `PUT /v2/flows/{id}`: the flow moves to this request (bandwidth, endpoints or VLANs).
+    Update(FlowRequest),
+    /// `POST /v2/flows/{id}/reroute`.
+    Manual,
+    /// Its installed path uses a link that went down.
+    PathDown,
+    /// It is DOWN and the network got better (a link came up).
+    Retry,
+}
+
+pub struct FlowReroute {
+    /// The stored record: old request and resources until the commit.
+    flow: FlowRecord,
+    kind: RerouteKind,
+    /// What the flow becomes: the update's request, or the current one.
+    request: FlowRequest,
+    timeouts: Timeouts,
+    /// What a failed Manual or Update goes back to.
+    status_before: (FlowStatus, Option<String>),
+    /// The installed rules, from `flow.resources`; empty when the flow has none.
+    old_segments: Vec<FlowSegment>,
+    /// The new reservation, held from `Allocated` until it is committed or released.
+    new_resources: Option<Resources>,
+    segments: Vec<FlowSegment>,
+    /// New segments an install was sent for: the ones a rollback must remove.
+    sent: BTreeSet<usize>,
+    commands: CommandBatch,
+    failure: String,
+    removal_failures: Vec<String>,
+}
+
+impl FlowReroute {
+    /// `flow` is the flow's current record; `command_prefix` makes command ids unique.
+    pub fn new(
+        flow: FlowRecord,
+        kind: RerouteKind,
+        timeouts: Timeouts,
+        command_prefix: String,
+    ) -> Self {
+        let request = match &kind {
+            RerouteKind::Update(request) => request.clone(),
+            _ => flow.request.clone(),
+        };
+        let old_segments = flow
+            .resources
+            .as_ref()
+            .map(|r| flow_segments(&flow.request, r))
+            .unwrap_or_default();
+        FlowReroute {
+            status_before: (flow.status, flow.status_info.clone()),
+            flow,
+            kind,
+            request,
+            timeouts,
+            old_segments,
+            new_resources: None,
+            segments: Vec::new(),
+            sent: BTreeSet::new(),
+            commands: CommandBatch::new(command_prefix),
+            failure: String::new(),
+            removal_failures: Vec::new(),
+        }
+    }
+
+    /// "update" for Update, "reroute" otherwise (the hub uses it as the history's operation name).
+    pub fn operation_name(&self) -> &'static str {
+        match self.kind {
+            RerouteKind::Update(_) => "update",
+            _ => "reroute",
+        }
+    }
+
+    fn timed_out(&self) -> String {
+        format!("flow {} timed out", self.operation_name())
+    }
+
+    fn indices(&self, ingress: bool) -> Vec<usize> {
+        (0..self.segments.len())
+            .filter(|&i| self.segments[i].kind.is_ingress() == ingress)
+            .collect()
+    }
+
+    fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
+        let indices = self.indices(ingress);
+        if action == SbAction::Install {
+            self.sent.extend(&indices);
+        }
+        self.commands
+            .send(context, action, &self.segments, &indices);
+    }
+
+    /// Moves to `next` when the event completes the current step.
+    fn advance(&mut self, event: &OpEvent, next: State) -> Outcome<State> {
+        match event {
+            OpEvent::CommandSucceeded { command_id } => match self.commands.complete(command_id) {
+                Completion::StepDone => Transition(next),
+                Completion::Remaining | Completion::NotPending => Handled,
+            },
+            _ => Super,
+        }
+    }
+
+    fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
+        context.details = reason.clone();
+        self.failure = reason;
+        self.commands.abandon();
+        context.push(Action::Abandon);
+        if self.sent.is_empty() {
+            Transition(State::failed())
+        } else {
+            Transition(State::rolling_back())
+        }
+    }
+
+    /// A step that removes rules goes on to `next` whatever its commands answer; `what` names
+    /// the rules in the history.
+    fn removal_step(
+        &mut self,
+        context: &mut OpContext,
+        event: &OpEvent,
+        what: &str,
+        next: State,
+    ) -> Outcome<State> {
+        let mut notes = Vec::new();
+        if let OpEvent::Timeout = event {
+            context.push(Action::Abandon);
+            notes.push(format!("{what} timed out"));
+        } else if self
+            .commands
+            .complete_despite_failures(event, &mut self.removal_failures)
+            != Some(Completion::StepDone)
+        {
+            return Handled;
+        }
+        notes.extend(
+            self.removal_failures
+                .iter()
+                .map(|failure| format!("{what} failed: {failure}")),
+        );
+        context.details = notes.join("; ");
+        Transition(next)
+    }
+
+    fn after_swap(&self) -> State {
+        if self.old_segments.is_empty() {
+            State::up()
+        } else {
+            State::removing_old_rules()
+        }
+    }
+
+    fn error(&self, error: ErrorBody) -> Action {
+        Action::Respond(NbResponse::Error { error })
+    }
+}
+
+#[state_machine(
+    initial = "State::received()",
+    state(derive(Debug, Clone, PartialEq, Eq)),
+    superstate(derive(Debug)),
+    after_transition = "Self::after_transition"
+)]
+impl FlowReroute {
+    #[state]
+    fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Start => {
+                context.push(Action::ArmDeadline {
+                    after_ms: self.timeouts.operation_ms,
+                });
+                self.flow = self
+                    .flow
+                    .changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
+                context.push(Action::Save(self.flow.clone()));
+                context.push(Action::Reallocate(self.request.clone()));
+                Transition(State::validating())
+            }
+            _ => Handled,
+        }
+    }
+
+    /// Waiting for the allocator's answer.
+    #[state]
+    fn validating(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Allocated(resources) => {
+                self.new_resources = Some(resources.clone());
+                let same_path = self
+                    .flow
+                    .resources
+                    .as_ref()
+                    .is_some_and(|old| old.forward_path == resources.forward_path);
+                if same_path && !matches!(self.kind, RerouteKind::Update(_)) {
+                    context.details = "already on the best path".into();
+                    return Transition(State::unchanged());
+                }
+                self.segments = flow_segments(&self.request, resources);
+                let mut prospective = self.flow.clone();
+                prospective.request = self.request.clone();
+                prospective.resources = Some(resources.clone());
+                context.push(Action::Respond(NbResponse::Flow { flow: prospective }));
+                if self.indices(false).is_empty() {
+                    Transition(State::installing_ingress())
+                } else {
+                    Transition(State::installing_non_ingress())
+                }
+            }
+            OpEvent::AllocationFailed(error) => {
+                context.details = error.error_message.clone();
+                self.failure = error.error_description.clone();
+                context.push(self.error(error.clone()));
+                Transition(State::failed())
+            }
+            OpEvent::Timeout => {
+                context.details = "timed out waiting for resource allocation".into();
+                self.failure = self.timed_out();
+                let message = format!("Flow {} timed out", self.operation_name());
+                context.push(self.error(ErrorBody::new(
+                    504,
+                    "operation-timeout",
+                    message,
+                    "resource allocation did not answer in time",
+                )));
+                Transition(State::releasing_allocation())
+            }
+            _ => Handled,
+        }
+    }
+
+    /// The request was already answered with a timeout; whatever the allocator reserved goes back.
+    #[state]
+    fn releasing_allocation(&mut self, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Allocated(resources) => {
+                self.new_resources = Some(resources.clone());
+                Transition(State::failed())
+            }
+            OpEvent::AllocationFailed(_) => Transition(State::failed()),
+            _ => Handled,
+        }
+    }
+
+    #[state(superstate = "installing", entry_action = "install_non_ingress")]
+    fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::verifying_non_ingress())
+    }
+
+    #[state(superstate = "installing", entry_action = "verify_non_ingress")]
+    fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::installing_ingress())
+    }
+
+    /// The swap: the new ingress rules take the flow's traffic over to the new path.
+    #[state(superstate = "installing", entry_action = "install_ingress")]
+    fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        self.advance(event, State::verifying_ingress())
+    }
+
+    #[state(superstate = "installing", entry_action = "verify_ingress")]
+    fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
+        let next = self.after_swap();
+        self.advance(event, next)
+    }
+
+    /// The new path is not proven yet: failures roll back to the old one from here.
+    #[superstate]
+    fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::CommandFailed { command_id, reason }
+                if self.commands.is_pending(command_id) =>
+            {
+                self.roll_back(context, reason.clone())
+            }
+            OpEvent::Timeout => {
+                let reason = self.timed_out();
+                self.roll_back(context, reason)
+            }
+            _ => Handled,
+        }
+    }
+
+    #[action]
+    fn install_non_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Install, false);
+    }
+
+    #[action]
+    fn verify_non_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Verify, false);
+    }
+
+    #[action]
+    fn install_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Install, true);
+    }
+
+    #[action]
+    fn verify_ingress(&mut self, context: &mut OpContext) {
+        self.send_step(context, SbAction::Verify, true);
+    }
+
+    #[state(entry_action = "remove_sent_rules")]
+    fn rolling_back(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        self.removal_step(context, event, "new rule removal", State::failed())
+    }
+
+    #[action]
+    fn remove_sent_rules(&mut self, context: &mut OpContext) {
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.rollback_ms,
+        });
+        let sent: Vec<usize> = self.sent.iter().copied().collect();
+        self.commands
+            .send(context, SbAction::Remove, &self.segments, &sent);
+    }
+
+    /// The new path carries the traffic; the old rules go, and a switch that fails to remove
+    /// one does not undo the move (switch validation cleans up later).
+    #[state(entry_action = "remove_old_rules")]
+    fn removing_old_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        self.removal_step(context, event, "old rule removal", State::up())
+    }
+
+    #[action]
+    fn remove_old_rules(&mut self, context: &mut OpContext) {
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.rollback_ms,
+        });
+        let all: Vec<usize> = (0..self.old_segments.len()).collect();
+        self.commands
+            .send(context, SbAction::Remove, &self.old_segments, &all);
+    }
+
+    #[state(entry_action = "commit")]
+    fn up(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn commit(&mut self, context: &mut OpContext) {
+        context.push(Action::Commit);
+        let (request, resources) = (self.request.clone(), self.new_resources.clone());
+        self.flow = self.flow.changed(context.now_ms, |r| {
+            r.request = request;
+            r.resources = resources;
+            r.status = FlowStatus::Up;
+            r.status_info = None;
+        });
+        context.push(Action::Save(self.flow.clone()));
+    }
+
+    /// The flow already is on the best path, its rules in place: nothing to move.
+    #[state(entry_action = "keep_path")]
+    fn unchanged(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn keep_path(&mut self, context: &mut OpContext) {
+        context.push(Action::Release);
+        self.flow = self.flow.changed(context.now_ms, |r| {
+            r.status = FlowStatus::Up;
+            r.status_info = None;
+        });
+        context.push(Action::Save(self.flow.clone()));
+        context.push(Action::Respond(NbResponse::Flow {
+            flow: self.flow.clone(),
+        }));
+    }
+
+    /// The flow stays on its old request and resources.
+    #[state(entry_action = "restore")]
+    fn failed(event: &OpEvent) -> Outcome<State> {
+        let _ = event;
+        Handled
+    }
+
+    #[action]
+    fn restore(&mut self, context: &mut OpContext) {
+        if self.new_resources.is_some() {
+            context.push(Action::Release);
+        }
+        // A path-down or retry flow has no usable path; neither has one that never had rules.
+        let (status, info) = match self.kind {
+            RerouteKind::Manual | RerouteKind::Update(_) if !self.old_segments.is_empty() => {
+                self.status_before.clone()
+            }
+            _ => (FlowStatus::Down, Some(self.failure.clone())),
+        };
+        self.flow = self.flow.changed(context.now_ms, |r| {
+            r.status = status;
+            r.status_info = info;
+        });
+        context.push(Action::Save(self.flow.clone()));
+    }
+}
+
+impl FlowReroute {
+    fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
+        context.record_transition(source, target);
+    }
+}
+
+impl State {
+    pub fn is_finished(&self) -> bool {
+        matches!(self, State::Up {} | State::Unchanged {} | State::Failed {})
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,610 @@
+use statig::blocking::{IntoStateMachineExt, StateMachine};
+
+use super::*;
+use crate::network::Network;
+use crate::segments::{FORWARD_COOKIE_FLAG, REVERSE_COOKIE_FLAG};
+use crate::test_support::{record, request, resources, sends};
+use crate::SwitchId;
+
+struct Harness {
+    machine: StateMachine<FlowReroute>,
+    now: u64,
+}
+
+impl Harness {
+    fn new(flow: FlowRecord, kind: RerouteKind) -> Self {
+        let machine =
+            FlowReroute::new(flow, kind, Timeouts::default(), "f1:2".into()).state_machine();
+        Harness { machine, now: 200 }
+    }
+
+    /// A manual reroute of an UP flow on 1 → 2 → 3.
+    fn manual() -> Self {
+        Harness::new(up_flow(), RerouteKind::Manual)
+    }
+
+    fn handle(&mut self, event: OpEvent) -> Vec<Action> {
+        self.now += 1;
+        let mut context = OpContext::new(self.now);
+        context.handling(&event);
+        self.machine.handle_with_context(&event, &mut context);
+        context.actions
+    }
+
+    fn state(&self) -> State {
+        self.machine.state().clone()
+    }
+
+    /// Answers every command of `actions` with success; returns the actions of the last answer.
+    fn succeed_all(&mut self, actions: &[Action]) -> Vec<Action> {
+        self.succeed(&sends(actions))
+    }
+
+    fn succeed(&mut self, commands: &[(String, SbAction)]) -> Vec<Action> {
+        let mut last = Vec::new();
+        for (command_id, _) in commands {
+            last = self.handle(OpEvent::CommandSucceeded {
+                command_id: command_id.clone(),
+            });
+        }
+        last
+    }
+
+    /// Starts and answers the allocation with `new`: the actions of the allocation.
+    fn allocate(&mut self, new: Resources) -> Vec<Action> {
+        self.handle(OpEvent::Start);
+        self.handle(OpEvent::Allocated(new))
+    }
+
+    /// Drives a move to the detour up to (and into) `stop`, returning the actions that entered it.
+    fn drive_to(&mut self, stop: State) -> Vec<Action> {
+        let mut actions = self.allocate(detour());
+        while self.state() != stop {
+            actions = self.succeed_all(&actions);
+        }
+        actions
+    }
+
+    /// Answers every command until the machine finishes; every step's Sends, then the last
+    /// answer's actions.
+    fn finish(
+        &mut self,
+        mut actions: Vec<Action>,
+    ) -> (Vec<Vec<(SbAction, FlowSegment)>>, Vec<Action>) {
+        let mut steps = Vec::new();
+        while !self.state().is_finished() {
+            steps.push(sent(&actions));
+            actions = self.succeed_all(&actions);
+        }
+        (steps, actions)
+    }
+}
+
+/// Flow "f1" UP on 1 → 2 → 3 of `linear:3`, cookie 1.
+fn up_flow() -> FlowRecord {
+    let mut flow = record(3);
+    flow.status = FlowStatus::Up;
+    flow.resources = Some(resources(3));
+    flow
+}
+
+/// The new reservation: cookie 2 on 1 → 4 → 3 of a `ring:4`, around switch 2.
+fn detour() -> Resources {
+    let network = Network::generate("ring:4").unwrap().unwrap();
+    let avoid = SwitchId(2);
+    let path = network
+        .shortest_path(SwitchId(1), SwitchId(3), 0, |isl| {
+            (isl.src_switch != avoid && isl.dst_switch != avoid).then_some(u64::MAX)
+        })
+        .unwrap();
+    Resources {
+        cookie: 2,
+        transit_vlan: 3,
+        forward_meter: Some(33),
+        reverse_meter: Some(33),
+        forward_path: path,
+    }
+}
+
+/// A new reservation on the flow's current path.
+fn same_path() -> Resources {
+    Resources {
+        cookie: 2,
+        ..resources(3)
+    }
+}
+
+/// Every action of a successful manual reroute to the detour.
+fn whole_manual_reroute() -> Vec<Action> {
+    let mut h = Harness::manual();
+    let mut all = h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    while !h.state().is_finished() {
+        all.extend(actions.clone());
+        actions = h.succeed_all(&actions);
+    }
+    all.extend(actions);
+    all
+}
+
+fn sent(actions: &[Action]) -> Vec<(SbAction, FlowSegment)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                action, segment, ..
+            } => Some((*action, segment.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn saved(actions: &[Action]) -> Option<FlowRecord> {
+    actions.iter().find_map(|a| match a {
+        Action::Save(record) => Some(record.clone()),
+        _ => None,
+    })
+}
+
+fn responded_flow(actions: &[Action]) -> Option<FlowRecord> {
+    actions.iter().find_map(|a| match a {
+        Action::Respond(NbResponse::Flow { flow }) => Some(flow.clone()),
+        _ => None,
+    })
+}
+
+fn history(actions: &[Action]) -> Vec<(String, String, String, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::History {
+                event,
+                from_state,
+                to_state,
+                details,
+            } => Some((
+                event.clone(),
+                from_state.clone(),
+                to_state.clone(),
+                details.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(actions: &[Action], wanted: &Action) -> usize {
+    actions.iter().position(|a| a == wanted).unwrap()
+}
+
+fn with_cookie(cookie: u64, segments: &[(SbAction, FlowSegment)]) -> bool {
+    segments.iter().all(|(_, s)| {
+        s.cookie == FORWARD_COOKIE_FLAG | cookie || s.cookie == REVERSE_COOKIE_FLAG | cookie
+    })
+}
+
+#[test]
+fn start_marks_the_flow_in_progress_and_asks_for_a_new_reservation() {
+    let mut h = Harness::manual();
+    let actions = h.handle(OpEvent::Start);
+    assert_eq!(h.state(), State::validating());
+    assert!(actions.contains(&Action::ArmDeadline { after_ms: 30_000 }));
+    assert!(actions.contains(&Action::Reallocate(request(1, 3))));
+    let record = saved(&actions).unwrap();
+    assert_eq!((record.status, record.version), (FlowStatus::InProgress, 2));
+    assert_eq!(record.resources, Some(resources(3)));
+}
+
+#[test]
+fn a_reroute_installs_the_new_path_before_removing_the_old_one() {
+    let mut h = Harness::manual();
+    h.handle(OpEvent::Start);
+    let allocated = h.handle(OpEvent::Allocated(detour()));
+    assert_eq!(h.state(), State::installing_non_ingress());
+    assert_eq!(saved(&allocated), None);
+    let answer = responded_flow(&allocated).unwrap();
+    assert_eq!(
+        (answer.status, answer.resources),
+        (FlowStatus::InProgress, Some(detour()))
+    );
+
+    let (steps, done) = h.finish(allocated);
+    assert!(steps
+        .iter()
+        .all(|step| step.iter().all(|(action, _)| *action == step[0].0)));
+    let shape: Vec<_> = steps
+        .iter()
+        .map(|step| {
+            let ingress = step.iter().filter(|(_, s)| s.kind.is_ingress()).count();
+            (step[0].0, ingress, step.len())
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (SbAction::Install, 0, 4),
+            (SbAction::Verify, 0, 4),
+            (SbAction::Install, 2, 2),
+            (SbAction::Verify, 2, 2),
+            (SbAction::Remove, 2, 6),
+        ]
+    );
+    assert!(steps[..4].iter().all(|step| with_cookie(2, step)));
+    let removed: Vec<_> = steps[4].iter().map(|(_, s)| s.clone()).collect();
+    assert_eq!(removed, flow_segments(&request(1, 3), &resources(3)));
+
+    assert_eq!(h.state(), State::up());
+    assert!(
+        position(&done, &Action::Commit)
+            < done
+                .iter()
+                .position(|a| matches!(a, Action::Save(_)))
+                .unwrap()
+    );
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (record.status, record.status_info, record.resources),
+        (FlowStatus::Up, None, Some(detour()))
+    );
+    assert!(record.version > 2);
+}
+
+#[test]
+fn a_reroute_never_frees_and_commits_once() {
+    let all = whole_manual_reroute();
+    assert!(!all.contains(&Action::Free));
+    assert!(!all.contains(&Action::Release));
+    assert_eq!(all.iter().filter(|a| **a == Action::Commit).count(), 1);
+}
+
+#[test]
+fn a_flow_already_on_the_best_path_stays_where_it_is() {
+    for kind in [
+        RerouteKind::Manual,
+        RerouteKind::PathDown,
+        RerouteKind::Retry,
+    ] {
+        let mut flow = up_flow();
+        flow.status = FlowStatus::Down;
+        flow.status_info = Some("no path".into());
+        let mut h = Harness::new(flow, kind.clone());
+        let actions = h.allocate(same_path());
+        assert_eq!(h.state(), State::unchanged(), "{kind:?}");
+        assert!(h.state().is_finished());
+        assert!(sends(&actions).is_empty());
+        assert_eq!(actions.first(), Some(&Action::Release));
+        let record = saved(&actions).unwrap();
+        assert_eq!(
+            (
+                record.status,
+                record.status_info.clone(),
+                record.resources.clone()
+            ),
+            (FlowStatus::Up, None, Some(resources(3)))
+        );
+        assert_eq!(responded_flow(&actions), Some(record));
+        assert_eq!(history(&actions)[0].3, "already on the best path");
+    }
+}
+
+#[test]
+fn an_update_on_the_same_path_still_installs_the_new_rules() {
+    let mut wanted = request(1, 3);
+    wanted.maximum_bandwidth = 5000;
+    let mut h = Harness::new(up_flow(), RerouteKind::Update(wanted.clone()));
+    let started = h.handle(OpEvent::Start);
+    assert!(started.contains(&Action::Reallocate(wanted.clone())));
+    let allocated = h.handle(OpEvent::Allocated(same_path()));
+    assert_eq!(h.state(), State::installing_non_ingress());
+    assert_eq!(responded_flow(&allocated).unwrap().request, wanted);
+    let (steps, done) = h.finish(allocated);
+    assert!(steps[..4]
+        .iter()
+        .flatten()
+        .all(|(_, s)| s.bandwidth == 5000));
+    assert!(steps[4].iter().all(|(_, s)| s.bandwidth == 1000));
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (record.request, record.status, record.resources),
+        (wanted, FlowStatus::Up, Some(same_path()))
+    );
+}
+
+#[test]
+fn an_update_to_a_one_switch_flow_goes_straight_to_the_ingress_swap() {
+    let wanted = request(1, 1);
+    let mut h = Harness::new(up_flow(), RerouteKind::Update(wanted));
+    let allocated = h.allocate(Resources {
+        forward_path: Vec::new(),
+        ..same_path()
+    });
+    assert_eq!(h.state(), State::installing_ingress());
+    assert_eq!(sends(&allocated).len(), 2);
+    h.finish(allocated);
+    assert_eq!(h.state(), State::up());
+}
+
+#[test]
+fn operation_names_tell_updates_from_reroutes() {
+    let name =
+        |kind| FlowReroute::new(up_flow(), kind, Timeouts::default(), "p".into()).operation_name();
+    assert_eq!(name(RerouteKind::Update(request(1, 3))), "update");
+    assert_eq!(name(RerouteKind::Manual), "reroute");
+    assert_eq!(name(RerouteKind::PathDown), "reroute");
+}
+
+#[test]
+fn a_failed_allocation_leaves_a_path_down_flow_down_and_a_manual_one_as_it_was() {
+    let error = ErrorBody::new(
+        404,
+        "no-path",
+        "No path",
+        "no path from 1 to 3 with 1000 kbps",
+    );
+    let cases = [
+        (
+            up_flow(),
+            RerouteKind::PathDown,
+            FlowStatus::Down,
+            Some(error.error_description.clone()),
+        ),
+        (up_flow(), RerouteKind::Manual, FlowStatus::Up, None),
+        (
+            up_flow(),
+            RerouteKind::Update(request(1, 2)),
+            FlowStatus::Up,
+            None,
+        ),
+        (
+            record(3),
+            RerouteKind::Manual,
+            FlowStatus::Down,
+            Some(error.error_description.clone()),
+        ),
+    ];
+    for (flow, kind, status, info) in cases {
+        let old = (flow.request.clone(), flow.resources.clone());
+        let mut h = Harness::new(flow, kind.clone());
+        h.handle(OpEvent::Start);
+        let actions = h.handle(OpEvent::AllocationFailed(error.clone()));
+        assert_eq!(h.state(), State::failed(), "{kind:?}");
+        assert!(actions.contains(&Action::Respond(NbResponse::Error {
+            error: error.clone()
+        })));
+        assert!(!actions.contains(&Action::Release));
+        let record = saved(&actions).unwrap();
+        assert_eq!(
+            (record.status, record.status_info),
+            (status, info),
+            "{kind:?}"
+        );
+        assert_eq!((record.request, record.resources), old);
+        assert_eq!(record.version, 3);
+    }
+}
+
+/// Every step before the swap is verified rolls back on a failed command and on the deadline.
+#[test]
+fn every_install_step_rolls_back_to_the_old_path() {
+    let steps = [
+        (State::installing_non_ingress(), 4),
+        (State::verifying_non_ingress(), 4),
+        (State::installing_ingress(), 6),
+        (State::verifying_ingress(), 6),
+    ];
+    for (step, rules_sent) in steps {
+        for by_timeout in [false, true] {
+            let mut h = Harness::manual();
+            let entered = h.drive_to(step.clone());
+            let event = if by_timeout {
+                OpEvent::Timeout
+            } else {
+                OpEvent::CommandFailed {
+                    command_id: sends(&entered)[0].0.clone(),
+                    reason: "SWITCH_UNAVAILABLE after 3 attempts".into(),
+                }
+            };
+            let rollback = h.handle(event);
+            assert_eq!(h.state(), State::rolling_back(), "from {step:?}");
+            assert!(rollback.contains(&Action::Abandon));
+            assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
+            let removes = sent(&rollback);
+            assert_eq!(removes.len(), rules_sent, "from {step:?}");
+            assert!(removes.iter().all(|(a, _)| *a == SbAction::Remove));
+            assert!(with_cookie(2, &removes));
+            let new_segments = flow_segments(&request(1, 3), &detour());
+            assert!(removes.iter().all(|(_, s)| new_segments.contains(s)));
+
+            let done = h.succeed_all(&rollback);
+            assert_eq!(h.state(), State::failed(), "from {step:?}");
+            assert_eq!(done.first(), Some(&Action::Release));
+            assert!(!done.contains(&Action::Commit));
+            let record = saved(&done).unwrap();
+            assert_eq!(
+                (record.status, record.status_info, record.resources),
+                (FlowStatus::Up, None, Some(resources(3)))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_path_down_flow_that_cannot_move_goes_down_with_the_reason() {
+    let mut h = Harness::new(up_flow(), RerouteKind::PathDown);
+    let entered = h.drive_to(State::verifying_ingress());
+    let rollback = h.handle(OpEvent::CommandFailed {
+        command_id: sends(&entered)[1].0.clone(),
+        reason: "MISSING_RULE".into(),
+    });
+    let done = h.succeed_all(&rollback);
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (
+            record.status,
+            record.status_info.as_deref(),
+            record.resources
+        ),
+        (FlowStatus::Down, Some("MISSING_RULE"), Some(resources(3)))
+    );
+}
+
+#[test]
+fn a_path_down_flow_goes_down_even_when_its_rollback_hangs() {
+    let mut h = Harness::new(up_flow(), RerouteKind::PathDown);
+    h.allocate(detour());
+    h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::rolling_back());
+    let done = h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::failed());
+    assert_eq!(
+        saved(&done).unwrap().status_info.as_deref(),
+        Some("flow reroute timed out")
+    );
+    assert_eq!(history(&done)[0].3, "new rule removal timed out");
+}
+
+#[test]
+fn a_failed_removal_of_new_rules_is_noted_and_the_rollback_still_ends() {
+    let mut h = Harness::manual();
+    h.drive_to(State::installing_ingress());
+    let rollback = h.handle(OpEvent::Timeout);
+    let removes = sends(&rollback);
+    h.handle(OpEvent::CommandFailed {
+        command_id: removes[0].0.clone(),
+        reason: "SWITCH_UNAVAILABLE".into(),
+    });
+    let last = h.succeed(&removes[1..]);
+    assert_eq!(h.state(), State::failed());
+    assert!(last.contains(&Action::Release));
+    assert_eq!(
+        history(&last)[0].3,
+        "new rule removal failed: SWITCH_UNAVAILABLE"
+    );
+}
+
+#[test]
+fn a_late_allocation_after_the_timeout_is_released() {
+    let mut h = Harness::manual();
+    h.handle(OpEvent::Start);
+    let timed_out = h.handle(OpEvent::Timeout);
+    assert_eq!(h.state(), State::releasing_allocation());
+    assert!(timed_out
+        .iter()
+        .any(|a| matches!(a, Action::Respond(NbResponse::Error { error }) if error.status == 504)));
+    let late = h.handle(OpEvent::Allocated(detour()));
+    assert_eq!(late.first(), Some(&Action::Release));
+    assert_eq!(h.state(), State::failed());
+    let record = saved(&late).unwrap();
+    assert_eq!(
+        (record.status, record.resources),
+        (FlowStatus::Up, Some(resources(3)))
+    );
+
+    let mut h = Harness::manual();
+    h.handle(OpEvent::Start);
+    h.handle(OpEvent::Timeout);
+    let refused = h.handle(OpEvent::AllocationFailed(ErrorBody::new(
+        404, "no-path", "x", "y",
+    )));
+    assert!(!refused.contains(&Action::Release));
+    assert_eq!(h.state(), State::failed());
+}
+
+#[test]
+fn the_old_rules_go_even_when_their_removal_fails_or_times_out() {
+    for by_timeout in [false, true] {
+        let mut h = Harness::manual();
+        let removing = h.drive_to(State::removing_old_rules());
+        assert!(removing.contains(&Action::ArmDeadline { after_ms: 10_000 }));
+        let removes = sends(&removing);
+        let done = if by_timeout {
+            h.handle(OpEvent::Timeout)
+        } else {
+            h.handle(OpEvent::CommandFailed {
+                command_id: removes[0].0.clone(),
+                reason: "SWITCH_UNAVAILABLE".into(),
+            });
+            h.succeed(&removes[1..])
+        };
+        assert_eq!(h.state(), State::up());
+        assert!(done.contains(&Action::Commit));
+        let record = saved(&done).unwrap();
+        assert_eq!(
+            (record.status, record.status_info, record.resources),
+            (FlowStatus::Up, None, Some(detour()))
+        );
+        let expected = if by_timeout {
+            "old rule removal timed out"
+        } else {
+            "old rule removal failed: SWITCH_UNAVAILABLE"
+        };
+        assert_eq!(history(&done)[0].3, expected);
+    }
+}
+
+#[test]
+fn a_retried_flow_without_rules_has_nothing_old_to_remove() {
+    let mut flow = record(3);
+    flow.status = FlowStatus::Down;
+    flow.status_info = Some("no path".into());
+    let mut h = Harness::new(flow, RerouteKind::Retry);
+    let allocated = h.allocate(resources(3));
+    assert_eq!(h.state(), State::installing_non_ingress());
+    let (steps, done) = h.finish(allocated);
+    assert_eq!(steps.len(), 4);
+    assert!(steps.iter().flatten().all(|(a, _)| *a != SbAction::Remove));
+    assert_eq!(h.state(), State::up());
+    assert!(done.contains(&Action::Commit));
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (record.status, record.status_info, record.resources),
+        (FlowStatus::Up, None, Some(resources(3)))
+    );
+}
+
+#[test]
+fn every_transition_of_a_reroute_is_written_to_the_history() {
+    let all = whole_manual_reroute();
+    let transitions: Vec<_> = history(&all)
+        .into_iter()
+        .map(|(event, from, to, _)| format!("{event}: {from} -> {to}"))
+        .collect();
+    assert_eq!(
+        transitions,
+        vec![
+            "start: Received -> Validating",
+            "allocated: Validating -> InstallingNonIngress",
+            "command_succeeded: InstallingNonIngress -> VerifyingNonIngress",
+            "command_succeeded: VerifyingNonIngress -> InstallingIngress",
+            "command_succeeded: InstallingIngress -> VerifyingIngress",
+            "command_succeeded: VerifyingIngress -> RemovingOldRules",
+            "command_succeeded: RemovingOldRules -> Up",
+        ]
+    );
+}
+
+#[test]
+fn unrelated_and_late_events_are_ignored() {
+    let mut h = Harness::manual();
+    h.handle(OpEvent::Start);
+    let stray = OpEvent::CommandSucceeded {
+        command_id: "f1:2:99".into(),
+    };
+    assert!(h.handle(stray.clone()).is_empty());
+    assert_eq!(h.state(), State::validating());
+    let allocated = h.handle(OpEvent::Allocated(detour()));
+    assert!(h.handle(stray).is_empty());
+    assert!(h.handle(OpEvent::Allocated(detour())).is_empty());
+    assert_eq!(h.state(), State::installing_non_ingress());
+    h.finish(allocated);
+    for event in [
+        OpEvent::Timeout,
+        OpEvent::CommandFailed {
+            command_id: "f1:2:1".into(),
+            reason: "x".into(),
+        },
+    ] {
+        assert!(h.handle(event).is_empty());
+        assert_eq!(h.state(), State::up());
+    }
+}
