@@ -2,21 +2,17 @@
 //! validate → allocate → install non-ingress → verify → install ingress → verify → UP;
 //! any failure or timeout after allocation → remove what was sent → free → DOWN.
 
-use std::collections::BTreeSet;
-
 use statig::prelude::*;
 
-use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
-use crate::segments::{flow_segments, FlowSegment};
+use crate::install::RuleInstall;
+use crate::operation::{Action, Completion, OpContext, OpEvent, Timeouts};
+use crate::segments::flow_segments;
 use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse, SbAction};
 
 pub struct FlowCreate {
     flow: FlowRecord,
     timeouts: Timeouts,
-    segments: Vec<FlowSegment>,
-    /// Segments an install was sent for: the ones a rollback must remove.
-    sent: BTreeSet<usize>,
-    commands: CommandBatch,
+    install: RuleInstall,
     failure: Option<String>,
     removal_failures: Vec<String>,
 }
@@ -27,50 +23,18 @@ impl FlowCreate {
         FlowCreate {
             flow,
             timeouts,
-            segments: Vec::new(),
-            sent: BTreeSet::new(),
-            commands: CommandBatch::new(command_prefix),
+            install: RuleInstall::new(command_prefix),
             failure: None,
             removal_failures: Vec::new(),
         }
     }
 
-    fn indices(&self, ingress: bool) -> Vec<usize> {
-        (0..self.segments.len())
-            .filter(|&i| self.segments[i].kind.is_ingress() == ingress)
-            .collect()
-    }
-
-    fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
-        let indices = self.indices(ingress);
-        if action == SbAction::Install {
-            self.sent.extend(&indices);
-        }
-        self.commands
-            .send(context, action, &self.segments, &indices);
-    }
-
-    /// Moves to `next` when the event completes the current step.
-    fn advance(&mut self, event: &OpEvent, next: State) -> Outcome<State> {
-        match event {
-            OpEvent::CommandSucceeded { command_id } => match self.commands.complete(command_id) {
-                Completion::StepDone => Transition(next),
-                Completion::Remaining | Completion::NotPending => Handled,
-            },
-            _ => Super,
-        }
-    }
-
     fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
-        context.details = reason.clone();
+        let outcome =
+            self.install
+                .roll_back(context, &reason, State::rolling_back(), State::down());
         self.failure = Some(reason);
-        self.commands.abandon();
-        context.push(Action::Abandon);
-        if self.sent.is_empty() {
-            Transition(State::down())
-        } else {
-            Transition(State::rolling_back())
-        }
+        outcome
     }
 
     fn error(&self, error: ErrorBody) -> Action {
@@ -104,7 +68,8 @@ impl FlowCreate {
     fn validating(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::Allocated(resources) => {
-                self.segments = flow_segments(&self.flow.request, resources);
+                self.install
+                    .set_segments(flow_segments(&self.flow.request, resources));
                 self.flow = self
                     .flow
                     .changed(context.now_ms, |r| r.resources = Some(resources.clone()));
@@ -112,10 +77,10 @@ impl FlowCreate {
                 context.push(Action::Respond(NbResponse::Flow {
                     flow: self.flow.clone(),
                 }));
-                if self.indices(false).is_empty() {
-                    Transition(State::installing_ingress())
-                } else {
+                if self.install.has_non_ingress() {
                     Transition(State::installing_non_ingress())
+                } else {
+                    Transition(State::installing_ingress())
                 }
             }
             OpEvent::AllocationFailed(error) => {
@@ -152,22 +117,22 @@ impl FlowCreate {
 
     #[state(superstate = "installing", entry_action = "install_non_ingress")]
     fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::verifying_non_ingress())
+        self.install.advance(event, State::verifying_non_ingress())
     }
 
     #[state(superstate = "installing", entry_action = "verify_non_ingress")]
     fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::installing_ingress())
+        self.install.advance(event, State::installing_ingress())
     }
 
     #[state(superstate = "installing", entry_action = "install_ingress")]
     fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::verifying_ingress())
+        self.install.advance(event, State::verifying_ingress())
     }
 
     #[state(superstate = "installing", entry_action = "verify_ingress")]
     fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::up())
+        self.install.advance(event, State::up())
     }
 
     /// Resources are held and rules may be on switches: failures roll back from here.
@@ -175,7 +140,7 @@ impl FlowCreate {
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::CommandFailed { command_id, reason }
-                if self.commands.is_pending(command_id) =>
+                if self.install.is_pending(command_id) =>
             {
                 self.roll_back(context, reason.clone())
             }
@@ -186,22 +151,22 @@ impl FlowCreate {
 
     #[action]
     fn install_non_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Install, false);
+        self.install.send_step(context, SbAction::Install, false);
     }
 
     #[action]
     fn verify_non_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Verify, false);
+        self.install.send_step(context, SbAction::Verify, false);
     }
 
     #[action]
     fn install_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Install, true);
+        self.install.send_step(context, SbAction::Install, true);
     }
 
     #[action]
     fn verify_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Verify, true);
+        self.install.send_step(context, SbAction::Verify, true);
     }
 
     #[state(entry_action = "remove_sent_rules")]
@@ -211,6 +176,7 @@ impl FlowCreate {
             return Transition(State::down());
         }
         match self
+            .install
             .commands
             .complete_despite_failures(event, &mut self.removal_failures)
         {
@@ -221,12 +187,7 @@ impl FlowCreate {
 
     #[action]
     fn remove_sent_rules(&mut self, context: &mut OpContext) {
-        context.push(Action::ArmDeadline {
-            after_ms: self.timeouts.rollback_ms,
-        });
-        let sent: Vec<usize> = self.sent.iter().copied().collect();
-        self.commands
-            .send(context, SbAction::Remove, &self.segments, &sent);
+        self.install.remove_sent(context, self.timeouts.rollback_ms);
     }
 
     #[state(entry_action = "mark_up")]

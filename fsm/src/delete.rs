@@ -6,7 +6,7 @@ use statig::prelude::*;
 
 use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
-use crate::{FlowRecord, FlowStatus, NbResponse, SbAction};
+use crate::{FlowRecord, NbResponse, SbAction};
 
 pub struct FlowDelete {
     flow: FlowRecord,
@@ -43,13 +43,7 @@ impl FlowDelete {
     fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::Start => {
-                context.push(Action::ArmDeadline {
-                    after_ms: self.timeouts.operation_ms,
-                });
-                self.flow = self
-                    .flow
-                    .changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
-                context.push(Action::Save(self.flow.clone()));
+                self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
                 context.push(Action::Respond(NbResponse::Flow {
                     flow: self.flow.clone(),
                 }));

@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod install;
 pub mod messages;
 pub mod model;
 pub mod network;

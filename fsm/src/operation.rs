@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
-use crate::{ErrorBody, FlowRecord, FlowRequest, NbResponse, Resources, SbAction};
+use crate::{ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Resources, SbAction};
 
 /// How long an operation may take, in logical milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +117,17 @@ impl OpContext {
 
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
+    }
+
+    /// How an operation on an existing flow starts: its deadline armed, the flow saved
+    /// IN_PROGRESS. Returns the saved record.
+    pub fn begin(&mut self, flow: &FlowRecord, operation_ms: u64) -> FlowRecord {
+        self.push(Action::ArmDeadline {
+            after_ms: operation_ms,
+        });
+        let flow = flow.changed(self.now_ms, |r| r.status = FlowStatus::InProgress);
+        self.push(Action::Save(flow.clone()));
+        flow
     }
 
     /// Notes the event being handled so the history can name it.

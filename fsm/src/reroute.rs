@@ -4,12 +4,11 @@
 //! Any failure before the swap is verified removes what was sent of the new rules, releases
 //! the new reservation and leaves the flow on its old path.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
-use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
+use crate::install::RuleInstall;
+use crate::operation::{Action, Completion, OpContext, OpEvent, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Resources, SbAction};
 
@@ -39,10 +38,8 @@ pub struct FlowReroute {
     old_segments: Vec<FlowSegment>,
     /// The new reservation, held from `Allocated` until it is committed or released.
     new_resources: Option<Resources>,
-    segments: Vec<FlowSegment>,
-    /// New segments an install was sent for: the ones a rollback must remove.
-    sent: BTreeSet<usize>,
-    commands: CommandBatch,
+    /// The new path's rules.
+    install: RuleInstall,
     failure: String,
     removal_failures: Vec<String>,
 }
@@ -72,9 +69,7 @@ impl FlowReroute {
             timeouts,
             old_segments,
             new_resources: None,
-            segments: Vec::new(),
-            sent: BTreeSet::new(),
-            commands: CommandBatch::new(command_prefix),
+            install: RuleInstall::new(command_prefix),
             failure: String::new(),
             removal_failures: Vec::new(),
         }
@@ -92,42 +87,12 @@ impl FlowReroute {
         format!("flow {} timed out", self.operation_name())
     }
 
-    fn indices(&self, ingress: bool) -> Vec<usize> {
-        (0..self.segments.len())
-            .filter(|&i| self.segments[i].kind.is_ingress() == ingress)
-            .collect()
-    }
-
-    fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
-        let indices = self.indices(ingress);
-        if action == SbAction::Install {
-            self.sent.extend(&indices);
-        }
-        self.commands
-            .send(context, action, &self.segments, &indices);
-    }
-
-    /// Moves to `next` when the event completes the current step.
-    fn advance(&mut self, event: &OpEvent, next: State) -> Outcome<State> {
-        match event {
-            OpEvent::CommandSucceeded { command_id } => match self.commands.complete(command_id) {
-                Completion::StepDone => Transition(next),
-                Completion::Remaining | Completion::NotPending => Handled,
-            },
-            _ => Super,
-        }
-    }
-
     fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
-        context.details = reason.clone();
+        let outcome =
+            self.install
+                .roll_back(context, &reason, State::rolling_back(), State::failed());
         self.failure = reason;
-        self.commands.abandon();
-        context.push(Action::Abandon);
-        if self.sent.is_empty() {
-            Transition(State::failed())
-        } else {
-            Transition(State::rolling_back())
-        }
+        outcome
     }
 
     /// A step that removes rules goes on to `next` whatever its commands answer; `what` names
@@ -144,6 +109,7 @@ impl FlowReroute {
             context.push(Action::Abandon);
             notes.push(format!("{what} timed out"));
         } else if self
+            .install
             .commands
             .complete_despite_failures(event, &mut self.removal_failures)
             != Some(Completion::StepDone)
@@ -183,13 +149,7 @@ impl FlowReroute {
     fn received(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::Start => {
-                context.push(Action::ArmDeadline {
-                    after_ms: self.timeouts.operation_ms,
-                });
-                self.flow = self
-                    .flow
-                    .changed(context.now_ms, |r| r.status = FlowStatus::InProgress);
-                context.push(Action::Save(self.flow.clone()));
+                self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
                 context.push(Action::Reallocate(self.request.clone()));
                 Transition(State::validating())
             }
@@ -212,15 +172,16 @@ impl FlowReroute {
                     context.details = "already on the best path".into();
                     return Transition(State::unchanged());
                 }
-                self.segments = flow_segments(&self.request, resources);
+                self.install
+                    .set_segments(flow_segments(&self.request, resources));
                 let mut prospective = self.flow.clone();
                 prospective.request = self.request.clone();
                 prospective.resources = Some(resources.clone());
                 context.push(Action::Respond(NbResponse::Flow { flow: prospective }));
-                if self.indices(false).is_empty() {
-                    Transition(State::installing_ingress())
-                } else {
+                if self.install.has_non_ingress() {
                     Transition(State::installing_non_ingress())
+                } else {
+                    Transition(State::installing_ingress())
                 }
             }
             OpEvent::AllocationFailed(error) => {
@@ -260,24 +221,24 @@ impl FlowReroute {
 
     #[state(superstate = "installing", entry_action = "install_non_ingress")]
     fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::verifying_non_ingress())
+        self.install.advance(event, State::verifying_non_ingress())
     }
 
     #[state(superstate = "installing", entry_action = "verify_non_ingress")]
     fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::installing_ingress())
+        self.install.advance(event, State::installing_ingress())
     }
 
     /// The swap: the new ingress rules take the flow's traffic over to the new path.
     #[state(superstate = "installing", entry_action = "install_ingress")]
     fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.advance(event, State::verifying_ingress())
+        self.install.advance(event, State::verifying_ingress())
     }
 
     #[state(superstate = "installing", entry_action = "verify_ingress")]
     fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
         let next = self.after_swap();
-        self.advance(event, next)
+        self.install.advance(event, next)
     }
 
     /// The new path is not proven yet: failures roll back to the old one from here.
@@ -285,7 +246,7 @@ impl FlowReroute {
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
             OpEvent::CommandFailed { command_id, reason }
-                if self.commands.is_pending(command_id) =>
+                if self.install.is_pending(command_id) =>
             {
                 self.roll_back(context, reason.clone())
             }
@@ -299,22 +260,22 @@ impl FlowReroute {
 
     #[action]
     fn install_non_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Install, false);
+        self.install.send_step(context, SbAction::Install, false);
     }
 
     #[action]
     fn verify_non_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Verify, false);
+        self.install.send_step(context, SbAction::Verify, false);
     }
 
     #[action]
     fn install_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Install, true);
+        self.install.send_step(context, SbAction::Install, true);
     }
 
     #[action]
     fn verify_ingress(&mut self, context: &mut OpContext) {
-        self.send_step(context, SbAction::Verify, true);
+        self.install.send_step(context, SbAction::Verify, true);
     }
 
     #[state(entry_action = "remove_sent_rules")]
@@ -324,12 +285,7 @@ impl FlowReroute {
 
     #[action]
     fn remove_sent_rules(&mut self, context: &mut OpContext) {
-        context.push(Action::ArmDeadline {
-            after_ms: self.timeouts.rollback_ms,
-        });
-        let sent: Vec<usize> = self.sent.iter().copied().collect();
-        self.commands
-            .send(context, SbAction::Remove, &self.segments, &sent);
+        self.install.remove_sent(context, self.timeouts.rollback_ms);
     }
 
     /// The new path carries the traffic; the old rules go, and a switch that fails to remove
@@ -345,7 +301,8 @@ impl FlowReroute {
             after_ms: self.timeouts.rollback_ms,
         });
         let all: Vec<usize> = (0..self.old_segments.len()).collect();
-        self.commands
+        self.install
+            .commands
             .send(context, SbAction::Remove, &self.old_segments, &all);
     }
 

@@ -1,7 +1,9 @@
 //! Shared fixtures for the state machine tests.
 
+use statig::blocking::{IntoStateMachine, State, StateMachine, Superstate};
+
 use crate::network::Network;
-use crate::operation::Action;
+use crate::operation::{Action, OpContext, OpEvent};
 use crate::{FlowEndpoint, FlowRecord, FlowRequest, Resources, SbAction, SwitchId};
 
 /// Flow "f1" from port 40 VLAN 10 of switch `src` to port 41 VLAN 20 of switch `dst`, 1 Mbit/s.
@@ -53,4 +55,43 @@ pub fn sends(actions: &[Action]) -> Vec<(String, SbAction)> {
             _ => None,
         })
         .collect()
+}
+
+/// Drives one of the flow machines: each event a millisecond after the last, returning the
+/// actions it asked for.
+pub struct Harness<M: IntoStateMachine> {
+    pub machine: StateMachine<M>,
+    pub now: u64,
+}
+
+impl<M> Harness<M>
+where
+    for<'evt, 'ctx> M: IntoStateMachine<Event<'evt> = OpEvent, Context<'ctx> = OpContext>,
+    M::State: State<M> + Clone,
+    for<'sub> M::Superstate<'sub>: Superstate<M>,
+{
+    pub fn new(machine: StateMachine<M>, now: u64) -> Self {
+        Harness { machine, now }
+    }
+
+    pub fn handle(&mut self, event: OpEvent) -> Vec<Action> {
+        self.now += 1;
+        let mut context = OpContext::new(self.now);
+        context.handling(&event);
+        self.machine.handle_with_context(&event, &mut context);
+        context.actions
+    }
+
+    pub fn state(&self) -> M::State {
+        self.machine.state().clone()
+    }
+
+    /// Answers every command of `actions` with success; returns the actions of the last answer.
+    pub fn succeed_all(&mut self, actions: &[Action]) -> Vec<Action> {
+        let mut last = Vec::new();
+        for (command_id, _) in sends(actions) {
+            last = self.handle(OpEvent::CommandSucceeded { command_id });
+        }
+        last
+    }
 }

@@ -1,41 +1,18 @@
-use statig::blocking::{IntoStateMachineExt, StateMachine};
+use statig::blocking::IntoStateMachineExt;
 
 use super::*;
 use crate::operation::Action;
-use crate::test_support::{record, resources, sends};
+use crate::test_support::{self, record, resources, sends};
 use crate::ErrorBody;
 
-struct Harness {
-    machine: StateMachine<FlowCreate>,
-    now: u64,
-}
+type Harness = test_support::Harness<FlowCreate>;
 
 impl Harness {
-    fn new(dst: u64) -> Self {
+    /// A create from switch 1 to `dst` of `linear:3`.
+    fn create(dst: u64) -> Self {
         let machine =
             FlowCreate::new(record(dst), Timeouts::default(), "f1:1".into()).state_machine();
-        Harness { machine, now: 100 }
-    }
-
-    fn handle(&mut self, event: OpEvent) -> Vec<Action> {
-        self.now += 1;
-        let mut context = OpContext::new(self.now);
-        context.handling(&event);
-        self.machine.handle_with_context(&event, &mut context);
-        context.actions
-    }
-
-    fn state(&self) -> State {
-        self.machine.state().clone()
-    }
-
-    /// Answers every command of `actions` with success; returns the actions of the last answer.
-    fn succeed_all(&mut self, actions: &[Action]) -> Vec<Action> {
-        let mut last = Vec::new();
-        for (command_id, _) in sends(actions) {
-            last = self.handle(OpEvent::CommandSucceeded { command_id });
-        }
-        last
+        Harness::new(machine, 100)
     }
 
     /// Drives a 3-switch create up to (and into) `stop`, returning the actions that entered it.
@@ -61,7 +38,7 @@ fn saved_status(actions: &[Action]) -> Option<FlowStatus> {
 
 #[test]
 fn start_arms_the_deadline_and_asks_for_allocation() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     let actions = h.handle(OpEvent::Start);
     assert_eq!(h.state(), State::validating());
     assert!(actions.contains(&Action::ArmDeadline { after_ms: 30_000 }));
@@ -72,7 +49,7 @@ fn start_arms_the_deadline_and_asks_for_allocation() {
 
 #[test]
 fn happy_path_installs_non_ingress_then_ingress_and_ends_up() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let allocated = h.handle(OpEvent::Allocated(resources(3)));
     assert_eq!(h.state(), State::installing_non_ingress());
@@ -107,7 +84,7 @@ fn happy_path_installs_non_ingress_then_ingress_and_ends_up() {
 
 #[test]
 fn the_step_waits_for_every_command() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let allocated = h.handle(OpEvent::Allocated(resources(3)));
     let ids = sends(&allocated);
@@ -133,7 +110,7 @@ fn the_step_waits_for_every_command() {
 
 #[test]
 fn a_one_switch_flow_skips_the_non_ingress_steps() {
-    let mut h = Harness::new(1);
+    let mut h = Harness::create(1);
     h.handle(OpEvent::Start);
     let actions = h.handle(OpEvent::Allocated(resources(1)));
     assert_eq!(h.state(), State::installing_ingress());
@@ -145,7 +122,7 @@ fn a_one_switch_flow_skips_the_non_ingress_steps() {
 
 #[test]
 fn allocation_failure_answers_with_the_error_and_keeps_no_record() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let error = ErrorBody::new(503, "no-path", "No path", "not enough bandwidth");
     let actions = h.handle(OpEvent::AllocationFailed(error.clone()));
@@ -158,7 +135,7 @@ fn allocation_failure_answers_with_the_error_and_keeps_no_record() {
 
 #[test]
 fn timeout_before_allocation_answers_and_releases_a_late_allocation() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let actions = h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::releasing_allocation());
@@ -172,7 +149,7 @@ fn timeout_before_allocation_answers_and_releases_a_late_allocation() {
 
 #[test]
 fn a_failed_allocation_after_the_timeout_needs_no_release() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     h.handle(OpEvent::Timeout);
     let actions = h.handle(OpEvent::AllocationFailed(ErrorBody::new(
@@ -196,7 +173,7 @@ fn every_install_step_rolls_back_on_failure_and_on_timeout() {
     ];
     for (step, rules_sent) in steps {
         for by_timeout in [false, true] {
-            let mut h = Harness::new(3);
+            let mut h = Harness::create(3);
             let entered = h.drive_to(step.clone());
             let event = if by_timeout {
                 OpEvent::Timeout
@@ -241,7 +218,7 @@ fn every_install_step_rolls_back_on_failure_and_on_timeout() {
 
 #[test]
 fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     let entered = h.drive_to(State::installing_non_ingress());
     let ids = sends(&entered);
     let rollback = h.handle(OpEvent::CommandFailed {
@@ -258,7 +235,7 @@ fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
 
 #[test]
 fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.drive_to(State::installing_non_ingress());
     let rollback = h.handle(OpEvent::Timeout);
     let removes = sends(&rollback);
@@ -285,7 +262,7 @@ fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
 
 #[test]
 fn rollback_gives_up_waiting_at_its_own_deadline() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.drive_to(State::verifying_ingress());
     h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::rolling_back());
@@ -296,7 +273,7 @@ fn rollback_gives_up_waiting_at_its_own_deadline() {
 
 #[test]
 fn every_transition_is_written_to_the_history() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let actions = h.handle(OpEvent::Allocated(resources(3)));
     let history: Vec<_> = actions
@@ -319,7 +296,7 @@ fn every_transition_is_written_to_the_history() {
 
 #[test]
 fn finished_machines_ignore_further_events() {
-    let mut h = Harness::new(3);
+    let mut h = Harness::create(3);
     h.drive_to(State::up());
     for event in [
         OpEvent::Timeout,

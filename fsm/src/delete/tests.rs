@@ -3,6 +3,7 @@ use statig::blocking::{IntoStateMachineExt, StateMachine};
 use super::*;
 use crate::operation::Action;
 use crate::test_support::{record, resources, sends};
+use crate::FlowStatus;
 
 fn machine(with_resources: bool) -> StateMachine<FlowDelete> {
     let mut flow = record(3);

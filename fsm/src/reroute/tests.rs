@@ -1,43 +1,23 @@
-use statig::blocking::{IntoStateMachineExt, StateMachine};
+use statig::blocking::IntoStateMachineExt;
 
 use super::*;
 use crate::network::Network;
 use crate::segments::{FORWARD_COOKIE_FLAG, REVERSE_COOKIE_FLAG};
-use crate::test_support::{record, request, resources, sends};
+use crate::test_support::{self, record, request, resources, sends};
 use crate::SwitchId;
 
-struct Harness {
-    machine: StateMachine<FlowReroute>,
-    now: u64,
-}
+type Harness = test_support::Harness<FlowReroute>;
 
 impl Harness {
-    fn new(flow: FlowRecord, kind: RerouteKind) -> Self {
+    fn reroute(flow: FlowRecord, kind: RerouteKind) -> Self {
         let machine =
             FlowReroute::new(flow, kind, Timeouts::default(), "f1:2".into()).state_machine();
-        Harness { machine, now: 200 }
+        Harness::new(machine, 200)
     }
 
     /// A manual reroute of an UP flow on 1 → 2 → 3.
     fn manual() -> Self {
-        Harness::new(up_flow(), RerouteKind::Manual)
-    }
-
-    fn handle(&mut self, event: OpEvent) -> Vec<Action> {
-        self.now += 1;
-        let mut context = OpContext::new(self.now);
-        context.handling(&event);
-        self.machine.handle_with_context(&event, &mut context);
-        context.actions
-    }
-
-    fn state(&self) -> State {
-        self.machine.state().clone()
-    }
-
-    /// Answers every command of `actions` with success; returns the actions of the last answer.
-    fn succeed_all(&mut self, actions: &[Action]) -> Vec<Action> {
-        self.succeed(&sends(actions))
+        Harness::reroute(up_flow(), RerouteKind::Manual)
     }
 
     fn succeed(&mut self, commands: &[(String, SbAction)]) -> Vec<Action> {
@@ -267,7 +247,7 @@ fn a_flow_already_on_the_best_path_stays_where_it_is() {
         let mut flow = up_flow();
         flow.status = FlowStatus::Down;
         flow.status_info = Some("no path".into());
-        let mut h = Harness::new(flow, kind.clone());
+        let mut h = Harness::reroute(flow, kind.clone());
         let actions = h.allocate(same_path());
         assert_eq!(h.state(), State::unchanged(), "{kind:?}");
         assert!(h.state().is_finished());
@@ -291,7 +271,7 @@ fn a_flow_already_on_the_best_path_stays_where_it_is() {
 fn an_update_on_the_same_path_still_installs_the_new_rules() {
     let mut wanted = request(1, 3);
     wanted.maximum_bandwidth = 5000;
-    let mut h = Harness::new(up_flow(), RerouteKind::Update(wanted.clone()));
+    let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted.clone()));
     let started = h.handle(OpEvent::Start);
     assert!(started.contains(&Action::Reallocate(wanted.clone())));
     let allocated = h.handle(OpEvent::Allocated(same_path()));
@@ -313,7 +293,7 @@ fn an_update_on_the_same_path_still_installs_the_new_rules() {
 #[test]
 fn an_update_to_a_one_switch_flow_goes_straight_to_the_ingress_swap() {
     let wanted = request(1, 1);
-    let mut h = Harness::new(up_flow(), RerouteKind::Update(wanted));
+    let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted));
     let allocated = h.allocate(Resources {
         forward_path: Vec::new(),
         ..same_path()
@@ -364,7 +344,7 @@ fn a_failed_allocation_leaves_a_path_down_flow_down_and_a_manual_one_as_it_was()
     ];
     for (flow, kind, status, info) in cases {
         let old = (flow.request.clone(), flow.resources.clone());
-        let mut h = Harness::new(flow, kind.clone());
+        let mut h = Harness::reroute(flow, kind.clone());
         h.handle(OpEvent::Start);
         let actions = h.handle(OpEvent::AllocationFailed(error.clone()));
         assert_eq!(h.state(), State::failed(), "{kind:?}");
@@ -430,7 +410,7 @@ fn every_install_step_rolls_back_to_the_old_path() {
 
 #[test]
 fn a_path_down_flow_that_cannot_move_goes_down_with_the_reason() {
-    let mut h = Harness::new(up_flow(), RerouteKind::PathDown);
+    let mut h = Harness::reroute(up_flow(), RerouteKind::PathDown);
     let entered = h.drive_to(State::verifying_ingress());
     let rollback = h.handle(OpEvent::CommandFailed {
         command_id: sends(&entered)[1].0.clone(),
@@ -450,7 +430,7 @@ fn a_path_down_flow_that_cannot_move_goes_down_with_the_reason() {
 
 #[test]
 fn a_path_down_flow_goes_down_even_when_its_rollback_hangs() {
-    let mut h = Harness::new(up_flow(), RerouteKind::PathDown);
+    let mut h = Harness::reroute(up_flow(), RerouteKind::PathDown);
     h.allocate(detour());
     h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::rolling_back());
@@ -547,7 +527,7 @@ fn a_retried_flow_without_rules_has_nothing_old_to_remove() {
     let mut flow = record(3);
     flow.status = FlowStatus::Down;
     flow.status_info = Some("no path".into());
-    let mut h = Harness::new(flow, RerouteKind::Retry);
+    let mut h = Harness::reroute(flow, RerouteKind::Retry);
     let allocated = h.allocate(resources(3));
     assert_eq!(h.state(), State::installing_non_ingress());
     let (steps, done) = h.finish(allocated);
