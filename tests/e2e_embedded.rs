@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::flows::{self, assert_tables_hold_exactly, create_all, switch_id, FLOWS};
+use support::reroute::{two_busiest_links_fail, update_then_reroute};
 use support::{eventually, get_json, Hubspoke};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,13 +157,10 @@ async fn a_create_goes_around_a_failed_link() {
     );
 }
 
-/// Two links of grid:3x3 fail one after the other under 100 flows: the network view finds the
-/// flows on each, and each is rerouted make-before-break. Every flow ends UP on a path that
-/// avoids both links, the switches hold exactly the rules of the new paths (no rule of an old
-/// path is left behind), and `/v2/links` shows the two links DOWN.
+/// Two links of grid:3x3 fail one after the other under 100 flows (see
+/// `support::reroute::two_busiest_links_fail`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_link_failures_reroute_exactly_the_flows_on_them() {
-    const COUNT: usize = 100;
     let hub = Hubspoke::up(&[
         "--network",
         "grid:3x3",
@@ -171,102 +169,12 @@ async fn two_link_failures_reroute_exactly_the_flows_on_them() {
         "--reroute-delay-ms",
         "200",
     ]);
-    let client = reqwest::Client::new();
-    let at = hub.endpoints();
-    create_all(&client, &at, COUNT).await;
-    let all_up_avoiding = |failed: Vec<(u64, u64)>| {
-        let client = client.clone();
-        let url = hub.url("/v2/flows");
-        async move {
-            eventually(
-                Duration::from_secs(60),
-                "all flows UP off the failed links",
-                || async {
-                    let flows = get_json(&client, &url).await;
-                    let flows = flows.as_array().expect("list").clone();
-                    let settled = flows.len() == COUNT
-                        && flows.iter().all(|f| {
-                            f["status"] == "UP" && failed.iter().all(|&(a, b)| !uses_link(f, a, b))
-                        });
-                    settled.then_some(flows)
-                },
-            )
-            .await
-        }
-    };
-    let mut flows = all_up_avoiding(vec![]).await;
-
-    let mut failed = Vec::new();
-    for _ in 0..2 {
-        // The busiest link: the one whose failure moves the most flows.
-        let (a, b) = busiest_link(&flows);
-        let fail = hub.url(&format!(
-            "/sim/links/{}/{}/fail",
-            switch_id(a),
-            switch_id(b)
-        ));
-        assert_eq!(client.post(fail).send().await.expect("fail").status(), 200);
-        failed.push((a, b));
-        let moved: Vec<&Value> = flows.iter().filter(|f| uses_link(f, a, b)).collect();
-        let after = all_up_avoiding(failed.clone()).await;
-        assert_tables_hold_exactly(&client, &at, &after).await;
-        for flow in &after {
-            let before = flows.iter().find(|f| f["flow_id"] == flow["flow_id"]);
-            let was_moved = moved.iter().any(|m| m["flow_id"] == flow["flow_id"]);
-            assert_eq!(
-                before.map(|b| &b["path"]) != Some(&flow["path"]),
-                was_moved,
-                "only the flows on link {a}-{b} move: {flow}"
-            );
-        }
-        flows = after;
-    }
-
-    let links = get_json(&client, &hub.url("/v2/links")).await;
-    let down: Vec<(String, String)> = links
-        .as_array()
-        .expect("links")
-        .iter()
-        .filter(|l| l["state"] == "DOWN")
-        .map(|l| {
-            let end = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-            (end("src_switch"), end("dst_switch"))
-        })
-        .collect();
-    assert_eq!(down.len(), 4, "two links, both directions: {down:?}");
-    for (a, b) in failed {
-        assert!(down.contains(&(switch_id(a), switch_id(b))), "{down:?}");
-    }
+    two_busiest_links_fail(&reqwest::Client::new(), &hub.endpoints(), 100).await;
 }
 
-/// The link (lower switch first) the most flows' paths use.
-fn busiest_link(flows: &[Value]) -> (u64, u64) {
-    let mut counts: std::collections::BTreeMap<(u64, u64), usize> = Default::default();
-    for flow in flows {
-        let path = flow["path"].as_array().expect("path");
-        for hop in path.windows(2) {
-            let switch = |node: &Value| {
-                let id = node["switch_id"].as_str().unwrap_or_default();
-                u64::from_str_radix(&id.replace(':', ""), 16).unwrap_or(0)
-            };
-            let (x, y) = (switch(&hop[0]), switch(&hop[1]));
-            *counts.entry((x.min(y), x.max(y))).or_default() += 1;
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|(_, count)| *count)
-        .map(|(link, _)| link)
-        .expect("some flow crosses a link")
-}
-
-/// Whether the flow's path goes over the link between switches `a` and `b` (either way).
-fn uses_link(flow: &Value, a: u64, b: u64) -> bool {
-    let (a, b) = (switch_id(a), switch_id(b));
-    flow["path"].as_array().is_some_and(|path| {
-        path.windows(2).any(|hop| {
-            let ends = (hop[0]["switch_id"].as_str(), hop[1]["switch_id"].as_str());
-            ends == (Some(&a), Some(&b)) || ends == (Some(&b), Some(&a))
-        })
-    })
+/// Update and manual reroute, make-before-break (see `support::reroute::update_then_reroute`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_and_a_reroute_move_a_flow_make_before_break() {
+    let hub = Hubspoke::up(&["--network", "grid:3x3"]);
+    update_then_reroute(&reqwest::Client::new(), &hub.endpoints()).await;
 }

@@ -71,6 +71,35 @@ async fn fifty_flows_over_kafka_with_separate_processes() {
     fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
 }
 
+/// Over Kafka, the network view and reroutes work as in one process: two links fail under
+/// 100 flows (see `support::reroute::two_busiest_links_fail`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_failures_reroute_over_kafka() {
+    let broker = Broker::start("reroutes");
+    let kafka = broker.address.as_str();
+    let _topology = Process::start(&[
+        "topology",
+        "--kafka",
+        kafka,
+        "--workers",
+        "2",
+        "--reroute-delay-ms",
+        "200",
+    ]);
+    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
+    support::reroute::two_busiest_links_fail(&reqwest::Client::new(), &at, 100).await;
+}
+
+/// An update and a manual reroute over Kafka (see `support::reroute::update_then_reroute`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_and_a_reroute_over_kafka() {
+    let broker = Broker::start("update");
+    let kafka = broker.address.as_str();
+    let _topology = Process::start(&["topology", "--kafka", kafka]);
+    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
+    support::reroute::update_then_reroute(&reqwest::Client::new(), &at).await;
+}
+
 /// Bytes that are no envelope go to `hubspoke.errors` with the reason and the original bytes,
 /// and the topology goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

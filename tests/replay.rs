@@ -102,3 +102,8 @@ fn no_path_down_then_link_up() {
 fn update_rollback() {
     run_case("update_rollback");
 }
+
+#[test]
+fn flapping_link_then_one_batch() {
+    run_case("flapping_link_then_one_batch");
+}

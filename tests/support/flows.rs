@@ -246,37 +246,7 @@ pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endp
 
     assert_tables_hold_exactly(client, at, &flows).await;
 
-    // Bandwidth in use on each ISL is the sum of the flows whose path crosses it.
-    let links = get_json(client, &at.nb("/v2/links")).await;
-    let mut used: BTreeMap<(String, u64), u64> = BTreeMap::new();
-    for flow in &flows {
-        let path = flow["path"].as_array().expect("path");
-        for hop in path.windows(2) {
-            let out = (
-                hop[0]["switch_id"].as_str().unwrap_or_default().to_string(),
-                hop[0]["output_port"].as_u64().unwrap_or(0),
-            );
-            let back = (
-                hop[1]["switch_id"].as_str().unwrap_or_default().to_string(),
-                hop[1]["input_port"].as_u64().unwrap_or(0),
-            );
-            *used.entry(out).or_default() += BANDWIDTH;
-            *used.entry(back).or_default() += BANDWIDTH;
-        }
-    }
-    for link in links.as_array().expect("links") {
-        let key = (
-            link["src_switch"].as_str().unwrap_or_default().to_string(),
-            link["src_port"].as_u64().unwrap_or(0),
-        );
-        let expected_available =
-            link["capacity"].as_u64().unwrap_or(0) - used.get(&key).copied().unwrap_or(0);
-        assert_eq!(
-            link["available_bandwidth"].as_u64(),
-            Some(expected_available),
-            "{link}"
-        );
-    }
+    links_add_up(client, at, &flows).await;
 
     for flow in &flows {
         let id = flow["flow_id"].as_str().expect("id");
@@ -308,11 +278,46 @@ pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endp
         (Some("delete"), Some("Deleted")),
         "{history}"
     );
-    let links = get_json(client, &at.nb("/v2/links")).await;
-    for link in links.as_array().expect("links") {
-        assert_eq!(
-            link["available_bandwidth"], link["capacity"],
-            "all bandwidth free again: {link}"
-        );
+    links_add_up(client, at, &[]).await;
+}
+
+/// Waits until `/v2/links` shows, on every ISL, the capacity less the bandwidth of the flows
+/// whose path crosses it (the network view follows the flows a little later over Kafka).
+pub async fn links_add_up(client: &reqwest::Client, at: &Endpoints, flows: &[Value]) {
+    let mut used: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for flow in flows {
+        let bandwidth = flow["maximum_bandwidth"].as_u64().expect("bandwidth");
+        let path = flow["path"].as_array().expect("path");
+        for hop in path.windows(2) {
+            let end = |node: &Value, port: &str| {
+                let switch = node["switch_id"].as_str().unwrap_or_default().to_string();
+                (switch, node[port].as_u64().unwrap_or(0))
+            };
+            *used.entry(end(&hop[0], "output_port")).or_default() += bandwidth;
+            *used.entry(end(&hop[1], "input_port")).or_default() += bandwidth;
+        }
+    }
+    let mismatch = |links: &Value| {
+        links.as_array().expect("links").iter().find_map(|link| {
+            let key = (
+                link["src_switch"].as_str().unwrap_or_default().to_string(),
+                link["src_port"].as_u64().unwrap_or(0),
+            );
+            let capacity = link["capacity"].as_u64().unwrap_or(0);
+            let expected = capacity - used.get(&key).copied().unwrap_or(0);
+            (link["available_bandwidth"].as_u64() != Some(expected))
+                .then(|| format!("{link}: expected {expected} available"))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let links = get_json(client, &at.nb("/v2/links")).await;
+        match mismatch(&links) {
+            None => return,
+            Some(problem) if std::time::Instant::now() > deadline => {
+                panic!("link bandwidth does not add up: {problem}")
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hubspoke_fsm::{Envelope, FlowEvent, NbResponse, NetworkState, SbCommand};
-use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish};
+use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
+use parking_lot::Mutex;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{source, Operator};
@@ -96,6 +97,8 @@ pub enum LiveError {
 /// A running topology; dropping it stops the workers.
 pub struct LiveTopology {
     stop: Arc<AtomicBool>,
+    /// Wake each worker's source, so a parked worker sees `stop`.
+    wakers: Arc<Mutex<Vec<Waker>>>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
 }
 
@@ -110,6 +113,8 @@ impl LiveTopology {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
+        let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
+        let worker_wakers = wakers.clone();
         let communication = match &config.cluster {
             None => timely::CommunicationConfig::Process(config.workers),
             Some(cluster) => timely::CommunicationConfig::Cluster {
@@ -128,7 +133,7 @@ impl LiveTopology {
         // the local gauge cannot see it: in a cluster the sources always tick.
         let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
-            let (ports, metrics) = (ports.clone(), metrics.clone());
+            let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
@@ -138,6 +143,7 @@ impl LiveTopology {
                     tick,
                     always_tick,
                     published: published.clone(),
+                    wakers,
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
                 let out = build(scope, inbound, settings, metrics);
@@ -147,8 +153,10 @@ impl LiveTopology {
                 publish(out.network_states, ports.network_states, &published);
             });
             info!(worker = worker.index(), "topology worker running");
+            // Parked until an activation: the bus, a timer, or `stop` waking the source. (A
+            // periodic wake-up would cost each idle worker a step of every operator.)
             while !worker_stop.load(Ordering::Relaxed) {
-                worker.step_or_park(Some(tick));
+                worker.step_or_park(None);
             }
             // The sources never finish on their own; without this, timely would go on
             // stepping the worker after we return, waiting for the dataflow to complete.
@@ -159,6 +167,7 @@ impl LiveTopology {
         .map_err(LiveError::Start)?;
         Ok(LiveTopology {
             stop,
+            wakers,
             guards: Some(guards),
         })
     }
@@ -169,6 +178,9 @@ impl LiveTopology {
 
     fn shut_down(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for wake in self.wakers.lock().iter() {
+            wake();
+        }
         if let Some(guards) = self.guards.take() {
             drop(guards.join());
         }
@@ -194,6 +206,8 @@ struct Source {
     always_tick: bool,
     /// Passes a time when every output before it has been published.
     published: ProbeHandle<Time>,
+    /// Where the source leaves a waker for `LiveTopology::stop`.
+    wakers: Arc<Mutex<Vec<Waker>>>,
 }
 
 fn bus_source<'scope>(
@@ -207,15 +221,18 @@ fn bus_source<'scope>(
         tick,
         always_tick,
         published,
+        wakers,
     } = setup;
     source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
         scope,
         "BusSource",
         move |capability, info| {
-            let waker = worker.sync_activator_for(info.address.to_vec());
-            inbound.set_waker(Arc::new(move || {
-                let _ = waker.activate();
-            }));
+            let activator = worker.sync_activator_for(info.address.to_vec());
+            let waker: Waker = Arc::new(move || {
+                let _ = activator.activate();
+            });
+            wakers.lock().push(waker.clone());
+            inbound.set_waker(waker);
             let activator = scope.activator_for(info.address.clone());
             let mut capability = capability;
             let mut last_input = Instant::now();
