@@ -16,7 +16,7 @@ use hubspoke_sim::{
     load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
 };
 use hubspoke_spokes::bus::{InProcessBus, InboundSource};
-use hubspoke_spokes::kafka::{spawn_consumer, KafkaInbound, TopicName};
+use hubspoke_spokes::kafka::{spawn_consumer, KafkaFlowLog, KafkaInbound, TopicName, WorkerSeat};
 use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
@@ -89,7 +89,15 @@ pub struct SbArgs {
     /// The simulated network.
     #[arg(long, default_value = "grid:3x3")]
     network: String,
+    /// Where the simulated switches keep their rules, meters and failures across restarts
+    /// (created if missing; the file is `switches.redb`). Without it they live in memory.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
+
+/// How long a starting topology waits for its consumer group to hand it partitions: longer
+/// than a dead member's session (6 s) plus a rebalance.
+const PARTITIONS_WAIT: Duration = Duration::from_secs(20);
 
 fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
     Ok(Arc::new(
@@ -101,16 +109,20 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
     let cluster = args.cluster()?;
     let (settings, producer) = args.kafka.connect()?;
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
-    // The first worker of the cluster also reads the network's whole history.
-    let first_process = cluster.as_ref().is_none_or(|c| c.process == 0);
+    let process = cluster.as_ref().map_or(0, |c| c.process);
     let mut consumers = Vec::new();
     for worker in 0..args.workers {
         consumers.push(Some(KafkaInbound::new(
             &settings,
             producer.clone(),
             clock_ms,
-            first_process && worker == 0,
+            WorkerSeat { process, worker },
         )?));
+    }
+    // The group's dead members (if this is a restart) must let go of their partitions first.
+    let inbounds: Vec<&KafkaInbound> = consumers.iter().flatten().collect();
+    if !KafkaInbound::wait_for_partitions(&inbounds, cluster.is_none(), PARTITIONS_WAIT) {
+        tracing::warn!(waited = ?PARTITIONS_WAIT, "not every partition assigned yet; starting anyway");
     }
     let consumers = Arc::new(Mutex::new(consumers));
     let ports = BusPorts {
@@ -124,7 +136,7 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
         sb_commands: Arc::new(
             producer.publisher::<SbCommand>(settings.topic(TopicName::SbCommands)),
         ),
-        flow_events: Arc::new(producer.publisher(settings.topic(TopicName::FlowEvents))),
+        flow_log: Arc::new(KafkaFlowLog::new(&settings, producer.clone())),
         network_states: Arc::new(producer.publisher(settings.topic(TopicName::NetworkStates))),
     };
     let place = cluster.as_ref().map_or_else(String::new, |c| {
@@ -205,7 +217,13 @@ pub fn sb(args: SbArgs) -> anyhow::Result<()> {
         producer.clone(),
         clock_ms,
     )?;
-    let fabric = Arc::new(Mutex::new(SwitchFabric::new(&network)));
+    let fabric = match &args.data_dir {
+        Some(dir) => {
+            SwitchFabric::open_in(&network, dir).context("opening the simulated switches' store")?
+        }
+        None => SwitchFabric::new(&network),
+    };
+    let fabric = Arc::new(Mutex::new(fabric));
     let responses =
         Arc::new(producer.publisher::<SbResponse>(settings.topic(TopicName::SbResponses)));
     let _simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);

@@ -9,8 +9,9 @@ use clap::Args;
 use hubspoke_sim::{
     load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
 };
-use hubspoke_spokes::bus::InProcessBus;
-use hubspoke_topology::live::{BusPorts, LiveConfig, LiveTopology};
+use hubspoke_spokes::bus::{InProcessBus, Publish};
+use hubspoke_spokes::flow_log::{FlowLog, RedbFlowLog};
+use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
 use tracing::info;
@@ -32,6 +33,12 @@ pub struct UpArgs {
     /// How long a REST call waits for the topology's answer.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
+    /// Where the flows (and the simulated switches' tables) are kept across restarts.
+    #[arg(long, default_value = "hubspoke-data")]
+    data_dir: std::path::PathBuf,
+    /// How long the history of finished operations is kept (flow records are kept forever).
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    history_retention_secs: u64,
     #[command(flatten)]
     operation: OperationArgs,
 }
@@ -44,7 +51,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let bus = InProcessBus::new();
     let metrics = Arc::new(Metrics::default());
 
-    let fabric = Arc::new(Mutex::new(SwitchFabric::new(&network)));
+    // The simulated switches keep their tables across restarts, as real ones do.
+    let fabric = SwitchFabric::open_in(&network, &args.data_dir)
+        .context("opening the simulated switches' store")?;
+    let fabric = Arc::new(Mutex::new(fabric));
     let _simulator = Simulator::spawn(
         fabric.clone(),
         bus.sb_commands.receiver(),
@@ -58,7 +68,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         settings: args.operation.settings(),
         ..LiveConfig::default()
     };
-    let topology = LiveTopology::start(config, BusPorts::in_process(&bus), metrics.clone())?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let flow_log_path = args.data_dir.join("flows.redb");
+    let flow_log = RedbFlowLog::open(
+        &flow_log_path,
+        args.history_retention_secs.saturating_mul(1000),
+        clock_ms(),
+        bus.flow_events.clone(),
+    )
+    .with_context(|| format!("opening {}", flow_log_path.display()))?;
+    // The read model starts from what the log holds, as the topology does.
+    for event in flow_log.read_all()? {
+        bus.flow_events.publish(event);
+    }
+    let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
+    let topology = LiveTopology::start(config, ports, metrics.clone())?;
 
     let northbound = Northbound {
         requests: bus.nb_requests.clone(),

@@ -178,3 +178,43 @@ async fn an_update_and_a_reroute_move_a_flow_make_before_break() {
     let hub = Hubspoke::up(&["--network", "grid:3x3"]);
     update_then_reroute(&reqwest::Client::new(), &hub.endpoints()).await;
 }
+
+/// A request sent again with the same correlation id (a client retrying after a lost answer)
+/// is answered the same and runs once, also after a restart; a new request for the same flow
+/// is a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_again_is_answered_the_same_even_after_a_restart() {
+    let mut first = Hubspoke::up(&["--network", "grid:3x3"]);
+    let client = reqwest::Client::new();
+    flows::wait_for_the_network(&client, &first.endpoints(), 9, flows::GRID_ISLS).await;
+    let send = |base: String, correlation_id: &'static str| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(format!("{base}/v2/flows"))
+                .header("correlation_id", correlation_id)
+                .json(&flows::flow_body(0))
+                .send()
+                .await
+                .expect("POST");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let answer = send(first.base.clone(), "retry-me").await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(send(first.base.clone(), "retry-me").await, answer);
+    first.process.kill();
+    let second = Hubspoke::up_in(first.data.clone(), &["--network", "grid:3x3"]);
+    assert_eq!(send(second.base.clone(), "retry-me").await, answer);
+    let conflict = send(second.base.clone(), "another").await;
+    assert_eq!(conflict.0, 409, "{}", conflict.1);
+    let history = get_json(&client, &second.url("/v2/flows/e2e-0/history")).await;
+    let creates = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|e| e["operation"] == "create" && e["event"] == "start")
+        .count();
+    assert_eq!(creates, 1, "the create ran once: {history}");
+}

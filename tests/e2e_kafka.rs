@@ -4,7 +4,7 @@
 mod support;
 
 use support::flows::fifty_flows_up_exact_then_clean;
-use support::{Broker, Endpoints, Process};
+use support::{edges, Broker, Process};
 
 /// Reads `topic` from the beginning until `count` messages arrived (or panics after `limit`);
 /// their payloads.
@@ -33,33 +33,6 @@ fn read_topic(kafka: &str, topic: &str, count: usize, limit: std::time::Duration
         }
     }
     payloads
-}
-
-/// `sb` and `nb` on free loopback ports, and where they serve.
-fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
-    let sb = Process::start(&[
-        "sb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        "--network",
-        network,
-    ]);
-    let nb = Process::start(&[
-        "nb",
-        "--kafka",
-        kafka,
-        "--listen",
-        "127.0.0.1:0",
-        "--request-timeout-ms",
-        "30000",
-    ]);
-    let at = Endpoints {
-        nb: nb.url(),
-        sim: sb.url(),
-    };
-    (sb, nb, at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +218,7 @@ fn a_restarted_topology_reads_the_whole_network_again() {
     use hubspoke_fsm::{Envelope, SbEvent, SwitchId};
     use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
     use hubspoke_spokes::kafka::{
-        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName, WorkerSeat,
     };
     use std::time::{Duration, Instant};
 
@@ -267,9 +240,10 @@ fn a_restarted_topology_reads_the_whole_network_again() {
         ));
     }
     producer.flush(Duration::from_secs(10));
-    let read = |reads_network: bool, wait: Duration| {
+    let read = |worker: usize, wait: Duration| {
+        let seat = WorkerSeat { process: 0, worker };
         let mut inbound =
-            KafkaInbound::new(&settings, producer.clone(), || 0, reads_network).expect("consumer");
+            KafkaInbound::new(&settings, producer.clone(), || 0, seat).expect("consumer");
         let mut switches = Vec::new();
         let start = Instant::now();
         while switches.len() < 3 && start.elapsed() < wait {
@@ -285,13 +259,13 @@ fn a_restarted_topology_reads_the_whole_network_again() {
         switches
     };
     let all: Vec<SwitchId> = (1..=3).map(SwitchId).collect();
-    assert_eq!(read(true, Duration::from_secs(30)), all);
+    assert_eq!(read(0, Duration::from_secs(30)), all);
     assert_eq!(
-        read(true, Duration::from_secs(30)),
+        read(0, Duration::from_secs(30)),
         all,
         "read again after a restart"
     );
-    assert!(read(false, Duration::from_secs(3)).is_empty());
+    assert!(read(1, Duration::from_secs(3)).is_empty());
 }
 
 /// At-least-once: the topology's consumer commits a message only after it is handled. Taken
@@ -301,10 +275,14 @@ fn the_topology_commits_offsets_only_after_handling() {
     use hubspoke_fsm::{Envelope, NbRequest};
     use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
     use hubspoke_spokes::kafka::{
-        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName, WorkerSeat,
     };
     use std::time::{Duration, Instant};
 
+    const SEAT: WorkerSeat = WorkerSeat {
+        process: 0,
+        worker: 1,
+    };
     let broker = Broker::start("offsets");
     let settings = KafkaSettings::new(&broker.address);
     ensure_topics(&settings).expect("topics");
@@ -331,7 +309,7 @@ fn the_topology_commits_offsets_only_after_handling() {
         got.len()
     };
 
-    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, false).expect("consumer");
+    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, SEAT).expect("consumer");
     assert_eq!(take(&mut first, 10, Duration::from_secs(30)), 3);
     first.handled_before(10);
     assert!(
@@ -340,8 +318,7 @@ fn the_topology_commits_offsets_only_after_handling() {
     );
     drop(first);
 
-    let mut second =
-        KafkaInbound::new(&settings, producer.clone(), clock, false).expect("consumer");
+    let mut second = KafkaInbound::new(&settings, producer.clone(), clock, SEAT).expect("consumer");
     assert_eq!(
         take(&mut second, 20, Duration::from_secs(30)),
         3,
@@ -351,7 +328,7 @@ fn the_topology_commits_offsets_only_after_handling() {
     assert!(!second.has_unhandled());
     drop(second);
 
-    let mut third = KafkaInbound::new(&settings, producer, clock, false).expect("consumer");
+    let mut third = KafkaInbound::new(&settings, producer, clock, SEAT).expect("consumer");
     assert_eq!(
         take(&mut third, 30, Duration::from_secs(5)),
         0,

@@ -89,6 +89,35 @@ impl RuleInstall {
         }
     }
 
+    /// For a step that removes rules and goes on whatever the switches answer: true once it
+    /// is over (its last command answered, or the deadline passed). A failed removal is
+    /// noted in `failures` and, with a timeout, in the history details, named by `what`.
+    pub fn removal_done(
+        &mut self,
+        context: &mut OpContext,
+        event: &OpEvent,
+        what: &str,
+        failures: &mut Vec<String>,
+    ) -> bool {
+        let mut notes = Vec::new();
+        if let OpEvent::Timeout = event {
+            self.commands.abandon();
+            context.push(Action::Abandon);
+            notes.push(format!("{what} timed out"));
+        } else if self.commands.complete_despite_failures(event, failures)
+            != Some(Completion::StepDone)
+        {
+            return false;
+        }
+        notes.extend(
+            failures
+                .iter()
+                .map(|failure| format!("{what} failed: {failure}")),
+        );
+        context.details = notes.join("; ");
+        true
+    }
+
     /// Removes every rule an install was sent for, under the rollback deadline.
     pub fn remove_sent(&mut self, context: &mut OpContext, rollback_ms: u64) {
         context.push(Action::ArmDeadline {

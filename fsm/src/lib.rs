@@ -11,6 +11,7 @@ pub mod model;
 pub mod network;
 pub mod operation;
 pub mod reroute;
+pub mod sync;
 #[cfg(test)]
 mod test_support;
 

@@ -54,6 +54,10 @@ pub enum NbRequest {
     RerouteFlow {
         flow_id: FlowId,
     },
+    /// Install the flow's recorded rules again (and remove an interrupted move's).
+    SyncFlow {
+        flow_id: FlowId,
+    },
     DeleteFlow {
         flow_id: FlowId,
     },
@@ -63,7 +67,9 @@ impl NbRequest {
     pub fn flow_id(&self) -> &str {
         match self {
             NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => &flow.flow_id,
-            NbRequest::RerouteFlow { flow_id } | NbRequest::DeleteFlow { flow_id } => flow_id,
+            NbRequest::RerouteFlow { flow_id }
+            | NbRequest::SyncFlow { flow_id }
+            | NbRequest::DeleteFlow { flow_id } => flow_id,
         }
     }
 }
@@ -282,6 +288,11 @@ pub enum FlowEvent {
     History {
         flow_id: FlowId,
         entry: HistoryEntry,
+    },
+    /// The answer given to the request with the envelope's correlation id: a request sent
+    /// again with that id is answered the same, also after a restart.
+    Answered {
+        response: NbResponse,
     },
 }
 

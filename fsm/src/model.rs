@@ -65,6 +65,10 @@ pub fn validate_flow_id(flow_id: &str) -> Result<(), String> {
     {
         return Err("flow_id may only contain letters, digits, '-', '_', '.' and ':'".to_string());
     }
+    // A client normalising URLs would turn `/v2/flows/..` into `/v2/`.
+    if flow_id.chars().all(|c| c == '.') {
+        return Err("flow_id may not be made of dots only".to_string());
+    }
     Ok(())
 }
 
@@ -112,6 +116,13 @@ pub struct Resources {
     pub forward_path: Vec<Isl>,
 }
 
+/// What a flow is being moved to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTarget {
+    pub request: FlowRequest,
+    pub resources: Resources,
+}
+
 /// The durable record of a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRecord {
@@ -122,6 +133,10 @@ pub struct FlowRecord {
     pub status_info: Option<String>,
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// Where a reroute or update is moving the flow while it runs: the new rules may be on
+    /// switches, so a restart must know them to remove them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Box<FlowTarget>>,
     pub created_ms: u64,
     pub last_updated_ms: u64,
     /// Grows with every change, so a reader can keep the newest of two copies.
@@ -135,6 +150,7 @@ impl FlowRecord {
             status: FlowStatus::InProgress,
             status_info: None,
             resources: None,
+            target: None,
             created_ms: now_ms,
             last_updated_ms: now_ms,
             version: 1,
@@ -200,6 +216,12 @@ mod tests {
         let mut r = request();
         r.flow_id = "has space".into();
         assert!(r.validate().unwrap_err().contains("flow_id"));
+        for dots in [".", ".."] {
+            assert!(
+                validate_flow_id(dots).unwrap_err().contains("dots"),
+                "{dots}"
+            );
+        }
         let mut r = request();
         r.source.vlan_id = 5000;
         assert!(r.validate().unwrap_err().contains("source.vlan_id"));

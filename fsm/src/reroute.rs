@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
 use crate::install::RuleInstall;
-use crate::operation::{Action, Completion, OpContext, OpEvent, Timeouts};
+use crate::operation::{Action, OpContext, OpEvent, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
-use crate::{ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Resources, SbAction};
+use crate::{
+    ErrorBody, FlowRecord, FlowRequest, FlowStatus, FlowTarget, NbResponse, Resources, SbAction,
+};
 
 /// Why a flow is moved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,25 +106,14 @@ impl FlowReroute {
         what: &str,
         next: State,
     ) -> Outcome<State> {
-        let mut notes = Vec::new();
-        if let OpEvent::Timeout = event {
-            context.push(Action::Abandon);
-            notes.push(format!("{what} timed out"));
-        } else if self
+        if self
             .install
-            .commands
-            .complete_despite_failures(event, &mut self.removal_failures)
-            != Some(Completion::StepDone)
+            .removal_done(context, event, what, &mut self.removal_failures)
         {
-            return Handled;
+            Transition(next)
+        } else {
+            Handled
         }
-        notes.extend(
-            self.removal_failures
-                .iter()
-                .map(|failure| format!("{what} failed: {failure}")),
-        );
-        context.details = notes.join("; ");
-        Transition(next)
     }
 
     fn after_swap(&self) -> State {
@@ -174,9 +165,19 @@ impl FlowReroute {
                 }
                 self.install
                     .set_segments(flow_segments(&self.request, resources));
+                // Saved before any new rule is sent: a restart must know what to remove.
+                let target = FlowTarget {
+                    request: self.request.clone(),
+                    resources: resources.clone(),
+                };
+                self.flow = self.flow.changed(context.now_ms, |r| {
+                    r.target = Some(Box::new(target));
+                });
+                context.push(Action::Save(self.flow.clone()));
                 let mut prospective = self.flow.clone();
                 prospective.request = self.request.clone();
                 prospective.resources = Some(resources.clone());
+                prospective.target = None;
                 context.push(Action::Respond(NbResponse::Flow { flow: prospective }));
                 if self.install.has_non_ingress() {
                     Transition(State::installing_non_ingress())
@@ -319,6 +320,7 @@ impl FlowReroute {
         self.flow = self.flow.changed(context.now_ms, |r| {
             r.request = request;
             r.resources = resources;
+            r.target = None;
             r.status = FlowStatus::Up;
             r.status_info = None;
         });
@@ -367,6 +369,7 @@ impl FlowReroute {
         self.flow = self.flow.changed(context.now_ms, |r| {
             r.status = status;
             r.status_info = info;
+            r.target = None;
         });
         context.push(Action::Save(self.flow.clone()));
     }

@@ -37,7 +37,8 @@ impl FromStr for SwitchId {
         }
         let mut value = 0u64;
         for part in parts {
-            if part.len() != 2 {
+            // `from_str_radix` alone would take "+1".
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid());
             }
             let byte = u8::from_str_radix(part, 16).map_err(|_| invalid())?;
@@ -63,6 +64,12 @@ impl<'de> Deserialize<'de> for SwitchId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        assert!("00:00:00:00:00:00:00:+1".parse::<SwitchId>().is_err());
+        assert!("00:00:00:00:00:00:00:-1".parse::<SwitchId>().is_err());
+    }
 
     #[test]
     fn displays_and_parses_openkilda_form() {

@@ -12,6 +12,8 @@ pub use network_spec::{load_network, NetworkSpecError};
 pub use northbound::{nb_router, spawn_reply_dispatcher, FlowJson, NbState, PendingReplies};
 pub use southbound::{
     publish_network_events, sim_router, Faults, NetworkEvents, Simulator, SimulatorHandle,
-    SwitchFabric,
+    SwitchFabric, SWITCH_STORE_FILE,
 };
-pub use view::{spawn_network_view_updater, spawn_view_updater, FlowView, NetworkView};
+pub use view::{
+    spawn_network_view_updater, spawn_view_updater, FlowView, HistoryQuery, NetworkView,
+};

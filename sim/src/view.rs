@@ -44,13 +44,14 @@ impl FlowView {
                 self.apply_removed(flow_id, *version, event.created_at_ms)
             }
             FlowEvent::History { flow_id, entry } => {
-                self.state
-                    .write()
-                    .history
-                    .entry(flow_id.clone())
-                    .or_default()
-                    .push(entry.clone());
+                let mut state = self.state.write();
+                let entries = state.history.entry(flow_id.clone()).or_default();
+                // Kept in time order; entries of the same time in the order they came.
+                let at = entries.partition_point(|e| e.timestamp_ms <= entry.timestamp_ms);
+                entries.insert(at, entry.clone());
             }
+            // For the topology's deduplication; replies reach the shim on their own topic.
+            FlowEvent::Answered { .. } => {}
         }
     }
 
@@ -106,15 +107,51 @@ impl FlowView {
         self.state.read().flows.values().cloned().collect()
     }
 
-    /// The flow's history, removed flows included; None if the flow id was never seen.
+    /// The flow's history in time order, removed flows included; None if the flow id was
+    /// never seen.
     pub fn history(&self, flow_id: &str) -> Option<Vec<HistoryEntry>> {
+        self.history_query(flow_id, &HistoryQuery::default())
+    }
+
+    /// The part of the flow's history the query asks for, in time order; None if the flow id
+    /// was never seen.
+    pub fn history_query(&self, flow_id: &str, query: &HistoryQuery) -> Option<Vec<HistoryEntry>> {
         let state = self.state.read();
         match state.history.get(flow_id) {
-            Some(entries) => Some(entries.clone()),
+            Some(entries) => Some(query.select(entries).to_vec()),
             None if state.flows.contains_key(flow_id) || state.tombstones.contains_key(flow_id) => {
                 Some(Vec::new())
             }
             None => None,
+        }
+    }
+}
+
+/// Which part of a flow's history to read, as `GET /v2/flows/{flow_id}/history` asks with
+/// `time_from`, `time_to` and `max_count`. The default is the whole history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Entries at or after this time (`timestamp_ms`, ms since the epoch).
+    pub time_from: Option<u64>,
+    /// Entries at or before this time.
+    pub time_to: Option<u64>,
+    /// Of those, only the newest `max_count` (OpenKilda's semantics: the last N).
+    pub max_count: Option<usize>,
+}
+
+impl HistoryQuery {
+    /// The entries asked for, out of entries in time order; still in time order.
+    pub fn select<'a>(&self, entries: &'a [HistoryEntry]) -> &'a [HistoryEntry] {
+        let start = self
+            .time_from
+            .map_or(0, |from| entries.partition_point(|e| e.timestamp_ms < from));
+        let end = self.time_to.map_or(entries.len(), |to| {
+            entries.partition_point(|e| e.timestamp_ms <= to)
+        });
+        let in_time = entries.get(start..end).unwrap_or_default();
+        match self.max_count {
+            Some(count) => &in_time[in_time.len().saturating_sub(count)..],
+            None => in_time,
         }
     }
 }
@@ -315,6 +352,50 @@ mod tests {
             history.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
             ["created", "removed"]
         );
+    }
+
+    #[test]
+    fn history_is_in_time_order_and_selected_by_time_and_count() {
+        let view = FlowView::new();
+        for (at, name) in [(300, "c"), (100, "a"), (200, "b1"), (400, "d"), (200, "b2")] {
+            let mut entry = entry(name);
+            entry.timestamp_ms = at;
+            view.apply_event(&event(
+                FlowEvent::History {
+                    flow_id: "f".into(),
+                    entry,
+                },
+                at,
+            ));
+        }
+        let names = |query: HistoryQuery| -> Vec<String> {
+            view.history_query("f", &query)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event)
+                .collect()
+        };
+        let query = |time_from, time_to, max_count| HistoryQuery {
+            time_from,
+            time_to,
+            max_count,
+        };
+        assert_eq!(names(HistoryQuery::default()), ["a", "b1", "b2", "c", "d"]);
+        assert_eq!(
+            view.history("f").unwrap().len(),
+            5,
+            "history() is the whole of it"
+        );
+        assert_eq!(names(query(Some(200), None, None)), ["b1", "b2", "c", "d"]);
+        assert_eq!(names(query(None, Some(200), None)), ["a", "b1", "b2"]);
+        assert_eq!(names(query(Some(200), Some(200), None)), ["b1", "b2"]);
+        assert_eq!(names(query(None, None, Some(2))), ["c", "d"]);
+        assert_eq!(names(query(Some(100), Some(300), Some(2))), ["b2", "c"]);
+        assert_eq!(names(query(None, None, Some(99))).len(), 5);
+        assert!(names(query(Some(401), None, None)).is_empty());
+        assert!(names(query(None, Some(99), None)).is_empty());
+        assert!(names(query(Some(300), Some(200), None)).is_empty());
+        assert_eq!(view.history_query("other", &HistoryQuery::default()), None);
     }
 
     #[test]

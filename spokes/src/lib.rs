@@ -2,5 +2,6 @@
 
 pub mod bus;
 pub mod deadline;
+pub mod flow_log;
 pub mod kafka;
 pub mod speaker;

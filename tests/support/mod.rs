@@ -2,6 +2,7 @@
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod flows;
 pub mod reroute;
 
@@ -71,6 +72,12 @@ impl Process {
 }
 
 impl Process {
+    /// SIGKILL: the process dies wherever it is, as in a power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits up to `limit` for the process to exit; its exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
@@ -93,19 +100,32 @@ impl Drop for Process {
     }
 }
 
-/// `hubspoke up` on a free loopback port.
+/// `hubspoke up` on a free loopback port, with a data directory of its own.
 pub struct Hubspoke {
     pub process: Process,
     pub base: String,
+    /// Kept (and removed) with the last `Hubspoke` that uses it.
+    pub data: std::sync::Arc<tempfile::TempDir>,
 }
 
 impl Hubspoke {
     pub fn up(args: &[&str]) -> Hubspoke {
-        let mut all = vec!["up", "--listen", "127.0.0.1:0"];
+        let data = std::sync::Arc::new(tempfile::tempdir().expect("a data directory"));
+        Hubspoke::up_in(data, args)
+    }
+
+    /// `hubspoke up` on the data directory another one used: a restart.
+    pub fn up_in(data: std::sync::Arc<tempfile::TempDir>, args: &[&str]) -> Hubspoke {
+        let dir = data.path().to_string_lossy().to_string();
+        let mut all = vec!["up", "--listen", "127.0.0.1:0", "--data-dir", &dir];
         all.extend_from_slice(args);
         let process = Process::start(&all);
         let base = process.url();
-        Hubspoke { process, base }
+        Hubspoke {
+            process,
+            base,
+            data,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,6 +164,23 @@ impl Broker {
             address: format!("127.0.0.1:{port}"),
             state,
         }
+    }
+}
+
+impl Broker {
+    /// The broker stops answering (SIGSTOP), as if unreachable; `resume` brings it back.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = std::fs::read_to_string(self.state.join("tansu.pid")).expect("tansu's pid");
+        let status = Command::new("kill").args([signal, pid.trim()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} tansu");
     }
 }
 
@@ -204,4 +241,46 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
         response.status()
     );
     response.json().await.expect("JSON body")
+}
+
+/// `sb` over Kafka on a free loopback port; with `data_dir`, its switches keep their tables
+/// there across restarts.
+pub fn kafka_sb(kafka: &str, network: &str, data_dir: Option<&str>) -> Process {
+    let mut args = vec![
+        "sb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--network",
+        network,
+    ];
+    if let Some(dir) = data_dir {
+        args.extend(["--data-dir", dir]);
+    }
+    Process::start(&args)
+}
+
+/// `nb` over Kafka on a free loopback port.
+pub fn kafka_nb(kafka: &str) -> Process {
+    Process::start(&[
+        "nb",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--request-timeout-ms",
+        "30000",
+    ])
+}
+
+/// `sb` and `nb` on free loopback ports, and where they serve.
+pub fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
+    let sb = kafka_sb(kafka, network, None);
+    let nb = kafka_nb(kafka);
+    let at = Endpoints {
+        nb: nb.url(),
+        sim: sb.url(),
+    };
+    (sb, nb, at)
 }

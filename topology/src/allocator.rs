@@ -14,7 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRequest, Isl, Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, Resources, SbEvent, SwitchId,
+    MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,16 @@ impl IdPool {
 
     fn give_back(&mut self, id: u64) {
         self.freed.insert(id);
+    }
+
+    /// Marks `id` as taken, as a restart finds it in a flow's record.
+    fn reserve(&mut self, id: u64) {
+        if id >= self.next {
+            self.freed.extend(self.next..id);
+            self.next = id + 1;
+        } else {
+            self.freed.remove(&id);
+        }
     }
 }
 
@@ -196,6 +207,52 @@ impl ResourcePool {
                 self.apply_network_event(&event);
                 None
             }
+        }
+    }
+
+    /// Takes back what a flow held before a restart, exactly as its record says: its
+    /// resources as the current reservation, an interrupted move's as the pending one. No
+    /// path is searched (the network may not be announced yet).
+    pub fn restore(&mut self, record: &FlowRecord) {
+        let flow_id = record.flow_id().to_string();
+        let reservations = [
+            record
+                .resources
+                .clone()
+                .map(|r| (record.request.clone(), r)),
+            record
+                .target
+                .as_deref()
+                .map(|t| (t.request.clone(), t.resources.clone())),
+        ];
+        for (request, resources) in reservations.iter().flatten() {
+            self.cookies.reserve(resources.cookie);
+            self.transit_vlans
+                .reserve(u64::from(resources.transit_vlan));
+            for (switch, meter) in [
+                (request.source.switch_id, resources.forward_meter),
+                (request.destination.switch_id, resources.reverse_meter),
+            ] {
+                if let Some(meter) = meter {
+                    self.meters
+                        .entry(switch)
+                        .or_insert_with(|| IdPool::new(FIRST_FLOW_METER, LAST_METER))
+                        .reserve(u64::from(meter));
+                }
+            }
+            for endpoint in [&request.source, &request.destination] {
+                self.endpoints.insert(endpoint.clone(), flow_id.clone());
+            }
+        }
+        let [current, pending] =
+            reservations.map(|r| r.map(|(request, resources)| Reservation { request, resources }));
+        let path = current.as_ref().map(|c| c.resources.clone());
+        self.update_holding(&flow_id, |h| {
+            h.current = current;
+            h.pending = pending;
+        });
+        if let Some(path) = path {
+            self.paths_changed(&flow_id, &path, 1);
         }
     }
 
@@ -797,6 +854,54 @@ mod tests {
                 .forward_path
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_restart_takes_back_exactly_what_the_records_hold() {
+        let mut before = pool("linear:3");
+        let a = before.allocate(&request("a", 1, 3, 10, 1000)).unwrap();
+        let b = before.allocate(&request("b", 1, 3, 11, 1000)).unwrap();
+        let moving = before.reallocate(&request("b", 1, 3, 11, 2000)).unwrap();
+        let record = |flow_id: &str, resources: &Resources, bandwidth: u64| {
+            let mut record = FlowRecord::new(request(flow_id, 1, 3, 10, bandwidth), 0);
+            record.request.source.port_number = if flow_id == "a" { 10 } else { 11 };
+            record.request.destination.port_number = record.request.source.port_number;
+            record.resources = Some(resources.clone());
+            record
+        };
+        let mut b_record = record("b", &b, 1000);
+        b_record.target = Some(Box::new(hubspoke_fsm::FlowTarget {
+            request: request("b", 1, 3, 11, 2000),
+            resources: moving.clone(),
+        }));
+
+        let mut after = pool("linear:3");
+        after.restore(&record("a", &a, 1000));
+        after.restore(&b_record);
+        for isl in reserved_isls(&a) {
+            assert_eq!(after.available(&isl), before.available(&isl), "{isl:?}");
+        }
+        let next = after.allocate(&request("c", 1, 3, 12, 1)).unwrap();
+        let taken = [a.cookie, b.cookie, moving.cookie];
+        assert!(
+            !taken.contains(&next.cookie),
+            "no cookie is handed out twice"
+        );
+        assert!(![a.transit_vlan, b.transit_vlan, moving.transit_vlan].contains(&next.transit_vlan));
+        assert_eq!(
+            after
+                .allocate(&request("d", 1, 3, 11, 1))
+                .unwrap_err()
+                .status,
+            409,
+            "a restored flow keeps its endpoints"
+        );
+        after.release_pending("b");
+        let freed = after.allocate(&request("e", 1, 3, 13, 1)).unwrap();
+        assert_eq!(
+            freed.cookie, moving.cookie,
+            "the released target's cookie is free again"
         );
     }
 

@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{
-    stable_hash, Envelope, FlowEvent, NbRequest, NbResponse, NetworkState, SbCommand, SbResponse,
+    stable_hash, Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, NetworkState, SbCommand,
+    SbResponse,
 };
 pub use hubspoke_spokes::bus::Inbound;
 use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
@@ -36,6 +37,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::channels::pushers::Output;
 use timely::dataflow::operators::core::Partition;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, InputCapability};
@@ -43,8 +45,9 @@ use timely::dataflow::{Scope, StreamVec};
 
 use crate::allocator::{AllocatorRequest, ResourcePool};
 use crate::coordinator::DeadlineTable;
-use crate::hub::{Hub, HubInput, HubOutput, RerouteThrottle, REROUTE_TIMER};
+use crate::hub::{Hub, HubInput, HubOutput, RerouteThrottle, REROUTE_TIMER, WATCHDOG_TIMER};
 use crate::metrics::Metrics;
+use crate::recovery::{RecoveredFlow, Recovery};
 use crate::view::{network_view, ViewChange};
 use crate::wire::Json;
 
@@ -73,12 +76,24 @@ pub fn route(flow_id: &str) -> u64 {
     stable_hash(&[flow_id.as_bytes()])
 }
 
+/// Builds the topology. `recovery` is what the flow log held when the topology started (empty
+/// for a fresh one): worker 0 restores the reservations and hands every flow to its hub.
 pub fn build<'scope>(
     scope: Scope<'scope, Time>,
     inbound: StreamVec<'scope, Time, Inbound>,
     settings: Settings,
     metrics: Arc<Metrics>,
+    recovery: &Recovery,
 ) -> Outbound<'scope> {
+    let first_worker = scope.worker().index() == 0;
+    let restored: Vec<Json<Restored>> = if first_worker {
+        let flows = recovery.flows.iter().cloned().map(Restored::Flow);
+        let answers = recovery.answers.values().cloned().map(Restored::Answer);
+        flows.chain(answers).map(Json).collect()
+    } else {
+        Vec::new()
+    };
+    let restored = at_time(scope, restored, recovery.at_ms);
     // Partition moves each message to one branch; cloning the stream would copy every message
     // into every branch.
     let mut branches = inbound
@@ -114,13 +129,22 @@ pub fn build<'scope>(
     let (improved_loop, improved) = scope.feedback::<Vec<()>>(1);
     let hub = hub_operator(
         scope,
-        nb_requests,
-        hub_feedback,
-        improved,
+        HubInputs {
+            requests: nb_requests,
+            feedback: hub_feedback,
+            improved,
+            restored,
+        },
         settings,
+        recovery.at_ms,
         metrics.clone(),
     );
-    let allocator = allocator_operator(scope, network_events.concat(hub.allocator));
+    let reservations: Vec<FlowRecord> = if first_worker {
+        recovery.flows.iter().map(|f| f.record.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let allocator = allocator_operator(scope, network_events.concat(hub.allocator), reservations);
     allocator
         .view_changes
         .clone()
@@ -151,16 +175,19 @@ pub fn build<'scope>(
     };
     let hub_timeouts = hub_timeouts.map(|t| {
         let (flow_id, generation) = (t.key.flow_id, t.generation);
-        if t.key.name == REROUTE_TIMER {
-            HubInput::RerouteDue {
+        match t.key.name.as_str() {
+            REROUTE_TIMER => HubInput::RerouteDue {
                 flow_id,
                 generation,
-            }
-        } else {
-            HubInput::Timeout {
+            },
+            WATCHDOG_TIMER => HubInput::Overdue {
                 flow_id,
                 generation,
-            }
+            },
+            _ => HubInput::Timeout {
+                flow_id,
+                generation,
+            },
         }
     });
     speaker_timeouts.connect_loop(speaker_loop);
@@ -177,6 +204,24 @@ pub fn build<'scope>(
         flow_events: hub.events,
         network_states: stamped(view.states),
     }
+}
+
+/// `items` as a stream at logical time `at`: a restarted topology's state enters at the time
+/// it restarted, so the clocks of what it sets going (deadlines, retries) start there.
+fn at_time<'scope, D: Clone + 'static>(
+    scope: Scope<'scope, Time>,
+    items: Vec<D>,
+    at: Time,
+) -> StreamVec<'scope, Time, D> {
+    source::<_, CapacityContainerBuilder<Vec<D>>, _, _>(scope, "AtTime", move |capability, _| {
+        let mut pending = Some((capability, items));
+        move |output| {
+            if let Some((mut capability, items)) = pending.take() {
+                capability.downgrade(&at);
+                output.session(&capability).give_iterator(items.into_iter());
+            }
+        }
+    })
 }
 
 /// Whether a change may give a DOWN flow a path: a link or switch coming up.
@@ -261,15 +306,47 @@ impl HubBuffers {
     }
 }
 
-fn hub_operator<'scope>(
-    scope: Scope<'scope, Time>,
+/// What a restarted topology hands the hubs, each to the worker of its flow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Restored {
+    Flow(RecoveredFlow),
+    Answer(Envelope<NbResponse>),
+}
+
+impl Restored {
+    fn flow_id(&self) -> &str {
+        match self {
+            Restored::Flow(flow) => flow.record.flow_id(),
+            Restored::Answer(answer) => &answer.key,
+        }
+    }
+}
+
+struct HubInputs<'scope> {
     requests: StreamVec<'scope, Time, Json<Envelope<NbRequest>>>,
     feedback: StreamVec<'scope, Time, HubInput>,
     improved: StreamVec<'scope, Time, ()>,
+    restored: StreamVec<'scope, Time, Json<Restored>>,
+}
+
+fn hub_operator<'scope>(
+    scope: Scope<'scope, Time>,
+    inputs: HubInputs<'scope>,
     settings: Settings,
+    restored_at_ms: Time,
     metrics: Arc<Metrics>,
 ) -> HubStreams<'scope> {
+    let HubInputs {
+        requests,
+        feedback,
+        improved,
+        restored,
+    } = inputs;
     let mut builder = OperatorBuilder::new("Hub".to_owned(), scope);
+    let mut restored = builder.new_input(
+        restored,
+        Exchange::new(|r: &Json<Restored>| route(r.0.flow_id())),
+    );
     let mut requests = builder.new_input(
         requests,
         Exchange::new(|e: &Json<Envelope<NbRequest>>| route(e.0.payload.flow_id())),
@@ -295,6 +372,17 @@ fn hub_operator<'scope>(
                 ship(&mut responses_out, capability, &mut buffers.responses);
                 ship(&mut events_out, capability, &mut buffers.events);
             };
+            restored.for_each_stamp(|capability, data| {
+                let (mut flows, mut answers) = (Vec::new(), Vec::new());
+                for Json(item) in data.flat_map(|batch| batch.drain(..)) {
+                    match item {
+                        Restored::Flow(flow) => flows.push(flow),
+                        Restored::Answer(answer) => answers.push(answer),
+                    }
+                }
+                hub.restore(restored_at_ms, flows, answers, &mut outputs);
+                flush(&capability, &mut outputs);
+            });
             requests.for_each_stamp(|capability, data| {
                 let Some(&now) = capability.least() else {
                     return;
@@ -339,18 +427,35 @@ struct AllocatorStreams<'scope> {
     view_changes: StreamVec<'scope, Time, ViewChange>,
 }
 
+/// `reservations`: the records a restarted topology found, whose resources are taken back
+/// before anything else is allocated.
 fn allocator_operator<'scope>(
     scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, AllocatorRequest>,
+    reservations: Vec<FlowRecord>,
 ) -> AllocatorStreams<'scope> {
     let mut builder = OperatorBuilder::new("Allocator".to_owned(), scope);
     let mut requests = builder.new_input(requests, Exchange::new(|_: &AllocatorRequest| 0));
     let (mut results_out, results) = builder.new_output();
     let (mut changes_out, view_changes) = builder.new_output();
-    builder.build(move |_initial_capabilities| {
+    builder.build(move |initial_capabilities| {
         let mut pool = ResourcePool::new();
+        for record in &reservations {
+            pool.restore(record);
+        }
+        // The view learns the restored reservations at the first time; then the initial
+        // capabilities go.
+        let mut restored = initial_capabilities.into_iter().nth(1).map(|capability| {
+            let changes = pool.take_view_changes();
+            (capability, changes)
+        });
         let mut answers = Vec::new();
         move |_frontiers| {
+            if let Some((capability, mut changes)) = restored.take() {
+                if !changes.is_empty() {
+                    changes_out.activate().give(&capability, &mut changes);
+                }
+            }
             requests.for_each_stamp(|capability, data| {
                 for request in data.flat_map(|batch| batch.drain(..)) {
                     if let Some(result) = pool.handle(request) {

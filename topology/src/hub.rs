@@ -7,13 +7,14 @@
 //! (every new trigger for a flow pushes its reroute back by `delay_ms`, up to `max_delay_ms`
 //! after the first), so a flapping link costs nothing and a failure becomes one batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hubspoke_fsm::create::FlowCreate;
 use hubspoke_fsm::delete::FlowDelete;
 use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
 use hubspoke_fsm::reroute::{FlowReroute, RerouteKind};
+use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
 };
@@ -25,6 +26,7 @@ use tracing::{debug, info_span};
 
 use crate::allocator::{AllocationResult, AllocatorRequest};
 use crate::metrics::Metrics;
+use crate::recovery::RecoveredFlow;
 
 /// What comes back to the hub through the dataflow's feedback edge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,11 @@ pub enum HubInput {
         flow_id: String,
         generation: u64,
     },
+    /// An operation is still running long after every deadline it can arm: a bug, resolved.
+    Overdue {
+        flow_id: String,
+        generation: u64,
+    },
 }
 
 impl HubInput {
@@ -54,7 +61,8 @@ impl HubInput {
             HubInput::Report(report) => &report.flow_id,
             HubInput::Timeout { flow_id, .. }
             | HubInput::PathAffected { flow_id, .. }
-            | HubInput::RerouteDue { flow_id, .. } => flow_id,
+            | HubInput::RerouteDue { flow_id, .. }
+            | HubInput::Overdue { flow_id, .. } => flow_id,
         }
     }
 }
@@ -91,6 +99,7 @@ enum Machine {
     Delete(StateMachine<FlowDelete>),
     // Boxed: make-before-break keeps two sets of segments, which makes it the big one.
     Reroute(Box<StateMachine<FlowReroute>>),
+    Sync(Box<StateMachine<FlowSync>>),
 }
 
 impl Machine {
@@ -99,6 +108,7 @@ impl Machine {
             Machine::Create(m) => m.handle_with_context(event, context),
             Machine::Delete(m) => m.handle_with_context(event, context),
             Machine::Reroute(m) => m.handle_with_context(event, context),
+            Machine::Sync(m) => m.handle_with_context(event, context),
         }
     }
 
@@ -107,6 +117,7 @@ impl Machine {
             Machine::Create(m) => m.state().is_finished(),
             Machine::Delete(m) => m.state().is_finished(),
             Machine::Reroute(m) => m.state().is_finished(),
+            Machine::Sync(m) => m.state().is_finished(),
         }
     }
 
@@ -115,6 +126,7 @@ impl Machine {
             Machine::Create(_) => "create",
             Machine::Delete(_) => "delete",
             Machine::Reroute(m) => m.inner().operation_name(),
+            Machine::Sync(_) => "sync",
         }
     }
 }
@@ -126,6 +138,8 @@ struct Operation {
     deadline_generation: u64,
     /// Whether somebody waits for an answer (a network-triggered reroute has nobody).
     answered: bool,
+    /// The generation of the operation's watchdog.
+    watchdog_generation: u64,
 }
 
 /// A network-triggered reroute waiting for the network to settle.
@@ -152,15 +166,29 @@ impl FlowSlot {
     }
 }
 
-/// The hub's timers: the operation's deadline, and the reroute's settle time.
+/// The hub's timers: the operation's deadline, the reroute's settle time, and the watchdog
+/// that catches an operation outliving every deadline it can arm.
 const OPERATION_TIMER: &str = "";
 pub const REROUTE_TIMER: &str = "reroute";
+pub const WATCHDOG_TIMER: &str = "watchdog";
+
+/// An operation arms at most an operation deadline, a rollback deadline and (a sync after an
+/// interrupted move) a second operation deadline; the watchdog waits for all of them and more.
+fn watchdog_after(timeouts: &Timeouts) -> u64 {
+    3 * timeouts.operation_ms + 2 * timeouts.rollback_ms
+}
+
+/// How long an answer is remembered for a request sent again with its correlation id.
+const ANSWER_MEMORY_MS: u64 = 24 * 3600 * 1000;
 
 pub struct Hub {
     timeouts: Timeouts,
     throttle: RerouteThrottle,
     flows: HashMap<String, FlowSlot>,
     next_generation: u64,
+    /// The answers given, by correlation id, oldest first in `answer_order`.
+    answers: HashMap<String, Envelope<NbResponse>>,
+    answer_order: VecDeque<(u64, String)>,
     metrics: Arc<Metrics>,
 }
 
@@ -171,8 +199,94 @@ impl Hub {
             throttle,
             flows: HashMap::new(),
             next_generation: 0,
+            answers: HashMap::new(),
+            answer_order: VecDeque::new(),
             metrics,
         }
+    }
+
+    /// Takes over what a stopped topology left, as its flow log tells: every flow's record
+    /// and the answers it gave. An operation that was in flight is not continued where it
+    /// stopped (its step and pending commands were in memory): a delete is run again, anything
+    /// else is synced (the recorded rules installed again, an interrupted move's rules
+    /// removed), with its deadline armed anew.
+    pub fn restore(
+        &mut self,
+        now_ms: u64,
+        flows: impl IntoIterator<Item = RecoveredFlow>,
+        answers: impl IntoIterator<Item = Envelope<NbResponse>>,
+        out: &mut Vec<HubOutput>,
+    ) {
+        for answer in answers {
+            self.remember(answer);
+        }
+        for RecoveredFlow {
+            record,
+            interrupted,
+        } in flows
+        {
+            let flow_id = record.flow_id().to_string();
+            let slot = self.flows.entry(flow_id.clone()).or_default();
+            slot.record = Some(record.clone());
+            let Some(operation) = interrupted else {
+                continue;
+            };
+            self.metrics.operations_recovered.inc();
+            let prefix = format!("{flow_id}:{now_ms}");
+            let machine = if operation == "delete" {
+                Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
+            } else {
+                self.sync_machine(record, prefix)
+            };
+            let correlation_id = format!("recovery:{flow_id}:{now_ms}");
+            let _span =
+                info_span!("hub", flow_id = %flow_id, correlation_id = %correlation_id).entered();
+            debug!(%operation, "resuming an interrupted operation");
+            self.start(now_ms, &flow_id, machine, correlation_id, false, out);
+        }
+    }
+
+    /// Answers a request and makes the answer durable, so that the same request sent again
+    /// (same correlation id) gets it again, also after a restart.
+    fn answer(&mut self, response: Envelope<NbResponse>, out: &mut Vec<HubOutput>) {
+        out.push(HubOutput::Event(Envelope::new(
+            response.correlation_id.clone(),
+            response.key.clone(),
+            response.created_at_ms,
+            FlowEvent::Answered {
+                response: response.payload.clone(),
+            },
+        )));
+        out.push(HubOutput::Response(response.clone()));
+        self.remember(response);
+    }
+
+    fn remember(&mut self, response: Envelope<NbResponse>) {
+        let at = response.created_at_ms;
+        while self
+            .answer_order
+            .front()
+            .is_some_and(|(t, _)| t + ANSWER_MEMORY_MS < at)
+        {
+            if let Some((_, old)) = self.answer_order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+        self.answer_order
+            .push_back((at, response.correlation_id.clone()));
+        self.answers
+            .insert(response.correlation_id.clone(), response);
+    }
+
+    /// A request seen before: its answer again, or nothing while it is still being worked on.
+    fn duplicate(&self, envelope: &Envelope<NbRequest>) -> Option<Option<Envelope<NbResponse>>> {
+        if let Some(answer) = self.answers.get(&envelope.correlation_id) {
+            return Some(Some(answer.clone()));
+        }
+        let running = self
+            .operation(envelope.payload.flow_id())
+            .is_some_and(|op| op.correlation_id == envelope.correlation_id);
+        running.then_some(None)
     }
 
     pub fn request(
@@ -185,14 +299,19 @@ impl Hub {
         let _span =
             info_span!("hub", flow_id = %flow_id, correlation_id = %envelope.correlation_id)
                 .entered();
+        if let Some(answer) = self.duplicate(&envelope) {
+            self.metrics.requests_deduplicated.inc();
+            debug!("the same request again: answered as before");
+            out.extend(answer.map(HubOutput::Response));
+            return;
+        }
         if let Err(error) = self.admit(now_ms, &envelope) {
             self.metrics.requests_rejected.inc();
             debug!(status = error.status, reason = %error.error_description, "request rejected");
-            out.push(HubOutput::Response(envelope.reply(
-                &flow_id,
-                now_ms,
-                NbResponse::Error { error },
-            )));
+            self.answer(
+                envelope.reply(&flow_id, now_ms, NbResponse::Error { error }),
+                out,
+            );
             return;
         }
         // Command ids are `{flow}:{start ms}:{n}`: the same whatever the worker count, and
@@ -205,23 +324,11 @@ impl Hub {
                 let record = FlowRecord::new(flow, now_ms);
                 Machine::Create(FlowCreate::new(record, self.timeouts, prefix).state_machine())
             }
-            NbRequest::DeleteFlow { .. }
-            | NbRequest::UpdateFlow { .. }
-            | NbRequest::RerouteFlow { .. } => {
+            on_existing => {
                 let Some(record) = slot.record.clone() else {
                     return;
                 };
-                match envelope.payload {
-                    NbRequest::UpdateFlow { flow } => {
-                        self.reroute_machine(record, RerouteKind::Update(flow), prefix)
-                    }
-                    NbRequest::RerouteFlow { .. } => {
-                        self.reroute_machine(record, RerouteKind::Manual, prefix)
-                    }
-                    _ => Machine::Delete(
-                        FlowDelete::new(record, self.timeouts, prefix).state_machine(),
-                    ),
-                }
+                self.machine_for(on_existing, record, prefix)
             }
         };
         self.start(
@@ -232,6 +339,28 @@ impl Hub {
             true,
             out,
         );
+    }
+
+    /// The machine for a request on an existing flow.
+    fn machine_for(&self, request: NbRequest, record: FlowRecord, prefix: String) -> Machine {
+        match request {
+            NbRequest::UpdateFlow { flow } => {
+                self.reroute_machine(record, RerouteKind::Update(flow), prefix)
+            }
+            NbRequest::RerouteFlow { .. } => {
+                self.reroute_machine(record, RerouteKind::Manual, prefix)
+            }
+            NbRequest::SyncFlow { .. } => self.sync_machine(record, prefix),
+            NbRequest::DeleteFlow { .. } | NbRequest::CreateFlow { .. } => {
+                Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
+            }
+        }
+    }
+
+    fn sync_machine(&self, record: FlowRecord, prefix: String) -> Machine {
+        Machine::Sync(Box::new(
+            FlowSync::new(record, self.timeouts, prefix).state_machine(),
+        ))
     }
 
     fn reroute_machine(&self, record: FlowRecord, kind: RerouteKind, prefix: String) -> Machine {
@@ -253,13 +382,63 @@ impl Hub {
             return;
         };
         self.metrics.operations_started.inc();
+        self.next_generation += 1;
         slot.operation = Some(Operation {
             machine,
             correlation_id,
             deadline_generation: 0,
             answered,
+            watchdog_generation: self.next_generation,
         });
+        out.push(HubOutput::Deadline(DeadlineRequest::Register {
+            key: hub_timer(flow_id, WATCHDOG_TIMER),
+            generation: self.next_generation,
+            at_ms: now_ms + watchdog_after(&self.timeouts),
+        }));
         self.drive(now_ms, flow_id, &OpEvent::Start, out);
+    }
+
+    /// The remediation of an operation that outlived every deadline (which should never
+    /// happen: if it does, a bug is made visible in `operations_remediated` and the log). It
+    /// is dropped, whatever it still waits for is abandoned, and the flow is synced to its
+    /// record; a flow without a record yet lets go of anything reserved for it.
+    fn overdue(&mut self, now_ms: u64, flow_id: &str, generation: u64, out: &mut Vec<HubOutput>) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        if slot.operation.as_ref().map(|op| op.watchdog_generation) != Some(generation) {
+            return;
+        }
+        let Some(stuck) = slot.operation.take() else {
+            return;
+        };
+        self.metrics.operations_remediated.inc();
+        tracing::error!(
+            flow_id,
+            operation = stuck.machine.name(),
+            correlation_id = %stuck.correlation_id,
+            "an operation outlived all its deadlines: remediated"
+        );
+        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+            key: hub_timer(flow_id, OPERATION_TIMER),
+            generation: stuck.deadline_generation,
+        }));
+        out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
+            flow_id: flow_id.to_string(),
+        }));
+        match slot.record.clone() {
+            Some(record) => {
+                let machine = self.sync_machine(record, format!("{flow_id}:{now_ms}"));
+                let correlation_id = format!("remediation:{flow_id}:{now_ms}");
+                self.start(now_ms, flow_id, machine, correlation_id, false, out);
+            }
+            None => {
+                self.flows.remove(flow_id);
+                out.push(HubOutput::Allocator(AllocatorRequest::Free {
+                    flow_id: flow_id.to_string(),
+                }));
+            }
+        }
     }
 
     /// A link came up or a switch came back: every DOWN flow gets another chance.
@@ -424,7 +603,9 @@ impl Hub {
                     ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
                 })?;
             }
-            NbRequest::DeleteFlow { .. } | NbRequest::RerouteFlow { .. } => {}
+            NbRequest::DeleteFlow { .. }
+            | NbRequest::RerouteFlow { .. }
+            | NbRequest::SyncFlow { .. } => {}
         }
         Ok(())
     }
@@ -455,6 +636,10 @@ impl Hub {
             }
             HubInput::RerouteDue { generation, .. } => {
                 self.reroute_due(now_ms, &flow_id, generation, out);
+                return;
+            }
+            HubInput::Overdue { generation, .. } => {
+                self.overdue(now_ms, &flow_id, generation, out);
                 return;
             }
             HubInput::Timeout { generation, .. } => {
@@ -500,6 +685,7 @@ impl Hub {
         context.handling(event);
         operation.machine.handle(event, &mut context);
         let correlation_id = operation.correlation_id.clone();
+        let mut responses = Vec::new();
         for action in context.actions {
             match action {
                 Action::Allocate(request) => {
@@ -537,8 +723,11 @@ impl Hub {
                 Action::Abandon => out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
                     flow_id: flow_id.to_string(),
                 })),
-                Action::Respond(response) if operation.answered => out.push(HubOutput::Response(
-                    Envelope::new(correlation_id.clone(), flow_id, now_ms, response),
+                Action::Respond(response) if operation.answered => responses.push(Envelope::new(
+                    correlation_id.clone(),
+                    flow_id,
+                    now_ms,
+                    response,
                 )),
                 Action::Respond(_) => {}
                 Action::Save(record) => {
@@ -604,6 +793,10 @@ impl Hub {
                 key: hub_timer(flow_id, OPERATION_TIMER),
                 generation: operation.deadline_generation,
             }));
+            out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+                key: hub_timer(flow_id, WATCHDOG_TIMER),
+                generation: operation.watchdog_generation,
+            }));
             self.metrics.operations_finished.inc();
             slot.operation = None;
             if slot.record.is_none() {
@@ -624,6 +817,9 @@ impl Hub {
                 self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
             }
         }
+        for response in responses {
+            self.answer(response, out);
+        }
     }
 }
 
@@ -634,3 +830,6 @@ fn hub_timer(flow_id: &str, name: &str) -> TimerKey {
         name: name.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ pub mod dataflow;
 pub mod hub;
 pub mod live;
 pub mod metrics;
+pub mod recovery;
 pub mod replay;
 pub mod view;
 pub mod wire;

@@ -9,24 +9,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hubspoke_fsm::{Envelope, FlowEvent, NbResponse, NetworkState, SbCommand};
+use std::collections::BTreeMap;
+
+use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand};
 use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
+use hubspoke_spokes::flow_log::{FlowLog, FlowLogError};
 use parking_lot::Mutex;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::{source, Operator};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{Scope, StreamVec};
 use timely::WorkerConfig;
 use tracing::info;
 
-use crate::dataflow::{build, Inbound, Settings, Time};
+use crate::dataflow::{build, Inbound, Outbound, Settings, Time};
 use crate::metrics::Metrics;
+use crate::recovery::Recovery;
 
 /// How much one activation of a source takes from each topic before yielding to the
 /// operators downstream (it re-activates itself at once if more is waiting).
 const SOURCE_BATCH: usize = 4096;
+
+/// How long the outbox waits before trying the flow log again.
+const APPEND_RETRY: Duration = Duration::from_millis(100);
 
 /// How long a source keeps ticking after its last input even with no deadline pending yet.
 const TICK_GRACE: Duration = Duration::from_secs(1);
@@ -38,18 +47,20 @@ pub struct BusPorts {
     pub inbound: Arc<dyn Fn(usize) -> Box<dyn InboundSource> + Send + Sync>,
     pub nb_responses: Arc<dyn Publish<Envelope<NbResponse>>>,
     pub sb_commands: Arc<dyn Publish<Envelope<SbCommand>>>,
-    pub flow_events: Arc<dyn Publish<Envelope<FlowEvent>>>,
+    /// Where flow events are made durable (and from where readers get them); read back at
+    /// start to recover.
+    pub flow_log: Arc<dyn FlowLog>,
     pub network_states: Arc<dyn Publish<Envelope<NetworkState>>>,
 }
 
 impl BusPorts {
-    pub fn in_process(bus: &Arc<InProcessBus>) -> Self {
+    pub fn in_process(bus: &Arc<InProcessBus>, flow_log: Arc<dyn FlowLog>) -> Self {
         let inbound_bus = bus.clone();
         BusPorts {
             inbound: Arc::new(move |_worker| Box::new(ChannelInbound::new(inbound_bus.clone()))),
             nb_responses: bus.nb_responses.clone(),
             sb_commands: bus.sb_commands.clone(),
-            flow_events: bus.flow_events.clone(),
+            flow_log,
             network_states: bus.network_states.clone(),
         }
     }
@@ -92,6 +103,8 @@ pub enum LiveError {
     NoWorkers,
     #[error("could not start the timely workers: {0}")]
     Start(String),
+    #[error("could not read the flow log to recover: {0}")]
+    Recovery(#[from] FlowLogError),
 }
 
 /// A running topology; dropping it stops the workers.
@@ -111,6 +124,16 @@ impl LiveTopology {
         if config.workers == 0 {
             return Err(LiveError::NoWorkers);
         }
+        let recovery = Arc::new(Recovery::from_log(clock_ms(), ports.flow_log.read_all()?));
+        info!(
+            flows = recovery.flows.len(),
+            interrupted = recovery
+                .flows
+                .iter()
+                .filter(|f| f.interrupted.is_some())
+                .count(),
+            "recovered from the flow log"
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
@@ -134,6 +157,7 @@ impl LiveTopology {
         let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
+            let recovery = recovery.clone();
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
@@ -146,11 +170,8 @@ impl LiveTopology {
                     wakers,
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
-                let out = build(scope, inbound, settings, metrics);
-                publish(out.sb_commands, ports.sb_commands.clone(), &published);
-                publish(out.nb_responses, ports.nb_responses.clone(), &published);
-                publish(out.flow_events, ports.flow_events, &published);
-                publish(out.network_states, ports.network_states, &published);
+                let out = build(scope, inbound, settings, metrics, &recovery);
+                outbox(scope, out, &ports, &published);
             });
             info!(worker = worker.index(), "topology worker running");
             // Parked until an activation: the bus, a timer, or `stop` waking the source. (A
@@ -261,25 +282,103 @@ fn bus_source<'scope>(
     )
 }
 
-/// Publishes what reaches it, taking it by value; its (empty) output lets `published` see when
-/// everything before a time has been published, not merely produced.
-fn publish<D: Clone + 'static>(
-    stream: StreamVec<'_, Time, D>,
-    to: Arc<dyn Publish<D>>,
+/// What waits in the outbox for the flow events of its time to be durable.
+#[derive(Default)]
+struct Held {
+    commands: Vec<Envelope<SbCommand>>,
+    responses: Vec<Envelope<NbResponse>>,
+    states: Vec<Envelope<NetworkState>>,
+}
+
+/// Sends what the topology produced. Flow events are appended to the flow log as they come;
+/// commands, answers and network states of a time leave only once no flow event of that time
+/// or earlier can still come, i.e. once all of them are durable. So a switch never holds a
+/// rule, and a client never hears of a flow, that a restart would not know about.
+///
+/// Its (empty) output lets `published` see when everything before a time has been sent.
+fn outbox<'scope>(
+    scope: Scope<'scope, Time>,
+    out: Outbound<'scope>,
+    ports: &BusPorts,
     published: &ProbeHandle<Time>,
 ) {
-    let done: StreamVec<'_, Time, ()> = stream.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-        Pipeline,
-        "Publish",
-        move |_capability, _info| {
-            move |input, _output| {
-                input.for_each(|_time, data| {
-                    for message in data.drain(..) {
-                        to.publish(message);
-                    }
-                });
+    let mut builder = OperatorBuilder::new("Outbox".to_owned(), scope);
+    let mut events = builder.new_input(out.flow_events, Pipeline);
+    let mut commands = builder.new_input(out.sb_commands, Pipeline);
+    let mut responses = builder.new_input(out.nb_responses, Pipeline);
+    let mut states = builder.new_input(out.network_states, Pipeline);
+    let (_done_out, done) = builder.new_output::<Vec<()>>();
+    let ports = ports.clone();
+    builder.build(move |_initial_capabilities| {
+        let mut held: BTreeMap<Time, (Capability<Time>, Held)> = BTreeMap::new();
+        let mut batch = Vec::new();
+        move |frontiers| {
+            events.for_each_stamp(|_capability, data| {
+                batch.extend(data.flat_map(|b| b.drain(..)));
+            });
+            append_durably(ports.flow_log.as_ref(), &mut batch);
+            commands.for_each_stamp(|capability, data| {
+                if let Some(stash) = stash_at(&mut held, capability) {
+                    stash.commands.extend(data.flat_map(|b| b.drain(..)));
+                }
+            });
+            responses.for_each_stamp(|capability, data| {
+                if let Some(stash) = stash_at(&mut held, capability) {
+                    stash.responses.extend(data.flat_map(|b| b.drain(..)));
+                }
+            });
+            states.for_each_stamp(|capability, data| {
+                if let Some(stash) = stash_at(&mut held, capability) {
+                    stash.states.extend(data.flat_map(|b| b.drain(..)));
+                }
+            });
+            while let Some(entry) = held.first_entry() {
+                if frontiers[0].frontier().less_equal(entry.key()) {
+                    break;
+                }
+                let (_capability, stash) = entry.remove();
+                stash
+                    .commands
+                    .into_iter()
+                    .for_each(|c| ports.sb_commands.publish(c));
+                stash
+                    .responses
+                    .into_iter()
+                    .for_each(|r| ports.nb_responses.publish(r));
+                stash
+                    .states
+                    .into_iter()
+                    .for_each(|s| ports.network_states.publish(s));
             }
-        },
-    );
+        }
+    });
     done.probe_with(published);
+}
+
+/// The stash for the capability's time, holding that time open on the outbox's output.
+fn stash_at(
+    held: &mut BTreeMap<Time, (Capability<Time>, Held)>,
+    capability: timely::dataflow::operators::InputCapability<Time>,
+) -> Option<&mut Held> {
+    let time = *capability.least()?;
+    match held.entry(time) {
+        std::collections::btree_map::Entry::Occupied(entry) => Some(&mut entry.into_mut().1),
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            let kept = capability.retain_least(0)?;
+            Some(&mut entry.insert((kept, Held::default())).1)
+        }
+    }
+}
+
+/// Appends `batch` to the log, retrying until it is durable: while the log cannot take it
+/// (a full disk, an unreachable broker), nothing that depends on it may leave.
+fn append_durably(log: &dyn FlowLog, batch: &mut Vec<Envelope<hubspoke_fsm::FlowEvent>>) {
+    if batch.is_empty() {
+        return;
+    }
+    while let Err(error) = log.append(batch) {
+        tracing::error!(%error, events = batch.len(), "flow events not durable yet; retrying");
+        std::thread::sleep(APPEND_RETRY);
+    }
+    batch.clear();
 }

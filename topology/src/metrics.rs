@@ -63,6 +63,9 @@ metrics! {
     counters {
     requests_rejected: "Northbound requests refused before an operation started.",
     operations_started: "Flow operations (create, delete, update, reroute) started by the hub.",
+    operations_recovered: "Operations found in flight after a restart and run again (delete) or synced.",
+    requests_deduplicated: "Requests sent again with a correlation id already answered or in progress.",
+    operations_remediated: "Operations still running after every deadline they can arm (a bug made visible), dropped and their flows synced.",
     reroutes_started: "Reroutes the network started: flows on a down link, DOWN flows after a link came up.",
     operations_finished: "Flow operations that reached a final state.",
     operation_timeouts: "Operation deadlines that fired while the operation was in flight.",

@@ -26,6 +26,7 @@ use timely::dataflow::StreamVec;
 
 use crate::dataflow::{build, Inbound, Settings, Time};
 use crate::metrics::Metrics;
+use crate::recovery::Recovery;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -121,7 +122,13 @@ pub fn replay(input: &[LogLine], settings: Settings, network: &Network) -> Vec<L
         let probe = ProbeHandle::new();
         let mut source = worker.dataflow::<Time, _, _>(|scope| {
             let (source, inbound) = scope.new_input::<Vec<Inbound>>();
-            let out = build(scope, inbound, settings, Arc::new(Metrics::default()));
+            let out = build(
+                scope,
+                inbound,
+                settings,
+                Arc::new(Metrics::default()),
+                &Recovery::default(),
+            );
             capture(out.sb_commands, LogEntry::SbCommand, &probe, &captured);
             capture(out.nb_responses, LogEntry::NbResponse, &probe, &captured);
             capture(out.flow_events, LogEntry::FlowEvent, &probe, &captured);

@@ -181,7 +181,13 @@ fn a_reroute_installs_the_new_path_before_removing_the_old_one() {
     h.handle(OpEvent::Start);
     let allocated = h.handle(OpEvent::Allocated(detour()));
     assert_eq!(h.state(), State::installing_non_ingress());
-    assert_eq!(saved(&allocated), None);
+    let journaled = saved(&allocated).expect("the target is saved before rules are sent");
+    assert_eq!(
+        journaled.resources,
+        Some(resources(3)),
+        "still on the old path"
+    );
+    assert_eq!(journaled.target.map(|t| t.resources), Some(detour()));
     let answer = responded_flow(&allocated).unwrap();
     assert_eq!(
         (answer.status, answer.resources),

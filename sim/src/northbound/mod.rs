@@ -5,6 +5,8 @@ pub mod pending;
 pub mod routes;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 pub use flow_json::{forward_path, FlowJson, PathNode};

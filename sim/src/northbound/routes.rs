@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +25,7 @@ use crate::http::{
     correlation_middleware, method_not_allowed_fallback, not_found_fallback, ApiError,
     CorrelationId, JsonBody, PathParams,
 };
-use crate::view::{FlowView, NetworkView};
+use crate::view::{FlowView, HistoryQuery, NetworkView};
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -70,6 +70,7 @@ pub fn nb_router(state: NbState) -> Router {
             get(get_flow).put(update_flow).delete(delete_flow),
         )
         .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
+        .route("/v2/flows/{flow_id}/sync", post(sync_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
         .route("/v2/switches", get(switches))
         .route("/v2/links", get(links))
@@ -125,8 +126,21 @@ async fn reroute_flow(
     id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
 ) -> Result<Json<FlowJson>, ApiError> {
-    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
-    ask(&state, &id, NbRequest::RerouteFlow { flow_id }).await
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::RerouteFlow {
+        flow_id,
+    })
+    .await
+}
+
+async fn sync_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SyncFlow {
+        flow_id,
+    })
+    .await
 }
 
 async fn delete_flow(
@@ -134,9 +148,22 @@ async fn delete_flow(
     id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
 ) -> Result<Json<FlowJson>, ApiError> {
-    // The topology owns the flows: it answers 404 for an unknown one, not the read model.
-    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
-    ask(&state, &id, NbRequest::DeleteFlow { flow_id }).await
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::DeleteFlow {
+        flow_id,
+    })
+    .await
+}
+
+/// A request about an existing flow named by the path. The topology owns the flows: it
+/// answers 404 for an unknown one, not the read model.
+async fn ask_about(
+    state: &NbState,
+    id: &CorrelationId,
+    flow_id: String,
+    request: fn(String) -> NbRequest,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, id))?;
+    ask(state, id, request(flow_id)).await
 }
 
 /// Publishes the request and waits for the topology's answer, or the timeout.
@@ -202,15 +229,70 @@ async fn get_flow(
     Ok(Json(FlowJson::from(&record)))
 }
 
+/// The query of `GET /v2/flows/{flow_id}/history`, as text: the handler says what is wrong
+/// with a value. Other parameters are ignored.
+#[derive(Deserialize)]
+struct HistoryParams {
+    time_from: Option<String>,
+    time_to: Option<String>,
+    max_count: Option<String>,
+}
+
+impl HistoryParams {
+    fn query(self, id: &CorrelationId) -> Result<HistoryQuery, ApiError> {
+        fn number<T: std::str::FromStr>(
+            name: &str,
+            value: Option<String>,
+            what: &str,
+            id: &CorrelationId,
+        ) -> Result<Option<T>, ApiError> {
+            value
+                .map(|text| {
+                    text.parse().map_err(|_| {
+                        ApiError::bad_request(format!("{name} must be {what}, not {text:?}"), id)
+                    })
+                })
+                .transpose()
+        }
+        const TIME: &str = "a time in milliseconds since the epoch";
+        let query = HistoryQuery {
+            time_from: number("time_from", self.time_from, TIME, id)?,
+            time_to: number("time_to", self.time_to, TIME, id)?,
+            max_count: number("max_count", self.max_count, "a positive count", id)?,
+        };
+        if let (Some(from), Some(to)) = (query.time_from, query.time_to) {
+            if from > to {
+                return Err(ApiError::bad_request(
+                    format!("time_from {from} is after time_to {to}"),
+                    id,
+                ));
+            }
+        }
+        if query.max_count == Some(0) {
+            return Err(ApiError::bad_request(
+                "max_count must be a positive count, not 0",
+                id,
+            ));
+        }
+        Ok(query)
+    }
+}
+
+/// The flow's history in time order; `time_from` and `time_to` (inclusive, ms since the
+/// epoch) bound it, and `max_count` keeps the newest entries of what is left.
 async fn flow_history(
     State(state): State<NbState>,
     id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
+    uri: Uri,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    let Query(params) = Query::<HistoryParams>::try_from_uri(&uri)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), &id))?;
+    let query = params.query(&id)?;
     state
         .view
-        .history(&flow_id)
+        .history_query(&flow_id, &query)
         .map(Json)
         .ok_or_else(|| flow_not_found(&flow_id, &id))
 }

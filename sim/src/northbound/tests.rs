@@ -119,6 +119,12 @@ fn fake_topology(
                 }
                 None => error(404, "not-found", "Flow not found"),
             },
+            NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
             NbRequest::DeleteFlow { flow_id } => match flows.remove(flow_id) {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
@@ -553,6 +559,37 @@ async fn a_flow_is_rerouted_onto_a_new_path() {
 }
 
 #[tokio::test]
+async fn a_flow_is_synced_and_an_unknown_one_is_404() {
+    let shim = shim(Duration::from_secs(5));
+    create(&shim, "flow-s", 9).await;
+    let synced = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/flow-s/sync",
+        Some("corr-sync"),
+        "",
+    )
+    .await;
+    assert_eq!(synced.status, StatusCode::OK, "{}", synced.text);
+    assert_eq!(synced.body["status"], "IN_PROGRESS");
+    assert_eq!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::SyncFlow {
+            flow_id: "flow-s".into()
+        }
+    );
+    let unknown = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/nope/sync",
+        Some("corr-x"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-x");
+}
+
+#[tokio::test]
 async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
     let shim = shim(Duration::from_secs(5));
     let cases: Vec<(&str, &str, String, StatusCode)> = vec![
@@ -869,4 +906,147 @@ async fn the_shim_and_the_simulator_api_share_one_listener() {
     assert_eq!((rules.status, rules.body), (StatusCode::OK, json!([])));
     let unknown = call(&router, "GET", "/sim/unknown", Some("c"), "").await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "c");
+}
+
+/// A history with entries at 100, 200, 200, 300 and 400 ms, published out of order.
+fn history_shim() -> Shim {
+    use hubspoke_fsm::{FlowEvent, HistoryEntry};
+    let shim = shim(Duration::from_secs(5));
+    for (at, event) in [(300, "c"), (100, "a"), (200, "b1"), (400, "d"), (200, "b2")] {
+        let entry = HistoryEntry {
+            timestamp_ms: at,
+            operation: "create".into(),
+            event: event.into(),
+            from_state: "A".into(),
+            to_state: "B".into(),
+            details: String::new(),
+            correlation_id: "c".into(),
+        };
+        shim.state.view.apply_event(&Envelope::new(
+            "c",
+            "flow-h",
+            at,
+            FlowEvent::History {
+                flow_id: "flow-h".into(),
+                entry,
+            },
+        ));
+    }
+    shim
+}
+
+#[tokio::test]
+async fn history_is_bounded_by_time_and_count() {
+    let shim = history_shim();
+    let cases: [(&str, &[&str]); 11] = [
+        ("", &["a", "b1", "b2", "c", "d"]),
+        ("?time_from=200", &["b1", "b2", "c", "d"]),
+        ("?time_to=200", &["a", "b1", "b2"]),
+        ("?time_from=200&time_to=200", &["b1", "b2"]),
+        ("?time_from=150&time_to=350", &["b1", "b2", "c"]),
+        ("?max_count=2", &["c", "d"]),
+        ("?time_from=100&time_to=300&max_count=2", &["b2", "c"]),
+        ("?max_count=50", &["a", "b1", "b2", "c", "d"]),
+        ("?time_from=401", &[]),
+        ("?time_to=0&max_count=1", &[]),
+        ("?other=1&time_from=400", &["d"]),
+    ];
+    for (query, expected) in cases {
+        let uri = format!("/v2/flows/flow-h/history{query}");
+        let answer = call(&shim.router, "GET", &uri, None, "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text);
+        let events: Vec<&str> = answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events, expected, "{uri}");
+    }
+    // the entries are whole, with their times
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?max_count=1",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(answer.body[0]["timestamp_ms"], 400);
+    assert_eq!(answer.body[0]["to_state"], "B");
+    // a known flow without history is an empty list, whatever the bounds
+    shim.state.view.apply_record(&FlowRecord::new(
+        serde_json::from_str(&flow_body("quiet", 1, 40, 2, 40)).unwrap(),
+        1,
+    ));
+    let quiet = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/quiet/history?time_from=1&max_count=3",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!((quiet.status, quiet.body), (StatusCode::OK, json!([])));
+}
+
+#[tokio::test]
+async fn bad_history_parameters_are_400_and_unknown_flows_404() {
+    let shim = history_shim();
+    for query in [
+        "time_from=abc",
+        "time_to=-1",
+        "time_from=1.5",
+        "time_from=",
+        "time_to=99999999999999999999999",
+        "max_count=0",
+        "max_count=-3",
+        "max_count=two",
+        "time_from=300&time_to=200",
+        "time_from=1&time_from=2",
+    ] {
+        let uri = format!("/v2/flows/flow-h/history?{query}");
+        let answer = call(&shim.router, "GET", &uri, Some("corr-history"), "").await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "corr-history");
+        assert_eq!(answer.body["error_type"], "bad-request", "{uri}");
+    }
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?time_from=300&time_to=200",
+        Some("corr-history"),
+        "",
+    )
+    .await;
+    let description = answer.body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("time_from") && description.contains("time_to"),
+        "{description}"
+    );
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?max_count=x",
+        None,
+        "",
+    )
+    .await;
+    assert!(
+        answer.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("max_count"),
+        "{}",
+        answer.text
+    );
+    let unknown = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/unknown/history?time_from=1&time_to=2&max_count=3",
+        Some("corr-history"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-history");
 }

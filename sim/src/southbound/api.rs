@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
@@ -155,6 +156,16 @@ fn fabric_error(error: FabricError, id: &CorrelationId) -> ApiError {
     let message = match error {
         FabricError::UnknownSwitch(_) => "Switch not found",
         FabricError::UnknownLink(..) => "Link not found",
+        FabricError::Store(_) | FabricError::DataDir { .. } => {
+            tracing::error!(correlation_id = %id.0, %error, "the simulator could not keep a change");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "The simulator could not keep the change",
+                error.to_string(),
+                id,
+            );
+        }
     };
     ApiError::not_found(message, error.to_string(), id)
 }

@@ -1,23 +1,37 @@
-//! The simulated switches' state: rule tables, meters, switch and link availability. Pure:
-//! the simulator thread and the control API both drive it under one lock.
+//! The simulated switches' state: rule tables, meters, switch and link availability. The
+//! simulator thread and the control API both drive it under one lock. In memory, or durable:
+//! opened on a file ([`SwitchFabric::open`]), it writes every change through to the
+//! [switch store](super::store) before it answers, and finds it all again after a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN};
 
 use super::faults::{FaultPlan, Faults};
+use super::store::{Change, StoreError, Stored, SwitchStore, SWITCH_STORE_FILE};
 
 /// Rules one simulated switch holds at most.
 pub const DEFAULT_TABLE_CAPACITY: usize = 10_000;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum FabricError {
     #[error("switch {0} is not in the network")]
     UnknownSwitch(SwitchId),
     #[error("no link between switches {0} and {1}")]
     UnknownLink(SwitchId, SwitchId),
+    /// The switch store could not be opened, read or written; a change that could not be
+    /// written is not made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("creating the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -36,7 +50,7 @@ struct NetworkState {
     isls: BTreeSet<Isl>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SwitchFabric {
     switches: BTreeMap<SwitchId, SwitchState>,
     /// Every directed ISL of the network.
@@ -46,6 +60,17 @@ pub struct SwitchFabric {
     down: BTreeSet<Isl>,
     table_capacity: usize,
     faults: FaultPlan,
+    /// Where changes are written through; None for a fabric in memory only.
+    store: Option<SwitchStore>,
+}
+
+/// What one command may change on its switch (the rule under its cookie, and the meters of
+/// that rule and of the command's segment) with the values they have.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    cookie: u64,
+    rule: Option<FlowSegment>,
+    meters: Vec<(u32, Option<u64>)>,
 }
 
 fn error(code: SbErrorCode, message: impl Into<String>) -> SbOutcome {
@@ -84,42 +109,153 @@ impl SwitchFabric {
             down: BTreeSet::new(),
             table_capacity,
             faults: FaultPlan::default(),
+            store: None,
         }
     }
 
-    /// What the switch does with a command that reached it.
-    pub fn apply(&mut self, command: &SbCommand) -> SbOutcome {
-        let segment = &command.segment;
-        let Some(switch) = self.switches.get_mut(&segment.switch_id) else {
-            return error(
-                SbErrorCode::BadCommand,
-                format!("switch {} is not in the network", segment.switch_id),
-            );
-        };
-        if !switch.available {
-            return error(
-                SbErrorCode::SwitchUnavailable,
-                format!("switch {} is not answering", segment.switch_id),
-            );
-        }
-        match command.action {
-            SbAction::Install => switch.install(segment, self.table_capacity),
-            SbAction::Remove => {
-                switch.remove(segment);
-                SbOutcome::Success
+    /// A durable fabric: opens the switch store at `path` (creating the file if missing) and
+    /// loads what it holds: rules, meters, failed switches and failed links. Every change is
+    /// then written to it before the fabric answers.
+    pub fn open(network: &Network, path: impl AsRef<Path>) -> Result<Self, FabricError> {
+        Self::open_with_table_capacity(network, path, DEFAULT_TABLE_CAPACITY)
+    }
+
+    /// [`open`](Self::open) on the store file ([`SWITCH_STORE_FILE`]) of a data directory,
+    /// creating the directory if missing.
+    pub fn open_in(network: &Network, data_dir: impl AsRef<Path>) -> Result<Self, FabricError> {
+        let data_dir = data_dir.as_ref();
+        std::fs::create_dir_all(data_dir).map_err(|source| FabricError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        Self::open(network, data_dir.join(SWITCH_STORE_FILE))
+    }
+
+    pub fn open_with_table_capacity(
+        network: &Network,
+        path: impl AsRef<Path>,
+        table_capacity: usize,
+    ) -> Result<Self, FabricError> {
+        let store = SwitchStore::open(path.as_ref())?;
+        let stored = store.load()?;
+        let mut fabric = Self::with_table_capacity(network, table_capacity);
+        fabric.load(stored, path.as_ref());
+        fabric.store = Some(store);
+        Ok(fabric)
+    }
+
+    /// Takes what the store holds. State of a switch or link that is not in this network (the
+    /// store was written with another `--network`) is left in the file and not used.
+    fn load(&mut self, stored: Stored, path: &Path) {
+        let mut foreign = 0usize;
+        for rule in stored.rules {
+            match self.switches.get_mut(&rule.switch_id) {
+                Some(switch) => {
+                    switch.rules.insert(rule.cookie, rule);
+                }
+                None => foreign += 1,
             }
-            SbAction::Verify => match switch.rules.get(&segment.cookie) {
-                Some(rule) if rule == segment => SbOutcome::Success,
-                Some(_) => error(
-                    SbErrorCode::MissingRule,
-                    format!("rule {:#x} differs from the expected one", segment.cookie),
-                ),
-                None => error(
-                    SbErrorCode::MissingRule,
-                    format!("no rule {:#x}", segment.cookie),
-                ),
-            },
         }
+        for (switch_id, meter_id, rate) in stored.meters {
+            match self.switches.get_mut(&switch_id) {
+                Some(switch) => {
+                    switch.meters.insert(meter_id, rate);
+                }
+                None => foreign += 1,
+            }
+        }
+        for switch_id in stored.failed_switches {
+            match self.switches.get_mut(&switch_id) {
+                Some(switch) => switch.available = false,
+                None => foreign += 1,
+            }
+        }
+        for isl in stored.failed_links {
+            if self.isls.contains(&isl) {
+                self.down.insert(isl);
+            } else {
+                foreign += 1;
+            }
+        }
+        if foreign > 0 {
+            tracing::warn!(path = %path.display(), entries = foreign,
+                "the switch store holds rules, meters or failures of switches or links that are not in this network; they are ignored");
+        }
+    }
+
+    /// The switch store's file, for a durable fabric.
+    pub fn store_path(&self) -> Option<&Path> {
+        self.store.as_ref().map(SwitchStore::path)
+    }
+
+    /// What the switch does with a command that reached it. A durable fabric has written the
+    /// change when this returns; if it could not, the change is not made and the answer is an
+    /// `UNKNOWN` error (the sender may retry).
+    pub fn apply(&mut self, command: &SbCommand) -> SbOutcome {
+        self.apply_all([command])
+            .pop()
+            .expect("one outcome per command")
+    }
+
+    /// Applies the commands in order and answers each, as [`apply`](Self::apply) does, but a
+    /// durable fabric writes all their changes in one transaction (one sync for the batch).
+    /// If that write fails, none of the changes is made and every command of the batch is
+    /// answered with an `UNKNOWN` error.
+    pub fn apply_all<'a>(
+        &mut self,
+        commands: impl IntoIterator<Item = &'a SbCommand>,
+    ) -> Vec<SbOutcome> {
+        let mut outcomes = Vec::new();
+        let mut undo: Vec<(SwitchId, Footprint)> = Vec::new();
+        let mut changes = Vec::new();
+        for command in commands {
+            let segment = &command.segment;
+            let Some(switch) = self.switches.get_mut(&segment.switch_id) else {
+                outcomes.push(error(
+                    SbErrorCode::BadCommand,
+                    format!("switch {} is not in the network", segment.switch_id),
+                ));
+                continue;
+            };
+            if !switch.available {
+                outcomes.push(error(
+                    SbErrorCode::SwitchUnavailable,
+                    format!("switch {} is not answering", segment.switch_id),
+                ));
+                continue;
+            }
+            if self.store.is_none() || command.action == SbAction::Verify {
+                outcomes.push(switch.act(command, self.table_capacity));
+                continue;
+            }
+            let before = switch.footprint(segment);
+            outcomes.push(switch.act(command, self.table_capacity));
+            let after = switch.footprint_like(&before);
+            let changed = before.changes_to(&after, segment.switch_id);
+            if !changed.is_empty() {
+                changes.extend(changed);
+                undo.push((segment.switch_id, before));
+            }
+        }
+        let Some(store) = &self.store else {
+            return outcomes;
+        };
+        if let Err(e) = store.write(&changes) {
+            // Back to the state before the batch, newest change first.
+            for (switch_id, before) in undo.into_iter().rev() {
+                if let Some(switch) = self.switches.get_mut(&switch_id) {
+                    switch.reset(before);
+                }
+            }
+            tracing::error!(error = %e, commands = outcomes.len(),
+                "the simulated switches could not keep their changes");
+            let message = format!("the switch could not keep the change: {e}");
+            return outcomes
+                .iter()
+                .map(|_| error(SbErrorCode::Unknown, message.clone()))
+                .collect();
+        }
+        outcomes
     }
 
     pub fn rules(&self, switch_id: SwitchId) -> Option<Vec<FlowSegment>> {
@@ -152,23 +288,53 @@ impl SwitchFabric {
             .switches
             .get_mut(&switch_id)
             .ok_or(FabricError::UnknownSwitch(switch_id))?;
-        switch.available = available;
+        if switch.available != available {
+            if let Some(store) = &self.store {
+                store.write(&[Change::SwitchFailed {
+                    switch_id,
+                    failed: !available,
+                }])?;
+            }
+            switch.available = available;
+        }
         Ok(())
     }
 
     /// Takes every link between the two switches down, both directions. Returns those ISLs.
     pub fn fail_link(&mut self, a: SwitchId, b: SwitchId) -> Result<Vec<Isl>, FabricError> {
         let isls = self.isls_between(a, b)?;
-        self.down.extend(isls.iter().copied());
+        self.set_links_failed(&isls, true)?;
         Ok(isls)
     }
 
     pub fn restore_link(&mut self, a: SwitchId, b: SwitchId) -> Result<Vec<Isl>, FabricError> {
         let isls = self.isls_between(a, b)?;
-        for isl in &isls {
-            self.down.remove(isl);
-        }
+        self.set_links_failed(&isls, false)?;
         Ok(isls)
+    }
+
+    /// Writes first, then changes the memory: a failed write changes nothing.
+    fn set_links_failed(&mut self, isls: &[Isl], failed: bool) -> Result<(), FabricError> {
+        let changed: Vec<Isl> = isls
+            .iter()
+            .filter(|isl| self.down.contains(isl) != failed)
+            .copied()
+            .collect();
+        if let Some(store) = &self.store {
+            let changes: Vec<Change> = changed
+                .iter()
+                .map(|isl| Change::LinkFailed { isl: *isl, failed })
+                .collect();
+            store.write(&changes)?;
+        }
+        for isl in changed {
+            if failed {
+                self.down.insert(isl);
+            } else {
+                self.down.remove(&isl);
+            }
+        }
+        Ok(())
     }
 
     fn isls_between(&self, a: SwitchId, b: SwitchId) -> Result<Vec<Isl>, FabricError> {
@@ -293,7 +459,106 @@ impl SwitchFabric {
     }
 }
 
+impl Footprint {
+    /// The writes that take the store from `self` to `after` (the same keys, later).
+    fn changes_to(&self, after: &Footprint, switch_id: SwitchId) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if self.rule != after.rule {
+            changes.push(Change::Rule {
+                switch_id,
+                cookie: after.cookie,
+                rule: after.rule.clone(),
+            });
+        }
+        for ((meter_id, rate), (_, rate_after)) in self.meters.iter().zip(&after.meters) {
+            if rate != rate_after {
+                changes.push(Change::Meter {
+                    switch_id,
+                    meter_id: *meter_id,
+                    rate_kbps: *rate_after,
+                });
+            }
+        }
+        changes
+    }
+}
+
 impl SwitchState {
+    fn act(&mut self, command: &SbCommand, table_capacity: usize) -> SbOutcome {
+        let segment = &command.segment;
+        match command.action {
+            SbAction::Install => self.install(segment, table_capacity),
+            SbAction::Remove => {
+                self.remove(segment);
+                SbOutcome::Success
+            }
+            SbAction::Verify => match self.rules.get(&segment.cookie) {
+                Some(rule) if rule == segment => SbOutcome::Success,
+                Some(_) => error(
+                    SbErrorCode::MissingRule,
+                    format!("rule {:#x} differs from the expected one", segment.cookie),
+                ),
+                None => error(
+                    SbErrorCode::MissingRule,
+                    format!("no rule {:#x}", segment.cookie),
+                ),
+            },
+        }
+    }
+
+    /// Everything a command with this segment may change: installing replaces the rule under
+    /// its cookie and may release the old rule's meter; removing may release that meter and
+    /// the segment's.
+    fn footprint(&self, segment: &FlowSegment) -> Footprint {
+        let rule = self.rules.get(&segment.cookie).cloned();
+        let mut meter_ids: Vec<u32> = rule
+            .as_ref()
+            .and_then(|r| r.meter_id)
+            .into_iter()
+            .chain(segment.meter_id)
+            .collect();
+        meter_ids.sort_unstable();
+        meter_ids.dedup();
+        self.footprint_of(segment.cookie, rule, meter_ids)
+    }
+
+    /// The same keys as `before`, as they are now.
+    fn footprint_like(&self, before: &Footprint) -> Footprint {
+        let rule = self.rules.get(&before.cookie).cloned();
+        self.footprint_of(before.cookie, rule, before.meters.iter().map(|(id, _)| *id))
+    }
+
+    fn footprint_of(
+        &self,
+        cookie: u64,
+        rule: Option<FlowSegment>,
+        meter_ids: impl IntoIterator<Item = u32>,
+    ) -> Footprint {
+        let meters = meter_ids
+            .into_iter()
+            .map(|id| (id, self.meters.get(&id).copied()))
+            .collect();
+        Footprint {
+            cookie,
+            rule,
+            meters,
+        }
+    }
+
+    /// Puts the keys back as `before` had them.
+    fn reset(&mut self, before: Footprint) {
+        match before.rule {
+            Some(rule) => self.rules.insert(before.cookie, rule),
+            None => self.rules.remove(&before.cookie),
+        };
+        for (meter_id, rate) in before.meters {
+            match rate {
+                Some(rate) => self.meters.insert(meter_id, rate),
+                None => self.meters.remove(&meter_id),
+            };
+        }
+    }
+
     fn install(&mut self, segment: &FlowSegment, capacity: usize) -> SbOutcome {
         for (name, port) in [("in_port", segment.in_port), ("out_port", segment.out_port)] {
             if port == 0 || port > self.ports {
@@ -516,10 +781,10 @@ mod tests {
             fabric.apply(&command(SbAction::Install, segment(1, 7, None))),
             SbOutcome::Success
         );
-        assert_eq!(
+        assert!(matches!(
             fabric.fail_switch(SwitchId(42)),
             Err(FabricError::UnknownSwitch(SwitchId(42)))
-        );
+        ));
     }
 
     #[test]
@@ -531,14 +796,14 @@ mod tests {
         assert!(fabric.is_link_up(&isls[0].reversed()) == fabric.is_link_up(&isls[0]));
         fabric.restore_link(SwitchId(1), SwitchId(2)).unwrap();
         assert!(isls.iter().all(|isl| fabric.is_link_up(isl)));
-        assert_eq!(
+        assert!(matches!(
             fabric.fail_link(SwitchId(1), SwitchId(3)),
             Err(FabricError::UnknownLink(SwitchId(1), SwitchId(3)))
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             fabric.fail_link(SwitchId(1), SwitchId(9)),
             Err(FabricError::UnknownSwitch(SwitchId(9)))
-        );
+        ));
     }
 
     #[test]
@@ -635,5 +900,250 @@ mod network_event_tests {
             "the failed 1-2 link stays down"
         );
         assert!(fabric.change(|f| f.fail_switch(SwitchId(9))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use hubspoke_fsm::segments::SegmentKind;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh folder under the system's temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "hubspoke-fabric-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join(crate::southbound::SWITCH_STORE_FILE)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn network(spec: &str) -> Network {
+        Network::generate(spec).unwrap().unwrap()
+    }
+
+    fn install(fabric: &mut SwitchFabric, switch: u64, cookie: u64, meter_id: Option<u32>) {
+        let segment = FlowSegment {
+            switch_id: SwitchId(switch),
+            kind: SegmentKind::Transit,
+            cookie,
+            in_port: 1,
+            in_vlan: 100,
+            out_port: 2,
+            out_vlan: 100,
+            meter_id,
+            bandwidth: 1000 + cookie,
+        };
+        let command = SbCommand {
+            command_id: format!("install-{switch}-{cookie}"),
+            attempt: 1,
+            action: SbAction::Install,
+            segment,
+        };
+        assert_eq!(fabric.apply(&command), SbOutcome::Success);
+    }
+
+    fn remove(fabric: &mut SwitchFabric, switch: u64, cookie: u64) {
+        let mut segment = fabric
+            .rules(SwitchId(switch))
+            .unwrap()
+            .into_iter()
+            .find(|r| r.cookie == cookie)
+            .unwrap();
+        segment.out_vlan = 7; // a remove names the cookie; the rest need not match
+        let command = SbCommand {
+            command_id: format!("remove-{switch}-{cookie}"),
+            attempt: 1,
+            action: SbAction::Remove,
+            segment,
+        };
+        assert_eq!(fabric.apply(&command), SbOutcome::Success);
+    }
+
+    /// Everything a restart must keep, switch by switch.
+    type Snapshot = Vec<(
+        SwitchId,
+        Option<Vec<FlowSegment>>,
+        Option<BTreeMap<u32, u64>>,
+        Option<bool>,
+    )>;
+
+    fn snapshot(fabric: &SwitchFabric, switches: u64) -> Snapshot {
+        (1..=switches)
+            .map(SwitchId)
+            .map(|s| (s, fabric.rules(s), fabric.meters(s), fabric.is_available(s)))
+            .collect()
+    }
+
+    fn sorted(mut events: Vec<SbEvent>) -> Vec<String> {
+        let mut texts: Vec<String> = events.drain(..).map(|e| format!("{e:?}")).collect();
+        texts.sort();
+        texts
+    }
+
+    #[test]
+    fn a_reopened_store_has_the_same_rules_meters_and_failures() {
+        let dir = TempDir::new();
+        let network = network("linear:3");
+        let (before, announced, isls) = {
+            let mut fabric = SwitchFabric::open(&network, dir.file()).unwrap();
+            assert_eq!(fabric.store_path(), Some(dir.file().as_path()));
+            install(&mut fabric, 1, 0x4000_0000_0000_0001, Some(32));
+            install(&mut fabric, 1, 2, None);
+            install(&mut fabric, 2, 3, Some(33));
+            install(&mut fabric, 2, 4, Some(34));
+            install(&mut fabric, 3, 5, Some(35));
+            remove(&mut fabric, 2, 4);
+            // a replaced rule's meter goes, in the store too
+            install(&mut fabric, 3, 5, Some(36));
+            let (isls, _) = fabric
+                .change(|f| f.fail_link(SwitchId(2), SwitchId(1)))
+                .unwrap();
+            fabric.fail_switch(SwitchId(3)).unwrap();
+            fabric.fail_switch(SwitchId(2)).unwrap();
+            fabric.restore_switch(SwitchId(2)).unwrap();
+            (snapshot(&fabric, 3), fabric.announce(), isls)
+        };
+        assert_eq!(
+            before[1].2,
+            Some(BTreeMap::from([(33, 1003)])),
+            "meter 34 went with its rule"
+        );
+        assert_eq!(before[2].2, Some(BTreeMap::from([(36, 1005)])));
+
+        let mut reopened = SwitchFabric::open(&network, dir.file()).unwrap();
+        assert_eq!(snapshot(&reopened, 3), before);
+        assert_eq!(reopened.is_available(SwitchId(3)), Some(false));
+        assert!(isls.iter().all(|isl| !reopened.is_link_up(isl)));
+        assert_eq!(sorted(reopened.announce()), sorted(announced));
+
+        // and what changes after the restart is kept as well
+        reopened.restore_link(SwitchId(1), SwitchId(2)).unwrap();
+        reopened.restore_switch(SwitchId(3)).unwrap();
+        remove(&mut reopened, 1, 0x4000_0000_0000_0001);
+        let after = snapshot(&reopened, 3);
+        drop(reopened);
+        let again = SwitchFabric::open(&network, dir.file()).unwrap();
+        assert_eq!(snapshot(&again, 3), after);
+        assert!(isls.iter().all(|isl| again.is_link_up(isl)));
+        assert_eq!(again.meters(SwitchId(1)), Some(BTreeMap::new()));
+        assert_eq!(again.rules(SwitchId(1)).map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn a_new_file_is_an_empty_network_with_everything_up() {
+        let dir = TempDir::new();
+        let network = network("ring:3");
+        let fabric = SwitchFabric::open(&network, dir.file()).unwrap();
+        assert!(dir.file().exists());
+        assert_eq!(
+            sorted(fabric.announce()),
+            sorted(SwitchFabric::new(&network).announce())
+        );
+        assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_data_directory_is_created_and_holds_the_store_file_only() {
+        let dir = TempDir::new();
+        let data = dir.0.join("data/nested");
+        let network = network("linear:2");
+        {
+            let mut fabric = SwitchFabric::open_in(&network, &data).unwrap();
+            install(&mut fabric, 2, 9, None);
+        }
+        let files: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(files, [crate::southbound::SWITCH_STORE_FILE]);
+        let reopened = SwitchFabric::open_in(&network, &data).unwrap();
+        assert_eq!(reopened.rules(SwitchId(2)).map(|r| r.len()), Some(1));
+        std::fs::write(dir.0.join("a-file"), "").unwrap();
+        assert!(matches!(
+            SwitchFabric::open_in(&network, dir.0.join("a-file")),
+            Err(FabricError::DataDir { .. })
+        ));
+    }
+
+    #[test]
+    fn the_file_is_used_by_one_fabric_at_a_time() {
+        let dir = TempDir::new();
+        let network = network("linear:2");
+        let _first = SwitchFabric::open(&network, dir.file()).unwrap();
+        let second = SwitchFabric::open(&network, dir.file());
+        assert!(matches!(second, Err(FabricError::Store(_))), "{second:?}");
+        let missing = SwitchFabric::open(&network, dir.0.join("no/such/dir/switches.redb"));
+        assert!(matches!(missing, Err(FabricError::Store(_))), "{missing:?}");
+    }
+
+    #[test]
+    fn state_of_another_network_is_ignored() {
+        let dir = TempDir::new();
+        {
+            let mut fabric = SwitchFabric::open(&network("linear:3"), dir.file()).unwrap();
+            install(&mut fabric, 1, 1, Some(32));
+            install(&mut fabric, 3, 2, Some(33));
+            fabric.fail_link(SwitchId(2), SwitchId(3)).unwrap();
+            fabric.fail_switch(SwitchId(3)).unwrap();
+        }
+        let smaller = SwitchFabric::open(&network("linear:2"), dir.file()).unwrap();
+        assert_eq!(smaller.rules(SwitchId(1)).map(|r| r.len()), Some(1));
+        assert_eq!(smaller.rules(SwitchId(3)), None);
+        assert!(!sorted(smaller.announce()).is_empty());
+        drop(smaller);
+        // nothing was lost: the bigger network finds it all again
+        let bigger = SwitchFabric::open(&network("linear:3"), dir.file()).unwrap();
+        assert_eq!(bigger.rules(SwitchId(3)).map(|r| r.len()), Some(1));
+        assert_eq!(bigger.is_available(SwitchId(3)), Some(false));
+    }
+
+    #[test]
+    fn a_reset_footprint_undoes_a_command() {
+        let mut fabric = SwitchFabric::new(&network("linear:2"));
+        install(&mut fabric, 1, 7, Some(32));
+        install(&mut fabric, 1, 8, Some(40));
+        let switch = fabric.switches.get_mut(&SwitchId(1)).unwrap();
+        let original = (switch.rules.clone(), switch.meters.clone());
+        let mut replacement = switch.rules[&7].clone();
+        replacement.meter_id = Some(33);
+        for (action, segment) in [
+            (SbAction::Install, replacement.clone()),
+            (SbAction::Remove, replacement),
+            (SbAction::Remove, switch.rules[&8].clone()),
+        ] {
+            let before = switch.footprint(&segment);
+            let command = SbCommand {
+                command_id: "c".into(),
+                attempt: 1,
+                action,
+                segment,
+            };
+            assert_eq!(switch.act(&command, 10), SbOutcome::Success);
+            let after = switch.footprint_like(&before);
+            assert!(!before.changes_to(&after, SwitchId(1)).is_empty());
+            assert_ne!((&switch.rules, &switch.meters), (&original.0, &original.1));
+            switch.reset(before);
+            assert_eq!((&switch.rules, &switch.meters), (&original.0, &original.1));
+        }
     }
 }

@@ -5,8 +5,10 @@ pub mod api;
 pub mod fabric;
 pub mod faults;
 pub mod simulator;
+pub mod store;
 
 pub use api::{publish_network_events, sim_router, FaultsRequest, NetworkEvents, RuleView};
 pub use fabric::{FabricError, SwitchFabric, DEFAULT_TABLE_CAPACITY};
 pub use faults::{roll, FaultDecision, FaultPlan, Faults, FaultsError};
 pub use simulator::{Simulator, SimulatorHandle};
+pub use store::{StoreError, SWITCH_STORE_FILE};

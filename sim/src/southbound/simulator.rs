@@ -42,6 +42,9 @@ impl Ord for Due {
     }
 }
 
+/// At most this many queued commands are taken at once (and so written in one transaction).
+const MAX_BATCH: usize = 256;
+
 pub struct Simulator;
 
 /// Stops the simulator thread when stopped or dropped.
@@ -107,9 +110,14 @@ fn run(
         crossbeam_channel::select! {
             recv(commands) -> message => match message {
                 Ok(command) => {
-                    seq += 1;
-                    if let Some(due) = admit(fabric, command, seq) {
-                        waiting.push(Reverse(due));
+                    // Whatever queued up meanwhile comes along, so that commands arriving
+                    // together are applied (and, on a durable fabric, written) together.
+                    let queued = commands.try_iter().take(MAX_BATCH - 1);
+                    for command in std::iter::once(command).chain(queued) {
+                        seq += 1;
+                        if let Some(due) = admit(fabric, command, seq) {
+                            waiting.push(Reverse(due));
+                        }
                     }
                 }
                 Err(_) => return,
@@ -118,11 +126,15 @@ fn run(
             recv(timer) -> _ => {}
         }
         let now = Instant::now();
+        let mut arrived = Vec::new();
         while waiting.peek().is_some_and(|Reverse(next)| next.due <= now) {
-            let Some(Reverse(arrived)) = waiting.pop() else {
+            let Some(Reverse(next)) = waiting.pop() else {
                 break;
             };
-            responses.publish(execute(fabric, arrived));
+            arrived.push(next);
+        }
+        for response in execute(fabric, arrived) {
+            responses.publish(response);
         }
     }
 }
@@ -148,26 +160,44 @@ fn admit(fabric: &Mutex<SwitchFabric>, command: Envelope<SbCommand>, seq: u64) -
     })
 }
 
-fn execute(fabric: &Mutex<SwitchFabric>, arrived: Due) -> Envelope<SbResponse> {
-    let command = &arrived.command.payload;
-    let outcome = match arrived.injected {
-        Some(code) => SbOutcome::Error {
-            code,
-            message: "injected fault".into(),
-        },
-        None => fabric.lock().apply(command),
-    };
-    tracing::debug!(correlation_id = %arrived.command.correlation_id, command_id = %command.command_id,
-        attempt = command.attempt, ?outcome, "simulator answers");
+/// Applies the commands that arrived, in order, and answers them. The fabric acts on them in
+/// one batch: a durable fabric has written their changes (in one transaction) before any
+/// answer goes out.
+fn execute(fabric: &Mutex<SwitchFabric>, arrived: Vec<Due>) -> Vec<Envelope<SbResponse>> {
+    if arrived.is_empty() {
+        return Vec::new();
+    }
+    let reaching = arrived
+        .iter()
+        .filter(|due| due.injected.is_none())
+        .map(|due| &due.command.payload);
+    let mut outcomes = fabric.lock().apply_all(reaching).into_iter();
+    arrived
+        .into_iter()
+        .map(|due| {
+            let outcome = match due.injected {
+                Some(code) => SbOutcome::Error {
+                    code,
+                    message: "injected fault".into(),
+                },
+                None => outcomes.next().expect("one outcome per command"),
+            };
+            answer(due.command, outcome)
+        })
+        .collect()
+}
+
+fn answer(command: Envelope<SbCommand>, outcome: SbOutcome) -> Envelope<SbResponse> {
+    let sent = &command.payload;
+    tracing::debug!(correlation_id = %command.correlation_id, command_id = %sent.command_id,
+        attempt = sent.attempt, ?outcome, "simulator answers");
     let response = SbResponse {
-        command_id: command.command_id.clone(),
-        attempt: command.attempt,
-        switch_id: command.segment.switch_id,
+        command_id: sent.command_id.clone(),
+        attempt: sent.attempt,
+        switch_id: sent.segment.switch_id,
         outcome,
     };
-    arrived
-        .command
-        .reply(arrived.command.key.clone(), now_ms(), response)
+    command.reply(command.key.clone(), now_ms(), response)
 }
 
 #[cfg(test)]
@@ -320,6 +350,37 @@ mod tests {
             .recv_timeout(Duration::from_millis(200))
             .is_err());
         assert_eq!(fabric.lock().rules(SwitchId(1)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_durable_fabric_keeps_what_it_answered() {
+        let dir = std::env::temp_dir().join(format!("hubspoke-simulator-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(crate::southbound::SWITCH_STORE_FILE);
+        let network = Network::generate("linear:2").unwrap().unwrap();
+        let fabric = Arc::new(Mutex::new(SwitchFabric::open(&network, &file).unwrap()));
+        let commands: Arc<Topic<Envelope<SbCommand>>> = Arc::new(Topic::default());
+        let responses: Arc<Topic<Envelope<SbResponse>>> = Arc::new(Topic::default());
+        let answers = responses.receiver();
+        let handle = Simulator::spawn(fabric.clone(), commands.receiver(), responses.clone());
+        for cookie in 0..300u64 {
+            let mut install = command(&format!("install-{cookie}"), SbAction::Install);
+            install.payload.segment.cookie = cookie;
+            install.payload.segment.meter_id = Some(100 + cookie as u32);
+            commands.publish(install);
+        }
+        for _ in 0..300 {
+            let answer = answers.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(answer.payload.outcome, SbOutcome::Success);
+        }
+        handle.stop();
+        drop(fabric);
+        let reopened = SwitchFabric::open(&network, &file).unwrap();
+        assert_eq!(reopened.rules(SwitchId(1)).map(|r| r.len()), Some(300));
+        assert_eq!(reopened.meters(SwitchId(1)).map(|m| m.len()), Some(300));
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -76,8 +76,23 @@ pub fn decode<T: DeserializeOwned>(
             envelope.key
         )),
         Ok(envelope) => Decoded::Message(envelope),
-        Err(error) => reject(format!("not a valid {topic} envelope: {error}")),
+        Err(error) => reject(one_line(&format!("not a valid {topic} envelope: {error}"))),
     }
+}
+
+/// The text with its control characters escaped (`\n`, `\u{7f}`). serde quotes an unknown
+/// variant or field name as it is, so without this a message could put a line break into the
+/// reason and forge log lines.
+fn one_line(text: &str) -> String {
+    let mut line = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
 }
 
 /// Decodes a consumed message; a rejected one is sent to the errors topic.
@@ -168,6 +183,9 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use hubspoke_fsm::NbRequest;
@@ -210,5 +228,48 @@ mod tests {
         let json = br#"{"correlation_id":"c","key":"f1","created_at_ms":1,"payload":{"type":"delete_flow","flow_id":"f1"}}"#;
         let decoded = decode::<NbRequest>("t", 0, 0, Some(b"other"), Some(json));
         assert!(matches!(decoded, Decoded::Rejected(l) if l.reason.contains("differs")));
+    }
+
+    /// The reason an envelope of `T` is rejected for.
+    fn reason<T: DeserializeOwned + std::fmt::Debug>(key: &str, bytes: &[u8]) -> String {
+        match decode::<T>("t", 0, 0, Some(key.as_bytes()), Some(bytes)) {
+            Decoded::Rejected(letter) => letter.reason,
+            Decoded::Message(envelope) => panic!("{envelope:?} must be rejected"),
+        }
+    }
+
+    /// Found by the fuzz tests: serde names an unknown variant as it is, control characters
+    /// and all; the reason (a log line) shows them escaped.
+    #[test]
+    fn control_characters_in_a_reason_are_escaped() {
+        use hubspoke_fsm::{FlowEvent, SbCommand, SbEvent};
+        let tab = r#"{"correlation_id":"corr-7f3a","created_at_ms":1700000000000,"deadline_ms":1700000010000,"key":"flow-1","payload":{"entry":{"correlation_id":"corr-7f3a","details":"path 1 → 2 → 3","event":"allocated","from_state":"Validating","operation":"create","timestamp_ms":1700000000100,"to_state":"InstallingNonIngress"},"flow_id":"flow-1","type":"his\tory"}}"#.as_bytes();
+        let delete = b"{\"correlation_id\":\"corr-7f3a\",\"created_at_ms\":1700000000000,\"deadline_ms\":1700000010000,\"key\":\"00:00:00:00:00:00:00:01\",\"payload\":{\"ports\":48,\"switch_id\":\"00:00:00:00:00:00:00:01\",\"type\":\"\x7fswitch_added\"}}";
+        let quote_flipped = b"{\"correlation_id\":\"corr-7f3a\",\"created_at_ms\":1700000000000,\"deadline_ms\":1700000010000,\"key\":\"flow-1\",\"payload\":{\"action\":\"install\x7f,\"attempt\":2,\"command_id\":\"flow-1:3:2\",\"segment\":{\"bandwidth\":10000,\"cookie\":4611686018427387921,\"in_port\":10,\"in_vlan\":100,\"kind\":\"ingress\",\"meter_id\":33,\"out_port\":5,\"out_vlan\":2001,\"switch_id\":\"00:00:00:00:00:00:00:02\"}}}";
+        let newline = br#"{"correlation_id":"c","key":"f1","created_at_ms":1,"payload":{"type":"x\nERROR forged line","flow_id":"f1"}}"#;
+        for (reason, escaped) in [
+            (
+                reason::<FlowEvent>("flow-1", tab),
+                r"unknown variant `his\tory`",
+            ),
+            (
+                reason::<SbEvent>("00:00:00:00:00:00:00:01", delete),
+                r"unknown variant `\u{7f}switch_added`",
+            ),
+            (
+                reason::<SbCommand>("flow-1", quote_flipped),
+                r"unknown variant `install\u{7f},`",
+            ),
+            (
+                reason::<NbRequest>("f1", newline),
+                r"unknown variant `x\nERROR forged line`",
+            ),
+        ] {
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+            assert!(
+                reason.starts_with("not a valid t envelope: ") && reason.contains(escaped),
+                "{reason:?}"
+            );
+        }
     }
 }

@@ -44,6 +44,13 @@ struct Taken {
     offset: i64,
 }
 
+/// Which worker of the cluster a consumer serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerSeat {
+    pub process: usize,
+    pub worker: usize,
+}
+
 pub struct KafkaInbound {
     consumer: BaseConsumer,
     /// The group's topics, in the order of `NB_REQUESTS`, `SB_RESPONSES`; `Taken::topic`
@@ -58,15 +65,16 @@ pub struct KafkaInbound {
 }
 
 impl KafkaInbound {
-    /// `reads_network`: this worker also reads the whole of `sb.events` (exactly one worker
-    /// of the cluster must).
+    /// The consumer of the worker at `seat`. The first worker of the cluster also reads the
+    /// whole of `sb.events`.
     pub fn new(
         settings: &KafkaSettings,
         producer: KafkaProducer,
         clock_ms: fn() -> u64,
-        reads_network: bool,
+        seat: WorkerSeat,
     ) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
+        let reads_network = seat.process == 0 && seat.worker == 0;
         let topics = [TopicName::NbRequests, TopicName::SbResponses].map(|t| settings.topic(t));
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         let network = if reads_network {
@@ -103,6 +111,78 @@ fn network_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> 
 }
 
 impl KafkaInbound {
+    /// Waits, up to `limit`, until the group has shared out every partition of the inbound
+    /// topics among `inbounds` (this process's workers; in a cluster, at least one partition
+    /// each); false if it has not. After a crash the dead members hold their partitions
+    /// until their session expires: a restarted topology waits for that before it re-sends
+    /// what was in flight, or it would not hear the switches answer. A message that arrives
+    /// meanwhile is put back, to be read again when the topology runs.
+    pub fn wait_for_partitions(
+        inbounds: &[&KafkaInbound],
+        whole_group: bool,
+        limit: Duration,
+    ) -> bool {
+        let Some(first) = inbounds.first() else {
+            return true;
+        };
+        let expected = if whole_group {
+            first.partition_count()
+        } else {
+            inbounds.len()
+        };
+        let start = std::time::Instant::now();
+        let slice = Duration::from_millis(50);
+        while start.elapsed() < limit {
+            let assigned: usize = inbounds
+                .iter()
+                .map(|inbound| inbound.consumer.assignment().map_or(0, |a| a.count()))
+                .sum();
+            if assigned >= expected.max(1) {
+                return true;
+            }
+            for inbound in inbounds {
+                inbound.put_back(inbound.consumer.poll(slice));
+            }
+        }
+        false
+    }
+
+    /// How many partitions the group's topics have.
+    fn partition_count(&self) -> usize {
+        self.topics
+            .iter()
+            .filter_map(|topic| {
+                self.consumer
+                    .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+                    .ok()
+            })
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| t.partitions().len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn put_back(&self, polled: Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>>) {
+        let Some(Ok(message)) = polled else {
+            return;
+        };
+        let (topic, partition, offset) = (
+            message.topic().to_string(),
+            message.partition(),
+            message.offset(),
+        );
+        drop(message);
+        if let Err(error) =
+            self.consumer
+                .seek(&topic, partition, Offset::Offset(offset), METADATA_TIMEOUT)
+        {
+            tracing::warn!(%topic, partition, offset, %error, "could not put a message back");
+        }
+    }
+
     /// Network events first: a request in the same batch then sees the network they leave.
     fn poll_network(&mut self, max: usize, out: &mut dyn FnMut(Inbound)) -> usize {
         let Some(reader) = &self.network else {

@@ -3,12 +3,14 @@
 //! correlation id also as a header. Producers are idempotent with `acks=all`.
 
 mod consumer;
+mod flow_log;
 mod inbound;
 mod producer;
 mod settings;
 
 pub use consumer::{decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded};
-pub use inbound::{KafkaInbound, TOPOLOGY_GROUP};
+pub use flow_log::KafkaFlowLog;
+pub use inbound::{KafkaInbound, WorkerSeat, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};
 pub use settings::{ensure_topics, wait_for_broker, KafkaError, KafkaSettings, TopicName};
 

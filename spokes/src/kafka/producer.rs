@@ -63,6 +63,12 @@ impl KafkaProducer {
         self.producer.in_flight_count()
     }
 
+    /// Waits up to `timeout` for everything sent so far to be acknowledged; false if some
+    /// of it still is not.
+    pub fn wait_delivered(&self, timeout: Duration) -> bool {
+        self.producer.flush(timeout).is_ok()
+    }
+
     /// Waits until everything sent so far is delivered, e.g. before exiting.
     pub fn flush(&self, timeout: Duration) {
         if let Err(error) = self.producer.flush(timeout) {

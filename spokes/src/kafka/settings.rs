@@ -120,6 +120,10 @@ impl KafkaSettings {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A member that died (SIGKILL) holds its partitions until this expires: short, so
+            // a restarted topology gets them back in seconds (6 s is the brokers' minimum).
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("fetch.min.bytes", "1");
         self.apply_overrides(&mut config);

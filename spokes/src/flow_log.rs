@@ -1,0 +1,30 @@
+//! The durable log of flow events: every flow record change, every state transition and
+//! every answer, appended before anything that depends on it leaves the topology. A restart
+//! reads it back to rebuild the flows.
+//!
+//! In the embedded default it is a redb file in the data directory; over Kafka it is the
+//! `flow.events` topic itself.
+
+mod redb_log;
+
+use hubspoke_fsm::{Envelope, FlowEvent};
+
+pub use redb_log::RedbFlowLog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowLogError {
+    #[error("flow log storage: {0}")]
+    Storage(String),
+    #[error("flow log entry {position} cannot be read: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("flow log: {0}")]
+    Kafka(#[from] crate::kafka::KafkaError),
+}
+
+pub trait FlowLog: Send + Sync {
+    /// Appends `events` durably: when this returns `Ok`, they survive a crash.
+    fn append(&self, events: &[Envelope<FlowEvent>]) -> Result<(), FlowLogError>;
+
+    /// Everything the log holds, in append order.
+    fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError>;
+}

@@ -1,0 +1,280 @@
+//! The embedded flow log: one redb table of JSON events keyed by their position. Each append
+//! is one write transaction, committed (fsynced) before it returns. Opening the log compacts
+//! it: a flow's older records and finished operations' history past the retention go.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use hubspoke_fsm::{Envelope, FlowEvent};
+use parking_lot::Mutex;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::{FlowLog, FlowLogError};
+use crate::bus::Publish;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("flow_events");
+
+fn storage(error: impl std::fmt::Display) -> FlowLogError {
+    FlowLogError::Storage(error.to_string())
+}
+
+pub struct RedbFlowLog {
+    db: Database,
+    next: Mutex<u64>,
+    /// Where appended events go next (the read model), once durable.
+    then: Arc<dyn Publish<Envelope<FlowEvent>>>,
+}
+
+impl RedbFlowLog {
+    /// Opens (or creates) the log at `path`, dropping what the retention no longer keeps:
+    /// superseded records, and history of flows with no operation running that is older than
+    /// `retention_ms` before `now_ms` (everything of a removed flow, once that old).
+    pub fn open(
+        path: &Path,
+        retention_ms: u64,
+        now_ms: u64,
+        then: Arc<dyn Publish<Envelope<FlowEvent>>>,
+    ) -> Result<Self, FlowLogError> {
+        let db = Database::create(path).map_err(storage)?;
+        let log = RedbFlowLog {
+            db,
+            next: Mutex::new(0),
+            then,
+        };
+        let events = log.read_entries()?;
+        let keep = retained(&events, now_ms.saturating_sub(retention_ms));
+        let write = log.db.begin_write().map_err(storage)?;
+        {
+            let mut table = write.open_table(EVENTS).map_err(storage)?;
+            for (position, _) in events.iter().filter(|(p, _)| !keep.contains(p)) {
+                table.remove(position).map_err(storage)?;
+            }
+        }
+        write.commit().map_err(storage)?;
+        *log.next.lock() = events.last().map_or(0, |(p, _)| p + 1);
+        Ok(log)
+    }
+
+    fn read_entries(&self) -> Result<Vec<(u64, Envelope<FlowEvent>)>, FlowLogError> {
+        let read = self.db.begin_read().map_err(storage)?;
+        let table = match read.open_table(EVENTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(storage(error)),
+        };
+        let mut entries = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (position, bytes) = entry.map_err(storage)?;
+            let position = position.value();
+            let event =
+                serde_json::from_slice(bytes.value()).map_err(|e| FlowLogError::Corrupt {
+                    position,
+                    reason: e.to_string(),
+                })?;
+            entries.push((position, event));
+        }
+        Ok(entries)
+    }
+}
+
+/// The positions compaction keeps: each live flow's newest record; history and other events
+/// newer than `cutoff_ms`, or of a flow whose operation is still running.
+fn retained(events: &[(u64, Envelope<FlowEvent>)], cutoff_ms: u64) -> HashSet<u64> {
+    let mut newest_record: HashMap<&str, u64> = HashMap::new();
+    let mut removed: HashSet<&str> = HashSet::new();
+    let mut running: HashSet<&str> = HashSet::new();
+    for (position, event) in events {
+        match &event.payload {
+            FlowEvent::Updated { flow } => {
+                newest_record.insert(flow.flow_id(), *position);
+                removed.remove(flow.flow_id());
+                if flow.status == hubspoke_fsm::FlowStatus::InProgress {
+                    running.insert(flow.flow_id());
+                } else {
+                    running.remove(flow.flow_id());
+                }
+            }
+            FlowEvent::Removed { flow_id, .. } => {
+                removed.insert(flow_id);
+                running.remove(flow_id.as_str());
+            }
+            _ => {}
+        }
+    }
+    events
+        .iter()
+        .filter(|(position, event)| {
+            let flow_id = event.key.as_str();
+            let recent = event.created_at_ms >= cutoff_ms || running.contains(flow_id);
+            match &event.payload {
+                FlowEvent::Updated { .. } if !removed.contains(flow_id) => {
+                    newest_record.get(flow_id) == Some(position)
+                }
+                _ => recent,
+            }
+        })
+        .map(|(position, _)| *position)
+        .collect()
+}
+
+impl FlowLog for RedbFlowLog {
+    fn append(&self, events: &[Envelope<FlowEvent>]) -> Result<(), FlowLogError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.next.lock();
+        let write = self.db.begin_write().map_err(storage)?;
+        {
+            let mut table = write.open_table(EVENTS).map_err(storage)?;
+            for (offset, event) in events.iter().enumerate() {
+                let bytes = serde_json::to_vec(event).map_err(storage)?;
+                table
+                    .insert(*next + offset as u64, bytes.as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        write.commit().map_err(storage)?;
+        *next += events.len() as u64;
+        drop(next);
+        for event in events {
+            self.then.publish(event.clone());
+        }
+        Ok(())
+    }
+
+    fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError> {
+        Ok(self
+            .read_entries()?
+            .into_iter()
+            .map(|(_, event)| event)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Topic;
+    use hubspoke_fsm::{FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, HistoryEntry, SwitchId};
+
+    fn record(flow_id: &str, status: FlowStatus, version: u64) -> FlowRecord {
+        let endpoint = |n| FlowEndpoint {
+            switch_id: SwitchId(n),
+            port_number: 10,
+            vlan_id: 0,
+        };
+        let mut record = FlowRecord::new(
+            FlowRequest {
+                flow_id: flow_id.into(),
+                source: endpoint(1),
+                destination: endpoint(2),
+                maximum_bandwidth: 1,
+                description: String::new(),
+            },
+            0,
+        );
+        record.status = status;
+        record.version = version;
+        record
+    }
+
+    fn updated(at: u64, record: FlowRecord) -> Envelope<FlowEvent> {
+        Envelope::new(
+            "c",
+            record.flow_id().to_string(),
+            at,
+            FlowEvent::Updated { flow: record },
+        )
+    }
+
+    fn history(at: u64, flow_id: &str) -> Envelope<FlowEvent> {
+        let entry = HistoryEntry {
+            timestamp_ms: at,
+            operation: "create".into(),
+            event: "start".into(),
+            from_state: "Received".into(),
+            to_state: "Validating".into(),
+            details: String::new(),
+            correlation_id: "c".into(),
+        };
+        Envelope::new(
+            "c",
+            flow_id,
+            at,
+            FlowEvent::History {
+                flow_id: flow_id.into(),
+                entry,
+            },
+        )
+    }
+
+    #[test]
+    fn appended_events_survive_reopening_and_reach_the_read_model() {
+        let dir = std::env::temp_dir().join(format!("hubspoke-flowlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flows.redb");
+        let _ = std::fs::remove_file(&path);
+        let topic: Arc<Topic<Envelope<FlowEvent>>> = Arc::default();
+        let seen = topic.receiver();
+        let events = [
+            history(10, "a"),
+            updated(10, record("a", FlowStatus::InProgress, 1)),
+            updated(20, record("a", FlowStatus::Up, 2)),
+        ];
+        {
+            let log = RedbFlowLog::open(&path, u64::MAX, 30, topic.clone()).unwrap();
+            log.append(&events[..2]).unwrap();
+            log.append(&events[2..]).unwrap();
+        }
+        assert_eq!(seen.try_iter().count(), 3);
+        let log = RedbFlowLog::open(&path, u64::MAX, 30, topic.clone()).unwrap();
+        let read = log.read_all().unwrap();
+        assert_eq!(read.len(), 2, "the superseded record is compacted away");
+        assert_eq!(read, vec![events[0].clone(), events[2].clone()]);
+        log.append(&[history(40, "a")]).unwrap();
+        assert_eq!(
+            log.read_all().unwrap().len(),
+            3,
+            "appends go after what is there"
+        );
+
+        drop(log);
+        let log = RedbFlowLog::open(&path, 5, 100, topic).unwrap();
+        let read = log.read_all().unwrap();
+        assert_eq!(
+            read,
+            vec![events[2].clone()],
+            "history past the retention goes, the record stays"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_removed_flow_is_forgotten_after_the_retention() {
+        let events: Vec<(u64, Envelope<FlowEvent>)> = vec![
+            (0, updated(10, record("a", FlowStatus::Up, 1))),
+            (
+                1,
+                Envelope::new(
+                    "c",
+                    "a",
+                    20,
+                    FlowEvent::Removed {
+                        flow_id: "a".into(),
+                        version: 2,
+                    },
+                ),
+            ),
+            (2, history(20, "a")),
+            (3, updated(10, record("b", FlowStatus::InProgress, 1))),
+            (4, history(10, "b")),
+        ];
+        assert_eq!(
+            retained(&events, 15),
+            HashSet::from([1, 2, 3, 4]),
+            "a's record is superseded by its removal; b is running"
+        );
+        assert_eq!(retained(&events, 100), HashSet::from([3, 4]));
+    }
+}

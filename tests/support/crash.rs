@@ -1,0 +1,89 @@
+//! Crash scenarios, against any deployment: many creates in flight when a part dies.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::flows::SWITCHES;
+use super::flows::{assert_tables_hold_exactly, flow_body, wait_for_the_network, GRID_ISLS};
+use super::{eventually, get_json, Endpoints};
+
+pub const CRASH_FLOWS: usize = 500;
+
+/// When to pull the plug for `seed`, once the creates are flowing.
+pub fn crash_after(seed: u64) -> Duration {
+    Duration::from_millis(seed.wrapping_mul(7919) % 250)
+}
+
+/// Waits until the creates are under way (the first flows are known), then `crash_after`.
+pub async fn until_crash(client: &reqwest::Client, at: &Endpoints, seed: u64) {
+    eventually(
+        Duration::from_secs(30),
+        "the first flows accepted",
+        || async {
+            let flows = get_json(client, &at.nb("/v2/flows")).await;
+            (flows.as_array().map_or(0, Vec::len) >= 20).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(crash_after(seed)).await;
+}
+
+/// Makes every switch answer after `latency_ms`, so that operations are in flight for a while.
+pub async fn slow_switches(client: &reqwest::Client, at: &Endpoints, latency_ms: u64) {
+    let faults = json!({"latency_ms": latency_ms, "error_rate": 0.0, "drop_rate": 0.0});
+    let response = client
+        .put(at.sim("/sim/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .expect("PUT /sim/faults");
+    assert_eq!(response.status(), 200);
+}
+
+/// Sends `count` creates at once without waiting: the answers do not matter, the process
+/// taking them may die.
+pub async fn fire_creates(
+    client: &reqwest::Client,
+    at: &Endpoints,
+    count: usize,
+) -> tokio::task::JoinSet<()> {
+    wait_for_the_network(client, at, SWITCHES as usize, GRID_ISLS).await;
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let request = client.post(at.nb("/v2/flows")).json(&flow_body(i));
+        creates.spawn(async move {
+            let _ = request.send().await;
+        });
+    }
+    creates
+}
+
+/// Waits until no flow is IN_PROGRESS; then every DOWN flow says why and holds no path, and
+/// the switches hold exactly the rules of the UP flows: nothing stuck, nothing orphaned.
+pub async fn settles_with_exact_tables(client: &reqwest::Client, at: &Endpoints) -> Vec<Value> {
+    let flows: Vec<Value> =
+        eventually(Duration::from_secs(90), "every flow UP or DOWN", || async {
+            let flows = get_json(client, &at.nb("/v2/flows")).await;
+            let flows = flows.as_array().expect("list").clone();
+            flows
+                .iter()
+                .all(|f| f["status"] == "UP" || f["status"] == "DOWN")
+                .then_some(flows)
+        })
+        .await;
+    let (up, down): (Vec<Value>, Vec<Value>) =
+        flows.iter().cloned().partition(|f| f["status"] == "UP");
+    for flow in &down {
+        assert!(
+            flow["status_info"].as_str().is_some_and(|s| !s.is_empty()),
+            "a DOWN flow says why: {flow}"
+        );
+        assert!(
+            flow["path"].as_array().is_none_or(|p| p.is_empty()),
+            "a DOWN flow here holds no path: {flow}"
+        );
+    }
+    assert_tables_hold_exactly(client, at, &up).await;
+    flows
+}

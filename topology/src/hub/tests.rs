@@ -1,0 +1,234 @@
+use hubspoke_fsm::{FlowEndpoint, FlowRequest, Isl, Resources, SbAction, SwitchId};
+
+use super::*;
+use crate::allocator::AllocationResult;
+
+fn request(flow_id: &str) -> FlowRequest {
+    let endpoint = |n| FlowEndpoint {
+        switch_id: SwitchId(n),
+        port_number: 10,
+        vlan_id: 0,
+    };
+    FlowRequest {
+        flow_id: flow_id.into(),
+        source: endpoint(1),
+        destination: endpoint(2),
+        maximum_bandwidth: 1000,
+        description: String::new(),
+    }
+}
+
+fn resources() -> Resources {
+    Resources {
+        cookie: 7,
+        transit_vlan: 2,
+        forward_meter: Some(32),
+        reverse_meter: Some(32),
+        forward_path: vec![Isl {
+            src_switch: SwitchId(1),
+            src_port: 1,
+            dst_switch: SwitchId(2),
+            dst_port: 1,
+        }],
+    }
+}
+
+fn hub() -> (Hub, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(
+        Timeouts::default(),
+        RerouteThrottle::default(),
+        metrics.clone(),
+    );
+    (hub, metrics)
+}
+
+fn create(correlation_id: &str) -> Envelope<NbRequest> {
+    Envelope::new(
+        correlation_id,
+        "f1",
+        1000,
+        NbRequest::CreateFlow {
+            flow: request("f1"),
+        },
+    )
+}
+
+fn responses(out: &[HubOutput]) -> Vec<&Envelope<NbResponse>> {
+    out.iter()
+        .filter_map(|o| match o {
+            HubOutput::Response(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent(out: &[HubOutput]) -> Vec<SbAction> {
+    out.iter()
+        .filter_map(|o| match o {
+            HubOutput::Speaker(SpeakerRequest::Run { action, .. }) => Some(*action),
+            _ => None,
+        })
+        .collect()
+}
+
+fn registered(out: &[HubOutput], name: &str) -> Option<u64> {
+    out.iter().find_map(|o| match o {
+        HubOutput::Deadline(DeadlineRequest::Register {
+            key, generation, ..
+        }) if key.name == name => Some(*generation),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_same_request_again_is_answered_the_same_and_runs_once() {
+    let (mut hub, metrics) = hub();
+    let mut out = Vec::new();
+    hub.request(1000, create("c1"), &mut out);
+    out.clear();
+    hub.request(1001, create("c1"), &mut out);
+    assert!(
+        out.is_empty(),
+        "still being worked on: the first answer will come"
+    );
+    hub.input(
+        1002,
+        HubInput::Allocation(AllocationResult {
+            flow_id: "f1".into(),
+            result: Ok(resources()),
+        }),
+        &mut out,
+    );
+    let first = responses(&out)[0].clone();
+    assert!(
+        out.iter().any(
+            |o| matches!(o, HubOutput::Event(e) if matches!(e.payload, FlowEvent::Answered { .. }))
+        ),
+        "the answer is made durable"
+    );
+    out.clear();
+    hub.request(1003, create("c1"), &mut out);
+    assert_eq!(responses(&out), vec![&first]);
+    assert!(sent(&out).is_empty());
+    assert_eq!(metrics.requests_deduplicated.get(), 2);
+    assert_eq!(metrics.operations_started.get(), 1);
+
+    hub.request(1004, create("c2"), &mut out);
+    let refused = responses(&out).last().map(|r| r.payload.clone());
+    assert!(
+        matches!(refused, Some(NbResponse::Error { error }) if error.status == 409),
+        "a new request for the same flow is a conflict"
+    );
+}
+
+#[test]
+fn a_restart_resumes_what_was_in_flight_and_remembers_answers() {
+    let (mut hub, metrics) = hub();
+    let mut creating = FlowRecord::new(request("f1"), 10);
+    creating.resources = Some(resources());
+    let mut deleting = FlowRecord::new(request("f2"), 10);
+    deleting.request.source.port_number = 11;
+    deleting.resources = Some(resources());
+    let answered = create("c1").reply(
+        "f3",
+        20,
+        NbResponse::Flow {
+            flow: FlowRecord::new(request("f3"), 20),
+        },
+    );
+    let mut out = Vec::new();
+    hub.restore(
+        5000,
+        [
+            RecoveredFlow {
+                record: creating,
+                interrupted: Some("create".into()),
+            },
+            RecoveredFlow {
+                record: deleting,
+                interrupted: Some("delete".into()),
+            },
+        ],
+        [answered.clone()],
+        &mut out,
+    );
+    let actions = sent(&out);
+    assert_eq!(
+        actions.iter().filter(|a| **a == SbAction::Install).count(),
+        2,
+        "the create is synced: its non-ingress rules installed again"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == SbAction::Remove).count(),
+        4,
+        "the delete runs again"
+    );
+    assert!(responses(&out).is_empty(), "nobody waits for these");
+    assert_eq!(metrics.operations_recovered.get(), 2);
+    out.clear();
+    let again = Envelope::new(
+        "c1",
+        "f3",
+        6000,
+        NbRequest::CreateFlow {
+            flow: request("f3"),
+        },
+    );
+    hub.request(6000, again, &mut out);
+    assert_eq!(responses(&out), vec![&answered]);
+}
+
+#[test]
+fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
+    let (mut hub, metrics) = hub();
+    let mut record = FlowRecord::new(request("f1"), 10);
+    record.resources = Some(resources());
+    let mut out = Vec::new();
+    hub.restore(
+        5000,
+        [RecoveredFlow {
+            record,
+            interrupted: None,
+        }],
+        [],
+        &mut out,
+    );
+    let sync = Envelope::new(
+        "s1",
+        "f1",
+        6000,
+        NbRequest::SyncFlow {
+            flow_id: "f1".into(),
+        },
+    );
+    hub.request(6000, sync, &mut out);
+    let watchdog = registered(&out, WATCHDOG_TIMER).expect("a watchdog per operation");
+    out.clear();
+    hub.input(
+        7000,
+        HubInput::Overdue {
+            flow_id: "f1".into(),
+            generation: watchdog + 1,
+        },
+        &mut out,
+    );
+    assert!(out.is_empty(), "a stale watchdog changes nothing");
+    hub.input(
+        200_000,
+        HubInput::Overdue {
+            flow_id: "f1".into(),
+            generation: watchdog,
+        },
+        &mut out,
+    );
+    assert_eq!(metrics.operations_remediated.get(), 1);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, HubOutput::Speaker(SpeakerRequest::Abandon { .. }))));
+    assert_eq!(
+        sent(&out),
+        vec![SbAction::Install, SbAction::Install],
+        "a fresh sync installs the recorded rules"
+    );
+}
