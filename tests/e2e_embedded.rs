@@ -218,3 +218,85 @@ async fn a_request_sent_again_is_answered_the_same_even_after_a_restart() {
         .count();
     assert_eq!(creates, 1, "the create ran once: {history}");
 }
+
+/// A switch loses one of a flow's rules and another forwards one elsewhere, behind the
+/// controller's back: `POST /v2/flows/{id}/sync` validates the flow's switches, removes the
+/// rule that differs, installs what is missing, and the tables match the flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_repairs_a_lost_and_a_tampered_rule() {
+    let hub = Hubspoke::up(&["--network", "grid:3x3"]);
+    let client = reqwest::Client::new();
+    let at = hub.endpoints();
+    flows::wait_for_the_network(&client, &at, 9, flows::GRID_ISLS).await;
+    let body = json!({
+        "flow_id": "repair-me",
+        "source": {"switch_id": switch_id(1), "port_number": 30, "vlan_id": 7},
+        "destination": {"switch_id": switch_id(3), "port_number": 30, "vlan_id": 8},
+        "maximum_bandwidth": 1000,
+    });
+    let response = client
+        .post(hub.url("/v2/flows"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let up = |url: String| {
+        let client = client.clone();
+        async move {
+            eventually(Duration::from_secs(30), "the flow UP", || async {
+                let flow = get_json(&client, &url).await;
+                (flow["status"] == "UP").then_some(flow)
+            })
+            .await
+        }
+    };
+    let flow = up(hub.url("/v2/flows/repair-me")).await;
+    let rules = |switch: u64| {
+        let client = client.clone();
+        let url = hub.url(&format!("/sim/switches/{}/rules", switch_id(switch)));
+        async move { get_json(&client, &url).await }
+    };
+    let cookie = |table: Value| table[0]["cookie"].as_u64().expect("a rule");
+    let tampered = cookie(rules(2).await);
+    let url = hub.url(&format!("/sim/switches/{}/rules/{tampered}", switch_id(2)));
+    let response = client
+        .patch(url)
+        .json(&json!({"out_port": 40}))
+        .send()
+        .await;
+    assert_eq!(response.expect("PATCH").status(), 200);
+    let lost = cookie(rules(3).await);
+    let url = hub.url(&format!("/sim/switches/{}/rules/{lost}", switch_id(3)));
+    assert_eq!(
+        client.delete(url).send().await.expect("DELETE").status(),
+        200
+    );
+
+    let sync = client
+        .post(hub.url("/v2/flows/repair-me/sync"))
+        .send()
+        .await;
+    assert_eq!(sync.expect("POST sync").status(), 200);
+    eventually(Duration::from_secs(30), "the sync done", || async {
+        let history = get_json(&client, &hub.url("/v2/flows/repair-me/history")).await;
+        let done = history.as_array().is_some_and(|h| {
+            h.iter()
+                .any(|e| e["operation"] == "sync" && e["to_state"] == "Up")
+        });
+        done.then_some(())
+    })
+    .await;
+    let history = get_json(&client, &hub.url("/v2/flows/repair-me/history")).await;
+    assert!(
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|e| e["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("1 stray rule")))),
+        "{history}"
+    );
+    let repaired = up(hub.url("/v2/flows/repair-me")).await;
+    assert_eq!(repaired["path"], flow["path"]);
+    flows::assert_tables_hold_exactly(&client, &at, &[repaired]).await;
+}

@@ -113,6 +113,16 @@ pub enum SbAction {
     Install,
     Remove,
     Verify,
+    /// List the switch's rules of one flow (switch validation): see
+    /// [`FlowSegment::dump_query`].
+    Dump,
+}
+
+impl SbAction {
+    /// Whether the switch's tables stay as they are.
+    pub fn is_read_only(self) -> bool {
+        matches!(self, SbAction::Verify | SbAction::Dump)
+    }
 }
 
 /// `hubspoke.sb.commands`: one rule operation on one switch, identified by command id + attempt.
@@ -159,7 +169,14 @@ impl SbErrorCode {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum SbOutcome {
     Success,
-    Error { code: SbErrorCode, message: String },
+    /// The answer to a dump: every rule the switch holds.
+    Rules {
+        rules: Vec<FlowSegment>,
+    },
+    Error {
+        code: SbErrorCode,
+        message: String,
+    },
 }
 
 /// `hubspoke.sb.responses`

@@ -39,6 +39,11 @@ pub enum OpEvent {
         command_id: String,
         reason: String,
     },
+    /// A dump command's answer: the rules its switch holds.
+    RulesListed {
+        command_id: String,
+        rules: Vec<FlowSegment>,
+    },
     /// The operation's current deadline passed.
     Timeout,
 }
@@ -51,6 +56,7 @@ impl OpEvent {
             OpEvent::AllocationFailed(_) => "allocation_failed",
             OpEvent::CommandSucceeded { .. } => "command_succeeded",
             OpEvent::CommandFailed { .. } => "command_failed",
+            OpEvent::RulesListed { .. } => "rules_listed",
             OpEvent::Timeout => "timeout",
         }
     }

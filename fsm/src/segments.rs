@@ -45,6 +45,29 @@ pub struct FlowSegment {
     pub bandwidth: u64,
 }
 
+impl FlowSegment {
+    /// What a dump command carries: the switch, and the flow cookie id whose rules (both
+    /// directions) it asks for; 0 asks for every rule.
+    pub fn dump_query(switch_id: SwitchId, cookie_id: u64) -> Self {
+        FlowSegment {
+            switch_id,
+            kind: SegmentKind::Transit,
+            cookie: cookie_id,
+            in_port: 0,
+            in_vlan: 0,
+            out_port: 0,
+            out_vlan: 0,
+            meter_id: None,
+            bandwidth: 0,
+        }
+    }
+
+    /// The flow's cookie id, without the direction flag.
+    pub fn cookie_id(&self) -> u64 {
+        self.cookie & !(FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG)
+    }
+}
+
 /// Every rule of a flow, forward direction first.
 pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
     let reverse_path: Vec<Isl> = resources

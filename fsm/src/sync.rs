@@ -1,18 +1,23 @@
-//! Flow sync, after OpenKilda's `FlowSyncFsm`: make the switches hold exactly the flow's
-//! recorded rules. Remove the rules of an interrupted reroute or update (`flow.target`) →
-//! re-install the recorded rules (non-ingress → verify → ingress → verify; installs are
-//! idempotent on the switches) → UP. A flow without a reserved path, or whose rules cannot be
-//! installed, goes DOWN. Sync never touches reservations: no Free, Release or Commit.
+//! Flow sync, after OpenKilda's `FlowSyncFsm` and its switch validation: make the switches
+//! hold exactly the flow's recorded rules. List the rules of every switch the flow's path (or
+//! an interrupted reroute's or update's, `flow.target`) crosses → remove the stray ones
+//! (carrying one of the flow's cookies, but not a rule the record expects) → re-install the
+//! recorded rules (non-ingress → verify → ingress → verify; installs are idempotent on the
+//! switches) → UP. A flow without a reserved path, or whose rules cannot be installed, goes
+//! DOWN. Sync keeps the flow's reservation; an interrupted move's is released.
 //!
 //! It serves `POST /v2/flows/{id}/sync` and recovery: a flow found IN_PROGRESS after a
 //! restart is synced.
 
+use std::collections::{BTreeSet, HashSet};
+
 use statig::prelude::*;
 
 use crate::install::RuleInstall;
+use crate::operation::Completion;
 use crate::operation::{Action, OpContext, OpEvent, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
-use crate::{FlowRecord, FlowStatus, NbResponse, SbAction};
+use crate::{FlowRecord, FlowStatus, NbResponse, SbAction, SwitchId};
 
 /// Why a flow without resources cannot be synced.
 const NO_PATH: &str = "no path is reserved for the flow";
@@ -20,10 +25,16 @@ const NO_PATH: &str = "no path is reserved for the flow";
 pub struct FlowSync {
     flow: FlowRecord,
     timeouts: Timeouts,
-    /// The rules of an interrupted reroute or update, from `flow.target`: they go first.
-    target_segments: Vec<FlowSegment>,
+    /// What to validate: each switch of the recorded rules and of the target's, with each of
+    /// the flow's cookie ids.
+    queries: Vec<FlowSegment>,
+    /// The cookie ids a rule of this flow carries: the record's and the target's.
+    cookie_ids: HashSet<u64>,
     /// The recorded rules, from `flow.resources`; empty when the flow has none.
     install: RuleInstall,
+    expected: Vec<FlowSegment>,
+    /// Rules the switches hold with the flow's cookies that the record does not expect.
+    strays: Vec<FlowSegment>,
     failure: String,
     removal_failures: Vec<String>,
 }
@@ -36,18 +47,69 @@ impl FlowSync {
             .as_ref()
             .map(|t| flow_segments(&t.request, &t.resources))
             .unwrap_or_default();
+        let expected = flow
+            .resources
+            .as_ref()
+            .map(|r| flow_segments(&flow.request, r))
+            .unwrap_or_default();
+        let switches: BTreeSet<SwitchId> = expected
+            .iter()
+            .chain(&target_segments)
+            .map(|s| s.switch_id)
+            .collect();
+        let cookie_ids: BTreeSet<u64> = expected
+            .iter()
+            .chain(&target_segments)
+            .map(FlowSegment::cookie_id)
+            .collect();
+        // Per flow cookie, so a switch answers with this flow's few rules, not its table.
+        let queries = switches
+            .iter()
+            .flat_map(|&switch| {
+                cookie_ids
+                    .iter()
+                    .map(move |&cookie_id| FlowSegment::dump_query(switch, cookie_id))
+            })
+            .collect();
         let mut install = RuleInstall::new(command_prefix);
-        if let Some(resources) = &flow.resources {
-            install.set_segments(flow_segments(&flow.request, resources));
-        }
+        install.set_segments(expected.clone());
         FlowSync {
             flow,
             timeouts,
-            target_segments,
+            queries,
+            cookie_ids: cookie_ids.into_iter().collect(),
             install,
+            expected,
+            strays: Vec::new(),
             failure: String::new(),
             removal_failures: Vec::new(),
         }
+    }
+
+    /// A listed rule that is the flow's but not one the record expects.
+    fn note_strays(&mut self, rules: &[FlowSegment]) {
+        let strays = rules.iter().filter(|rule| {
+            self.cookie_ids.contains(&rule.cookie_id()) && !self.expected.contains(rule)
+        });
+        self.strays.extend(strays.cloned());
+    }
+
+    /// After validation: remove the strays, or go on.
+    fn after_listing(&mut self, context: &mut OpContext) -> State {
+        if self.strays.is_empty() {
+            self.after_strays(context)
+        } else {
+            State::removing_strays()
+        }
+    }
+
+    /// No stray rule is left: an interrupted move's reservation goes back, and the recorded
+    /// rules are installed (or the flow goes DOWN without any).
+    fn after_strays(&mut self, context: &mut OpContext) -> State {
+        if self.flow.target.is_some() {
+            context.push(Action::Release);
+        }
+        self.install_or_down(context)
     }
 
     /// Where the sync goes once no foreign rule is left: installing the recorded rules, or
@@ -92,48 +154,99 @@ impl FlowSync {
                 context.push(Action::Respond(NbResponse::Flow {
                     flow: self.flow.clone(),
                 }));
-                if self.target_segments.is_empty() {
+                if self.queries.is_empty() {
                     Transition(self.install_or_down(context))
                 } else {
-                    Transition(State::removing_target())
+                    Transition(State::listing_rules())
                 }
             }
             _ => Handled,
         }
     }
 
-    /// The rules of an interrupted reroute or update go, whatever the switches answer: a
-    /// missing rule is fine, a failure is noted and switch validation cleans up later.
-    #[state(entry_action = "remove_target")]
-    fn removing_target(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        let what = "target rule removal";
-        if !self
-            .install
-            .removal_done(context, event, what, &mut self.removal_failures)
-        {
+    /// Switch validation: what do the switches hold? A switch that does not answer is not
+    /// validated (noted in the history); the install still puts the flow's rules there.
+    #[state(entry_action = "list_rules")]
+    fn listing_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        let done = match event {
+            OpEvent::RulesListed { command_id, rules } => {
+                let completion = self.install.commands.complete(command_id);
+                if completion != Completion::NotPending {
+                    self.note_strays(rules);
+                }
+                completion == Completion::StepDone
+            }
+            OpEvent::CommandFailed { command_id, reason } => {
+                let completion = self.install.commands.complete(command_id);
+                if completion != Completion::NotPending {
+                    self.removal_failures
+                        .push(format!("rule listing failed: {reason}"));
+                }
+                completion == Completion::StepDone
+            }
+            OpEvent::Timeout => {
+                self.install.commands.abandon();
+                context.push(Action::Abandon);
+                self.removal_failures.push("rule listing timed out".into());
+                true
+            }
+            _ => false,
+        };
+        if !done {
             return Handled;
         }
-        // Its rules are gone: a reservation restored for the target goes back.
-        context.push(Action::Release);
-        if self.flow.resources.is_some() {
-            // The removal ran under the rollback deadline (or used it up): the install gets
-            // the operation's.
-            context.push(Action::ArmDeadline {
-                after_ms: self.timeouts.operation_ms,
-            });
+        context.details = std::mem::take(&mut self.removal_failures).join("; ");
+        if !self.strays.is_empty() {
+            let found = format!("{} stray rule(s) found", self.strays.len());
+            context.details = [context.details.as_str(), &found]
+                .into_iter()
+                .filter(|d| !d.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
         }
-        Transition(self.install_or_down(context))
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.operation_ms,
+        });
+        Transition(self.after_listing(context))
     }
 
     #[action]
-    fn remove_target(&mut self, context: &mut OpContext) {
+    fn list_rules(&mut self, context: &mut OpContext) {
+        let all: Vec<usize> = (0..self.queries.len()).collect();
+        self.install
+            .commands
+            .send(context, SbAction::Dump, &self.queries, &all);
+    }
+
+    /// The strays go, whatever the switches answer: a missing rule is fine, a failure is
+    /// noted.
+    #[state(entry_action = "remove_strays")]
+    fn removing_strays(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        if !self.install.removal_done(
+            context,
+            event,
+            "stray rule removal",
+            &mut self.removal_failures,
+        ) {
+            return Handled;
+        }
+        // The removal ran under the rollback deadline (or used it up): the install gets the
+        // operation's.
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.operation_ms,
+        });
+        Transition(self.after_strays(context))
+    }
+
+    #[action]
+    fn remove_strays(&mut self, context: &mut OpContext) {
         context.push(Action::ArmDeadline {
             after_ms: self.timeouts.rollback_ms,
         });
-        let all: Vec<usize> = (0..self.target_segments.len()).collect();
+        let all: Vec<usize> = (0..self.strays.len()).collect();
         self.install
             .commands
-            .send(context, SbAction::Remove, &self.target_segments, &all);
+            .send(context, SbAction::Remove, &self.strays, &all);
     }
 
     #[state(superstate = "installing", entry_action = "install_non_ingress")]

@@ -73,7 +73,13 @@ impl SpeakerRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReportOutcome {
     Succeeded,
-    Failed { reason: String },
+    /// A dump's answer.
+    Listed {
+        rules: Vec<FlowSegment>,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// The speaker's answer to the hub about one command.
@@ -208,6 +214,12 @@ impl SpeakerWorker {
         }));
         match &response.outcome {
             SbOutcome::Success => self.finish(command_id, ReportOutcome::Succeeded, out),
+            SbOutcome::Rules { rules } => {
+                let listed = ReportOutcome::Listed {
+                    rules: rules.clone(),
+                };
+                self.finish(command_id, listed, out)
+            }
             SbOutcome::Error { code, message } => {
                 let failure = format!(
                     "{code} from switch {} on attempt {}: {message}",

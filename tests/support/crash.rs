@@ -10,6 +10,9 @@ use super::{eventually, get_json, Endpoints};
 
 pub const CRASH_FLOWS: usize = 500;
 
+/// How long the flows may take to settle after a crash.
+const SETTLE: Duration = Duration::from_secs(180);
+
 /// When to pull the plug for `seed`, once the creates are flowing.
 pub fn crash_after(seed: u64) -> Duration {
     Duration::from_millis(seed.wrapping_mul(7919) % 250)
@@ -62,16 +65,31 @@ pub async fn fire_creates(
 /// Waits until no flow is IN_PROGRESS; then every DOWN flow says why and holds no path, and
 /// the switches hold exactly the rules of the UP flows: nothing stuck, nothing orphaned.
 pub async fn settles_with_exact_tables(client: &reqwest::Client, at: &Endpoints) -> Vec<Value> {
-    let flows: Vec<Value> =
-        eventually(Duration::from_secs(90), "every flow UP or DOWN", || async {
-            let flows = get_json(client, &at.nb("/v2/flows")).await;
-            let flows = flows.as_array().expect("list").clone();
-            flows
-                .iter()
-                .all(|f| f["status"] == "UP" || f["status"] == "DOWN")
-                .then_some(flows)
-        })
-        .await;
+    // The worst legitimate case after a restart: waiting for the group's partitions, then a
+    // sync whose switches do not answer runs into its listing and install deadlines (30 s
+    // each) before the flow goes DOWN.
+    let deadline = std::time::Instant::now() + SETTLE;
+    let flows = loop {
+        let flows = get_json(client, &at.nb("/v2/flows")).await;
+        let flows = flows.as_array().expect("list").clone();
+        let stuck: Vec<&Value> = flows
+            .iter()
+            .filter(|f| f["status"] != "UP" && f["status"] != "DOWN")
+            .collect();
+        if stuck.is_empty() {
+            break flows;
+        }
+        if std::time::Instant::now() > deadline {
+            let id = stuck[0]["flow_id"].as_str().unwrap_or_default();
+            let history = get_json(client, &at.nb(&format!("/v2/flows/{id}/history"))).await;
+            panic!(
+                "{} flows still not UP or DOWN after {SETTLE:?}, e.g. {}\nits history: {history}",
+                stuck.len(),
+                stuck[0]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let (up, down): (Vec<Value>, Vec<Value>) =
         flows.iter().cloned().partition(|f| f["status"] == "UP");
     for flow in &down {

@@ -630,6 +630,11 @@ impl Hub {
                 outcome: ReportOutcome::Failed { reason },
                 ..
             }) => OpEvent::CommandFailed { command_id, reason },
+            HubInput::Report(SpeakerReport {
+                command_id,
+                outcome: ReportOutcome::Listed { rules },
+                ..
+            }) => OpEvent::RulesListed { command_id, rules },
             HubInput::PathAffected { affected, .. } => {
                 self.path_affected(now_ms, &flow_id, affected, out);
                 return;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
-use hubspoke_fsm::{Envelope, Isl, SbErrorCode, SbEvent, SwitchId};
+use hubspoke_fsm::{Envelope, Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId};
 use hubspoke_spokes::bus::Publish;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,10 @@ pub struct LinkStateView {
 pub fn sim_router(fabric: Fabric, events: NetworkEvents) -> Router {
     Router::new()
         .route("/sim/switches/{switch_id}/rules", get(rules))
+        .route(
+            "/sim/switches/{switch_id}/rules/{cookie}",
+            axum::routing::patch(tamper_rule).delete(lose_rule),
+        )
         .route("/sim/switches/{switch_id}/fail", post(fail_switch))
         .route("/sim/switches/{switch_id}/restore", post(restore_switch))
         .route("/sim/links/{src_switch}/{dst_switch}/fail", post(fail_link))
@@ -180,6 +184,85 @@ async fn rules(
         .lock()
         .rules(switch_id)
         .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id), &id))?;
+    Ok(Json(rules.iter().map(RuleView::from).collect()))
+}
+
+/// What a tampered rule forwards to instead.
+#[derive(Debug, Deserialize)]
+pub struct Tamper {
+    pub out_port: u32,
+}
+
+/// `DELETE /sim/switches/{id}/rules/{cookie}`: the switch loses a rule behind the
+/// controller's back (a reboot, an operator): what a flow sync must repair.
+async fn lose_rule(
+    state: State<SimState>,
+    id: CorrelationId,
+    PathParams((switch, cookie)): PathParams<(String, u64)>,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
+    change_rule(state, &id, &switch, cookie, |_| None)
+}
+
+/// `PATCH /sim/switches/{id}/rules/{cookie}` with `{"out_port": N}`: the rule now forwards
+/// elsewhere, a rule that differs from the one the controller installed.
+async fn tamper_rule(
+    state: State<SimState>,
+    id: CorrelationId,
+    PathParams((switch, cookie)): PathParams<(String, u64)>,
+    JsonBody(tamper): JsonBody<Tamper>,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
+    change_rule(state, &id, &switch, cookie, |rule| {
+        Some(FlowSegment {
+            out_port: tamper.out_port,
+            ..rule
+        })
+    })
+}
+
+/// Replaces (or, for `None`, removes) one rule, the way a command would, and answers the
+/// switch's rules.
+fn change_rule(
+    State(SimState { fabric, .. }): State<SimState>,
+    id: &CorrelationId,
+    switch: &str,
+    cookie: u64,
+    change: impl FnOnce(FlowSegment) -> Option<FlowSegment>,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
+    let switch_id = parse_switch(switch, id)?;
+    let mut fabric = fabric.lock();
+    let rules = fabric
+        .rules(switch_id)
+        .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id), id))?;
+    let rule = rules
+        .into_iter()
+        .find(|r| r.cookie == cookie)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "Rule not found",
+                format!("switch {switch_id} has no rule {cookie:#x}"),
+                id,
+            )
+        })?;
+    let command = |action, segment| SbCommand {
+        command_id: format!("sim-api:{}", id.0),
+        attempt: 1,
+        action,
+        segment,
+    };
+    let outcome = match change(rule.clone()) {
+        Some(changed) => fabric.apply(&command(SbAction::Install, changed)),
+        None => fabric.apply(&command(SbAction::Remove, rule)),
+    };
+    if let SbOutcome::Error { message, .. } = outcome {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "switch-refused",
+            "The switch refused the change",
+            message,
+            id,
+        ));
+    }
+    let rules = fabric.rules(switch_id).unwrap_or_default();
     Ok(Json(rules.iter().map(RuleView::from).collect()))
 }
 

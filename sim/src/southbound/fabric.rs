@@ -224,7 +224,7 @@ impl SwitchFabric {
                 ));
                 continue;
             }
-            if self.store.is_none() || command.action == SbAction::Verify {
+            if self.store.is_none() || command.action.is_read_only() {
                 outcomes.push(switch.act(command, self.table_capacity));
                 continue;
             }
@@ -492,6 +492,14 @@ impl SwitchState {
                 self.remove(segment);
                 SbOutcome::Success
             }
+            SbAction::Dump => SbOutcome::Rules {
+                rules: self
+                    .rules
+                    .values()
+                    .filter(|rule| segment.cookie == 0 || rule.cookie_id() == segment.cookie)
+                    .cloned()
+                    .collect(),
+            },
             SbAction::Verify => match self.rules.get(&segment.cookie) {
                 Some(rule) if rule == segment => SbOutcome::Success,
                 Some(_) => error(
@@ -650,9 +658,35 @@ mod tests {
 
     fn code(outcome: SbOutcome) -> Option<SbErrorCode> {
         match outcome {
-            SbOutcome::Success => None,
+            SbOutcome::Success | SbOutcome::Rules { .. } => None,
             SbOutcome::Error { code, .. } => Some(code),
         }
+    }
+
+    #[test]
+    fn a_dump_lists_every_rule_of_the_switch() {
+        let mut fabric = fabric();
+        let (a, b) = (segment(1, 7, Some(32)), segment(1, 8, None));
+        for rule in [&a, &b] {
+            fabric.apply(&command(SbAction::Install, rule.clone()));
+        }
+        let dump = |cookie_id| {
+            command(
+                SbAction::Dump,
+                FlowSegment::dump_query(a.switch_id, cookie_id),
+            )
+        };
+        assert_eq!(
+            fabric.apply(&dump(0)),
+            SbOutcome::Rules {
+                rules: vec![a.clone(), b]
+            }
+        );
+        assert_eq!(
+            fabric.apply(&dump(a.cookie_id())),
+            SbOutcome::Rules { rules: vec![a] },
+            "one flow's rules"
+        );
     }
 
     #[test]

@@ -48,6 +48,12 @@ impl TopicName {
         TopicName::Errors,
     ];
 
+    /// The logs a restart reads from the beginning (the network's changelog, the flow log):
+    /// time-based retention would forget the network and the flows.
+    pub fn is_kept_forever(self) -> bool {
+        matches!(self, TopicName::SbEvents | TopicName::FlowEvents)
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             TopicName::NbRequests => "nb.requests",
@@ -166,10 +172,20 @@ pub fn wait_for_broker(settings: &KafkaSettings, limit: Duration) -> Result<(), 
 /// Creates every DESIGN.md topic that does not exist yet (the broker may not auto-create).
 pub fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
-    let names: Vec<String> = TopicName::ALL.iter().map(|&t| settings.topic(t)).collect();
+    let names: Vec<(String, bool)> = TopicName::ALL
+        .iter()
+        .map(|&t| (settings.topic(t), t.is_kept_forever()))
+        .collect();
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|name| NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1)))
+        .map(|(name, forever)| {
+            let topic = NewTopic::new(name, settings.partitions, TopicReplication::Fixed(1));
+            if *forever {
+                topic.set("retention.ms", "-1")
+            } else {
+                topic
+            }
+        })
         .collect();
     let results = futures::executor::block_on(admin.create_topics(&topics, &AdminOptions::new()))?;
     for result in results {

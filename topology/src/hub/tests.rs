@@ -155,9 +155,9 @@ fn a_restart_resumes_what_was_in_flight_and_remembers_answers() {
     );
     let actions = sent(&out);
     assert_eq!(
-        actions.iter().filter(|a| **a == SbAction::Install).count(),
+        actions.iter().filter(|a| **a == SbAction::Dump).count(),
         2,
-        "the create is synced: its non-ingress rules installed again"
+        "the create is synced: its two switches validated first"
     );
     assert_eq!(
         actions.iter().filter(|a| **a == SbAction::Remove).count(),
@@ -228,7 +228,7 @@ fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
         .any(|o| matches!(o, HubOutput::Speaker(SpeakerRequest::Abandon { .. }))));
     assert_eq!(
         sent(&out),
-        vec![SbAction::Install, SbAction::Install],
-        "a fresh sync installs the recorded rules"
+        vec![SbAction::Dump, SbAction::Dump],
+        "a fresh sync validates the flow's switches"
     );
 }
