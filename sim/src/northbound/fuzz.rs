@@ -12,11 +12,12 @@ use crossbeam_channel::{Receiver, Sender};
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowRecord, HistoryEntry, NbRequest, NbResponse, SwitchId,
 };
+use hubspoke_mutations::{any_json_value, mutations};
 use hubspoke_spokes::bus::Publish;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -289,183 +290,47 @@ fn flow_id() -> impl Strategy<Value = String> {
     ]
 }
 
-/// JSON values of every type, with the field values a request uses now and then.
-fn any_json_value() -> impl Strategy<Value = Value> {
-    let words = prop::sample::select(vec![
-        "00:00:00:00:00:00:00:01",
-        "00:00:00:00:00:00:00:05",
-        "00:00:00:00:00:00:00:63",
-        "00:00:00:00:00:00:00:zz",
-        "00:00:00:00:00:00:00:+1",
-        "00:00:00:00:00:00:01",
-        "flow-1",
-        "flow-9",
-        "bad id",
-        "",
-    ]);
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<u64>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        (0u64..70_000).prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        words.prop_map(Value::from),
-        any::<String>().prop_map(Value::from),
-        "[a-z_]{0,8}[\\x00-\\x1f\\x7f][a-z_]{0,8}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(2, 8, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
-}
+/// String values a request uses, and near misses of them.
+const WORDS: &[&str] = &[
+    "00:00:00:00:00:00:00:01",
+    "00:00:00:00:00:00:00:05",
+    "00:00:00:00:00:00:00:63",
+    "00:00:00:00:00:00:00:zz",
+    "00:00:00:00:00:00:00:+1",
+    "00:00:00:00:00:00:01",
+    "flow-1",
+    "flow-9",
+    "bad id",
+    "",
+];
 
-#[derive(Clone, Debug)]
-enum JsonMutation {
-    /// The node becomes another value, usually of another type.
-    Replace(Index, Value),
-    /// A field of the object at the node goes missing.
-    Drop(Index, Index),
-    /// The object at the node gains a field (or one it has changes).
-    Add(Index, String, Value),
-}
-
-#[derive(Clone, Debug)]
-enum ByteMutation {
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    /// The same bytes twice: a duplicated key, a duplicated value, two documents.
-    Duplicate(Index, Index),
-}
-
-fn json_mutation() -> impl Strategy<Value = JsonMutation> {
-    let field = prop_oneof![
-        prop::sample::select(vec![
-            "flow_id",
-            "source",
-            "destination",
-            "switch_id",
-            "port_number",
-            "vlan_id",
-            "maximum_bandwidth",
-            "description",
-        ])
-        .prop_map(String::from),
-        "[a-z_]{1,12}",
-    ];
-    prop_oneof![
-        3 => (any::<Index>(), any_json_value()).prop_map(|(at, v)| JsonMutation::Replace(at, v)),
-        2 => (any::<Index>(), any::<Index>()).prop_map(|(at, f)| JsonMutation::Drop(at, f)),
-        1 => (any::<Index>(), field, any_json_value())
-            .prop_map(|(at, k, v)| JsonMutation::Add(at, k, v)),
-    ]
-}
-
-fn byte_mutation() -> impl Strategy<Value = ByteMutation> {
-    prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(at, mask)| ByteMutation::Flip(at, mask)),
-        (any::<Index>(), any::<u8>()).prop_map(|(at, b)| ByteMutation::Insert(at, b)),
-        any::<Index>().prop_map(ByteMutation::Delete),
-        any::<Index>().prop_map(ByteMutation::Truncate),
-        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| ByteMutation::Duplicate(a, b)),
-    ]
-}
-
-/// JSON pointers to every node of `value`, the root first.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    out.push(at.clone());
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                let escaped = key.replace('~', "~0").replace('/', "~1");
-                pointers(child, format!("{at}/{escaped}"), out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                pointers(child, format!("{at}/{i}"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn mutate_json(value: &mut Value, mutation: &JsonMutation) {
-    let mut all = Vec::new();
-    pointers(value, String::new(), &mut all);
-    let node = |at: &Index| all[at.index(all.len())].clone();
-    match mutation {
-        JsonMutation::Replace(at, replacement) => {
-            if let Some(target) = value.pointer_mut(&node(at)) {
-                *target = replacement.clone();
-            }
-        }
-        JsonMutation::Drop(at, field) => {
-            if let Some(Value::Object(map)) = value.pointer_mut(&node(at)) {
-                if !map.is_empty() {
-                    let key = map.keys().nth(field.index(map.len())).unwrap().clone();
-                    map.remove(&key);
-                }
-            }
-        }
-        JsonMutation::Add(at, key, added) => {
-            if let Some(Value::Object(map)) = value.pointer_mut(&node(at)) {
-                map.insert(key.clone(), added.clone());
-            }
-        }
-    }
-}
-
-fn mutate_bytes(bytes: &mut Vec<u8>, mutation: &ByteMutation) {
-    let len = bytes.len();
-    match mutation {
-        ByteMutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-        ByteMutation::Insert(at, byte) => bytes.insert(at.index(len + 1), *byte),
-        ByteMutation::Delete(at) if len > 0 => {
-            bytes.remove(at.index(len));
-        }
-        ByteMutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-        ByteMutation::Duplicate(a, b) if len > 0 => {
-            let (a, b) = (a.index(len), b.index(len));
-            let (start, end) = (a.min(b), a.max(b) + 1);
-            let copy = bytes[start..end].to_vec();
-            bytes.splice(end..end, copy);
-        }
-        _ => {}
-    }
-}
+/// The field names of a create or update body.
+const FIELDS: &[&str] = &[
+    "flow_id",
+    "source",
+    "destination",
+    "switch_id",
+    "port_number",
+    "vlan_id",
+    "maximum_bandwidth",
+    "description",
+];
 
 /// A valid create body (for `flow_id`, or without one), changed by a few JSON-level mutations and then a few
 /// byte-level ones; or bytes of any kind.
 fn body(flow_id: impl Strategy<Value = Option<String>>) -> impl Strategy<Value = Vec<u8>> {
-    let mutated = (
-        flow_id,
-        prop::collection::vec(json_mutation(), 0..4),
-        prop::collection::vec(byte_mutation(), 0..3),
-    )
-        .prop_map(|(flow_id, json_mutations, byte_mutations)| {
+    let mutated =
+        (flow_id, mutations(WORDS, FIELDS, 0..4, 0..3)).prop_map(|(flow_id, mutations)| {
             let mut value = create_body(flow_id.as_deref().unwrap_or_default());
             if flow_id.is_none() {
                 value.as_object_mut().unwrap().remove("flow_id");
             }
-            for mutation in &json_mutations {
-                mutate_json(&mut value, mutation);
-            }
-            let mut bytes = serde_json::to_vec(&value).unwrap();
-            for mutation in &byte_mutations {
-                mutate_bytes(&mut bytes, mutation);
-            }
-            bytes
+            mutations.apply(value)
         });
     prop_oneof![
         8 => mutated,
         1 => prop::collection::vec(any::<u8>(), 0..256),
-        1 => any_json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        1 => any_json_value(WORDS).prop_map(|v| serde_json::to_vec(&v).unwrap()),
     ]
 }
 

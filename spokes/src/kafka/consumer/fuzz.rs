@@ -16,11 +16,11 @@ use hubspoke_fsm::{
     SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SbResponse, SwitchId, SwitchState,
     SwitchStatus,
 };
+use hubspoke_mutations::{any_json_value, mutations};
 use proptest::prelude::*;
-use proptest::sample::Index;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{decode, DeadLetter, Decoded};
 
@@ -387,168 +387,42 @@ fn dead_letters() -> Vec<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Mutations
 
-/// A JSON value of any type, with the strings the messages use (so that a replacement is now
-/// and then still a valid message) and strings that are not.
-fn any_json_value() -> impl Strategy<Value = Value> {
-    let words = prop::sample::select(vec![
-        "create_flow",
-        "update_flow",
-        "reroute_flow",
-        "sync_flow",
-        "delete_flow",
-        "install",
-        "remove",
-        "verify",
-        "success",
-        "error",
-        "TABLE_FULL",
-        "BAD_COMMAND",
-        "switch_added",
-        "isl_up",
-        "updated",
-        "removed",
-        "history",
-        "answered",
-        "switch",
-        "link",
-        "UP",
-        "DOWN",
-        "ACTIVE",
-        "IN_PROGRESS",
-        "ingress",
-        "one_switch",
-        "flow",
-        "00:00:00:00:00:00:00:01",
-        "00:00:00:00:00:00:00:zz",
-        "00:00:00:00:00:00:00:+1",
-        "flow-1",
-        "",
-    ]);
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<u64>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        (0u64..70_000).prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        words.prop_map(Value::from),
-        any::<String>().prop_map(Value::from),
-        "[a-z_]{0,12}\\PC{0,3}".prop_map(Value::from),
-        // a near miss with a control character in it
-        "[a-z_]{0,8}[\\x00-\\x1f\\x7f][a-z_]{0,8}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(2, 8, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
-}
-
-#[derive(Clone, Debug)]
-enum JsonMutation {
-    /// The node becomes another value, usually of another type.
-    Replace(Index, Value),
-    /// A field of the object at the node goes missing.
-    Drop(Index, Index),
-    /// The object at the node gains a field (maybe one it already has, overwritten).
-    Add(Index, String, Value),
-}
-
-#[derive(Clone, Debug)]
-enum ByteMutation {
-    Flip(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    /// The same bytes twice: a duplicated key, a duplicated value, two documents.
-    Duplicate(Index, Index),
-}
-
-fn json_mutation() -> impl Strategy<Value = JsonMutation> {
-    prop_oneof![
-        3 => (any::<Index>(), any_json_value()).prop_map(|(at, v)| JsonMutation::Replace(at, v)),
-        2 => (any::<Index>(), any::<Index>()).prop_map(|(at, f)| JsonMutation::Drop(at, f)),
-        1 => (any::<Index>(), "[a-z_]{1,16}", any_json_value())
-            .prop_map(|(at, k, v)| JsonMutation::Add(at, k, v)),
-    ]
-}
-
-fn byte_mutation() -> impl Strategy<Value = ByteMutation> {
-    prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(at, mask)| ByteMutation::Flip(at, mask)),
-        (any::<Index>(), any::<u8>()).prop_map(|(at, b)| ByteMutation::Insert(at, b)),
-        any::<Index>().prop_map(ByteMutation::Delete),
-        any::<Index>().prop_map(ByteMutation::Truncate),
-        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| ByteMutation::Duplicate(a, b)),
-    ]
-}
-
-/// JSON pointers to every node of `value`, the root first.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            out.push(at.clone());
-            for (key, child) in map {
-                let escaped = key.replace('~', "~0").replace('/', "~1");
-                pointers(child, format!("{at}/{escaped}"), out);
-            }
-        }
-        Value::Array(items) => {
-            out.push(at.clone());
-            for (i, child) in items.iter().enumerate() {
-                pointers(child, format!("{at}/{i}"), out);
-            }
-        }
-        _ => out.push(at),
-    }
-}
-
-fn mutate_json(value: &mut Value, mutation: &JsonMutation) {
-    let mut all = Vec::new();
-    pointers(value, String::new(), &mut all);
-    let node = |at: &Index| all[at.index(all.len())].clone();
-    match mutation {
-        JsonMutation::Replace(at, replacement) => {
-            if let Some(target) = value.pointer_mut(&node(at)) {
-                *target = replacement.clone();
-            }
-        }
-        JsonMutation::Drop(at, field) => {
-            if let Some(Value::Object(map)) = value.pointer_mut(&node(at)) {
-                if !map.is_empty() {
-                    let key = map.keys().nth(field.index(map.len())).unwrap().clone();
-                    map.remove(&key);
-                }
-            }
-        }
-        JsonMutation::Add(at, key, added) => {
-            if let Some(Value::Object(map)) = value.pointer_mut(&node(at)) {
-                map.insert(key.clone(), added.clone());
-            }
-        }
-    }
-}
-
-fn mutate_bytes(bytes: &mut Vec<u8>, mutation: &ByteMutation) {
-    let len = bytes.len();
-    match mutation {
-        ByteMutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-        ByteMutation::Insert(at, byte) => bytes.insert(at.index(len + 1), *byte),
-        ByteMutation::Delete(at) if len > 0 => {
-            bytes.remove(at.index(len));
-        }
-        ByteMutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-        ByteMutation::Duplicate(a, b) if len > 0 => {
-            let (a, b) = (a.index(len), b.index(len));
-            let (start, end) = (a.min(b), a.max(b) + 1);
-            let copy = bytes[start..end].to_vec();
-            bytes.splice(end..end, copy);
-        }
-        _ => {}
-    }
-}
+/// String values the messages use (so that a replacement is now and then still a valid
+/// message) and near misses of them.
+const WORDS: &[&str] = &[
+    "create_flow",
+    "update_flow",
+    "reroute_flow",
+    "sync_flow",
+    "delete_flow",
+    "install",
+    "remove",
+    "verify",
+    "success",
+    "error",
+    "TABLE_FULL",
+    "BAD_COMMAND",
+    "switch_added",
+    "isl_up",
+    "updated",
+    "removed",
+    "history",
+    "answered",
+    "switch",
+    "link",
+    "UP",
+    "DOWN",
+    "ACTIVE",
+    "IN_PROGRESS",
+    "ingress",
+    "one_switch",
+    "flow",
+    "00:00:00:00:00:00:00:01",
+    "00:00:00:00:00:00:00:zz",
+    "00:00:00:00:00:00:00:+1",
+    "flow-1",
+    "",
+];
 
 /// The key of an example envelope.
 fn key_of(example: &[u8]) -> Vec<u8> {
@@ -561,23 +435,15 @@ fn key_of(example: &[u8]) -> Vec<u8> {
 fn mutated(examples: Vec<Vec<u8>>) -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
     (
         prop::sample::select(examples),
-        prop::collection::vec(json_mutation(), 0..4),
-        prop::collection::vec(byte_mutation(), 0..4),
+        mutations(WORDS, &[], 0..4, 0..4),
         prop_oneof![
             6 => Just(KeyChoice::Example),
             1 => Just(KeyChoice::Missing),
             1 => prop::collection::vec(any::<u8>(), 0..12).prop_map(KeyChoice::Other),
         ],
     )
-        .prop_map(|(example, json_mutations, byte_mutations, key)| {
-            let mut value: Value = serde_json::from_slice(&example).unwrap();
-            for mutation in &json_mutations {
-                mutate_json(&mut value, mutation);
-            }
-            let mut bytes = serde_json::to_vec(&value).unwrap();
-            for mutation in &byte_mutations {
-                mutate_bytes(&mut bytes, mutation);
-            }
+        .prop_map(|(example, mutations, key)| {
+            let bytes = mutations.apply(serde_json::from_slice(&example).unwrap());
             let key = match key {
                 KeyChoice::Example => Some(key_of(&example)),
                 KeyChoice::Missing => None,
@@ -599,8 +465,8 @@ fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..512),
         "[{}\\[\\]\":,.0-9a-z_ \\\\-]{0,200}".prop_map(String::into_bytes),
-        any_json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
-        any_json_value().prop_map(|payload| {
+        any_json_value(WORDS).prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        any_json_value(WORDS).prop_map(|payload| {
             serde_json::to_vec(&json!({
                 "correlation_id": "c", "key": "k", "created_at_ms": 1, "payload": payload
             }))
