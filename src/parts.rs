@@ -16,7 +16,9 @@ use hubspoke_sim::{
     load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
 };
 use hubspoke_spokes::bus::{InProcessBus, InboundSource};
-use hubspoke_spokes::kafka::{spawn_consumer, KafkaFlowLog, KafkaInbound, TopicName, WorkerSeat};
+use hubspoke_spokes::kafka::{
+    read_to_end, spawn_consumer, KafkaFlowLog, KafkaInbound, TopicName, WorkerSeat,
+};
 use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
@@ -108,6 +110,10 @@ fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
 pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
     let cluster = args.cluster()?;
     let (settings, producer) = args.kafka.connect()?;
+    // The network as announced so far, before anything else: no request may meet a switch
+    // the topology has not heard of yet.
+    let (announced, network_end) =
+        read_to_end::<SbEvent>(&settings, &settings.topic(TopicName::SbEvents))?;
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
     let process = cluster.as_ref().map_or(0, |c| c.process);
     let mut consumers = Vec::new();
@@ -117,6 +123,7 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
             producer.clone(),
             clock_ms,
             WorkerSeat { process, worker },
+            &network_end,
         )?));
     }
     // The group's dead members (if this is a restart) must let go of their partitions first.
@@ -146,6 +153,7 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
         workers: args.workers,
         cluster,
         settings: args.operation.settings(),
+        known_network: announced.into_iter().map(|e| e.payload).collect(),
         ..LiveConfig::default()
     };
     let topology = LiveTopology::start(config, ports, Arc::new(Metrics::default()))?;

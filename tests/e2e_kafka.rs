@@ -210,15 +210,16 @@ async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
     let _ = std::fs::remove_file(&hostfile);
 }
 
-/// `sb.events` is the network's changelog: the worker that reads it takes all of it from the
-/// beginning every time, so a restarted topology knows the whole network again, while a
-/// worker that does not read it never sees it.
+/// `sb.events` is the network's changelog: a starting topology reads all of it (every time,
+/// so a restarted one knows the whole network again), then its first worker goes on from
+/// where that read ended and sees only what comes after; another worker never sees it.
 #[test]
 fn a_restarted_topology_reads_the_whole_network_again() {
     use hubspoke_fsm::{Envelope, SbEvent, SwitchId};
     use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
     use hubspoke_spokes::kafka::{
-        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName, WorkerSeat,
+        ensure_topics, read_to_end, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+        WorkerSeat,
     };
     use std::time::{Duration, Instant};
 
@@ -226,8 +227,9 @@ fn a_restarted_topology_reads_the_whole_network_again() {
     let settings = KafkaSettings::new(&broker.address);
     ensure_topics(&settings).expect("topics");
     let producer = KafkaProducer::new(&settings).expect("producer");
-    let events = producer.publisher::<SbEvent>(settings.topic(TopicName::SbEvents));
-    for n in 1..=3 {
+    let topic = settings.topic(TopicName::SbEvents);
+    let events = producer.publisher::<SbEvent>(topic.clone());
+    let announce = |n: u64| {
         let switch_id = SwitchId(n);
         events.publish(Envelope::new(
             "sim",
@@ -238,34 +240,47 @@ fn a_restarted_topology_reads_the_whole_network_again() {
                 ports: 48,
             },
         ));
-    }
-    producer.flush(Duration::from_secs(10));
-    let read = |worker: usize, wait: Duration| {
+        producer.flush(Duration::from_secs(10));
+    };
+    (1..=3).for_each(announce);
+    let snapshot = || {
+        let (events, end) = read_to_end::<SbEvent>(&settings, &topic).expect("read");
+        let mut switches: Vec<SwitchId> = events.iter().map(|e| e.payload.switch_id()).collect();
+        switches.sort();
+        (switches, end)
+    };
+    let all: Vec<SwitchId> = (1..=3).map(SwitchId).collect();
+    let (first, end) = snapshot();
+    assert_eq!(first, all);
+    assert_eq!(snapshot().0, all, "read again after a restart");
+
+    let read_on = |worker: usize, wait: Duration| {
         let seat = WorkerSeat { process: 0, worker };
         let mut inbound =
-            KafkaInbound::new(&settings, producer.clone(), || 0, seat).expect("consumer");
+            KafkaInbound::new(&settings, producer.clone(), || 0, seat, &end).expect("consumer");
         let mut switches = Vec::new();
         let start = Instant::now();
-        while switches.len() < 3 && start.elapsed() < wait {
+        while start.elapsed() < wait {
             inbound.poll(1, 100, &mut |message| {
                 if let Inbound::SbEvent(event) = message {
                     switches.push(event.payload.switch_id());
                 }
             });
             inbound.handled_before(2);
+            if !switches.is_empty() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        switches.sort();
         switches
     };
-    let all: Vec<SwitchId> = (1..=3).map(SwitchId).collect();
-    assert_eq!(read(0, Duration::from_secs(30)), all);
+    announce(4);
     assert_eq!(
-        read(0, Duration::from_secs(30)),
-        all,
-        "read again after a restart"
+        read_on(0, Duration::from_secs(30)),
+        vec![SwitchId(4)],
+        "only what came after the snapshot"
     );
-    assert!(read(1, Duration::from_secs(3)).is_empty());
+    assert!(read_on(1, Duration::from_secs(3)).is_empty());
 }
 
 /// At-least-once: the topology's consumer commits a message only after it is handled. Taken
@@ -275,7 +290,8 @@ fn the_topology_commits_offsets_only_after_handling() {
     use hubspoke_fsm::{Envelope, NbRequest};
     use hubspoke_spokes::bus::{Inbound, InboundSource, Publish};
     use hubspoke_spokes::kafka::{
-        ensure_topics, KafkaInbound, KafkaProducer, KafkaSettings, TopicName, WorkerSeat,
+        ensure_topics, EndOffsets, KafkaInbound, KafkaProducer, KafkaSettings, TopicName,
+        WorkerSeat,
     };
     use std::time::{Duration, Instant};
 
@@ -309,7 +325,8 @@ fn the_topology_commits_offsets_only_after_handling() {
         got.len()
     };
 
-    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, SEAT).expect("consumer");
+    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, SEAT, &EndOffsets::new())
+        .expect("consumer");
     assert_eq!(take(&mut first, 10, Duration::from_secs(30)), 3);
     first.handled_before(10);
     assert!(
@@ -318,7 +335,9 @@ fn the_topology_commits_offsets_only_after_handling() {
     );
     drop(first);
 
-    let mut second = KafkaInbound::new(&settings, producer.clone(), clock, SEAT).expect("consumer");
+    let mut second =
+        KafkaInbound::new(&settings, producer.clone(), clock, SEAT, &EndOffsets::new())
+            .expect("consumer");
     assert_eq!(
         take(&mut second, 20, Duration::from_secs(30)),
         3,
@@ -328,7 +347,8 @@ fn the_topology_commits_offsets_only_after_handling() {
     assert!(!second.has_unhandled());
     drop(second);
 
-    let mut third = KafkaInbound::new(&settings, producer, clock, SEAT).expect("consumer");
+    let mut third =
+        KafkaInbound::new(&settings, producer, clock, SEAT, &EndOffsets::new()).expect("consumer");
     assert_eq!(
         take(&mut third, 30, Duration::from_secs(5)),
         0,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{
     stable_hash, Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, NetworkState, SbCommand,
-    SbResponse,
+    SbEvent, SbResponse,
 };
 pub use hubspoke_spokes::bus::Inbound;
 use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
@@ -139,12 +139,16 @@ pub fn build<'scope>(
         recovery.at_ms,
         metrics.clone(),
     );
-    let reservations: Vec<FlowRecord> = if first_worker {
-        recovery.flows.iter().map(|f| f.record.clone()).collect()
+    let known = if first_worker {
+        Known {
+            network: recovery.network.clone(),
+            reservations: recovery.flows.iter().map(|f| f.record.clone()).collect(),
+            at_ms: recovery.at_ms,
+        }
     } else {
-        Vec::new()
+        Known::default()
     };
-    let allocator = allocator_operator(scope, network_events.concat(hub.allocator), reservations);
+    let allocator = allocator_operator(scope, network_events.concat(hub.allocator), known);
     allocator
         .view_changes
         .clone()
@@ -427,12 +431,22 @@ struct AllocatorStreams<'scope> {
     view_changes: StreamVec<'scope, Time, ViewChange>,
 }
 
-/// `reservations`: the records a restarted topology found, whose resources are taken back
-/// before anything else is allocated.
+/// What the allocator knows before its first request.
+#[derive(Default)]
+struct Known {
+    /// The network announced so far.
+    network: Vec<SbEvent>,
+    /// The records a restarted topology found, whose resources are taken back before
+    /// anything else is allocated.
+    reservations: Vec<FlowRecord>,
+    /// When the topology started: what the view learns from this enters at that time.
+    at_ms: Time,
+}
+
 fn allocator_operator<'scope>(
     scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, AllocatorRequest>,
-    reservations: Vec<FlowRecord>,
+    known: Known,
 ) -> AllocatorStreams<'scope> {
     let mut builder = OperatorBuilder::new("Allocator".to_owned(), scope);
     let mut requests = builder.new_input(requests, Exchange::new(|_: &AllocatorRequest| 0));
@@ -440,15 +454,22 @@ fn allocator_operator<'scope>(
     let (mut changes_out, view_changes) = builder.new_output();
     builder.build(move |initial_capabilities| {
         let mut pool = ResourcePool::new();
-        for record in &reservations {
+        for event in &known.network {
+            pool.apply_network_event(event);
+        }
+        for record in &known.reservations {
             pool.restore(record);
         }
-        // The view learns the restored reservations at the first time; then the initial
-        // capabilities go.
-        let mut restored = initial_capabilities.into_iter().nth(1).map(|capability| {
-            let changes = pool.take_view_changes();
-            (capability, changes)
-        });
+        // The view learns what was known at the start time (the hubs' clocks count from
+        // there); then the initial capabilities go.
+        let mut restored = initial_capabilities
+            .into_iter()
+            .nth(1)
+            .map(|mut capability| {
+                capability.downgrade(&known.at_ms);
+                let changes = pool.take_view_changes();
+                (capability, changes)
+            });
         let mut answers = Vec::new();
         move |_frontiers| {
             if let Some((capability, mut changes)) = restored.take() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
-use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand};
+use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand, SbEvent};
 use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
 use hubspoke_spokes::flow_log::{FlowLog, FlowLogError};
 use parking_lot::Mutex;
@@ -84,6 +84,9 @@ pub struct LiveConfig {
     pub settings: Settings,
     /// How often an idle source advances its clock, so deadlines fire on time.
     pub tick: Duration,
+    /// The network as far as it is known before the start (over Kafka, `sb.events` read to
+    /// its end): the allocator starts with it.
+    pub known_network: Vec<SbEvent>,
 }
 
 impl Default for LiveConfig {
@@ -93,6 +96,7 @@ impl Default for LiveConfig {
             cluster: None,
             settings: Settings::default(),
             tick: Duration::from_millis(10),
+            known_network: Vec::new(),
         }
     }
 }
@@ -117,14 +121,16 @@ pub struct LiveTopology {
 
 impl LiveTopology {
     pub fn start(
-        config: LiveConfig,
+        mut config: LiveConfig,
         ports: BusPorts,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LiveError> {
         if config.workers == 0 {
             return Err(LiveError::NoWorkers);
         }
-        let recovery = Arc::new(Recovery::from_log(clock_ms(), ports.flow_log.read_all()?));
+        let mut recovery = Recovery::from_log(clock_ms(), ports.flow_log.read_all()?);
+        recovery.network = std::mem::take(&mut config.known_network);
+        let recovery = Arc::new(recovery);
         info!(
             flows = recovery.flows.len(),
             interrupted = recovery

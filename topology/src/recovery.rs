@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use hubspoke_fsm::{Envelope, FlowEvent, FlowRecord, FlowStatus, NbResponse};
+use hubspoke_fsm::{Envelope, FlowEvent, FlowRecord, FlowStatus, NbResponse, SbEvent};
 
 /// A flow as the log left it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +19,8 @@ pub struct Recovery {
     /// When the topology restarted: the restored operations' deadlines count from here.
     pub at_ms: u64,
     pub flows: Vec<RecoveredFlow>,
+    /// The network as far as it is known at the start, in the order it was announced.
+    pub network: Vec<SbEvent>,
     /// The newest answer per correlation id.
     pub answers: HashMap<String, Envelope<NbResponse>>,
 }
@@ -70,6 +72,7 @@ impl Recovery {
         Recovery {
             at_ms,
             flows,
+            network: Vec::new(),
             answers,
         }
     }

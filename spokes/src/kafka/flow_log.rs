@@ -2,20 +2,15 @@
 //! broker has it (`acks=all`); reading back takes every partition from the beginning to its
 //! end as it was when the read started.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hubspoke_fsm::{Envelope, FlowEvent};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
-use super::consumer::{decode, Decoded};
 use super::producer::KafkaProducer;
+use super::read_to_end::read_to_end;
 use super::settings::{KafkaSettings, TopicName};
 use crate::flow_log::{FlowLog, FlowLogError};
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one wait for the broker lasts before it is logged and retried.
 const DELIVERY_WAIT: Duration = Duration::from_secs(1);
 
@@ -57,56 +52,6 @@ impl FlowLog for KafkaFlowLog {
     }
 
     fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError> {
-        let reader: BaseConsumer = self
-            .settings
-            .consumer_config("hubspoke-flow-log-reader")
-            .create()
-            .map_err(crate::kafka::KafkaError::from)?;
-        let metadata = reader
-            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
-            .map_err(crate::kafka::KafkaError::from)?;
-        let mut assignment = TopicPartitionList::new();
-        let mut ends: HashMap<i32, i64> = HashMap::new();
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = reader
-                .fetch_watermarks(&self.topic, partition.id(), METADATA_TIMEOUT)
-                .map_err(crate::kafka::KafkaError::from)?;
-            if high > low {
-                ends.insert(partition.id(), high);
-                assignment
-                    .add_partition_offset(&self.topic, partition.id(), Offset::Beginning)
-                    .map_err(crate::kafka::KafkaError::from)?;
-            }
-        }
-        if ends.is_empty() {
-            return Ok(Vec::new());
-        }
-        reader
-            .assign(&assignment)
-            .map_err(crate::kafka::KafkaError::from)?;
-        let mut events = Vec::new();
-        while !ends.is_empty() {
-            let Some(result) = reader.poll(DELIVERY_WAIT) else {
-                continue;
-            };
-            let message = result.map_err(crate::kafka::KafkaError::from)?;
-            let (partition, offset) = (message.partition(), message.offset());
-            match decode::<FlowEvent>(
-                &self.topic,
-                partition,
-                offset,
-                message.key(),
-                message.payload(),
-            ) {
-                Decoded::Message(event) => events.push(event),
-                Decoded::Rejected(letter) => {
-                    tracing::warn!(reason = %letter.reason, partition, offset, "skipping an unreadable flow event")
-                }
-            }
-            if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-                ends.remove(&partition);
-            }
-        }
-        Ok(events)
+        Ok(read_to_end(&self.settings, &self.topic)?.0)
     }
 }

@@ -8,9 +8,10 @@
 //! handed to the producer and the producer has nothing left in flight. A crash before that
 //! means the message is read again.
 //!
-//! `sb.events` is different: it is the network's changelog, so one worker (the first of the
-//! cluster) reads all of it from the beginning every time the topology starts, outside the
-//! group and without committing. A restarted topology thus knows the whole network again.
+//! `sb.events` is different: it is the network's changelog. A starting topology reads all of
+//! it first (the allocator starts with that network, so no request meets an unknown switch),
+//! then one worker (the first of the cluster) goes on reading it from there, outside the
+//! group and without committing.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::consumer::decode_or_dead_letter;
 use super::producer::KafkaProducer;
+use super::read_to_end::EndOffsets;
 use super::settings::{KafkaError, KafkaSettings, TopicName};
 use crate::bus::{Inbound, InboundSource, Waker};
 
@@ -65,20 +67,22 @@ pub struct KafkaInbound {
 }
 
 impl KafkaInbound {
-    /// The consumer of the worker at `seat`. The first worker of the cluster also reads the
-    /// whole of `sb.events`.
+    /// The consumer of the worker at `seat`. The first worker of the cluster also reads
+    /// `sb.events`, from `network_from` on: where the snapshot the topology started with
+    /// ended (see [`super::read_to_end`]).
     pub fn new(
         settings: &KafkaSettings,
         producer: KafkaProducer,
         clock_ms: fn() -> u64,
         seat: WorkerSeat,
+        network_from: &EndOffsets,
     ) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
         let reads_network = seat.process == 0 && seat.worker == 0;
         let topics = [TopicName::NbRequests, TopicName::SbResponses].map(|t| settings.topic(t));
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         let network = if reads_network {
-            Some(network_reader(settings)?)
+            Some(network_reader(settings, network_from)?)
         } else {
             None
         };
@@ -94,9 +98,10 @@ impl KafkaInbound {
     }
 }
 
-/// A consumer assigned every partition of `sb.events` at its beginning. It never stores
-/// offsets, so its group (which it never joins) commits nothing.
-fn network_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> {
+/// A consumer assigned every partition of `sb.events` from `from` (the beginning where it
+/// does not say). It never stores offsets, so its group (which it never joins) commits
+/// nothing.
+fn network_reader(settings: &KafkaSettings, from: &EndOffsets) -> Result<BaseConsumer, KafkaError> {
     let reader: BaseConsumer = settings
         .consumer_config(&format!("{TOPOLOGY_GROUP}-network"))
         .create()?;
@@ -104,7 +109,10 @@ fn network_reader(settings: &KafkaSettings) -> Result<BaseConsumer, KafkaError> 
     let metadata = reader.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        assignment.add_partition_offset(&topic, partition.id(), Offset::Beginning)?;
+        let offset = from
+            .get(&partition.id())
+            .map_or(Offset::Beginning, |&end| Offset::Offset(end));
+        assignment.add_partition_offset(&topic, partition.id(), offset)?;
     }
     reader.assign(&assignment)?;
     Ok(reader)

@@ -6,12 +6,14 @@ mod consumer;
 mod flow_log;
 mod inbound;
 mod producer;
+mod read_to_end;
 mod settings;
 
 pub use consumer::{decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded};
 pub use flow_log::KafkaFlowLog;
 pub use inbound::{KafkaInbound, WorkerSeat, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};
+pub use read_to_end::{read_to_end, EndOffsets};
 pub use settings::{ensure_topics, wait_for_broker, KafkaError, KafkaSettings, TopicName};
 
 /// The Kafka header that carries the correlation id.
