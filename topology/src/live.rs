@@ -132,6 +132,7 @@ impl LiveTopology {
         recovery.network = std::mem::take(&mut config.known_network);
         let recovery = Arc::new(recovery);
         info!(
+            network_events = recovery.network.len(),
             flows = recovery.flows.len(),
             interrupted = recovery
                 .flows
