@@ -9,8 +9,8 @@ use clap::Args;
 use hubspoke_sim::{
     load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
 };
-use hubspoke_spokes::bus::{InProcessBus, Publish};
-use hubspoke_spokes::flow_log::{FlowLog, RedbFlowLog};
+use hubspoke_spokes::bus::InProcessBus;
+use hubspoke_spokes::flow_log::RedbFlowLog;
 use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
@@ -78,10 +78,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         bus.flow_events.clone(),
     )
     .with_context(|| format!("opening {}", flow_log_path.display()))?;
-    // The read model starts from what the log holds, as the topology does.
-    for event in flow_log.read_all()? {
-        bus.flow_events.publish(event);
-    }
     let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
     let topology = LiveTopology::start(config, ports, metrics.clone())?;
 

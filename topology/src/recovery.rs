@@ -33,7 +33,14 @@ impl Recovery {
         let mut last_operation: HashMap<String, String> = HashMap::new();
         let mut answers = HashMap::new();
         for event in events {
-            match event.payload.clone() {
+            let Envelope {
+                correlation_id,
+                key,
+                created_at_ms,
+                payload,
+                ..
+            } = event;
+            match payload {
                 FlowEvent::Updated { flow } => {
                     let newer = records
                         .get(flow.flow_id())
@@ -51,8 +58,9 @@ impl Recovery {
                     last_operation.insert(flow_id, entry.operation);
                 }
                 FlowEvent::Answered { response } => {
-                    let answer = event.reply(event.key.clone(), event.created_at_ms, response);
-                    answers.insert(event.correlation_id.clone(), answer);
+                    let answer =
+                        Envelope::new(correlation_id.clone(), key, created_at_ms, response);
+                    answers.insert(correlation_id, answer);
                 }
             }
         }

@@ -29,7 +29,8 @@ pub struct RedbFlowLog {
 impl RedbFlowLog {
     /// Opens (or creates) the log at `path`, dropping what the retention no longer keeps:
     /// superseded records, and history of flows with no operation running that is older than
-    /// `retention_ms` before `now_ms` (everything of a removed flow, once that old).
+    /// `retention_ms` before `now_ms` (everything of a removed flow, once that old). What it
+    /// keeps goes to `then` first, so the read model starts from the log.
     pub fn open(
         path: &Path,
         retention_ms: u64,
@@ -53,6 +54,9 @@ impl RedbFlowLog {
         }
         write.commit().map_err(storage)?;
         *log.next.lock() = events.last().map_or(0, |(p, _)| p + 1);
+        for (_, event) in events.into_iter().filter(|(p, _)| keep.contains(p)) {
+            log.then.publish(event);
+        }
         Ok(log)
     }
 
@@ -229,6 +233,11 @@ mod tests {
         }
         assert_eq!(seen.try_iter().count(), 3);
         let log = RedbFlowLog::open(&path, u64::MAX, 30, topic.clone()).unwrap();
+        assert_eq!(
+            seen.try_iter().count(),
+            2,
+            "what the log keeps goes to the read model when it opens"
+        );
         let read = log.read_all().unwrap();
         assert_eq!(read.len(), 2, "the superseded record is compacted away");
         assert_eq!(read, vec![events[0].clone(), events[2].clone()]);
