@@ -32,7 +32,10 @@ impl Process {
     pub fn spawn(args: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubspoke"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HUBSPOKE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -220,14 +223,29 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    eventually_explained(limit, what, || {
+        let checked = check();
+        async move { checked.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// Polls `check` until it returns `Ok`, or panics with `what` and the last `Err`'s explanation
+/// (what was still missing) after `limit`.
+pub async fn eventually_explained<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let start = Instant::now();
     loop {
-        if let Some(value) = check().await {
-            return value;
-        }
+        let missing = match check().await {
+            Ok(value) => return value,
+            Err(missing) => missing,
+        };
         assert!(
             start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}\n{missing}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

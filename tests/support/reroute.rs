@@ -8,7 +8,7 @@ use super::flows::{
     assert_tables_hold_exactly, create_all, links_add_up, switch_id, wait_for_the_network,
 };
 use super::flows::{GRID_ISLS, SWITCHES};
-use super::{eventually, get_json, Endpoints};
+use super::{eventually, eventually_explained, get_json, Endpoints};
 
 /// Two links of grid:3x3 fail one after the other under 100 flows: the network view finds the
 /// flows on each, and each is rerouted make-before-break. Every flow ends UP on a path that
@@ -20,17 +20,27 @@ pub async fn two_busiest_links_fail(client: &reqwest::Client, at: &Endpoints, co
         let client = client.clone();
         let url = at.nb("/v2/flows");
         async move {
-            eventually(
+            eventually_explained(
                 Duration::from_secs(60),
                 "all flows UP off the failed links",
                 || async {
                     let flows = get_json(&client, &url).await;
                     let flows = flows.as_array().expect("list").clone();
-                    let settled = flows.len() == count
-                        && flows.iter().all(|f| {
-                            f["status"] == "UP" && failed.iter().all(|&(a, b)| !uses_link(f, a, b))
-                        });
-                    settled.then_some(flows)
+                    let unsettled: Vec<&Value> = flows
+                        .iter()
+                        .filter(|f| {
+                            f["status"] != "UP" || failed.iter().any(|&(a, b)| uses_link(f, a, b))
+                        })
+                        .collect();
+                    if flows.len() == count && unsettled.is_empty() {
+                        Ok(flows)
+                    } else {
+                        Err(format!(
+                            "{} flows of {count}; unsettled: {}",
+                            flows.len(),
+                            serde_json::to_string(&unsettled).unwrap_or_default()
+                        ))
+                    }
                 },
             )
             .await

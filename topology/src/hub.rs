@@ -156,13 +156,21 @@ struct FlowSlot {
     /// The network view says the flow's installed path uses a down link.
     path_down: bool,
     queued: Option<QueuedReroute>,
+    /// Reroutes of the broken path that failed in a row: the next retry waits longer.
+    failed_reroutes: u32,
 }
 
 impl FlowSlot {
     fn is_down(&self) -> bool {
-        self.record
-            .as_ref()
-            .is_some_and(|r| r.status == FlowStatus::Down)
+        self.has_status(FlowStatus::Down)
+    }
+
+    fn is_up(&self) -> bool {
+        self.has_status(FlowStatus::Up)
+    }
+
+    fn has_status(&self, status: FlowStatus) -> bool {
+        self.record.as_ref().is_some_and(|r| r.status == status)
     }
 }
 
@@ -177,6 +185,10 @@ pub const WATCHDOG_TIMER: &str = "watchdog";
 fn watchdog_after(timeouts: &Timeouts) -> u64 {
     3 * timeouts.operation_ms + 2 * timeouts.rollback_ms
 }
+
+/// A flow whose path broke and whose reroute failed (a switch timed out, no path yet) is
+/// retried after `max_delay_ms` doubled per failure in a row, up to this many doublings.
+const RETRY_DOUBLINGS: u32 = 4;
 
 /// How long an answer is remembered for a request sent again with its correlation id.
 const ANSWER_MEMORY_MS: u64 = 24 * 3600 * 1000;
@@ -462,12 +474,26 @@ impl Hub {
         kind: RerouteKind,
         out: &mut Vec<HubOutput>,
     ) {
+        self.queue_reroute_in(now_ms, flow_id, kind, self.throttle.delay_ms, out);
+    }
+
+    /// Schedules a reroute `delay_ms` from now (at the latest `max_delay_ms` after the first
+    /// trigger, unless the delay itself is longer).
+    fn queue_reroute_in(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        kind: RerouteKind,
+        delay_ms: u64,
+        out: &mut Vec<HubOutput>,
+    ) {
         let Some(slot) = self.flows.get_mut(flow_id) else {
             return;
         };
         self.next_generation += 1;
         let first_ms = slot.queued.as_ref().map_or(now_ms, |q| q.first_ms);
-        let at_ms = (now_ms + self.throttle.delay_ms).min(first_ms + self.throttle.max_delay_ms);
+        let latest_ms = first_ms + self.throttle.max_delay_ms.max(delay_ms);
+        let at_ms = (now_ms + delay_ms).min(latest_ms);
         slot.queued = Some(QueuedReroute {
             kind,
             first_ms,
@@ -811,15 +837,19 @@ impl Hub {
                         generation: queued.generation,
                     }));
                 }
-            } else if slot.path_down
-                && slot.queued.is_none()
-                && slot
-                    .record
-                    .as_ref()
-                    .is_some_and(|r| r.status == FlowStatus::Up)
-            {
-                // The path broke while the operation ran.
-                self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
+            } else if slot.is_up() {
+                slot.failed_reroutes = 0;
+                if slot.path_down && slot.queued.is_none() {
+                    // The path broke while the operation ran.
+                    self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
+                }
+            } else if slot.path_down && slot.queued.is_none() && slot.is_down() {
+                // The reroute failed: nothing else would try again until the network
+                // improves, so a switch that timed out under load must not strand the flow.
+                let delay_ms =
+                    self.throttle.max_delay_ms.max(1) << slot.failed_reroutes.min(RETRY_DOUBLINGS);
+                slot.failed_reroutes += 1;
+                self.queue_reroute_in(now_ms, flow_id, RerouteKind::Retry, delay_ms, out);
             }
         }
         for response in responses {

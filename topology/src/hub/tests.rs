@@ -232,3 +232,71 @@ fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
         "a fresh sync validates the flow's switches"
     );
 }
+
+fn registered_at(out: &[HubOutput], name: &str) -> Option<(u64, u64)> {
+    out.iter().find_map(|o| match o {
+        HubOutput::Deadline(DeadlineRequest::Register {
+            key,
+            generation,
+            at_ms,
+        }) if key.name == name => Some((*generation, *at_ms)),
+        _ => None,
+    })
+}
+
+/// A flow whose path broke and whose reroute failed is not stranded DOWN until some link comes
+/// up: it is retried, waiting longer after each failure in a row.
+#[test]
+fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
+    let (mut hub, metrics) = hub();
+    let mut record = FlowRecord::new(request("f1"), 10);
+    record.resources = Some(resources());
+    record.status = FlowStatus::Up;
+    let mut out = Vec::new();
+    hub.restore(1000, [RecoveredFlow { record, interrupted: None }], [], &mut out);
+    out.clear();
+    hub.input(
+        2000,
+        HubInput::PathAffected {
+            flow_id: "f1".into(),
+            affected: true,
+        },
+        &mut out,
+    );
+    let mut due = registered_at(&out, REROUTE_TIMER).expect("a reroute is queued");
+    let throttle = RerouteThrottle::default();
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        out.clear();
+        hub.input(
+            due.1,
+            HubInput::RerouteDue {
+                flow_id: "f1".into(),
+                generation: due.0,
+            },
+            &mut out,
+        );
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, HubOutput::Allocator(AllocatorRequest::Reallocate { .. }))),
+            "the reroute asks for a new path: {out:?}"
+        );
+        out.clear();
+        hub.input(
+            due.1 + 1,
+            HubInput::Allocation(AllocationResult {
+                flow_id: "f1".into(),
+                result: Err(ErrorBody::new(503, "no-path", "No path", "every path is down")),
+            }),
+            &mut out,
+        );
+        let next = registered_at(&out, REROUTE_TIMER).expect("the failed reroute is retried");
+        waits.push(next.1 - (due.1 + 1));
+        due = next;
+    }
+    assert_eq!(
+        waits,
+        vec![throttle.max_delay_ms, 2 * throttle.max_delay_ms, 4 * throttle.max_delay_ms]
+    );
+    assert_eq!(metrics.reroutes_started.get(), 3);
+}
