@@ -106,8 +106,10 @@ impl Isl {
 pub struct Resources {
     /// The flow's cookie id; the forward and reverse rules set a direction bit on it.
     pub cookie: u64,
-    /// The VLAN that marks the flow's packets between switches.
-    pub transit_vlan: u16,
+    /// The VLAN that marks the flow's packets on each ISL of the forward path, in path order
+    /// (the reverse direction uses the same one per link). Each link has VLANs of its own, so
+    /// the number of flows is bounded per link, not network-wide; transit rules swap them.
+    pub transit_vlans: Vec<u16>,
     /// Meter on the source switch (forward ingress); none for best-effort flows.
     pub forward_meter: Option<u32>,
     /// Meter on the destination switch (reverse ingress).

@@ -11,11 +11,11 @@ pub const REVERSE_COOKIE_FLAG: u64 = 0x2000_0000_0000_0000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentKind {
-    /// First switch: matches the customer port/VLAN, meters, tags with the transit VLAN.
+    /// First switch: matches the customer port/VLAN, meters, tags with the first ISL's VLAN.
     Ingress,
-    /// Middle switch: forwards the transit VLAN from one ISL to the next.
+    /// Middle switch: forwards from one ISL to the next, swapping one's VLAN for the other's.
     Transit,
-    /// Last switch: strips the transit VLAN and delivers to the customer port/VLAN.
+    /// Last switch: strips the last ISL's VLAN and delivers to the customer port/VLAN.
     Egress,
     /// Source and destination on the same switch: one rule does it all.
     OneSwitch,
@@ -76,13 +76,14 @@ pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSe
         .rev()
         .map(Isl::reversed)
         .collect();
+    let reverse_vlans: Vec<u16> = resources.transit_vlans.iter().rev().copied().collect();
     let mut segments = direction_segments(
         &request.source,
         &request.destination,
         &resources.forward_path,
         FORWARD_COOKIE_FLAG | resources.cookie,
         resources.forward_meter,
-        resources.transit_vlan,
+        &resources.transit_vlans,
         request.maximum_bandwidth,
     );
     segments.extend(direction_segments(
@@ -91,7 +92,7 @@ pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSe
         &reverse_path,
         REVERSE_COOKIE_FLAG | resources.cookie,
         resources.reverse_meter,
-        resources.transit_vlan,
+        &reverse_vlans,
         request.maximum_bandwidth,
     ));
     segments
@@ -103,9 +104,11 @@ fn direction_segments(
     path: &[Isl],
     cookie: u64,
     meter_id: Option<u32>,
-    transit_vlan: u16,
+    link_vlans: &[u16],
     bandwidth: u64,
 ) -> Vec<FlowSegment> {
+    // A record always has one VLAN per ISL; 0 (untagged) only if one were ever missing.
+    let vlan = |link: usize| link_vlans.get(link).copied().unwrap_or(0);
     let segment = |switch_id, kind, in_port, in_vlan, out_port, out_vlan, meter_id| FlowSegment {
         switch_id,
         kind,
@@ -134,18 +137,18 @@ fn direction_segments(
         from.port_number,
         from.vlan_id,
         first.src_port,
-        transit_vlan,
+        vlan(0),
         meter_id,
     )];
-    for hop in path.windows(2) {
+    for (link, hop) in path.windows(2).enumerate() {
         let (arrive, leave) = (hop[0], hop[1]);
         segments.push(segment(
             arrive.dst_switch,
             SegmentKind::Transit,
             arrive.dst_port,
-            transit_vlan,
+            vlan(link),
             leave.src_port,
-            transit_vlan,
+            vlan(link + 1),
             None,
         ));
     }
@@ -153,7 +156,7 @@ fn direction_segments(
         to.switch_id,
         SegmentKind::Egress,
         last.dst_port,
-        transit_vlan,
+        vlan(path.len() - 1),
         to.port_number,
         to.vlan_id,
         None,
@@ -175,7 +178,7 @@ mod tests {
             .unwrap();
         let resources = Resources {
             cookie: 7,
-            transit_vlan: 300,
+            transit_vlans: vec![300, 301],
             forward_meter: Some(32),
             reverse_meter: Some(33),
             forward_path: path,
@@ -210,13 +213,17 @@ mod tests {
         // the transit rule forwards from the ISL it arrives on to the one it leaves on
         assert_eq!(segments[1].in_port, resources.forward_path[0].dst_port);
         assert_eq!(segments[1].out_port, resources.forward_path[1].src_port);
+        // ... and swaps the first ISL's VLAN for the second's, the other way back
+        assert_eq!((segments[1].in_vlan, segments[1].out_vlan), (300, 301));
+        assert_eq!((segments[4].in_vlan, segments[4].out_vlan), (301, 300));
+        assert_eq!((segments[3].out_vlan, segments[5].in_vlan), (301, 300));
     }
 
     #[test]
     fn a_one_switch_flow_has_one_rule_per_direction() {
         let resources = Resources {
             cookie: 1,
-            transit_vlan: 2,
+            transit_vlans: vec![],
             forward_meter: None,
             reverse_meter: None,
             forward_path: vec![],

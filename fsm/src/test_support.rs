@@ -37,7 +37,7 @@ pub fn resources(dst: u64) -> Resources {
         .unwrap();
     Resources {
         cookie: 1,
-        transit_vlan: 2,
+        transit_vlans: vec![2; path.len()],
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: path,

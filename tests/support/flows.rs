@@ -49,8 +49,8 @@ pub const FORWARD: u64 = 0x4000_0000_0000_0000;
 pub const REVERSE: u64 = 0x2000_0000_0000_0000;
 
 /// The rules a flow must have, from its REST representation: its path's ports, its endpoints,
-/// and the cookie and transit VLAN found on its ingress rule.
-pub fn expected_rules(flow: &Value, cookie_id: u64, transit_vlan: u64) -> Vec<Rule> {
+/// and the cookie and each link's transit VLAN found on its forward rules.
+pub fn expected_rules(flow: &Value, cookie_id: u64, link_vlans: &[u64]) -> Vec<Rule> {
     let path = flow["path"].as_array().expect("path");
     let (src, dst) = (&flow["source"], &flow["destination"]);
     let port = |v: &Value| v["port_number"].as_u64().expect("port");
@@ -89,8 +89,10 @@ pub fn expected_rules(flow: &Value, cookie_id: u64, transit_vlan: u64) -> Vec<Ru
     let last = path.len() - 1;
     for i in 0..=last {
         let (switch, input, output) = node(i);
-        let forward_in_vlan = if i == 0 { vlan(src) } else { transit_vlan };
-        let forward_out_vlan = if i == last { vlan(dst) } else { transit_vlan };
+        // Link i runs from path node i to node i + 1.
+        let link_vlan = |link: usize| link_vlans.get(link).copied().unwrap_or(u64::MAX);
+        let forward_in_vlan = if i == 0 { vlan(src) } else { link_vlan(i - 1) };
+        let forward_out_vlan = if i == last { vlan(dst) } else { link_vlan(i) };
         let kind = |first: bool, end: bool| {
             if first {
                 "ingress"
@@ -109,8 +111,8 @@ pub fn expected_rules(flow: &Value, cookie_id: u64, transit_vlan: u64) -> Vec<Ru
             output,
             forward_out_vlan,
         ));
-        let reverse_in_vlan = if i == last { vlan(dst) } else { transit_vlan };
-        let reverse_out_vlan = if i == 0 { vlan(src) } else { transit_vlan };
+        let reverse_in_vlan = if i == last { vlan(dst) } else { link_vlan(i) };
+        let reverse_out_vlan = if i == 0 { vlan(src) } else { link_vlan(i - 1) };
         rules.push((
             switch,
             REVERSE | cookie_id,
@@ -158,8 +160,8 @@ pub async fn assert_tables_hold_exactly(client: &reqwest::Client, at: &Endpoints
             })
             .unwrap_or_else(|| panic!("no ingress rule for {}", flow["flow_id"]));
         let cookie_id = ingress.1 & !FORWARD;
-        let transit_vlan = ingress.6;
-        for rule in expected_rules(flow, cookie_id, transit_vlan) {
+        let link_vlans = forward_link_vlans(&actual, flow, ingress.1);
+        for rule in expected_rules(flow, cookie_id, &link_vlans) {
             assert!(
                 expected.insert(rule.clone()),
                 "two flows expect the same rule {rule:?}"
@@ -170,6 +172,25 @@ pub async fn assert_tables_hold_exactly(client: &reqwest::Client, at: &Endpoints
         actual, expected,
         "switch tables must hold exactly the flows' rules"
     );
+}
+
+/// The VLAN of each link of the flow's path, as its forward rules tag packets leaving each
+/// switch but the last (`expected_rules` then checks the next switch matches it).
+fn forward_link_vlans(actual: &BTreeSet<Rule>, flow: &Value, forward_cookie: u64) -> Vec<u64> {
+    let path = flow["path"].as_array().expect("path");
+    path.iter()
+        .take(path.len().saturating_sub(1))
+        .map(|node| {
+            let switch = node["switch_id"].as_str().expect("switch");
+            let in_port = node["input_port"].as_u64();
+            actual
+                .iter()
+                .find(|rule| {
+                    rule.0 == switch && rule.1 == forward_cookie && Some(rule.3) == in_port
+                })
+                .map_or(u64::MAX, |rule| rule.6)
+        })
+        .collect()
 }
 
 /// Waits until the topology has learnt a network of `switches` and `isls` (directed) from the

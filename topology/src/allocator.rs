@@ -148,7 +148,9 @@ pub struct ResourcePool {
     network: Network,
     used_bandwidth: HashMap<Isl, u64>,
     cookies: IdPool,
-    transit_vlans: IdPool,
+    /// Per link (both directions share one pool): a flow's VLAN on an ISL only has to be
+    /// unique on that ISL.
+    transit_vlans: HashMap<Isl, IdPool>,
     meters: HashMap<SwitchId, IdPool>,
     endpoints: HashMap<FlowEndpoint, FlowId>,
     holdings: HashMap<FlowId, Holding>,
@@ -164,7 +166,7 @@ impl Default for ResourcePool {
             network: Network::default(),
             used_bandwidth: HashMap::new(),
             cookies: IdPool::new(1, (1 << 48) - 1),
-            transit_vlans: IdPool::new(FIRST_TRANSIT_VLAN, u64::from(MAX_VLAN)),
+            transit_vlans: HashMap::new(),
             meters: HashMap::new(),
             endpoints: HashMap::new(),
             holdings: HashMap::new(),
@@ -227,8 +229,9 @@ impl ResourcePool {
         ];
         for (request, resources) in reservations.iter().flatten() {
             self.cookies.reserve(resources.cookie);
-            self.transit_vlans
-                .reserve(u64::from(resources.transit_vlan));
+            for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+                self.link_vlans(isl).reserve(u64::from(*vlan));
+            }
             for (switch, meter) in [
                 (request.source.switch_id, resources.forward_meter),
                 (request.destination.switch_id, resources.reverse_meter),
@@ -444,10 +447,18 @@ impl ResourcePool {
             )
         };
         let cookie = self.cookies.take().ok_or_else(|| exhausted("cookie"))?;
-        let Some(transit_vlan) = self.transit_vlans.take() else {
-            self.cookies.give_back(cookie);
-            return Err(exhausted("transit VLAN"));
-        };
+        let mut transit_vlans = Vec::with_capacity(path.len());
+        for isl in &path {
+            let Some(vlan) = self.link_vlans(isl).take() else {
+                self.cookies.give_back(cookie);
+                self.give_back_vlans(&path, &transit_vlans);
+                return Err(exhausted(&format!(
+                    "transit VLAN on the link {}-{}",
+                    isl.src_switch, isl.dst_switch
+                )));
+            };
+            transit_vlans.push(u16::try_from(vlan).unwrap_or(MAX_VLAN));
+        }
         let metered = request.maximum_bandwidth > 0;
         let forward_meter = metered
             .then(|| self.take_meter(request.source.switch_id))
@@ -457,7 +468,7 @@ impl ResourcePool {
             .flatten();
         let resources = Resources {
             cookie,
-            transit_vlan: u16::try_from(transit_vlan).unwrap_or(MAX_VLAN),
+            transit_vlans,
             forward_meter: forward_meter.map(|m| m as u32),
             reverse_meter: reverse_meter.map(|m| m as u32),
             forward_path: path,
@@ -607,8 +618,7 @@ impl ResourcePool {
 
     fn give_back_ids(&mut self, request: &FlowRequest, resources: &Resources) {
         self.cookies.give_back(resources.cookie);
-        self.transit_vlans
-            .give_back(u64::from(resources.transit_vlan));
+        self.give_back_vlans(&resources.forward_path, &resources.transit_vlans);
         for (switch, meter) in [
             (request.source.switch_id, resources.forward_meter),
             (request.destination.switch_id, resources.reverse_meter),
@@ -617,6 +627,19 @@ impl ResourcePool {
                 pool.give_back(u64::from(meter));
             }
         }
+    }
+
+    fn give_back_vlans(&mut self, path: &[Isl], vlans: &[u16]) {
+        for (isl, vlan) in path.iter().zip(vlans) {
+            self.link_vlans(isl).give_back(u64::from(*vlan));
+        }
+    }
+
+    /// The VLAN pool of the link `isl` runs over, whichever way.
+    fn link_vlans(&mut self, isl: &Isl) -> &mut IdPool {
+        self.transit_vlans
+            .entry((*isl).min(isl.reversed()))
+            .or_insert_with(|| IdPool::new(FIRST_TRANSIT_VLAN, u64::from(MAX_VLAN)))
     }
 
     fn take_meter(&mut self, switch: SwitchId) -> Option<u64> {
@@ -721,10 +744,10 @@ mod tests {
         assert_eq!(
             (
                 resources.cookie,
-                resources.transit_vlan,
+                resources.transit_vlans.clone(),
                 resources.forward_meter
             ),
-            (1, 2, Some(32))
+            (1, vec![2, 2], Some(32))
         );
         for isl in reserved_isls(&resources) {
             assert_eq!(pool.available(&isl), 6_000_000);
@@ -736,10 +759,34 @@ mod tests {
         }
         let again = pool.allocate(&request("b", 1, 3, 10, 1)).unwrap();
         assert_eq!(
-            (again.cookie, again.transit_vlan, again.forward_meter),
-            (1, 2, Some(32)),
+            (
+                again.cookie,
+                again.transit_vlans.clone(),
+                again.forward_meter
+            ),
+            (1, vec![2, 2], Some(32)),
             "ids are reused"
         );
+    }
+
+    #[test]
+    fn transit_vlans_run_out_per_link_not_network_wide() {
+        let mut pool = pool("linear:3");
+        let per_link = usize::from(MAX_VLAN) - 1;
+        for (src, dst) in [(1, 2), (2, 3)] {
+            for n in 0..per_link {
+                let mut flow = request(&format!("f{src}-{n}"), src, dst, 10 * src as u32, 0);
+                flow.source.vlan_id = 1 + n as u16;
+                flow.destination.vlan_id = 1 + n as u16;
+                pool.allocate(&flow)
+                    .expect("every link has VLANs of its own");
+            }
+        }
+        let error = pool.allocate(&request("more", 1, 2, 11, 0)).unwrap_err();
+        assert_eq!(error.error_type, "resources-exhausted", "{error:?}");
+        pool.free("f1-0");
+        let again = pool.allocate(&request("more", 1, 2, 11, 0)).unwrap();
+        assert_eq!(again.transit_vlans, vec![2], "the freed VLAN is reused");
     }
 
     #[test]
@@ -888,7 +935,13 @@ mod tests {
             !taken.contains(&next.cookie),
             "no cookie is handed out twice"
         );
-        assert!(![a.transit_vlan, b.transit_vlan, moving.transit_vlan].contains(&next.transit_vlan));
+        for (link, vlan) in next.transit_vlans.iter().enumerate() {
+            let held = [&a, &b, &moving].map(|r| r.transit_vlans.get(link));
+            assert!(
+                !held.contains(&Some(vlan)),
+                "no VLAN is handed out twice on a link"
+            );
+        }
         assert_eq!(
             after
                 .allocate(&request("d", 1, 3, 11, 1))
@@ -993,7 +1046,10 @@ mod tests {
                 for reservation in [&holding.current, &holding.pending].into_iter().flatten() {
                     let (request, resources) = (&reservation.request, &reservation.resources);
                     assert!(cookies.insert(resources.cookie), "cookie held twice");
-                    assert!(vlans.insert(resources.transit_vlan), "VLAN held twice");
+                    for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+                        let link = (*isl).min(isl.reversed());
+                        assert!(vlans.insert((link, *vlan)), "VLAN held twice on a link");
+                    }
                     for (switch, meter) in [
                         (request.source.switch_id, resources.forward_meter),
                         (request.destination.switch_id, resources.reverse_meter),

@@ -79,7 +79,7 @@ fn detour() -> Resources {
         .unwrap();
     Resources {
         cookie: 2,
-        transit_vlan: 3,
+        transit_vlans: vec![3; path.len()],
         forward_meter: Some(33),
         reverse_meter: Some(33),
         forward_path: path,

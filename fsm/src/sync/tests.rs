@@ -58,7 +58,7 @@ fn up_flow() -> FlowRecord {
 fn target_resources() -> Resources {
     Resources {
         cookie: 2,
-        transit_vlan: 3,
+        transit_vlans: vec![3; resources(3).forward_path.len()],
         ..resources(3)
     }
 }

@@ -96,7 +96,7 @@ mod tests {
     fn resources(path: Vec<hubspoke_fsm::Isl>) -> Resources {
         Resources {
             cookie: 1,
-            transit_vlan: 2,
+            transit_vlans: vec![2; path.len()],
             forward_meter: None,
             reverse_meter: None,
             forward_path: path,

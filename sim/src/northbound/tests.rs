@@ -148,7 +148,7 @@ fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources 
         .unwrap_or_default();
     Resources {
         cookie: 1,
-        transit_vlan: 2,
+        transit_vlans: vec![2; path.len()],
         forward_meter: None,
         reverse_meter: None,
         forward_path: path,

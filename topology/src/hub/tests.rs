@@ -21,7 +21,7 @@ fn request(flow_id: &str) -> FlowRequest {
 fn resources() -> Resources {
     Resources {
         cookie: 7,
-        transit_vlan: 2,
+        transit_vlans: vec![2],
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: vec![Isl {
@@ -253,7 +253,15 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
     record.resources = Some(resources());
     record.status = FlowStatus::Up;
     let mut out = Vec::new();
-    hub.restore(1000, [RecoveredFlow { record, interrupted: None }], [], &mut out);
+    hub.restore(
+        1000,
+        [RecoveredFlow {
+            record,
+            interrupted: None,
+        }],
+        [],
+        &mut out,
+    );
     out.clear();
     hub.input(
         2000,
@@ -286,7 +294,12 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
             due.1 + 1,
             HubInput::Allocation(AllocationResult {
                 flow_id: "f1".into(),
-                result: Err(ErrorBody::new(503, "no-path", "No path", "every path is down")),
+                result: Err(ErrorBody::new(
+                    503,
+                    "no-path",
+                    "No path",
+                    "every path is down",
+                )),
             }),
             &mut out,
         );
@@ -296,7 +309,11 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
     }
     assert_eq!(
         waits,
-        vec![throttle.max_delay_ms, 2 * throttle.max_delay_ms, 4 * throttle.max_delay_ms]
+        vec![
+            throttle.max_delay_ms,
+            2 * throttle.max_delay_ms,
+            4 * throttle.max_delay_ms
+        ]
     );
     assert_eq!(metrics.reroutes_started.get(), 3);
 }

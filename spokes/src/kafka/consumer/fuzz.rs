@@ -152,7 +152,7 @@ fn flow_record(flow_id: &str) -> FlowRecord {
     let mut record = FlowRecord::new(flow_request(flow_id), 1_700_000_000_000);
     record.resources = Some(Resources {
         cookie: 17,
-        transit_vlan: 2001,
+        transit_vlans: vec![2001, 2002],
         forward_meter: Some(33),
         reverse_meter: None,
         forward_path: vec![isl(1, 5, 2, 6), isl(2, 7, 3, 8)],
