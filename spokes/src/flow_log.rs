@@ -5,10 +5,12 @@
 //! In the embedded default it is a redb file in the data directory; over Kafka it is the
 //! `flow.events` topic itself.
 
+mod group_commit;
 mod redb_log;
 
 use hubspoke_fsm::{Envelope, FlowEvent};
 
+pub use group_commit::{GroupCommit, Lane};
 pub use redb_log::RedbFlowLog;
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand, SbEvent};
 use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
-use hubspoke_spokes::flow_log::{FlowLog, FlowLogError};
+use hubspoke_spokes::flow_log::{FlowLog, FlowLogError, GroupCommit, Lane};
 use parking_lot::Mutex;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -33,9 +33,6 @@ use crate::recovery::Recovery;
 /// How much one activation of a source takes from each topic before yielding to the
 /// operators downstream (it re-activates itself at once if more is waiting).
 const SOURCE_BATCH: usize = 4096;
-
-/// How long the outbox waits before trying the flow log again.
-const APPEND_RETRY: Duration = Duration::from_millis(100);
 
 /// How long a source keeps ticking after its last input even with no deadline pending yet.
 const TICK_GRACE: Duration = Duration::from_secs(1);
@@ -117,6 +114,8 @@ pub struct LiveTopology {
     /// Wake each worker's source, so a parked worker sees `stop`.
     wakers: Arc<Mutex<Vec<Waker>>>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    /// Dropped after the workers, so it writes what they submitted last.
+    group_commit: Option<Arc<GroupCommit>>,
 }
 
 impl LiveTopology {
@@ -141,6 +140,8 @@ impl LiveTopology {
                 .count(),
             "recovered from the flow log"
         );
+        let group_commit = Arc::new(GroupCommit::start(ports.flow_log.clone()));
+        let worker_group_commit = group_commit.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
@@ -165,6 +166,7 @@ impl LiveTopology {
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
             let recovery = recovery.clone();
+            let group_commit = worker_group_commit.clone();
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
             worker.dataflow::<Time, _, _>(move |scope| {
@@ -178,7 +180,7 @@ impl LiveTopology {
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
                 let out = build(scope, inbound, settings, metrics, &recovery);
-                outbox(scope, out, &ports, &published);
+                outbox(scope, out, &ports, &group_commit, &published);
             });
             info!(worker = worker.index(), "topology worker running");
             // Parked until an activation: the bus, a timer, or `stop` waking the source. (A
@@ -197,6 +199,7 @@ impl LiveTopology {
             stop,
             wakers,
             guards: Some(guards),
+            group_commit: Some(group_commit),
         })
     }
 
@@ -212,6 +215,7 @@ impl LiveTopology {
         if let Some(guards) = self.guards.take() {
             drop(guards.join());
         }
+        self.group_commit = None;
     }
 }
 
@@ -292,24 +296,34 @@ fn bus_source<'scope>(
 /// What waits in the outbox for the flow events of its time to be durable.
 #[derive(Default)]
 struct Held {
+    /// The group-commit ticket of this time's flow events (0: none).
+    ticket: u64,
     commands: Vec<Envelope<SbCommand>>,
     responses: Vec<Envelope<NbResponse>>,
     states: Vec<Envelope<NetworkState>>,
 }
 
-/// Sends what the topology produced. Flow events are appended to the flow log as they come;
-/// commands, answers and network states of a time leave only once no flow event of that time
-/// or earlier can still come, i.e. once all of them are durable. So a switch never holds a
-/// rule, and a client never hears of a flow, that a restart would not know about.
+/// Sends what the topology produced. Flow events go to the flow log's group commit as they
+/// come; commands, answers and network states of a time leave only once no flow event of that
+/// time or earlier can still come and the ones that came are durable. So a switch never holds
+/// a rule, and a client never hears of a flow, that a restart would not know about; and the
+/// worker goes on computing while the log writes.
 ///
 /// Its (empty) output lets `published` see when everything before a time has been sent.
 fn outbox<'scope>(
     scope: Scope<'scope, Time>,
     out: Outbound<'scope>,
     ports: &BusPorts,
+    group_commit: &GroupCommit,
     published: &ProbeHandle<Time>,
 ) {
     let mut builder = OperatorBuilder::new("Outbox".to_owned(), scope);
+    let activator = scope
+        .worker()
+        .sync_activator_for(builder.operator_info().address.to_vec());
+    let mut lane: Lane = group_commit.lane(Arc::new(move || {
+        let _ = activator.activate();
+    }));
     let mut events = builder.new_input(out.flow_events, Pipeline);
     let mut commands = builder.new_input(out.sb_commands, Pipeline);
     let mut responses = builder.new_input(out.nb_responses, Pipeline);
@@ -318,12 +332,22 @@ fn outbox<'scope>(
     let ports = ports.clone();
     builder.build(move |_initial_capabilities| {
         let mut held: BTreeMap<Time, (Capability<Time>, Held)> = BTreeMap::new();
-        let mut batch = Vec::new();
+        let mut stamped = Vec::new();
         move |frontiers| {
-            events.for_each_stamp(|_capability, data| {
+            let mut batch = Vec::new();
+            events.for_each_stamp(|capability, data| {
+                if let Some(time) = capability.least().copied() {
+                    stamped.push(time);
+                    stash_at(&mut held, capability);
+                }
                 batch.extend(data.flat_map(|b| b.drain(..)));
             });
-            append_durably(ports.flow_log.as_ref(), &mut batch);
+            let ticket = lane.submit(batch);
+            for time in stamped.drain(..) {
+                if let Some((_, stash)) = held.get_mut(&time) {
+                    stash.ticket = ticket;
+                }
+            }
             commands.for_each_stamp(|capability, data| {
                 if let Some(stash) = stash_at(&mut held, capability) {
                     stash.commands.extend(data.flat_map(|b| b.drain(..)));
@@ -339,8 +363,10 @@ fn outbox<'scope>(
                     stash.states.extend(data.flat_map(|b| b.drain(..)));
                 }
             });
+            let durable = lane.durable();
             while let Some(entry) = held.first_entry() {
-                if frontiers[0].frontier().less_equal(entry.key()) {
+                if frontiers[0].frontier().less_equal(entry.key()) || entry.get().1.ticket > durable
+                {
                     break;
                 }
                 let (_capability, stash) = entry.remove();
@@ -375,17 +401,4 @@ fn stash_at(
             Some(&mut entry.insert((kept, Held::default())).1)
         }
     }
-}
-
-/// Appends `batch` to the log, retrying until it is durable: while the log cannot take it
-/// (a full disk, an unreachable broker), nothing that depends on it may leave.
-fn append_durably(log: &dyn FlowLog, batch: &mut Vec<Envelope<hubspoke_fsm::FlowEvent>>) {
-    if batch.is_empty() {
-        return;
-    }
-    while let Err(error) = log.append(batch) {
-        tracing::error!(%error, events = batch.len(), "flow events not durable yet; retrying");
-        std::thread::sleep(APPEND_RETRY);
-    }
-    batch.clear();
 }
