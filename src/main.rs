@@ -1,6 +1,7 @@
 //! `hubspoke`: the flow workflow manager's one binary.
 
 mod kafka_args;
+mod load;
 mod northbound;
 mod operation_args;
 mod parts;
@@ -33,6 +34,9 @@ enum Command {
     Sb(parts::SbArgs),
     /// Print the messages of Kafka topics as they arrive.
     Tail(tail::TailArgs),
+    /// Many northbound clients against a running hubspoke: creates flows, waits for them to
+    /// be UP, and reports throughput and latency percentiles.
+    Load(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Nb(args) => parts::nb(args),
         Command::Sb(args) => parts::sb(args),
         Command::Tail(args) => tail::tail(args),
+        Command::Load(args) => load::load(args),
     }
 }

@@ -418,3 +418,50 @@ async fn the_simulator_announces_the_network_and_its_changes() {
         .count();
     assert_eq!(down, 2, "a failed link goes down in both directions");
 }
+
+/// `hubspoke load --kafka-baseline` measures the broker's bare round trip next to the flows
+/// and leaves no round-trip topic behind. The flows go to `hubspoke up`: the baseline only
+/// needs the broker.
+#[test]
+fn the_load_generator_measures_the_kafka_round_trip() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let broker = Broker::start("load-baseline");
+    let hub = support::Hubspoke::up(&[]);
+    let report = support::load_report(&[
+        "--url",
+        &hub.base,
+        "--flows",
+        "20",
+        "--network-aware",
+        "--kafka-baseline",
+        &broker.address,
+        "--baseline-samples",
+        "50",
+    ]);
+    let baseline = &report["kafka_baseline"];
+    assert_eq!(baseline["round_trip"]["count"], 50, "{report}");
+    support::assert_percentiles_ordered("kafka round trip", &baseline["round_trip"]);
+    for ratio in ["create_to_up_ratio_p50", "create_to_up_ratio_p99"] {
+        assert!(
+            baseline[ratio].as_f64().is_some_and(|r| r > 0.0),
+            "{ratio}: {report}"
+        );
+    }
+    assert_eq!(report["create"]["up"], 20, "{report}");
+
+    let run_prefix = report["run_prefix"].as_str().expect("run_prefix");
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("client");
+    let metadata = consumer
+        .fetch_metadata(None, std::time::Duration::from_secs(10))
+        .expect("metadata");
+    let left: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(run_prefix))
+        .collect();
+    assert!(left.is_empty(), "round-trip topics left behind: {left:?}");
+}

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod http;
+pub mod load;
 pub mod network_spec;
 pub mod northbound;
 pub mod southbound;

@@ -103,6 +103,43 @@ impl Drop for Process {
     }
 }
 
+/// Runs `hubspoke load ARGS --json` to its end; the report it prints.
+pub fn load_report(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_hubspoke"))
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run hubspoke load");
+    assert!(
+        output.status.success(),
+        "hubspoke load failed: {}",
+        output.status
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "hubspoke load printed no JSON report ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// Percentiles of a report's latency summary are in order: p50 ≤ p90 ≤ p99 ≤ max.
+pub fn assert_percentiles_ordered(what: &str, summary: &Value) {
+    let at = |name: &str| {
+        summary[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}.{name}"))
+    };
+    let (p50, p90, p99, max) = (at("p50_ms"), at("p90_ms"), at("p99_ms"), at("max_ms"));
+    assert!(
+        0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        "{what}: {summary}"
+    );
+}
+
 /// `hubspoke up` on a free loopback port, with a data directory of its own.
 pub struct Hubspoke {
     pub process: Process,
