@@ -98,13 +98,20 @@ fn isl_key(isl: &Isl) -> (u64, u32, u64, u32) {
     )
 }
 
+/// redb caches 1 GiB by default; the tables live in memory too (the store only keeps them
+/// across restarts), so its cache need not hold them.
+const CACHE_BYTES: usize = 32 << 20;
+
 impl SwitchStore {
     /// Opens the file, creating it (and its tables) if missing.
     pub fn open(path: &Path) -> Result<SwitchStore, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Redb {
-            path: path.to_path_buf(),
-            source: Box::new(e.into()),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StoreError::Redb {
+                path: path.to_path_buf(),
+                source: Box::new(e.into()),
+            })?;
         let store = SwitchStore {
             db,
             path: path.to_path_buf(),

@@ -15,6 +15,10 @@ use crate::bus::Publish;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("flow_events");
 
+/// redb caches 1 GiB by default; the log is written at the end and read whole only at start,
+/// so a small cache costs nothing and keeps a topology with 100,000 flows well under 1 GiB.
+const CACHE_BYTES: usize = 32 << 20;
+
 fn storage(error: impl std::fmt::Display) -> FlowLogError {
     FlowLogError::Storage(error.to_string())
 }
@@ -37,7 +41,10 @@ impl RedbFlowLog {
         now_ms: u64,
         then: Arc<dyn Publish<Envelope<FlowEvent>>>,
     ) -> Result<Self, FlowLogError> {
-        let db = Database::create(path).map_err(storage)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(storage)?;
         let log = RedbFlowLog {
             db,
             next: Mutex::new(0),

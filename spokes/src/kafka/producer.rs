@@ -1,30 +1,65 @@
 //! Publishing envelopes to Kafka without blocking: a threaded producer polls for delivery
-//! reports in the background; a failed delivery is logged with its key.
+//! reports in the background; a failed delivery is logged with its key, and every report
+//! wakes whoever waits for deliveries.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hubspoke_fsm::Envelope;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use parking_lot::{Condvar, Mutex};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use serde::Serialize;
 
 use super::settings::{KafkaError, KafkaSettings};
 use super::CORRELATION_HEADER;
 use crate::bus::Publish;
 
+/// Longest a waiter sleeps between looks at the in-flight count: librdkafka counts a message
+/// delivered just after its report, so a wake-up can come a moment early.
+const DELIVERY_RECHECK: Duration = Duration::from_millis(1);
+
+/// Logs failed deliveries and wakes `wait_delivered` on every report. (rdkafka's own `flush`
+/// polls for reports itself, 100 ms at a time, while the threaded producer's thread takes
+/// them: every flow-log append then took 100 ms.)
+#[derive(Default)]
+pub struct DeliveryReports {
+    reported: Mutex<()>,
+    wake: Condvar,
+}
+
+impl ClientContext for DeliveryReports {}
+
+impl ProducerContext for DeliveryReports {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let key = message
+                .key()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            tracing::error!(topic = message.topic(), %key, %error, "a message was not delivered");
+        }
+        let _reported = self.reported.lock();
+        self.wake.notify_all();
+    }
+}
+
 /// One producer per process, shared by every topic's publisher.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    producer: Arc<ThreadedProducer<DeliveryReports>>,
 }
 
 impl KafkaProducer {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            settings.producer_config().create()?;
+        let producer: ThreadedProducer<DeliveryReports> = settings
+            .producer_config()
+            .create_with_context(DeliveryReports::default())?;
         Ok(KafkaProducer {
             producer: Arc::new(producer),
         })
@@ -66,7 +101,19 @@ impl KafkaProducer {
     /// Waits up to `timeout` for everything sent so far to be acknowledged; false if some
     /// of it still is not.
     pub fn wait_delivered(&self, timeout: Duration) -> bool {
-        self.producer.flush(timeout).is_ok()
+        let deadline = std::time::Instant::now() + timeout;
+        let reports = self.producer.context();
+        let mut reported = reports.reported.lock();
+        while self.producer.in_flight_count() > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            reports
+                .wake
+                .wait_for(&mut reported, DELIVERY_RECHECK.min(deadline - now));
+        }
+        true
     }
 
     /// Waits until everything sent so far is delivered, e.g. before exiting.
