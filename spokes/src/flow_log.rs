@@ -9,7 +9,7 @@ mod redb_log;
 
 use hubspoke_fsm::{Envelope, FlowEvent};
 
-pub use redb_log::RedbFlowLog;
+pub use redb_log::{RedbFlowLog, FLOW_LOG_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowLogError {
