@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use hubspoke_sim::{
-    load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
-};
+use hubspoke_sim::{load_network, sim_router, NetworkEvents, Simulator, SwitchFabric};
 use hubspoke_spokes::bus::InProcessBus;
-use hubspoke_spokes::flow_log::RedbFlowLog;
+use hubspoke_spokes::flow_log::{RedbFlowLog, FLOW_LOG_FILE};
 use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
@@ -55,29 +53,24 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let fabric = SwitchFabric::open_in(&network, &args.data_dir)
         .context("opening the simulated switches' store")?;
     let fabric = Arc::new(Mutex::new(fabric));
-    let _simulator = Simulator::spawn(
-        fabric.clone(),
-        bus.sb_commands.receiver(),
-        bus.sb_responses.clone(),
-    );
+    let _simulator = Simulator::on_bus(fabric.clone(), &bus);
     let network_events: NetworkEvents = bus.sb_events.clone();
-    publish_network_events(&network_events, fabric.lock().announce(), "start");
 
     let config = LiveConfig {
         workers: args.workers,
         settings: args.operation.settings(),
         ..LiveConfig::default()
     };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let flow_log_path = args.data_dir.join("flows.redb");
-    let flow_log = RedbFlowLog::open(
-        &flow_log_path,
+    let flow_log = RedbFlowLog::open_in(
+        &args.data_dir,
         args.history_retention_secs.saturating_mul(1000),
         clock_ms(),
         bus.flow_events.clone(),
     )
-    .with_context(|| format!("opening {}", flow_log_path.display()))?;
+    .with_context(|| {
+        let path = args.data_dir.join(FLOW_LOG_FILE);
+        format!("opening {}", path.display())
+    })?;
     let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
     let topology = LiveTopology::start(config, ports, metrics.clone())?;
 

@@ -11,7 +11,7 @@ mod redb_log;
 use hubspoke_fsm::{Envelope, FlowEvent};
 
 pub use group_commit::{GroupCommit, Lane};
-pub use redb_log::RedbFlowLog;
+pub use redb_log::{RedbFlowLog, FLOW_LOG_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowLogError {

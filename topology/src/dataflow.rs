@@ -590,7 +590,11 @@ fn speaker_operator<'scope>(
     }
 }
 
-fn coordinator_operator<'scope>(
+/// The coordinator operator: applies deadline registrations and cancellations (exchanged by
+/// flow id) to a [`DeadlineTable`], holds one capability per pending deadline time, and emits
+/// the [`Timeout`]s of a time once the input frontier has passed it. Public so that
+/// benchmarks can drive the real operator in a dataflow of their own; [`build`] wires it.
+pub fn coordinator_operator<'scope>(
     requests: StreamVec<'scope, Time, DeadlineRequest>,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Timeout> {

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_fsm::{Envelope, SbCommand, SbErrorCode, SbOutcome, SbResponse};
-use hubspoke_spokes::bus::Publish;
+use hubspoke_spokes::bus::{InProcessBus, Publish};
 use parking_lot::Mutex;
 
+use super::api::{publish_network_events, NetworkEvents};
 use super::fabric::SwitchFabric;
 use super::faults::FaultDecision;
 use crate::clock::now_ms;
@@ -76,6 +77,21 @@ impl Drop for SimulatorHandle {
 }
 
 impl Simulator {
+    /// The simulator on the in-process bus, as the embedded default runs it: it answers
+    /// `sb.commands` on `sb.responses`, and the switches have announced themselves (and their
+    /// links) on `sb.events` when this returns.
+    pub fn on_bus(fabric: Arc<Mutex<SwitchFabric>>, bus: &InProcessBus) -> SimulatorHandle {
+        let handle = Self::spawn(
+            fabric.clone(),
+            bus.sb_commands.receiver(),
+            bus.sb_responses.clone(),
+        );
+        let network_events: NetworkEvents = bus.sb_events.clone();
+        let announcement = fabric.lock().announce();
+        publish_network_events(&network_events, announcement, "start");
+        handle
+    }
+
     pub fn spawn(
         fabric: Arc<Mutex<SwitchFabric>>,
         commands: Receiver<Envelope<SbCommand>>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hubspoke_fsm::{Envelope, FlowEvent};
 use parking_lot::Mutex;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::{FlowLog, FlowLogError};
 use crate::bus::Publish;
@@ -18,6 +18,8 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("flow_events");
 /// redb caches 1 GiB by default; the log is written at the end and read whole only at start,
 /// so a small cache costs nothing and keeps a topology with 100,000 flows well under 1 GiB.
 const CACHE_BYTES: usize = 32 << 20;
+/// The flow log's file name inside a data directory.
+pub const FLOW_LOG_FILE: &str = "flows.redb";
 
 fn storage(error: impl std::fmt::Display) -> FlowLogError {
     FlowLogError::Storage(error.to_string())
@@ -28,6 +30,8 @@ pub struct RedbFlowLog {
     next: Mutex<u64>,
     /// Where appended events go next (the read model), once durable.
     then: Arc<dyn Publish<Envelope<FlowEvent>>>,
+    /// How appends are committed: `Immediate` (fsynced) unless [`RedbFlowLog::without_fsync`].
+    durability: Durability,
 }
 
 impl RedbFlowLog {
@@ -49,6 +53,7 @@ impl RedbFlowLog {
             db,
             next: Mutex::new(0),
             then,
+            durability: Durability::Immediate,
         };
         let events = log.read_entries()?;
         let keep = retained(&events, now_ms.saturating_sub(retention_ms));
@@ -65,6 +70,27 @@ impl RedbFlowLog {
             log.then.publish(event);
         }
         Ok(log)
+    }
+
+    /// [`open`](Self::open) on the log's file ([`FLOW_LOG_FILE`]) in a data directory,
+    /// creating the directory if missing: the embedded default's flow log.
+    pub fn open_in(
+        data_dir: &Path,
+        retention_ms: u64,
+        now_ms: u64,
+        then: Arc<dyn Publish<Envelope<FlowEvent>>>,
+    ) -> Result<Self, FlowLogError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| FlowLogError::Storage(format!("creating {}: {e}", data_dir.display())))?;
+        Self::open(&data_dir.join(FLOW_LOG_FILE), retention_ms, now_ms, then)
+    }
+
+    /// Appends are committed without waiting for the disk (redb's `Durability::Eventual`: no
+    /// fsync), so a power cut may lose the latest. Not for a deployment: it is there for
+    /// benchmarks to show what the fsync of each append costs.
+    pub fn without_fsync(mut self) -> Self {
+        self.durability = Durability::Eventual;
+        self
     }
 
     fn read_entries(&self) -> Result<Vec<(u64, Envelope<FlowEvent>)>, FlowLogError> {
@@ -135,7 +161,8 @@ impl FlowLog for RedbFlowLog {
             return Ok(());
         }
         let mut next = self.next.lock();
-        let write = self.db.begin_write().map_err(storage)?;
+        let mut write = self.db.begin_write().map_err(storage)?;
+        write.set_durability(self.durability);
         {
             let mut table = write.open_table(EVENTS).map_err(storage)?;
             for (offset, event) in events.iter().enumerate() {
