@@ -30,6 +30,7 @@ struct ViewState {
 #[derive(Clone, Default)]
 pub struct FlowView {
     state: Arc<RwLock<ViewState>>,
+    applied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FlowView {
@@ -37,7 +38,18 @@ impl FlowView {
         Self::default()
     }
 
+    /// How many events the view has taken in since it was made.
+    pub fn events_applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn apply_event(&self, event: &Envelope<FlowEvent>) {
+        self.apply_payload(event);
+        self.applied
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    fn apply_payload(&self, event: &Envelope<FlowEvent>) {
         match &event.payload {
             FlowEvent::Updated { flow } => self.apply_record(flow),
             FlowEvent::Removed { flow_id, version } => {
@@ -198,12 +210,22 @@ impl NetworkView {
     }
 }
 
-/// Feeds `flow.events` into the view until the channel disconnects.
+/// Feeds `flow.events` into the view until the channel disconnects. Returns once the view
+/// holds what was already queued: after a restart the log's flows wait there, and a client
+/// must not find an existing flow missing.
 pub fn spawn_view_updater(
     view: FlowView,
     receiver: Receiver<Envelope<FlowEvent>>,
 ) -> JoinHandle<()> {
-    spawn_updater("flow-view", receiver, move |event| view.apply_event(&event))
+    let backlog = receiver.len() as u64;
+    let applying = view.clone();
+    let updater = spawn_updater("flow-view", receiver, move |event| {
+        applying.apply_event(&event)
+    });
+    while view.events_applied() < backlog && !updater.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    updater
 }
 
 /// Feeds the `network` topic into the view until the channel disconnects.
@@ -267,6 +289,22 @@ mod tests {
             details: String::new(),
             correlation_id: "c".into(),
         }
+    }
+
+    /// After a restart the log's flows are queued before the view starts: once the updater is
+    /// running, the view already holds all of them.
+    #[test]
+    fn the_updater_starts_with_everything_already_queued_applied() {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let queued = 20_000;
+        for n in 0..queued {
+            let flow = record(&format!("f{n}"), 1, 10);
+            let _ = sender.send(event(FlowEvent::Updated { flow }, 20));
+        }
+        let view = FlowView::new();
+        let _updater = spawn_view_updater(view.clone(), receiver);
+        assert_eq!(view.list().len(), queued);
+        assert_eq!(view.events_applied(), queued as u64);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! stop ticking when none is (after a grace period that covers a deadline being registered in
 //! answer to the last input) and the workers park: an idle topology uses no CPU.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -142,6 +142,10 @@ impl LiveTopology {
         );
         let group_commit = Arc::new(GroupCommit::start(ports.flow_log.clone()));
         let worker_group_commit = group_commit.clone();
+        // Held until the last local worker has built its dataflow, then freed: the closure
+        // timely keeps for the workers' lifetime must not keep every recovered flow twice.
+        let recovery_slot = Arc::new(Mutex::new(Some(recovery)));
+        let still_building = Arc::new(AtomicUsize::new(config.workers));
         let stop = Arc::new(AtomicBool::new(false));
         let worker_stop = stop.clone();
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
@@ -165,7 +169,7 @@ impl LiveTopology {
         let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
-            let recovery = recovery.clone();
+            let recovery = recovery_slot.lock().clone().unwrap_or_default();
             let group_commit = worker_group_commit.clone();
             let (settings, tick) = (config.settings, config.tick);
             let local_index = worker.index() % config.workers;
@@ -182,6 +186,9 @@ impl LiveTopology {
                 let out = build(scope, inbound, settings, metrics, &recovery);
                 outbox(scope, out, &ports, &group_commit, &published);
             });
+            if still_building.fetch_sub(1, Ordering::AcqRel) == 1 {
+                recovery_slot.lock().take();
+            }
             info!(worker = worker.index(), "topology worker running");
             // Parked until an activation: the bus, a timer, or `stop` waking the source. (A
             // periodic wake-up would cost each idle worker a step of every operator.)

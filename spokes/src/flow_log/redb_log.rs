@@ -32,6 +32,9 @@ pub struct RedbFlowLog {
     then: Arc<dyn Publish<Envelope<FlowEvent>>>,
     /// How appends are committed: `Immediate` (fsynced) unless [`RedbFlowLog::without_fsync`].
     durability: Durability,
+    /// What opening kept, for the first `read_all` (the restart's recovery), so a start
+    /// decodes the log once instead of twice; dropped by the first append.
+    opened: Mutex<Option<Vec<Envelope<FlowEvent>>>>,
 }
 
 impl RedbFlowLog {
@@ -54,6 +57,7 @@ impl RedbFlowLog {
             next: Mutex::new(0),
             then,
             durability: Durability::Immediate,
+            opened: Mutex::new(None),
         };
         let events = log.read_entries()?;
         let keep = retained(&events, now_ms.saturating_sub(retention_ms));
@@ -66,9 +70,15 @@ impl RedbFlowLog {
         }
         write.commit().map_err(storage)?;
         *log.next.lock() = events.last().map_or(0, |(p, _)| p + 1);
-        for (_, event) in events.into_iter().filter(|(p, _)| keep.contains(p)) {
-            log.then.publish(event);
+        let kept: Vec<Envelope<FlowEvent>> = events
+            .into_iter()
+            .filter(|(p, _)| keep.contains(p))
+            .map(|(_, event)| event)
+            .collect();
+        for event in &kept {
+            log.then.publish(event.clone());
         }
+        *log.opened.lock() = Some(kept);
         Ok(log)
     }
 
@@ -161,6 +171,7 @@ impl FlowLog for RedbFlowLog {
             return Ok(());
         }
         let mut next = self.next.lock();
+        self.opened.lock().take();
         let mut write = self.db.begin_write().map_err(storage)?;
         write.set_durability(self.durability);
         {
@@ -182,6 +193,9 @@ impl FlowLog for RedbFlowLog {
     }
 
     fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError> {
+        if let Some(kept) = self.opened.lock().take() {
+            return Ok(kept);
+        }
         Ok(self
             .read_entries()?
             .into_iter()
