@@ -17,7 +17,7 @@ use hubspoke_sim::{
 };
 use hubspoke_spokes::bus::{InProcessBus, InboundSource};
 use hubspoke_spokes::kafka::{
-    read_to_end, spawn_consumer, KafkaFlowLog, KafkaInbound, TopicName, WorkerSeat,
+    read_to_end, spawn_consumer, KafkaFlowLog, KafkaInbound, Membership, TopicName, WorkerSeat,
 };
 use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
@@ -171,15 +171,14 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
 
 pub fn nb(args: NbArgs) -> anyhow::Result<()> {
     let (settings, producer) = args.kafka.connect()?;
-    // Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Each shim
-    // has its own groups: every shim sees every response, the whole flow history and every
+    // Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Every shim
+    // reads every partition itself: it sees every response, the whole flow history and every
     // network state.
     let local = InProcessBus::new();
-    let instance = uuid::Uuid::new_v4();
     let _responses = spawn_consumer(
         &settings,
         TopicName::NbResponses,
-        &format!("hubspoke-nb-{instance}"),
+        Membership::EveryPartitionFromNow,
         local.nb_responses.clone(),
         producer.clone(),
         clock_ms,
@@ -187,7 +186,7 @@ pub fn nb(args: NbArgs) -> anyhow::Result<()> {
     let _events = spawn_consumer(
         &settings,
         TopicName::FlowEvents,
-        &format!("hubspoke-nb-view-{instance}"),
+        Membership::EveryPartitionFromStart,
         local.flow_events.clone(),
         producer.clone(),
         clock_ms,
@@ -195,7 +194,7 @@ pub fn nb(args: NbArgs) -> anyhow::Result<()> {
     let _network_states = spawn_consumer(
         &settings,
         TopicName::NetworkStates,
-        &format!("hubspoke-nb-network-{instance}"),
+        Membership::EveryPartitionFromStart,
         local.network_states.clone(),
         producer.clone(),
         clock_ms,
@@ -220,7 +219,7 @@ pub fn sb(args: SbArgs) -> anyhow::Result<()> {
     let _commands = spawn_consumer(
         &settings,
         TopicName::SbCommands,
-        "hubspoke-sb",
+        Membership::Group("hubspoke-sb"),
         local.sb_commands.clone(),
         producer.clone(),
         clock_ms,

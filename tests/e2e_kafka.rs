@@ -63,6 +63,50 @@ async fn link_failures_reroute_over_kafka() {
     support::reroute::two_busiest_links_fail(&reqwest::Client::new(), &at, 100).await;
 }
 
+/// A request to an idle two-worker topology goes through at once. Over Kafka a worker hears
+/// only of its own partitions; the other one, parked, held the frontier back, so the first
+/// create after a quiet spell waited for that worker's next wake-up (nb answered 504 with its
+/// default 10 s timeout) and then failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_two_worker_topology_answers_the_first_request_at_once() {
+    let broker = Broker::start("first-request");
+    let kafka = broker.address.as_str();
+    let _topology = Process::start(&["topology", "--kafka", kafka, "--workers", "2"]);
+    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
+    let client = reqwest::Client::new();
+    support::flows::wait_for_the_network(
+        &client,
+        &at,
+        support::flows::SWITCHES as usize,
+        support::flows::GRID_ISLS,
+    )
+    .await;
+    // Longer than the sources' grace period after their last input: both workers park.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for n in 0..3 {
+        let response = client
+            .post(at.nb("/v2/flows"))
+            .json(&support::flows::flow_body(n))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status(), 200, "create {n}");
+        // Held back, the create's switch commands went out late, their deadlines had long
+        // passed on the logical clock, and the flow went DOWN although every switch answered.
+        let url = at.nb(&format!("/v2/flows/e2e-{n}"));
+        let flow = support::eventually(std::time::Duration::from_secs(60), "settled", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let flow = support::get_json(&client, &url).await;
+                (flow["status"] != "IN_PROGRESS").then_some(flow)
+            }
+        })
+        .await;
+        assert_eq!(flow["status"], "UP", "{flow}");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
 /// An update and a manual reroute over Kafka (see `support::reroute::update_then_reroute`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_and_a_reroute_over_kafka() {

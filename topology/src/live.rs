@@ -5,9 +5,9 @@
 //! stop ticking when none is (after a grace period that covers a deadline being registered in
 //! answer to the last input) and the workers park: an idle topology uses no CPU.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
@@ -150,6 +150,7 @@ impl LiveTopology {
         let worker_stop = stop.clone();
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
         let worker_wakers = wakers.clone();
+        let last_input_ms = Arc::new(AtomicU64::new(clock_ms()));
         let communication = match &config.cluster {
             None => timely::CommunicationConfig::Process(config.workers),
             Some(cluster) => timely::CommunicationConfig::Cluster {
@@ -169,6 +170,7 @@ impl LiveTopology {
         let always_tick = config.cluster.is_some();
         let guards = timely::execute(timely_config, move |worker| {
             let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
+            let last_input_ms = last_input_ms.clone();
             let recovery = recovery_slot.lock().clone().unwrap_or_default();
             let group_commit = worker_group_commit.clone();
             let (settings, tick) = (config.settings, config.tick);
@@ -181,6 +183,7 @@ impl LiveTopology {
                     always_tick,
                     published: published.clone(),
                     wakers,
+                    last_input_ms,
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
                 let out = build(scope, inbound, settings, metrics, &recovery);
@@ -245,8 +248,11 @@ struct Source {
     always_tick: bool,
     /// Passes a time when every output before it has been published.
     published: ProbeHandle<Time>,
-    /// Where the source leaves a waker for `LiveTopology::stop`.
+    /// Where every source of the process leaves its waker, for `LiveTopology::stop` and for
+    /// each other.
     wakers: Arc<Mutex<Vec<Waker>>>,
+    /// When any source of the process last took input (clock ms).
+    last_input_ms: Arc<AtomicU64>,
 }
 
 fn bus_source<'scope>(
@@ -261,6 +267,7 @@ fn bus_source<'scope>(
         always_tick,
         published,
         wakers,
+        last_input_ms,
     } = setup;
     source::<_, CapacityContainerBuilder<Vec<Inbound>>, _, _>(
         scope,
@@ -274,7 +281,6 @@ fn bus_source<'scope>(
             inbound.set_waker(waker);
             let activator = scope.activator_for(info.address.clone());
             let mut capability = capability;
-            let mut last_input = Instant::now();
             move |output| {
                 let now = clock_ms().max(*capability.time());
                 capability.downgrade(&now);
@@ -284,12 +290,20 @@ fn bus_source<'scope>(
                     .with_frontier(|frontier| frontier.iter().min().copied().unwrap_or(Time::MAX));
                 inbound.handled_before(handled);
                 if taken > 0 {
-                    last_input = Instant::now();
+                    // What this input causes leaves only once every worker's source has moved
+                    // past its time. Over Kafka each worker hears only of its own partitions,
+                    // so a parked one would hold everything back until its keepalive: wake
+                    // them all, and let them tick through the grace period too.
+                    last_input_ms.store(now, Ordering::Relaxed);
+                    for wake in wakers.lock().iter() {
+                        wake();
+                    }
                     activator.activate();
                 } else if always_tick
                     || inbound.has_unhandled()
                     || metrics.deadlines_pending.get() > 0
-                    || last_input.elapsed() < TICK_GRACE
+                    || clock_ms().saturating_sub(last_input_ms.load(Ordering::Relaxed))
+                        < TICK_GRACE.as_millis() as Time
                 {
                     activator.activate_after(tick);
                 } else if let Some(keepalive) = inbound.keepalive() {

@@ -123,10 +123,17 @@ fn write_groups(log: &dyn FlowLog, queue: &Receiver<Submission>) {
             .collect();
         // While the log cannot take them (a full disk, an unreachable broker), nothing that
         // depends on them may leave: keep trying.
+        let started = std::time::Instant::now();
         while let Err(error) = log.append(&batch) {
             tracing::error!(%error, events = batch.len(), "flow events not durable yet; retrying");
             std::thread::sleep(APPEND_RETRY);
         }
+        tracing::debug!(
+            events = batch.len(),
+            submissions = group.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "flow events durable"
+        );
         for submission in group {
             submission
                 .lane

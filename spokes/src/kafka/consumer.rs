@@ -10,6 +10,7 @@ use base64::Engine;
 use hubspoke_fsm::Envelope;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -140,20 +141,51 @@ impl Drop for ConsumerHandle {
 /// How long the consumer thread blocks in one poll: bounds how fast it notices a stop.
 const POLL_WAIT: Duration = Duration::from_millis(200);
 
-/// Reads `topic` as a member of `group` and publishes every valid envelope to `sink` (for
-/// example an in-process topic the rest of the process already reads). The offset of a
-/// message is stored once `sink` has taken it.
+/// How a consumer gets its partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership<'a> {
+    /// As one member of a consumer group, which shares the partitions out among its members
+    /// and remembers how far they read (simulator instances sharing the switch commands).
+    Group(&'a str),
+    /// Every partition, from its beginning: a read model that needs the whole topic.
+    EveryPartitionFromStart,
+    /// Every partition, from what arrives after it started: the answers to this process's
+    /// own requests.
+    EveryPartitionFromNow,
+}
+
+/// How long a consumer waits for the topic's partitions at start.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads `topic` and publishes every valid envelope to `sink` (for example an in-process topic
+/// the rest of the process already reads). The offset of a message is stored once `sink` has
+/// taken it.
+///
+/// A consumer that reads every partition assigns them itself instead of joining a group:
+/// tansu took over 10 s to let a new group's first member in, and until then the first
+/// request sent through a freshly started `nb` went unanswered.
 pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     settings: &KafkaSettings,
     topic: TopicName,
-    group: &str,
+    membership: Membership<'_>,
     sink: Arc<dyn Publish<Envelope<T>>>,
     producer: KafkaProducer,
     clock_ms: fn() -> u64,
 ) -> Result<ConsumerHandle, KafkaError> {
-    let consumer: BaseConsumer = settings.consumer_config(group).create()?;
     let topic_name = settings.topic(topic);
-    consumer.subscribe(&[&topic_name])?;
+    let consumer: BaseConsumer = match membership {
+        Membership::Group(group) => {
+            let consumer: BaseConsumer = settings.consumer_config(group).create()?;
+            consumer.subscribe(&[&topic_name])?;
+            consumer
+        }
+        Membership::EveryPartitionFromStart => {
+            assign_every_partition(settings, &topic_name, From::Beginning)?
+        }
+        Membership::EveryPartitionFromNow => {
+            assign_every_partition(settings, &topic_name, From::Now)?
+        }
+    };
     let errors_topic = settings.topic(TopicName::Errors);
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
@@ -180,6 +212,41 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
         stop,
         thread: Some(thread),
     })
+}
+
+enum From {
+    Beginning,
+    Now,
+}
+
+/// A consumer of every partition of `topic`, each read from `from`; outside any group, so it
+/// commits nothing.
+fn assign_every_partition(
+    settings: &KafkaSettings,
+    topic: &str,
+    from: From,
+) -> Result<BaseConsumer, KafkaError> {
+    let mut config = settings.consumer_config(&format!("{topic}-reader"));
+    config.set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let start = match from {
+            From::Beginning => Offset::Beginning,
+            // Resolved now, not on the first fetch: a message produced in between (the answer
+            // to a request sent at once) must not be skipped. A watermark that lags only
+            // brings an old message or two.
+            From::Now => Offset::Offset(
+                consumer
+                    .fetch_watermarks(topic, partition.id(), METADATA_TIMEOUT)?
+                    .1,
+            ),
+        };
+        assignment.add_partition_offset(topic, partition.id(), start)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
 }
 
 #[cfg(test)]
