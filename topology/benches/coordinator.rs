@@ -72,6 +72,76 @@ fn far_registrations(tag: &str, count: u64) -> Vec<DeadlineRequest> {
         .collect()
 }
 
+/// Registrations of `keys`, far in the future.
+fn far_registrations_of(keys: &[TimerKey]) -> Vec<DeadlineRequest> {
+    keys.iter()
+        .enumerate()
+        .map(|(n, k)| register(k.clone(), FAR_MS + n as u64 % SPREAD_MS))
+        .collect()
+}
+
+/// Where a measured batch of requests goes: the table alone, or the operator in its dataflow.
+trait Coordinator {
+    fn apply(&mut self, requests: Vec<DeadlineRequest>);
+}
+
+struct TableAlone(DeadlineTable);
+
+impl Coordinator for TableAlone {
+    fn apply(&mut self, requests: Vec<DeadlineRequest>) {
+        for request in requests {
+            black_box(self.0.apply(0, request));
+        }
+    }
+}
+
+struct InDataflow<'w> {
+    rig: Rig,
+    worker: &'w mut timely::worker::Worker,
+}
+
+impl Coordinator for InDataflow<'_> {
+    fn apply(&mut self, requests: Vec<DeadlineRequest>) {
+        self.rig.run(self.worker, requests);
+    }
+}
+
+/// Registering a batch (then cancelling it, untimed), and cancelling a batch (registered
+/// untimed first), with the pending deadlines in place.
+fn register_and_cancel_benches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    batch_keys: &[TimerKey],
+    coordinator: &mut impl Coordinator,
+) {
+    let cancels = || batch_keys.iter().cloned().map(cancel).collect::<Vec<_>>();
+    group.bench_function("register_10k_with_1M_pending", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let requests = far_registrations_of(batch_keys);
+                let start = Instant::now();
+                coordinator.apply(requests);
+                spent += start.elapsed();
+                coordinator.apply(cancels());
+            }
+            spent
+        })
+    });
+    group.bench_function("cancel_10k_with_1M_pending", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                coordinator.apply(far_registrations_of(batch_keys));
+                let requests = cancels();
+                let start = Instant::now();
+                coordinator.apply(requests);
+                spent += start.elapsed();
+            }
+            spent
+        })
+    });
+}
+
 fn table_benches(c: &mut Criterion) {
     let mut table = DeadlineTable::default();
     for request in far_registrations("", PENDING) {
@@ -86,45 +156,9 @@ fn table_benches(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(BATCH));
-    group.bench_function("register_10k_with_1M_pending", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let requests: Vec<DeadlineRequest> = batch_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(n, k)| register(k.clone(), FAR_MS + n as u64 % SPREAD_MS))
-                    .collect();
-                let start = Instant::now();
-                for request in requests {
-                    black_box(table.apply(0, request));
-                }
-                spent += start.elapsed();
-                for k in &batch_keys {
-                    table.apply(0, cancel(k.clone()));
-                }
-            }
-            spent
-        })
-    });
-    group.bench_function("cancel_10k_with_1M_pending", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                for (n, k) in batch_keys.iter().enumerate() {
-                    table.apply(0, register(k.clone(), FAR_MS + n as u64 % SPREAD_MS));
-                }
-                let requests: Vec<DeadlineRequest> =
-                    batch_keys.iter().cloned().map(cancel).collect();
-                let start = Instant::now();
-                for request in requests {
-                    black_box(table.apply(0, request));
-                }
-                spent += start.elapsed();
-            }
-            spent
-        })
-    });
+    let mut alone = TableAlone(table);
+    register_and_cancel_benches(&mut group, &batch_keys, &mut alone);
+    let TableAlone(mut table) = alone;
     group.bench_function("fire_10k_with_1M_pending", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
@@ -214,42 +248,9 @@ fn dataflow_benches(c: &mut Criterion, worker: &mut timely::worker::Worker) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(BATCH));
-    group.bench_function("register_10k_with_1M_pending", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let requests: Vec<DeadlineRequest> = batch_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(n, k)| register(k.clone(), FAR_MS + n as u64 % SPREAD_MS))
-                    .collect();
-                let start = Instant::now();
-                rig.run(worker, requests);
-                spent += start.elapsed();
-                rig.run(worker, batch_keys.iter().cloned().map(cancel).collect());
-            }
-            spent
-        })
-    });
-    group.bench_function("cancel_10k_with_1M_pending", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let registrations = batch_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(n, k)| register(k.clone(), FAR_MS + n as u64 % SPREAD_MS))
-                    .collect();
-                rig.run(worker, registrations);
-                let requests: Vec<DeadlineRequest> =
-                    batch_keys.iter().cloned().map(cancel).collect();
-                let start = Instant::now();
-                rig.run(worker, requests);
-                spent += start.elapsed();
-            }
-            spent
-        })
-    });
+    let mut operator = InDataflow { rig, worker };
+    register_and_cancel_benches(&mut group, &batch_keys, &mut operator);
+    let InDataflow { mut rig, worker } = operator;
     group.bench_function("fire_10k_with_1M_pending", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
