@@ -27,6 +27,10 @@ pub trait FlowLog: Send + Sync {
     /// Appends `events` durably: when this returns `Ok`, they survive a crash.
     fn append(&self, events: &[Envelope<FlowEvent>]) -> Result<(), FlowLogError>;
 
+    /// Takes `events` once `append` has made them durable, by value, for whoever reads them
+    /// next in this process (the embedded read model); over Kafka readers consume the topic.
+    fn hand_on(&self, _events: Vec<Envelope<FlowEvent>>) {}
+
     /// Everything the log holds, in append order.
     fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError>;
 }

@@ -134,6 +134,8 @@ fn write_groups(log: &dyn FlowLog, queue: &Receiver<Submission>) {
             took_us = started.elapsed().as_micros() as u64,
             "flow events durable"
         );
+        // By value: the read model takes the events themselves, not copies.
+        log.hand_on(batch);
         for submission in group {
             submission
                 .lane

@@ -28,7 +28,8 @@ fn storage(error: impl std::fmt::Display) -> FlowLogError {
 pub struct RedbFlowLog {
     db: Database,
     next: Mutex<u64>,
-    /// Where appended events go next (the read model), once durable.
+    /// Where durable events go next (the read model): what opening kept, then what
+    /// [`FlowLog::hand_on`] gets.
     then: Arc<dyn Publish<Envelope<FlowEvent>>>,
     /// How appends are committed: `Immediate` (fsynced) unless [`RedbFlowLog::without_fsync`].
     durability: Durability,
@@ -185,11 +186,13 @@ impl FlowLog for RedbFlowLog {
         }
         write.commit().map_err(storage)?;
         *next += events.len() as u64;
-        drop(next);
-        for event in events {
-            self.then.publish(event.clone());
-        }
         Ok(())
+    }
+
+    fn hand_on(&self, events: Vec<Envelope<FlowEvent>>) {
+        for event in events {
+            self.then.publish(event);
+        }
     }
 
     fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError> {
@@ -278,6 +281,7 @@ mod tests {
             let log = RedbFlowLog::open(&path, u64::MAX, 30, topic.clone()).unwrap();
             log.append(&events[..2]).unwrap();
             log.append(&events[2..]).unwrap();
+            log.hand_on(events.to_vec());
         }
         assert_eq!(seen.try_iter().count(), 3);
         let log = RedbFlowLog::open(&path, u64::MAX, 30, topic.clone()).unwrap();

@@ -180,10 +180,10 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
             consumer
         }
         Membership::EveryPartitionFromStart => {
-            assign_every_partition(settings, &topic_name, From::Beginning)?
+            assign_every_partition(settings, &topic_name, StartAt::Beginning)?
         }
         Membership::EveryPartitionFromNow => {
-            assign_every_partition(settings, &topic_name, From::Now)?
+            assign_every_partition(settings, &topic_name, StartAt::Now)?
         }
     };
     let errors_topic = settings.topic(TopicName::Errors);
@@ -214,7 +214,7 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     })
 }
 
-enum From {
+enum StartAt {
     Beginning,
     Now,
 }
@@ -224,7 +224,7 @@ enum From {
 fn assign_every_partition(
     settings: &KafkaSettings,
     topic: &str,
-    from: From,
+    from: StartAt,
 ) -> Result<BaseConsumer, KafkaError> {
     let mut config = settings.consumer_config(&format!("{topic}-reader"));
     config.set("enable.auto.commit", "false");
@@ -233,11 +233,11 @@ fn assign_every_partition(
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
         let start = match from {
-            From::Beginning => Offset::Beginning,
+            StartAt::Beginning => Offset::Beginning,
             // Resolved now, not on the first fetch: a message produced in between (the answer
             // to a request sent at once) must not be skipped. A watermark that lags only
             // brings an old message or two.
-            From::Now => Offset::Offset(
+            StartAt::Now => Offset::Offset(
                 consumer
                     .fetch_watermarks(topic, partition.id(), METADATA_TIMEOUT)?
                     .1,
