@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// The northbound REST API of a running hubspoke (`up`, or `nb` over Kafka).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = http_url)]
     url: String,
     /// How many flows to create.
     #[arg(long, default_value_t = 1000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
@@ -37,7 +37,7 @@ pub struct LoadArgs {
     #[arg(long)]
     json: bool,
     /// How long to wait for one flow (or the network, or a Kafka reply) before giving up on it.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     timeout_secs: u64,
     /// Also measure a bare request/response round trip through this Kafka broker, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
@@ -133,4 +133,16 @@ pub fn load(args: LoadArgs) -> anyhow::Result<()> {
         print!("{report}");
     }
     Ok(())
+}
+
+/// `--url` must be an http(s) address; anything else is refused before the run.
+fn http_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok(url.to_string())
 }

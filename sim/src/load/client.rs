@@ -70,6 +70,8 @@ enum Target {
 pub struct NorthboundClients {
     http: reqwest::Client,
     base: String,
+    /// `{base}/v2/flows`, where creates go and flow URLs start.
+    flows_url: String,
     concurrency: usize,
     /// How long one flow may take to reach its state; also each request's timeout.
     timeout: Duration,
@@ -85,6 +87,7 @@ impl NorthboundClients {
         Ok(NorthboundClients {
             http,
             base: base.trim_end_matches('/').to_string(),
+            flows_url: format!("{}/v2/flows", base.trim_end_matches('/')),
             concurrency: concurrency.max(1),
             timeout,
         })
@@ -92,6 +95,11 @@ impl NorthboundClients {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// One flow's URL: built once per flow, not per poll.
+    fn flow_url(&self, flow_id: &str) -> String {
+        format!("{}/{flow_id}", self.flows_url)
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, LoadError> {
@@ -146,7 +154,7 @@ impl NorthboundClients {
     /// Creates the flows and waits for each to be UP (or to settle otherwise).
     pub async fn create_all(&self, flows: &[FlowRequest], progress: &dyn Progress) -> PhaseStats {
         self.run_phase(flows, Target::Up, progress, |flow| {
-            let request = self.http.post(self.url("/v2/flows")).json(flow);
+            let request = self.http.post(&self.flows_url).json(flow);
             (flow.flow_id.as_str(), request)
         })
         .await
@@ -155,7 +163,7 @@ impl NorthboundClients {
     /// Deletes the flows and waits for each to be gone.
     pub async fn delete_all(&self, flow_ids: &[String], progress: &dyn Progress) -> PhaseStats {
         self.run_phase(flow_ids, Target::Gone, progress, |flow_id| {
-            let request = self.http.delete(self.url(&format!("/v2/flows/{flow_id}")));
+            let request = self.http.delete(self.flow_url(flow_id));
             (flow_id.as_str(), request)
         })
         .await
@@ -206,7 +214,9 @@ impl NorthboundClients {
                 return;
             }
         }
-        let settled = self.wait_for(flow_id, target, started, stats).await;
+        let settled = self
+            .wait_for(&self.flow_url(flow_id), target, started, stats)
+            .await;
         let mut stats = stats.lock();
         match settled {
             Settled::Reached {
@@ -222,10 +232,11 @@ impl NorthboundClients {
         }
     }
 
-    /// Polls the flow until it reaches `target`, settles elsewhere, or the timeout passes.
+    /// Polls the flow at `flow_url` until it reaches `target`, settles elsewhere, or the
+    /// timeout passes.
     async fn wait_for(
         &self,
-        flow_id: &str,
+        flow_url: &str,
         target: Target,
         started: Instant,
         stats: &Mutex<PhaseStats>,
@@ -239,7 +250,7 @@ impl NorthboundClients {
             }
             tokio::time::sleep(poll_interval(waited)).await;
             let sent = Instant::now();
-            let observed = self.observe(flow_id).await;
+            let observed = self.observe(flow_url).await;
             let reached = |received: Instant| Settled::Reached {
                 latency: received - started,
                 observation_window: received - last_unseen_sent,
@@ -263,13 +274,8 @@ impl NorthboundClients {
     }
 
     /// The flow's state, or None when the poll failed.
-    async fn observe(&self, flow_id: &str) -> Option<Observed> {
-        let response = self
-            .http
-            .get(self.url(&format!("/v2/flows/{flow_id}")))
-            .send()
-            .await
-            .ok()?;
+    async fn observe(&self, flow_url: &str) -> Option<Observed> {
+        let response = self.http.get(flow_url).send().await.ok()?;
         match response.status() {
             reqwest::StatusCode::NOT_FOUND => {
                 // Read the body so the connection goes back to the pool.
@@ -288,12 +294,11 @@ fn poll_interval(waited: Duration) -> Duration {
 
 /// `STATUS: reason`, as the report counts flows that settled other than asked.
 fn settled_state(flow: &FlowState) -> String {
-    let status = match flow.status {
-        FlowStatus::InProgress => "IN_PROGRESS",
-        FlowStatus::Up => "UP",
-        FlowStatus::Down => "DOWN",
-        FlowStatus::Degraded => "DEGRADED",
-    };
+    // The status as the API spells it.
+    let status = serde_json::to_value(flow.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     match &flow.status_info {
         Some(reason) => format!("{status}: {reason}"),
         None => status.to_string(),

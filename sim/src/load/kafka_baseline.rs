@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hubspoke_spokes::kafka::{wait_for_broker, KafkaError, KafkaProducer, KafkaSettings};
+use hubspoke_spokes::kafka::{
+    assign_every_partition, wait_for_broker, KafkaError, KafkaProducer, KafkaSettings, StartAt,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use super::stats::Latencies;
 use super::Progress;
@@ -80,20 +80,6 @@ impl RoundTripTopics {
     }
 }
 
-/// A consumer of partition 0 of `topic`, from its beginning (the topic is new), without
-/// joining a group: no rebalance delays the first message.
-fn partition_reader(
-    settings: &KafkaSettings,
-    group: &str,
-    topic: &str,
-) -> Result<BaseConsumer, BaselineError> {
-    let consumer: BaseConsumer = settings.consumer_config(group).create()?;
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&partitions)?;
-    Ok(consumer)
-}
-
 /// Consumes requests and produces each back as a reply with the same key, until dropped.
 struct Echo {
     stop: Arc<AtomicBool>,
@@ -101,12 +87,8 @@ struct Echo {
 }
 
 impl Echo {
-    fn start(
-        settings: &KafkaSettings,
-        topics: &RoundTripTopics,
-        group: &str,
-    ) -> Result<Echo, BaselineError> {
-        let consumer = partition_reader(settings, group, &topics.requests)?;
+    fn start(settings: &KafkaSettings, topics: &RoundTripTopics) -> Result<Echo, BaselineError> {
+        let consumer = assign_every_partition(settings, &topics.requests, StartAt::Beginning)?;
         let producer = KafkaProducer::new(settings)?;
         let replies = topics.replies.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -157,7 +139,7 @@ pub fn measure_round_trips(
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
     let topics = RoundTripTopics::new(run_prefix);
     topics.create(&admin)?;
-    let measured = round_trips(settings, &topics, run_prefix, samples, timeout, progress);
+    let measured = round_trips(settings, &topics, samples, timeout, progress);
     topics.delete(&admin);
     measured
 }
@@ -165,13 +147,12 @@ pub fn measure_round_trips(
 fn round_trips(
     settings: &KafkaSettings,
     topics: &RoundTripTopics,
-    run_prefix: &str,
     samples: usize,
     timeout: Duration,
     progress: &dyn Progress,
 ) -> Result<Latencies, BaselineError> {
-    let _echo = Echo::start(settings, topics, &format!("{run_prefix}-echo"))?;
-    let replies = partition_reader(settings, &format!("{run_prefix}-measure"), &topics.replies)?;
+    let _echo = Echo::start(settings, topics)?;
+    let replies = assign_every_partition(settings, &topics.replies, StartAt::Beginning)?;
     let producer = KafkaProducer::new(settings)?;
     let total = WARMUP_ROUND_TRIPS + samples;
     progress.stage(

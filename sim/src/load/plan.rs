@@ -83,7 +83,8 @@ pub fn plan(request: &PlanRequest<'_>, rng: &mut StdRng) -> Result<Plan, PlanErr
         }
         (PairPicker::Any(switches), request.bandwidth_kbps)
     };
-    let mut flows = Vec::with_capacity(request.flows);
+    // Not sized up front: an absurd --flows ends in EndpointsExhausted, not an abort.
+    let mut flows = Vec::new();
     for index in 0..request.flows {
         let (src, dst) = pairs.pick(rng);
         let source = endpoints.take(src)?;
@@ -101,6 +102,9 @@ pub fn plan(request: &PlanRequest<'_>, rng: &mut StdRng) -> Result<Plan, PlanErr
         bandwidth_kbps,
     })
 }
+
+/// The most ports of one switch the generator uses.
+const MAX_PORTS: u32 = 4096;
 
 /// Hands out each switch's free port/VLAN pairs in order, ports first, so consecutive flows
 /// on a switch land on different ports.
@@ -122,7 +126,8 @@ impl<'a> EndpointAllocator<'a> {
             .switches
             .iter()
             .map(|switch| {
-                let ports = (1..=switch.ports)
+                // A server announcing billions of ports must not make the generator list them.
+                let ports = (1..=switch.ports.min(MAX_PORTS))
                     .filter(|&port| !isl_ports.contains(&(switch.switch_id, port)))
                     .collect::<Vec<_>>();
                 (switch.switch_id, ports)
@@ -365,9 +370,21 @@ mod tests {
         let switches: Vec<_> = (1..=5)
             .map(|n| switch(n, 8, SwitchStatus::Active))
             .collect();
+        let links: Vec<LinkState> = (1..5)
+            .flat_map(|n| link(n, n + 1, LinkStatus::Up, 1_000_000))
+            .collect();
         let in_use = HashSet::new();
-        let req = request(&switches, &[], &in_use, 50, false);
-        assert_eq!(plan(&req, &mut rng()), plan(&req, &mut rng()));
+        for network_aware in [false, true] {
+            let req = request(&switches, &links, &in_use, 50, network_aware);
+            let first = plan(&req, &mut rng());
+            assert_eq!(
+                first,
+                plan(&req, &mut rng()),
+                "network-aware: {network_aware}"
+            );
+            let other = plan(&req, &mut StdRng::seed_from_u64(99));
+            assert_ne!(first, other, "another seed, another plan");
+        }
     }
 
     #[test]

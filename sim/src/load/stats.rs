@@ -98,14 +98,6 @@ impl PhaseStats {
         u64::try_from(self.accepted_flow_ids.len()).unwrap_or(u64::MAX)
     }
 
-    pub fn rejected_count(&self) -> u64 {
-        self.rejected.values().sum()
-    }
-
-    pub fn not_reached_count(&self) -> u64 {
-        self.not_reached.values().sum()
-    }
-
     /// Events per second of the phase's duration.
     pub fn rate(&self, events: u64) -> f64 {
         let seconds = self.duration.as_secs_f64();
@@ -134,8 +126,6 @@ mod tests {
         assert!(close(summary.p90_ms, 900.0), "{summary:?}");
         assert!(close(summary.p99_ms, 990.0), "{summary:?}");
         assert!(close(summary.max_ms, 1000.0), "{summary:?}");
-        assert!(summary.p50_ms <= summary.p90_ms && summary.p90_ms <= summary.p99_ms);
-        assert!(summary.p99_ms <= summary.max_ms);
     }
 
     #[test]

@@ -214,14 +214,15 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     })
 }
 
-enum StartAt {
+/// Where a consumer of every partition starts.
+pub enum StartAt {
     Beginning,
     Now,
 }
 
 /// A consumer of every partition of `topic`, each read from `from`; outside any group, so it
-/// commits nothing.
-fn assign_every_partition(
+/// commits nothing and no rebalance delays its first message.
+pub fn assign_every_partition(
     settings: &KafkaSettings,
     topic: &str,
     from: StartAt,

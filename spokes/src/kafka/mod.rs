@@ -9,7 +9,10 @@ mod producer;
 mod read_to_end;
 mod settings;
 
-pub use consumer::{decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded, Membership};
+pub use consumer::{
+    assign_every_partition, decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded,
+    Membership, StartAt,
+};
 pub use flow_log::KafkaFlowLog;
 pub use inbound::{KafkaInbound, WorkerSeat, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};

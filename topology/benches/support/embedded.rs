@@ -266,6 +266,8 @@ pub struct CpuTimes {
     pub workers: Duration,
     /// The switch simulator's thread.
     pub simulator: Duration,
+    /// The flow log's group-commit writer: encoding, committing, handing on to the read model.
+    pub flow_log_writer: Duration,
     /// Everything else: the benchmark's own thread submitting requests and draining the bus.
     pub other: Duration,
     /// Time runnable threads waited for a CPU.
@@ -294,6 +296,8 @@ impl CpuTimes {
                 times.workers += on_cpu;
             } else if comm == "sb-simulator" {
                 times.simulator += on_cpu;
+            } else if comm == "flow-log-writer" {
+                times.flow_log_writer += on_cpu;
             } else {
                 times.other += on_cpu;
             }
@@ -307,6 +311,7 @@ impl CpuTimes {
         CpuTimes {
             workers: self.workers.saturating_sub(earlier.workers),
             simulator: self.simulator.saturating_sub(earlier.simulator),
+            flow_log_writer: self.flow_log_writer.saturating_sub(earlier.flow_log_writer),
             other: self.other.saturating_sub(earlier.other),
             waiting: self.waiting.saturating_sub(earlier.waiting),
         }
@@ -315,6 +320,7 @@ impl CpuTimes {
     pub fn add(&mut self, more: CpuTimes) {
         self.workers += more.workers;
         self.simulator += more.simulator;
+        self.flow_log_writer += more.flow_log_writer;
         self.other += more.other;
         self.waiting += more.waiting;
     }
@@ -323,11 +329,12 @@ impl CpuTimes {
     pub fn per_item(&self, items: u64) -> String {
         let us = |d: Duration| d.as_secs_f64() * 1e6 / items.max(1) as f64;
         format!(
-            "on CPU {:.1} µs (topology workers {:.1}, simulator {:.1}, bench thread {:.1}); \
-             waiting for a CPU {:.1} µs",
-            us(self.workers + self.simulator + self.other),
+            "on CPU {:.1} µs (topology workers {:.1}, simulator {:.1}, flow log writer {:.1}, \
+             bench thread {:.1}); waiting for a CPU {:.1} µs",
+            us(self.workers + self.simulator + self.flow_log_writer + self.other),
             us(self.workers),
             us(self.simulator),
+            us(self.flow_log_writer),
             us(self.other),
             us(self.waiting),
         )
