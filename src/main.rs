@@ -1,12 +1,9 @@
 //! `hubspoke`: the flow workflow manager's one binary.
 
-mod kafka_args;
-mod load;
+mod cli;
+mod embedded;
 mod northbound;
-mod operation_args;
-mod parts;
-mod tail;
-mod up;
+mod over_kafka;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -31,18 +28,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Everything in one process: REST shim, topology, switch simulator, in-process bus.
-    Up(up::UpArgs),
+    Up(embedded::UpArgs),
     /// The timely topology (hub, speaker, coordinator, allocator) over Kafka.
-    Topology(parts::TopologyArgs),
+    Topology(over_kafka::TopologyArgs),
     /// The northbound REST shim over Kafka.
-    Nb(parts::NbArgs),
+    Nb(over_kafka::NbArgs),
     /// The southbound switch simulator over Kafka, with its /sim/ control API.
-    Sb(parts::SbArgs),
+    Sb(over_kafka::SbArgs),
     /// Print the messages of Kafka topics as they arrive.
-    Tail(tail::TailArgs),
+    Tail(cli::tail::TailArgs),
     /// Many northbound clients against a running hubspoke: creates flows, waits for them to
     /// be UP, and reports throughput and latency percentiles.
-    Load(load::LoadArgs),
+    Load(cli::load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,11 +50,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Up(args) => up::run(args),
-        Command::Topology(args) => parts::topology(args),
-        Command::Nb(args) => parts::nb(args),
-        Command::Sb(args) => parts::sb(args),
-        Command::Tail(args) => tail::tail(args),
-        Command::Load(args) => load::load(args),
+        Command::Up(args) => embedded::run(args),
+        Command::Topology(args) => over_kafka::topology(args),
+        Command::Nb(args) => over_kafka::nb(args),
+        Command::Sb(args) => over_kafka::sb(args),
+        Command::Tail(args) => cli::tail::tail(args),
+        Command::Load(args) => cli::load::load(args),
     }
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use crossbeam_channel::Receiver;
+use hubspoke_bus::Publish;
 use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, NetworkState};
-use hubspoke_sim::northbound::MetricsRender;
-use hubspoke_sim::{
+use hubspoke_northbound::MetricsRender;
+use hubspoke_northbound::{
     nb_router, spawn_network_view_updater, spawn_reply_dispatcher, spawn_view_updater, FlowView,
     NbState, NetworkView, PendingReplies,
 };
-use hubspoke_spokes::bus::Publish;
 
 pub struct Northbound {
     pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use hubspoke_spokes::deadline::{DeadlineRequest, TimerKey, TimerOwner};
+use hubspoke_speaker::deadline::{DeadlineRequest, TimerKey, TimerOwner};
 use hubspoke_topology::coordinator::DeadlineTable;
 use hubspoke_topology::dataflow::{coordinator_operator, Time};
 use hubspoke_topology::metrics::Metrics;

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerKey};
+use hubspoke_speaker::deadline::{DeadlineRequest, Timeout, TimerKey};
 
 #[derive(Debug, Default)]
 pub struct DeadlineTable {
@@ -88,7 +88,7 @@ impl DeadlineTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hubspoke_spokes::deadline::TimerOwner;
+    use hubspoke_speaker::deadline::TimerOwner;
 
     fn key(name: &str) -> TimerKey {
         TimerKey {

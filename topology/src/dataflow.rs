@@ -21,16 +21,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use hubspoke_bus::Inbound;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{
     stable_hash, Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, NetworkState, SbCommand,
     SbEvent, SbResponse,
 };
-pub use hubspoke_spokes::bus::Inbound;
-use hubspoke_spokes::deadline::{DeadlineRequest, Timeout, TimerOwner};
-use hubspoke_spokes::speaker::{
-    RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker,
-};
+use hubspoke_speaker::deadline::{DeadlineRequest, Timeout, TimerOwner};
+use hubspoke_speaker::{RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};

@@ -18,8 +18,8 @@ use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
 };
-use hubspoke_spokes::deadline::{DeadlineRequest, TimerKey, TimerOwner};
-use hubspoke_spokes::speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
+use hubspoke_speaker::deadline::{DeadlineRequest, TimerKey, TimerOwner};
+use hubspoke_speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
 use statig::blocking::{IntoStateMachineExt, StateMachine};
 use tracing::{debug, info_span};

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::collections::BTreeMap;
 
+use hubspoke_bus::flow_log::{FlowLog, FlowLogError, GroupCommit, Lane};
+use hubspoke_bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
 use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand, SbEvent};
-use hubspoke_spokes::bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
-use hubspoke_spokes::flow_log::{FlowLog, FlowLogError, GroupCommit, Lane};
 use parking_lot::Mutex;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;

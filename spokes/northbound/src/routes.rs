@@ -1,0 +1,326 @@
+//! The northbound REST shim: validates what it can alone, hands commands to the topology over
+//! `nb.requests`, waits for the answer, and serves queries from the read models.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hubspoke_bus::Publish;
+use hubspoke_fsm::{
+    validate_flow_id, Envelope, FlowRequest, HistoryEntry, LinkState, NbRequest, NbResponse,
+    SwitchState,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::flow_json::FlowJson;
+use super::pending::PendingReplies;
+use crate::view::{FlowView, HistoryQuery, NetworkView};
+use hubspoke_bus::clock::now_ms;
+use hubspoke_rest::{
+    correlation_middleware, method_not_allowed_fallback, not_found_fallback, ApiError,
+    CorrelationId, JsonBody, PathParams,
+};
+
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct NbState {
+    pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,
+    pub pending: PendingReplies,
+    pub view: FlowView,
+    pub network_view: NetworkView,
+    /// How long a request waits for the topology; also its envelope's deadline.
+    pub request_timeout: Duration,
+    pub metrics_render: MetricsRender,
+}
+
+impl NbState {
+    /// A state with the default timeout and an empty metrics page.
+    pub fn new(
+        requests: Arc<dyn Publish<Envelope<NbRequest>>>,
+        pending: PendingReplies,
+        view: FlowView,
+        network_view: NetworkView,
+    ) -> Self {
+        NbState {
+            requests,
+            pending,
+            view,
+            network_view,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            metrics_render: Arc::new(String::new),
+        }
+    }
+}
+
+pub fn nb_router(state: NbState) -> Router {
+    Router::new()
+        .route("/v2/flows", get(list_flows).post(create_flow))
+        .route(
+            "/v2/flows/{flow_id}",
+            get(get_flow).put(update_flow).delete(delete_flow),
+        )
+        .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
+        .route("/v2/flows/{flow_id}/sync", post(sync_flow))
+        .route("/v2/flows/{flow_id}/history", get(flow_history))
+        .route("/v2/switches", get(switches))
+        .route("/v2/links", get(links))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(correlation_middleware))
+}
+
+async fn create_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    JsonBody(flow): JsonBody<FlowRequest>,
+) -> Result<Json<FlowJson>, ApiError> {
+    // Switches and ports are the topology's to judge: it answers 404 or 400 for them.
+    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+    ask(&state, &id, NbRequest::CreateFlow { flow }).await
+}
+
+/// A create body whose `flow_id` may be left out: the path names the flow.
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    flow_id: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+async fn update_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<FlowJson>, ApiError> {
+    if let Some(body_id) = body.flow_id.filter(|body_id| *body_id != flow_id) {
+        return Err(ApiError::bad_request(
+            format!("flow_id {body_id:?} in the body is not the path's {flow_id:?}"),
+            &id,
+        ));
+    }
+    let mut fields = body.rest;
+    fields.insert("flow_id".into(), flow_id.into());
+    let flow: FlowRequest = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}"), &id))?;
+    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+    ask(&state, &id, NbRequest::UpdateFlow { flow }).await
+}
+
+async fn reroute_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::RerouteFlow {
+        flow_id,
+    })
+    .await
+}
+
+async fn sync_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SyncFlow {
+        flow_id,
+    })
+    .await
+}
+
+async fn delete_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::DeleteFlow {
+        flow_id,
+    })
+    .await
+}
+
+/// A request about an existing flow named by the path. The topology owns the flows: it
+/// answers 404 for an unknown one, not the read model.
+async fn ask_about(
+    state: &NbState,
+    id: &CorrelationId,
+    flow_id: String,
+    request: fn(String) -> NbRequest,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, id))?;
+    ask(state, id, request(flow_id)).await
+}
+
+/// Publishes the request and waits for the topology's answer, or the timeout.
+async fn ask(
+    state: &NbState,
+    id: &CorrelationId,
+    request: NbRequest,
+) -> Result<Json<FlowJson>, ApiError> {
+    let wait = state
+        .pending
+        .register(&id.0)
+        .map_err(|e| ApiError::bad_request(e.to_string(), id))?;
+    let now = now_ms();
+    let timeout_ms = u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX);
+    let envelope = Envelope {
+        correlation_id: id.0.clone(),
+        key: request.flow_id().to_string(),
+        created_at_ms: now,
+        deadline_ms: Some(now.saturating_add(timeout_ms)),
+        payload: request,
+    };
+    tracing::debug!(correlation_id = %id.0, flow_id = %envelope.key, "northbound request published");
+    state.requests.publish(envelope);
+    match tokio::time::timeout(state.request_timeout, wait.wait()).await {
+        Ok(Some(reply)) => match reply.payload {
+            NbResponse::Flow { flow } => Ok(Json(FlowJson::from(&flow))),
+            NbResponse::Error { error } => Err(ApiError::from_body(&error, id)),
+        },
+        Ok(None) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the reply dispatcher has stopped",
+            id,
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "operation-timeout",
+            "Operation has timed out",
+            format!(
+                "no answer within {} ms; the operation may still complete",
+                state.request_timeout.as_millis()
+            ),
+            id,
+        )),
+    }
+}
+
+async fn list_flows(State(state): State<NbState>) -> Json<Vec<FlowJson>> {
+    Json(state.view.list().iter().map(FlowJson::from).collect())
+}
+
+async fn get_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    let record = state
+        .view
+        .get(&flow_id)
+        .ok_or_else(|| flow_not_found(&flow_id, &id))?;
+    Ok(Json(FlowJson::from(&record)))
+}
+
+/// The query of `GET /v2/flows/{flow_id}/history`, as text: the handler says what is wrong
+/// with a value. Other parameters are ignored.
+#[derive(Deserialize)]
+struct HistoryParams {
+    time_from: Option<String>,
+    time_to: Option<String>,
+    max_count: Option<String>,
+}
+
+impl HistoryParams {
+    fn query(self, id: &CorrelationId) -> Result<HistoryQuery, ApiError> {
+        fn number<T: std::str::FromStr>(
+            name: &str,
+            value: Option<String>,
+            what: &str,
+            id: &CorrelationId,
+        ) -> Result<Option<T>, ApiError> {
+            value
+                .map(|text| {
+                    text.parse().map_err(|_| {
+                        ApiError::bad_request(format!("{name} must be {what}, not {text:?}"), id)
+                    })
+                })
+                .transpose()
+        }
+        const TIME: &str = "a time in milliseconds since the epoch";
+        let query = HistoryQuery {
+            time_from: number("time_from", self.time_from, TIME, id)?,
+            time_to: number("time_to", self.time_to, TIME, id)?,
+            max_count: number("max_count", self.max_count, "a positive count", id)?,
+        };
+        if let (Some(from), Some(to)) = (query.time_from, query.time_to) {
+            if from > to {
+                return Err(ApiError::bad_request(
+                    format!("time_from {from} is after time_to {to}"),
+                    id,
+                ));
+            }
+        }
+        if query.max_count == Some(0) {
+            return Err(ApiError::bad_request(
+                "max_count must be a positive count, not 0",
+                id,
+            ));
+        }
+        Ok(query)
+    }
+}
+
+/// The flow's history in time order; `time_from` and `time_to` (inclusive, ms since the
+/// epoch) bound it, and `max_count` keeps the newest entries of what is left.
+async fn flow_history(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+    uri: Uri,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    let Query(params) = Query::<HistoryParams>::try_from_uri(&uri)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), &id))?;
+    let query = params.query(&id)?;
+    state
+        .view
+        .history_query(&flow_id, &query)
+        .map(Json)
+        .ok_or_else(|| flow_not_found(&flow_id, &id))
+}
+
+fn flow_not_found(flow_id: &str, id: &CorrelationId) -> ApiError {
+    ApiError::not_found(
+        "Flow not found",
+        format!("flow {flow_id} does not exist"),
+        id,
+    )
+}
+
+async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchState>> {
+    Json(state.network_view.switches())
+}
+
+async fn links(State(state): State<NbState>) -> Json<Vec<LinkState>> {
+    Json(state.network_view.links())
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<NbState>) -> impl IntoResponse {
+    let render = state.metrics_render.clone();
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))],
+        render(),
+    )
+}

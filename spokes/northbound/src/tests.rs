@@ -1,0 +1,1052 @@
+//! The shim end to end against a fake topology that answers `nb.requests` on a thread.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use crossbeam_channel::{Receiver, Sender};
+use hubspoke_bus::Publish;
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{
+    Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, LinkState, LinkStatus,
+    NbRequest, NbResponse, NetworkState, Resources, SwitchId, SwitchState, SwitchStatus,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+use crate::view::{spawn_network_view_updater, FlowView, NetworkView};
+
+/// Publishes onto a plain channel, so the threads of a test end when the test drops it.
+struct ChannelPublish<T>(Sender<T>);
+
+impl<T: Send> Publish<T> for ChannelPublish<T> {
+    fn publish(&self, message: T) {
+        let _ = self.0.send(message);
+    }
+}
+
+struct Shim {
+    router: Router,
+    state: NbState,
+    /// Every request the fake topology received.
+    seen: Receiver<Envelope<NbRequest>>,
+}
+
+/// The topology's part, played simply: create answers with the flow (or 409 if it exists, 404
+/// for a switch not in the network), update, reroute and delete with the flow (or 404 for an
+/// unknown one); a few flow ids misbehave on purpose.
+fn fake_topology(
+    network: Arc<Network>,
+    requests: Receiver<Envelope<NbRequest>>,
+    replies: Sender<Envelope<NbResponse>>,
+    seen: Sender<Envelope<NbRequest>>,
+) {
+    let mut flows: std::collections::HashMap<String, FlowRecord> = Default::default();
+    for request in requests.iter() {
+        let _ = seen.send(request.clone());
+        let reply = |payload| request.reply(request.key.clone(), 1, payload);
+        let error = |status, error_type: &str, message: &str| NbResponse::Error {
+            error: ErrorBody::new(status, error_type, message, "from the fake topology"),
+        };
+        let payload = match &request.payload {
+            NbRequest::CreateFlow { flow } if flow.flow_id.starts_with("silent") => continue,
+            NbRequest::CreateFlow { flow } if flow.flow_id == "odd-status" => {
+                error(200, "weird", "not an error status")
+            }
+            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow }
+                if [&flow.source, &flow.destination]
+                    .iter()
+                    .any(|end| network.switch(end.switch_id).is_none()) =>
+            {
+                error(404, "not-found", "Switch not found")
+            }
+            NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
+                error(409, "already-exists", "Flow already exists")
+            }
+            NbRequest::CreateFlow { flow } => {
+                let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
+                record.resources = Some(resources(&network, flow, &[]));
+                flows.insert(flow.flow_id.clone(), record.clone());
+                if flow.flow_id.starts_with("noisy") {
+                    // a reply nobody waits for, then the real one twice: the extras are dropped
+                    let _ = replies.send(
+                        request
+                            .reply(
+                                "x",
+                                1,
+                                NbResponse::Flow {
+                                    flow: record.clone(),
+                                },
+                            )
+                            .tap_correlation("nobody"),
+                    );
+                    let _ = replies.send(reply(NbResponse::Flow {
+                        flow: record.clone(),
+                    }));
+                }
+                NbResponse::Flow { flow: record }
+            }
+            NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
+                Some(record) => {
+                    *record = record.changed(1_700_000_001_000, |r| {
+                        r.request = flow.clone();
+                        r.resources = Some(resources(&network, flow, &[]));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::RerouteFlow { flow_id } => match flows.get_mut(flow_id) {
+                Some(record) => {
+                    // the "best current path" here: one that shares no ISL with the old one
+                    let old = record
+                        .resources
+                        .as_ref()
+                        .map(|r| r.forward_path.clone())
+                        .unwrap_or_default();
+                    *record = record.changed(1_700_000_002_000, |r| {
+                        r.resources = Some(resources(&network, &r.request, &old));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::DeleteFlow { flow_id } => match flows.remove(flow_id) {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
+        };
+        let _ = replies.send(reply(payload));
+    }
+}
+
+/// Resources on the fewest-hop path that uses none of `avoid`.
+fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources {
+    let path = network
+        .shortest_path(
+            flow.source.switch_id,
+            flow.destination.switch_id,
+            1,
+            |isl| (!avoid.contains(isl)).then_some(u64::MAX),
+        )
+        .unwrap_or_default();
+    Resources {
+        cookie: 1,
+        transit_vlans: vec![2; path.len()],
+        forward_meter: None,
+        reverse_meter: None,
+        forward_path: path,
+    }
+}
+
+trait TapCorrelation {
+    fn tap_correlation(self, id: &str) -> Self;
+}
+
+impl<P> TapCorrelation for Envelope<P> {
+    fn tap_correlation(mut self, id: &str) -> Self {
+        self.correlation_id = id.to_string();
+        self
+    }
+}
+
+fn shim(request_timeout: Duration) -> Shim {
+    let network = Arc::new(Network::generate("grid:3x3").unwrap().unwrap());
+    let (request_tx, request_rx) = crossbeam_channel::unbounded();
+    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+    let (seen_tx, seen) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || fake_topology(network, request_rx, reply_tx, seen_tx));
+    let pending = PendingReplies::new();
+    let view = FlowView::new();
+    spawn_reply_dispatcher(pending.clone(), view.clone(), reply_rx);
+    let mut state = NbState::new(
+        Arc::new(ChannelPublish(request_tx)),
+        pending,
+        view,
+        NetworkView::new(),
+    );
+    state.request_timeout = request_timeout;
+    state.metrics_render = Arc::new(|| "hubspoke_flows_total 3\n".to_string());
+    Shim {
+        router: nb_router(state.clone()),
+        state,
+        seen,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    correlation_id: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+    text: String,
+}
+
+async fn call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    correlation_id: Option<&str>,
+    body: &str,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(id) = correlation_id {
+        request = request.header("correlation_id", id);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let (status, correlation_id, content_type) = {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        (
+            response.status(),
+            header("correlation_id"),
+            header("content-type"),
+        )
+    };
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    Answer {
+        status,
+        correlation_id,
+        content_type,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+fn flow_body(flow_id: &str, src: u64, src_port: u32, dst: u64, dst_port: u32) -> String {
+    json!({
+        "flow_id": flow_id,
+        "source": {"switch_id": SwitchId(src).to_string(), "port_number": src_port, "vlan_id": 100},
+        "destination": {"switch_id": SwitchId(dst).to_string(), "port_number": dst_port},
+        "maximum_bandwidth": 1000,
+        "description": "test flow"
+    })
+    .to_string()
+}
+
+fn same_endpoints() -> String {
+    let end = json!({"switch_id": SwitchId(1).to_string(), "port_number": 40, "vlan_id": 5});
+    json!({"flow_id": "f", "source": end, "destination": end, "maximum_bandwidth": 0}).to_string()
+}
+
+fn assert_error(answer: &Answer, status: StatusCode, correlation_id: &str) {
+    assert_eq!(answer.status, status, "{}", answer.text);
+    for field in ["error_type", "error_message", "error_description"] {
+        assert!(
+            answer.body[field].is_string(),
+            "{field} missing: {}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        answer.body["correlation_id"], correlation_id,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.correlation_id.as_deref(), Some(correlation_id));
+}
+
+#[tokio::test]
+async fn a_flow_is_created_read_and_deleted() {
+    let shim = shim(Duration::from_secs(5));
+    let created = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("corr-create"),
+        &flow_body("flow-1", 1, 40, 9, 41),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(created.correlation_id.as_deref(), Some("corr-create"));
+    let flow = &created.body;
+    assert_eq!(
+        (flow["flow_id"].as_str(), flow["status"].as_str()),
+        (Some("flow-1"), Some("IN_PROGRESS"))
+    );
+    assert_eq!(flow["source"]["vlan_id"], 100);
+    assert_eq!(flow["destination"]["vlan_id"], 0);
+    assert_eq!(flow["created"], "2023-11-14T22:13:20.000Z");
+    let path = flow["path"].as_array().unwrap();
+    assert_eq!(
+        path.len(),
+        5,
+        "corner to corner of a 3x3 grid: {}",
+        created.text
+    );
+    assert_eq!(
+        (
+            path[0]["switch_id"].as_str(),
+            path[0]["input_port"].as_u64()
+        ),
+        (Some("00:00:00:00:00:00:00:01"), Some(40))
+    );
+    assert_eq!(
+        (
+            path[4]["switch_id"].as_str(),
+            path[4]["output_port"].as_u64()
+        ),
+        (Some("00:00:00:00:00:00:00:09"), Some(41))
+    );
+
+    // what went on the bus
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        (sent.correlation_id.as_str(), sent.key.as_str()),
+        ("corr-create", "flow-1")
+    );
+    assert_eq!(sent.deadline_ms, Some(sent.created_at_ms + 5000));
+    assert!(matches!(sent.payload, NbRequest::CreateFlow { .. }));
+
+    // the answer's record is in the read model at once
+    let read = call(&shim.router, "GET", "/v2/flows/flow-1", None, "").await;
+    assert_eq!((read.status, &read.body), (StatusCode::OK, flow));
+    let listed = call(&shim.router, "GET", "/v2/flows", None, "").await;
+    assert_eq!(listed.body, json!([flow]));
+    let history = call(&shim.router, "GET", "/v2/flows/flow-1/history", None, "").await;
+    assert_eq!((history.status, history.body), (StatusCode::OK, json!([])));
+
+    let deleted = call(
+        &shim.router,
+        "DELETE",
+        "/v2/flows/flow-1",
+        Some("corr-delete"),
+        "",
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert_eq!(deleted.body["last_updated"], "2023-11-14T22:13:20.500Z");
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        sent.payload,
+        NbRequest::DeleteFlow {
+            flow_id: "flow-1".into()
+        }
+    );
+    let again = call(
+        &shim.router,
+        "DELETE",
+        "/v2/flows/flow-1",
+        Some("corr-again"),
+        "",
+    )
+    .await;
+    assert_error(&again, StatusCode::NOT_FOUND, "corr-again");
+    assert!(shim.state.pending.is_empty());
+}
+
+#[tokio::test]
+async fn the_topology_errors_pass_through_with_their_status() {
+    let shim = shim(Duration::from_secs(5));
+    let first = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c1"),
+        &flow_body("dup", 1, 40, 2, 40),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let second = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c2"),
+        &flow_body("dup", 1, 41, 2, 41),
+    )
+    .await;
+    assert_error(&second, StatusCode::CONFLICT, "c2");
+    assert_eq!(second.body["error_type"], "already-exists");
+    let odd = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c3"),
+        &flow_body("odd-status", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&odd, StatusCode::INTERNAL_SERVER_ERROR, "c3");
+    // switches and ports are the topology's to judge: the shim does not know the network
+    let unknown_switch = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("c4"),
+        &flow_body("f", 1, 40, 77, 40),
+    )
+    .await;
+    assert_error(&unknown_switch, StatusCode::NOT_FOUND, "c4");
+    assert_eq!(unknown_switch.body["error_message"], "Switch not found");
+    assert_eq!(
+        shim.seen.try_iter().count(),
+        4,
+        "every create reached the bus"
+    );
+}
+
+async fn create(shim: &Shim, flow_id: &str, dst: u64) -> Value {
+    let created = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body(flow_id, 1, 40, dst, 41),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    shim.seen.try_recv().unwrap();
+    created.body
+}
+
+#[tokio::test]
+async fn a_flow_is_updated_with_or_without_its_id_in_the_body() {
+    let shim = shim(Duration::from_secs(5));
+    create(&shim, "flow-u", 9).await;
+    let mut body: Value = serde_json::from_str(&flow_body("flow-u", 1, 40, 5, 42)).unwrap();
+    body["maximum_bandwidth"] = json!(2000);
+    body.as_object_mut().unwrap().remove("flow_id");
+    let updated = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-u",
+        Some("corr-update"),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    assert_eq!(updated.correlation_id.as_deref(), Some("corr-update"));
+    let flow = &updated.body;
+    assert_eq!(
+        (flow["flow_id"].as_str(), flow["maximum_bandwidth"].as_u64()),
+        (Some("flow-u"), Some(2000))
+    );
+    assert_eq!(flow["last_updated"], "2023-11-14T22:13:21.000Z");
+    let path = flow["path"].as_array().unwrap();
+    assert_eq!(
+        path.len(),
+        3,
+        "1 to the centre of the grid: {}",
+        updated.text
+    );
+    assert_eq!(path[2]["output_port"], 42);
+    let sent = shim.seen.try_recv().unwrap();
+    assert_eq!(
+        (sent.correlation_id.as_str(), sent.key.as_str()),
+        ("corr-update", "flow-u")
+    );
+    let NbRequest::UpdateFlow { flow: request } = sent.payload else {
+        panic!("not an update: {sent:?}");
+    };
+    assert_eq!(
+        (request.flow_id.as_str(), request.maximum_bandwidth),
+        ("flow-u", 2000)
+    );
+    let read = call(&shim.router, "GET", "/v2/flows/flow-u", None, "").await;
+    assert_eq!(&read.body, flow);
+
+    // the same id in the body is fine too
+    let again = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-u",
+        None,
+        &flow_body("flow-u", 1, 40, 9, 41),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["path"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn an_update_names_the_flow_of_its_path_and_an_existing_one() {
+    let shim = shim(Duration::from_secs(5));
+    let mismatched = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-a",
+        Some("corr-mismatch"),
+        &flow_body("flow-b", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&mismatched, StatusCode::BAD_REQUEST, "corr-mismatch");
+    assert!(
+        mismatched.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("flow-b"),
+        "{}",
+        mismatched.text
+    );
+    assert!(shim.seen.try_recv().is_err(), "nothing was published");
+
+    let unknown = call(
+        &shim.router,
+        "PUT",
+        "/v2/flows/flow-a",
+        Some("corr-unknown"),
+        &flow_body("flow-a", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-unknown");
+    assert_eq!(unknown.body["error_message"], "Flow not found");
+    assert!(matches!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::UpdateFlow { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_flow_is_rerouted_onto_a_new_path() {
+    let shim = shim(Duration::from_secs(5));
+    let created = create(&shim, "flow-r", 9).await;
+    let rerouted = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/flow-r/reroute",
+        Some("corr-reroute"),
+        "",
+    )
+    .await;
+    assert_eq!(rerouted.status, StatusCode::OK, "{}", rerouted.text);
+    let path = &rerouted.body["path"];
+    assert_eq!(path.as_array().map(Vec::len), Some(5), "{}", rerouted.text);
+    assert_ne!(path, &created["path"]);
+    assert_eq!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::RerouteFlow {
+            flow_id: "flow-r".into()
+        }
+    );
+    let read = call(&shim.router, "GET", "/v2/flows/flow-r", None, "").await;
+    assert_eq!(&read.body["path"], path);
+
+    let unknown = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/nope/reroute",
+        Some("corr-nope"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-nope");
+}
+
+#[tokio::test]
+async fn a_flow_is_synced_and_an_unknown_one_is_404() {
+    let shim = shim(Duration::from_secs(5));
+    create(&shim, "flow-s", 9).await;
+    let synced = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/flow-s/sync",
+        Some("corr-sync"),
+        "",
+    )
+    .await;
+    assert_eq!(synced.status, StatusCode::OK, "{}", synced.text);
+    assert_eq!(synced.body["status"], "IN_PROGRESS");
+    assert_eq!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::SyncFlow {
+            flow_id: "flow-s".into()
+        }
+    );
+    let unknown = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/nope/sync",
+        Some("corr-x"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-x");
+}
+
+#[tokio::test]
+async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
+    let shim = shim(Duration::from_secs(5));
+    let cases: Vec<(&str, &str, String, StatusCode)> = vec![
+        (
+            "POST",
+            "/v2/flows",
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            r#"{"flow_id": "f"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("bad id!", 1, 40, 2, 40),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            same_endpoints(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 2, 0),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows",
+            flow_body("f", 1, 40, 2, 40).replace("00:00:00:00:00:00:00:02", "nope"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "DELETE",
+            "/v2/flows/bad%20id",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            r#"{"flow_id": "f"}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            same_endpoints(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/bad%20id",
+            flow_body("bad id", 1, 40, 2, 40),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/v2/flows/f",
+            r#"{"flow_id": 5}"#.into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v2/flows/bad%20id/reroute",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/v2/flows/unknown",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/v2/flows/unknown/history",
+            String::new(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("GET", "/v2/nothing", String::new(), StatusCode::NOT_FOUND),
+        (
+            "PATCH",
+            "/v2/flows",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (method, uri, body, status) in cases {
+        let answer = call(&shim.router, method, uri, Some("corr-bad"), &body).await;
+        assert_error(&answer, status, "corr-bad");
+    }
+    assert!(shim.seen.try_recv().is_err(), "nothing was published");
+    // the messages say what is wrong
+    let vlan = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body("f", 1, 40, 2, 40).replace("100", "5000"),
+    )
+    .await;
+    assert!(
+        vlan.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("vlan_id"),
+        "{}",
+        vlan.text
+    );
+    let missing = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        r#"{"flow_id": "f"}"#,
+    )
+    .await;
+    assert!(
+        missing.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{}",
+        missing.text
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_request_times_out_with_504_and_leaves_nothing_behind() {
+    let shim = shim(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let answer = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("corr-slow"),
+        &flow_body("silent-1", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&answer, StatusCode::GATEWAY_TIMEOUT, "corr-slow");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(shim.state.pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_correlation_id_in_flight_cannot_be_reused() {
+    let shim = shim(Duration::from_millis(300));
+    let router = shim.router.clone();
+    let slow = tokio::spawn(async move {
+        call(
+            &router,
+            "POST",
+            "/v2/flows",
+            Some("same"),
+            &flow_body("silent-2", 1, 40, 2, 40),
+        )
+        .await
+    });
+    while shim.state.pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("same"),
+        &flow_body("other", 1, 40, 2, 40),
+    )
+    .await;
+    assert_error(&second, StatusCode::BAD_REQUEST, "same");
+    assert_eq!(slow.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_their_own_answers() {
+    let shim = shim(Duration::from_secs(5));
+    let mut tasks = Vec::new();
+    for n in 0..20u32 {
+        let router = shim.router.clone();
+        let flow_id = if n % 3 == 0 {
+            format!("noisy-{n}")
+        } else {
+            format!("flow-{n}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let answer = call(
+                &router,
+                "POST",
+                "/v2/flows",
+                None,
+                &flow_body(&flow_id, 1, 10 + n, 5, 10 + n),
+            )
+            .await;
+            (flow_id, answer)
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for task in tasks {
+        let (flow_id, answer) = task.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["flow_id"], flow_id.as_str());
+        // a generated correlation id, a fresh one per request
+        let id = answer.correlation_id.unwrap();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        assert!(ids.insert(id));
+    }
+    assert_eq!(
+        call(&shim.router, "GET", "/v2/flows", None, "")
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(20)
+    );
+}
+
+fn link(src_port: u32, state: LinkStatus, available_bandwidth: u64) -> NetworkState {
+    NetworkState::Link(LinkState {
+        src_switch: SwitchId(1),
+        src_port,
+        dst_switch: SwitchId(2),
+        dst_port: src_port,
+        state,
+        capacity: 10_000,
+        max_bandwidth: 10_000,
+        available_bandwidth,
+    })
+}
+
+#[tokio::test]
+async fn the_network_health_and_metrics_are_served() {
+    let shim = shim(Duration::from_secs(5));
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let updater = spawn_network_view_updater(shim.state.network_view.clone(), receiver);
+    for state in [
+        NetworkState::Switch(SwitchState {
+            switch_id: SwitchId(2),
+            ports: 48,
+            state: SwitchStatus::Inactive,
+        }),
+        link(3, LinkStatus::Up, 10_000),
+        link(1, LinkStatus::Up, 10_000),
+        link(1, LinkStatus::Down, 7_000), // the newer state of the same link
+    ] {
+        sender
+            .send(Envelope::new("c", state.key(), 1, state))
+            .unwrap();
+    }
+    drop(sender);
+    updater.join().unwrap();
+    let switches = call(&shim.router, "GET", "/v2/switches", None, "").await;
+    assert_eq!(
+        switches.body,
+        json!([{"switch_id": "00:00:00:00:00:00:00:02", "ports": 48, "state": "INACTIVE"}])
+    );
+    let links = call(&shim.router, "GET", "/v2/links", None, "").await;
+    assert_eq!(
+        links.body,
+        json!([
+            {
+                "src_switch": "00:00:00:00:00:00:00:01", "src_port": 1,
+                "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 1,
+                "state": "DOWN", "capacity": 10_000, "max_bandwidth": 10_000,
+                "available_bandwidth": 7_000
+            },
+            {
+                "src_switch": "00:00:00:00:00:00:00:01", "src_port": 3,
+                "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 3,
+                "state": "UP", "capacity": 10_000, "max_bandwidth": 10_000,
+                "available_bandwidth": 10_000
+            }
+        ])
+    );
+    let health = call(&shim.router, "GET", "/health", None, "").await;
+    assert_eq!(
+        (health.status, health.body),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let metrics = call(&shim.router, "GET", "/metrics", None, "").await;
+    assert_eq!(
+        metrics.content_type.as_deref(),
+        Some("text/plain; version=0.0.4")
+    );
+    assert_eq!(metrics.text, "hubspoke_flows_total 3\n");
+}
+
+#[tokio::test]
+async fn the_shim_and_the_simulator_api_share_one_listener() {
+    let shim = shim(Duration::from_secs(5));
+    let network = Network::generate("grid:3x3").unwrap().unwrap();
+    let fabric = Arc::new(parking_lot::Mutex::new(
+        hubspoke_switch_sim::SwitchFabric::new(&network),
+    ));
+    let router = shim.router.clone().merge(hubspoke_switch_sim::sim_router(
+        fabric,
+        Arc::new(hubspoke_bus::Topic::default()),
+    ));
+    let rules = call(
+        &router,
+        "GET",
+        "/sim/switches/00:00:00:00:00:00:00:01/rules",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!((rules.status, rules.body), (StatusCode::OK, json!([])));
+    let unknown = call(&router, "GET", "/sim/unknown", Some("c"), "").await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "c");
+}
+
+/// A history with entries at 100, 200, 200, 300 and 400 ms, published out of order.
+fn history_shim() -> Shim {
+    use hubspoke_fsm::{FlowEvent, HistoryEntry};
+    let shim = shim(Duration::from_secs(5));
+    for (at, event) in [(300, "c"), (100, "a"), (200, "b1"), (400, "d"), (200, "b2")] {
+        let entry = HistoryEntry {
+            timestamp_ms: at,
+            operation: "create".into(),
+            event: event.into(),
+            from_state: "A".into(),
+            to_state: "B".into(),
+            details: String::new(),
+            correlation_id: "c".into(),
+        };
+        shim.state.view.apply_event(&Envelope::new(
+            "c",
+            "flow-h",
+            at,
+            FlowEvent::History {
+                flow_id: "flow-h".into(),
+                entry,
+            },
+        ));
+    }
+    shim
+}
+
+#[tokio::test]
+async fn history_is_bounded_by_time_and_count() {
+    let shim = history_shim();
+    let cases: [(&str, &[&str]); 11] = [
+        ("", &["a", "b1", "b2", "c", "d"]),
+        ("?time_from=200", &["b1", "b2", "c", "d"]),
+        ("?time_to=200", &["a", "b1", "b2"]),
+        ("?time_from=200&time_to=200", &["b1", "b2"]),
+        ("?time_from=150&time_to=350", &["b1", "b2", "c"]),
+        ("?max_count=2", &["c", "d"]),
+        ("?time_from=100&time_to=300&max_count=2", &["b2", "c"]),
+        ("?max_count=50", &["a", "b1", "b2", "c", "d"]),
+        ("?time_from=401", &[]),
+        ("?time_to=0&max_count=1", &[]),
+        ("?other=1&time_from=400", &["d"]),
+    ];
+    for (query, expected) in cases {
+        let uri = format!("/v2/flows/flow-h/history{query}");
+        let answer = call(&shim.router, "GET", &uri, None, "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}: {}", answer.text);
+        let events: Vec<&str> = answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events, expected, "{uri}");
+    }
+    // the entries are whole, with their times
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?max_count=1",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(answer.body[0]["timestamp_ms"], 400);
+    assert_eq!(answer.body[0]["to_state"], "B");
+    // a known flow without history is an empty list, whatever the bounds
+    shim.state.view.apply_record(&FlowRecord::new(
+        serde_json::from_str(&flow_body("quiet", 1, 40, 2, 40)).unwrap(),
+        1,
+    ));
+    let quiet = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/quiet/history?time_from=1&max_count=3",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!((quiet.status, quiet.body), (StatusCode::OK, json!([])));
+}
+
+#[tokio::test]
+async fn bad_history_parameters_are_400_and_unknown_flows_404() {
+    let shim = history_shim();
+    for query in [
+        "time_from=abc",
+        "time_to=-1",
+        "time_from=1.5",
+        "time_from=",
+        "time_to=99999999999999999999999",
+        "max_count=0",
+        "max_count=-3",
+        "max_count=two",
+        "time_from=300&time_to=200",
+        "time_from=1&time_from=2",
+    ] {
+        let uri = format!("/v2/flows/flow-h/history?{query}");
+        let answer = call(&shim.router, "GET", &uri, Some("corr-history"), "").await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "corr-history");
+        assert_eq!(answer.body["error_type"], "bad-request", "{uri}");
+    }
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?time_from=300&time_to=200",
+        Some("corr-history"),
+        "",
+    )
+    .await;
+    let description = answer.body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("time_from") && description.contains("time_to"),
+        "{description}"
+    );
+    let answer = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/flow-h/history?max_count=x",
+        None,
+        "",
+    )
+    .await;
+    assert!(
+        answer.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("max_count"),
+        "{}",
+        answer.text
+    );
+    let unknown = call(
+        &shim.router,
+        "GET",
+        "/v2/flows/unknown/history?time_from=1&time_to=2&max_count=3",
+        Some("corr-history"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-history");
+}

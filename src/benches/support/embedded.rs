@@ -1,0 +1,342 @@
+//! The embedded default (`hubspoke up` without its REST shim) for the benchmarks: the live
+//! topology on the in-process bus, the switch simulator on the same bus, the flow log and the
+//! switches' tables in a temporary data directory, wired with the same library calls as
+//! `src/up.rs`.
+// Each bench uses its own part of this.
+#![allow(dead_code)]
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use hubspoke_bus::flow_log::RedbFlowLog;
+use hubspoke_bus::{InProcessBus, Publish};
+use hubspoke_fsm::{
+    Envelope, FlowEndpoint, FlowEvent, FlowRequest, FlowStatus, NbRequest, NbResponse,
+    NetworkState, SwitchId,
+};
+use hubspoke_switch_sim::{load_network, Faults, Simulator, SimulatorHandle, SwitchFabric};
+use hubspoke_topology::dataflow::Settings;
+use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
+use hubspoke_topology::metrics::Metrics;
+use parking_lot::Mutex;
+
+/// Three switches in a row: every flow from switch 1 to switch 3 crosses all three.
+pub const NETWORK: &str = "linear:3";
+
+/// Flows per (source port): the VLANs 1..=4000 of one port.
+const VLANS_PER_PORT: usize = 4000;
+/// The first port flows use (lower ones are free of ISLs on `linear:3` too, but keep clear).
+const FIRST_PORT: usize = 10;
+
+/// How the data directory is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// As the product runs: the flow log fsyncs every append, the switches' tables are a
+    /// durable redb file.
+    Durable,
+    /// Without the fsync-bound parts: the flow log's appends are not fsynced
+    /// ([`RedbFlowLog::without_fsync`]), the switches' tables live in memory only.
+    NoFsync,
+}
+
+impl Storage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Storage::Durable => "durable",
+            Storage::NoFsync => "no_fsync",
+        }
+    }
+}
+
+/// What has come out of the topology so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Flows whose record went UP.
+    pub up: usize,
+    /// Requests answered with the flow (IN_PROGRESS, once allocated).
+    pub accepted: usize,
+}
+
+pub struct Embedded {
+    pub bus: Arc<InProcessBus>,
+    pub fabric: Arc<Mutex<SwitchFabric>>,
+    pub metrics: Arc<Metrics>,
+    pub progress: Progress,
+    topology: Option<LiveTopology>,
+    simulator: Option<SimulatorHandle>,
+    flow_events: Receiver<Envelope<FlowEvent>>,
+    nb_responses: Receiver<Envelope<NbResponse>>,
+    network_states: Receiver<Envelope<NetworkState>>,
+    data: tempfile::TempDir,
+}
+
+impl Embedded {
+    /// Starts everything on a fresh data directory, and waits until one flow has come up
+    /// (so the network is known on every worker and the first-use costs are paid).
+    pub fn start(workers: usize, storage: Storage, settings: Settings) -> Embedded {
+        let network = load_network(NETWORK).expect("the benchmark network");
+        let bus = InProcessBus::new();
+        let data = tempfile::tempdir().expect("a temporary data directory");
+        let fabric = match storage {
+            Storage::Durable => {
+                SwitchFabric::open_in(&network, data.path()).expect("the switches' store")
+            }
+            Storage::NoFsync => SwitchFabric::new(&network),
+        };
+        let fabric = Arc::new(Mutex::new(fabric));
+        let simulator = Simulator::on_bus(fabric.clone(), &bus);
+        let flow_log =
+            RedbFlowLog::open_in(data.path(), u64::MAX, clock_ms(), bus.flow_events.clone())
+                .expect("the flow log");
+        let flow_log = match storage {
+            Storage::Durable => flow_log,
+            Storage::NoFsync => flow_log.without_fsync(),
+        };
+        let config = LiveConfig {
+            workers,
+            settings,
+            ..LiveConfig::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
+        let topology =
+            LiveTopology::start(config, ports, metrics.clone()).expect("the topology starts");
+        let mut embedded = Embedded {
+            flow_events: bus.flow_events.receiver(),
+            nb_responses: bus.nb_responses.receiver(),
+            network_states: bus.network_states.receiver(),
+            bus,
+            fabric,
+            metrics,
+            progress: Progress::default(),
+            topology: Some(topology),
+            simulator: Some(simulator),
+            data,
+        };
+        embedded.submit(&[create_request("warm-up", VLANS_PER_PORT * 38)]);
+        embedded.wait_until(Duration::from_secs(30), "the warm-up flow UP", |p| {
+            p.up >= 1
+        });
+        embedded.progress = Progress::default();
+        embedded
+    }
+
+    /// Every switch loses every command from now on (nothing is answered).
+    pub fn drop_all_commands(&self) {
+        let faults = Faults {
+            drop_rate: 1.0,
+            ..Faults::default()
+        };
+        self.fabric
+            .lock()
+            .set_faults(None, faults)
+            .expect("faults set");
+    }
+
+    pub fn submit(&self, requests: &[Envelope<NbRequest>]) {
+        for request in requests {
+            self.bus.nb_requests.publish(request.clone());
+        }
+    }
+
+    /// Takes everything the topology published, and hands each flow event to `each` too.
+    pub fn drain(&mut self, mut each: impl FnMut(&Envelope<FlowEvent>)) -> usize {
+        let mut taken = 0;
+        for event in self.flow_events.try_iter() {
+            taken += 1;
+            count(&mut self.progress, &event);
+            each(&event);
+        }
+        for response in self.nb_responses.try_iter() {
+            taken += 1;
+            match response.payload {
+                NbResponse::Flow { .. } => self.progress.accepted += 1,
+                NbResponse::Error { error } => {
+                    panic!("request {} refused: {error:?}", response.key)
+                }
+            }
+        }
+        taken += self.network_states.try_iter().count();
+        taken
+    }
+
+    /// Drains until `done` holds; panics after `limit`.
+    pub fn wait_until(&mut self, limit: Duration, what: &str, done: impl Fn(&Progress) -> bool) {
+        self.wait_until_with(limit, what, done, |_| {});
+    }
+
+    /// [`wait_until`](Self::wait_until), handing every flow event to `each`.
+    pub fn wait_until_with(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&Progress) -> bool,
+        mut each: impl FnMut(&Envelope<FlowEvent>),
+    ) {
+        let start = Instant::now();
+        while !done(&self.progress) {
+            assert!(
+                start.elapsed() < limit,
+                "waited {limit:?} for {what}: {:?}",
+                self.progress
+            );
+            if self.drain(&mut each) == 0 {
+                // The outbox publishes flow events first: wait for the next one.
+                if let Ok(event) = self.flow_events.recv_timeout(Duration::from_millis(5)) {
+                    count(&mut self.progress, &event);
+                    each(&event);
+                }
+            }
+        }
+    }
+
+    /// Keeps draining for `period` (so nothing piles up on the bus while the topology settles).
+    pub fn idle(&mut self, period: Duration, mut each: impl FnMut(&Envelope<FlowEvent>)) {
+        let start = Instant::now();
+        while start.elapsed() < period {
+            if self.drain(&mut each) == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    pub fn stop(mut self) {
+        if let Some(topology) = self.topology.take() {
+            topology.stop();
+        }
+        if let Some(simulator) = self.simulator.take() {
+            simulator.stop();
+        }
+    }
+}
+
+/// Counts the flows that went UP; a flow going DOWN is a failed benchmark.
+fn count(progress: &mut Progress, event: &Envelope<FlowEvent>) {
+    if let FlowEvent::Updated { flow } = &event.payload {
+        match flow.status {
+            FlowStatus::Up => progress.up += 1,
+            FlowStatus::Down => panic!("flow {} went DOWN: {:?}", flow.flow_id(), flow.status_info),
+            _ => {}
+        }
+    }
+}
+
+/// A create of a 1 Mbit/s flow from switch 1 to switch 3, with endpoints of its own: flow
+/// `n` uses VLAN `1 + n % 4000` of port `10 + n / 4000` on both ends.
+pub fn create_request(flow_id: &str, n: usize) -> Envelope<NbRequest> {
+    let endpoint = |switch| FlowEndpoint {
+        switch_id: SwitchId(switch),
+        port_number: (FIRST_PORT + n / VLANS_PER_PORT) as u32,
+        vlan_id: (1 + n % VLANS_PER_PORT) as u16,
+    };
+    let flow = FlowRequest {
+        flow_id: flow_id.to_string(),
+        source: endpoint(1),
+        destination: endpoint(3),
+        maximum_bandwidth: 1000,
+        description: String::new(),
+    };
+    Envelope::new(
+        format!("bench-{flow_id}"),
+        flow_id,
+        clock_ms(),
+        NbRequest::CreateFlow { flow },
+    )
+}
+
+/// Creates of flows `range`, named `flow-{n}`.
+pub fn creates(range: Range<usize>) -> Vec<Envelope<NbRequest>> {
+    range
+        .map(|n| create_request(&format!("flow-{n:06}"), n))
+        .collect()
+}
+
+/// On-CPU time of this process's threads by kind, and how long they waited for a CPU
+/// (from /proc/self/task/*/schedstat: unlike wall time, not inflated by other load on the
+/// machine, except for the wait).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    /// The timely workers (`timely:work-N`): the whole topology.
+    pub workers: Duration,
+    /// The switch simulator's thread.
+    pub simulator: Duration,
+    /// The flow log's group-commit writer: encoding, committing, handing on to the read model.
+    pub flow_log_writer: Duration,
+    /// Everything else: the benchmark's own thread submitting requests and draining the bus.
+    pub other: Duration,
+    /// Time runnable threads waited for a CPU.
+    pub waiting: Duration,
+}
+
+impl CpuTimes {
+    pub fn now() -> CpuTimes {
+        let mut times = CpuTimes::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return times;
+        };
+        for task in tasks.flatten() {
+            let path = task.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+            let mut fields = schedstat
+                .split_whitespace()
+                .map(|n| n.parse::<u64>().unwrap_or(0));
+            let (on_cpu, waiting) = (
+                Duration::from_nanos(fields.next().unwrap_or(0)),
+                Duration::from_nanos(fields.next().unwrap_or(0)),
+            );
+            let comm = comm.trim();
+            if comm.starts_with("timely:work") {
+                times.workers += on_cpu;
+            } else if comm == "sb-simulator" {
+                times.simulator += on_cpu;
+            } else if comm == "flow-log-writer" {
+                times.flow_log_writer += on_cpu;
+            } else {
+                times.other += on_cpu;
+            }
+            times.waiting += waiting;
+        }
+        times
+    }
+
+    /// What was spent since `earlier` (by the same threads).
+    pub fn since(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            workers: self.workers.saturating_sub(earlier.workers),
+            simulator: self.simulator.saturating_sub(earlier.simulator),
+            flow_log_writer: self.flow_log_writer.saturating_sub(earlier.flow_log_writer),
+            other: self.other.saturating_sub(earlier.other),
+            waiting: self.waiting.saturating_sub(earlier.waiting),
+        }
+    }
+
+    pub fn add(&mut self, more: CpuTimes) {
+        self.workers += more.workers;
+        self.simulator += more.simulator;
+        self.flow_log_writer += more.flow_log_writer;
+        self.other += more.other;
+        self.waiting += more.waiting;
+    }
+
+    /// One line: each kind's time per `per` items, in µs.
+    pub fn per_item(&self, items: u64) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / items.max(1) as f64;
+        format!(
+            "on CPU {:.1} µs (topology workers {:.1}, simulator {:.1}, flow log writer {:.1}, \
+             bench thread {:.1}); waiting for a CPU {:.1} µs",
+            us(self.workers + self.simulator + self.flow_log_writer + self.other),
+            us(self.workers),
+            us(self.simulator),
+            us(self.flow_log_writer),
+            us(self.other),
+            us(self.waiting),
+        )
+    }
+}

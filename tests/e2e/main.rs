@@ -1,0 +1,10 @@
+//! End-to-end tests: real `hubspoke` processes (the embedded default, and the parts over a
+//! real Kafka broker) driven over REST, as people run them. One test binary, so the helpers in
+//! `support` are built once.
+
+mod compose;
+mod crash;
+mod embedded;
+mod kafka;
+mod load;
+mod support;
