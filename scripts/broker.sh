@@ -13,8 +13,15 @@ TANSU_BIN="$TANSU_ROOT/bin/tansu"
 
 install() {
   if [ -x "$TANSU_BIN" ]; then return 0; fi
-  echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 10 minutes on 2 cores, once)" >&2
-  cargo install tansu --version "^$TANSU_VERSION" --locked --features dynostore,libsql --root "$TANSU_ROOT" >&2
+  # Tests start brokers in parallel: one builds, the others wait for it. The lock lives in a
+  # subshell, so a broker started afterwards does not inherit it.
+  mkdir -p "$TANSU_ROOT"
+  (
+    flock 9
+    if [ -x "$TANSU_BIN" ]; then exit 0; fi
+    echo "building tansu $TANSU_VERSION into $TANSU_ROOT (about 10 minutes on 2 cores, once)" >&2
+    cargo install tansu --version "^$TANSU_VERSION" --locked --features dynostore,libsql --root "$TANSU_ROOT" >&2
+  ) 9>"$TANSU_ROOT/.install.lock"
 }
 
 free_port() {
