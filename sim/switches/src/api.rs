@@ -149,41 +149,37 @@ pub fn sim_router(fabric: Fabric, events: NetworkEvents) -> Router {
         .layer(axum::middleware::from_fn(correlation_middleware))
 }
 
-fn parse_switch(text: &str, id: &CorrelationId) -> Result<SwitchId, ApiError> {
+fn parse_switch(text: &str) -> Result<SwitchId, ApiError> {
     text.parse()
-        .map_err(|e: hubspoke_fsm::switch_id::InvalidSwitchId| {
-            ApiError::bad_request(e.to_string(), id)
-        })
+        .map_err(|e: hubspoke_fsm::switch_id::InvalidSwitchId| ApiError::bad_request(e.to_string()))
 }
 
-fn fabric_error(error: FabricError, id: &CorrelationId) -> ApiError {
+fn fabric_error(error: FabricError) -> ApiError {
     let message = match error {
         FabricError::UnknownSwitch(_) => "Switch not found",
         FabricError::UnknownLink(..) => "Link not found",
         FabricError::Store(_) | FabricError::DataDir { .. } => {
-            tracing::error!(correlation_id = %id.0, %error, "the simulator could not keep a change");
+            tracing::error!(%error, "the simulator could not keep a change");
             return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",
                 "The simulator could not keep the change",
                 error.to_string(),
-                id,
             );
         }
     };
-    ApiError::not_found(message, error.to_string(), id)
+    ApiError::not_found(message, error.to_string())
 }
 
 async fn rules(
     State(SimState { fabric, .. }): State<SimState>,
-    id: CorrelationId,
     PathParams(switch): PathParams<String>,
 ) -> Result<Json<Vec<RuleView>>, ApiError> {
-    let switch_id = parse_switch(&switch, &id)?;
+    let switch_id = parse_switch(&switch)?;
     let rules = fabric
         .lock()
         .rules(switch_id)
-        .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id), &id))?;
+        .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id)))?;
     Ok(Json(rules.iter().map(RuleView::from).collect()))
 }
 
@@ -228,11 +224,11 @@ fn change_rule(
     cookie: u64,
     change: impl FnOnce(FlowSegment) -> Option<FlowSegment>,
 ) -> Result<Json<Vec<RuleView>>, ApiError> {
-    let switch_id = parse_switch(switch, id)?;
+    let switch_id = parse_switch(switch)?;
     let mut fabric = fabric.lock();
     let rules = fabric
         .rules(switch_id)
-        .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id), id))?;
+        .ok_or_else(|| fabric_error(FabricError::UnknownSwitch(switch_id)))?;
     let rule = rules
         .into_iter()
         .find(|r| r.cookie == cookie)
@@ -240,7 +236,6 @@ fn change_rule(
             ApiError::not_found(
                 "Rule not found",
                 format!("switch {switch_id} has no rule {cookie:#x}"),
-                id,
             )
         })?;
     let command = |action, segment| SbCommand {
@@ -259,7 +254,6 @@ fn change_rule(
             "switch-refused",
             "The switch refused the change",
             message,
-            id,
         ));
     }
     let rules = fabric.rules(switch_id).unwrap_or_default();
@@ -288,7 +282,7 @@ fn set_switch(
     PathParams(switch): PathParams<String>,
     available: bool,
 ) -> Result<Json<SwitchStateView>, ApiError> {
-    let switch_id = parse_switch(&switch, &id)?;
+    let switch_id = parse_switch(&switch)?;
     let change = state.fabric.lock().change(|fabric| {
         if available {
             fabric.restore_switch(switch_id)
@@ -296,7 +290,7 @@ fn set_switch(
             fabric.fail_switch(switch_id)
         }
     });
-    let ((), events) = change.map_err(|e| fabric_error(e, &id))?;
+    let ((), events) = change.map_err(fabric_error)?;
     publish_network_events(&state.events, events, &id.0);
     tracing::info!(correlation_id = %id.0, %switch_id, available, "simulated switch state set");
     Ok(Json(SwitchStateView {
@@ -327,7 +321,7 @@ fn set_link(
     PathParams((a, b)): PathParams<(String, String)>,
     up: bool,
 ) -> Result<Json<LinkStateView>, ApiError> {
-    let (a, b) = (parse_switch(&a, &id)?, parse_switch(&b, &id)?);
+    let (a, b) = (parse_switch(&a)?, parse_switch(&b)?);
     let change = state.fabric.lock().change(|fabric| {
         if up {
             fabric.restore_link(a, b)
@@ -335,7 +329,7 @@ fn set_link(
             fabric.fail_link(a, b)
         }
     });
-    let (isls, events) = change.map_err(|e| fabric_error(e, &id))?;
+    let (isls, events) = change.map_err(fabric_error)?;
     publish_network_events(&state.events, events, &id.0);
     tracing::info!(correlation_id = %id.0, %a, %b, up, "simulated link state set");
     Ok(Json(LinkStateView {
@@ -346,7 +340,6 @@ fn set_link(
 
 async fn set_faults(
     State(SimState { fabric, .. }): State<SimState>,
-    id: CorrelationId,
     JsonBody(request): JsonBody<FaultsRequest>,
 ) -> Result<Json<FaultsView>, ApiError> {
     let faults = Faults {
@@ -357,12 +350,12 @@ async fn set_faults(
     };
     faults
         .validate()
-        .map_err(|e| ApiError::bad_request(e.to_string(), &id))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     fabric
         .lock()
         .set_faults(request.switch_id, faults)
-        .map_err(|e| fabric_error(e, &id))?;
-    tracing::info!(correlation_id = %id.0, switch_id = ?request.switch_id, ?faults, "simulated faults set");
+        .map_err(fabric_error)?;
+    tracing::info!(switch_id = ?request.switch_id, ?faults, "simulated faults set");
     Ok(Json(FaultsView {
         switch_id: request.switch_id,
         faults,

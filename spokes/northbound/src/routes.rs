@@ -88,7 +88,7 @@ async fn create_flow(
     JsonBody(flow): JsonBody<FlowRequest>,
 ) -> Result<Json<FlowJson>, ApiError> {
     // Switches and ports are the topology's to judge: it answers 404 or 400 for them.
-    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+    flow.validate().map_err(ApiError::bad_request)?;
     ask(&state, &id, NbRequest::CreateFlow { flow }).await
 }
 
@@ -108,16 +108,15 @@ async fn update_flow(
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<FlowJson>, ApiError> {
     if let Some(body_id) = body.flow_id.filter(|body_id| *body_id != flow_id) {
-        return Err(ApiError::bad_request(
-            format!("flow_id {body_id:?} in the body is not the path's {flow_id:?}"),
-            &id,
-        ));
+        return Err(ApiError::bad_request(format!(
+            "flow_id {body_id:?} in the body is not the path's {flow_id:?}"
+        )));
     }
     let mut fields = body.rest;
     fields.insert("flow_id".into(), flow_id.into());
     let flow: FlowRequest = serde_json::from_value(Value::Object(fields))
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}"), &id))?;
-    flow.validate().map_err(|e| ApiError::bad_request(e, &id))?;
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    flow.validate().map_err(ApiError::bad_request)?;
     ask(&state, &id, NbRequest::UpdateFlow { flow }).await
 }
 
@@ -162,7 +161,7 @@ async fn ask_about(
     flow_id: String,
     request: fn(String) -> NbRequest,
 ) -> Result<Json<FlowJson>, ApiError> {
-    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, id))?;
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
     ask(state, id, request(flow_id)).await
 }
 
@@ -175,7 +174,7 @@ async fn ask(
     let wait = state
         .pending
         .register(&id.0)
-        .map_err(|e| ApiError::bad_request(e.to_string(), id))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = now_ms();
     let timeout_ms = u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX);
     let envelope = Envelope {
@@ -190,14 +189,13 @@ async fn ask(
     match tokio::time::timeout(state.request_timeout, wait.wait()).await {
         Ok(Some(reply)) => match reply.payload {
             NbResponse::Flow { flow } => Ok(Json(FlowJson::from(&flow))),
-            NbResponse::Error { error } => Err(ApiError::from_body(&error, id)),
+            NbResponse::Error { error } => Err(ApiError::from_body(&error)),
         },
         Ok(None) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             "the reply dispatcher has stopped",
-            id,
         )),
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -207,7 +205,6 @@ async fn ask(
                 "no answer within {} ms; the operation may still complete",
                 state.request_timeout.as_millis()
             ),
-            id,
         )),
     }
 }
@@ -218,14 +215,13 @@ async fn list_flows(State(state): State<NbState>) -> Json<Vec<FlowJson>> {
 
 async fn get_flow(
     State(state): State<NbState>,
-    id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
 ) -> Result<Json<FlowJson>, ApiError> {
-    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
     let record = state
         .view
         .get(&flow_id)
-        .ok_or_else(|| flow_not_found(&flow_id, &id))?;
+        .ok_or_else(|| flow_not_found(&flow_id))?;
     Ok(Json(FlowJson::from(&record)))
 }
 
@@ -239,39 +235,36 @@ struct HistoryParams {
 }
 
 impl HistoryParams {
-    fn query(self, id: &CorrelationId) -> Result<HistoryQuery, ApiError> {
+    fn query(self) -> Result<HistoryQuery, ApiError> {
         fn number<T: std::str::FromStr>(
             name: &str,
             value: Option<String>,
             what: &str,
-            id: &CorrelationId,
         ) -> Result<Option<T>, ApiError> {
             value
                 .map(|text| {
                     text.parse().map_err(|_| {
-                        ApiError::bad_request(format!("{name} must be {what}, not {text:?}"), id)
+                        ApiError::bad_request(format!("{name} must be {what}, not {text:?}"))
                     })
                 })
                 .transpose()
         }
         const TIME: &str = "a time in milliseconds since the epoch";
         let query = HistoryQuery {
-            time_from: number("time_from", self.time_from, TIME, id)?,
-            time_to: number("time_to", self.time_to, TIME, id)?,
-            max_count: number("max_count", self.max_count, "a positive count", id)?,
+            time_from: number("time_from", self.time_from, TIME)?,
+            time_to: number("time_to", self.time_to, TIME)?,
+            max_count: number("max_count", self.max_count, "a positive count")?,
         };
         if let (Some(from), Some(to)) = (query.time_from, query.time_to) {
             if from > to {
-                return Err(ApiError::bad_request(
-                    format!("time_from {from} is after time_to {to}"),
-                    id,
-                ));
+                return Err(ApiError::bad_request(format!(
+                    "time_from {from} is after time_to {to}"
+                )));
             }
         }
         if query.max_count == Some(0) {
             return Err(ApiError::bad_request(
                 "max_count must be a positive count, not 0",
-                id,
             ));
         }
         Ok(query)
@@ -282,27 +275,22 @@ impl HistoryParams {
 /// epoch) bound it, and `max_count` keeps the newest entries of what is left.
 async fn flow_history(
     State(state): State<NbState>,
-    id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
     uri: Uri,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    validate_flow_id(&flow_id).map_err(|e| ApiError::bad_request(e, &id))?;
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
     let Query(params) = Query::<HistoryParams>::try_from_uri(&uri)
-        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), &id))?;
-    let query = params.query(&id)?;
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let query = params.query()?;
     state
         .view
         .history_query(&flow_id, &query)
         .map(Json)
-        .ok_or_else(|| flow_not_found(&flow_id, &id))
+        .ok_or_else(|| flow_not_found(&flow_id))
 }
 
-fn flow_not_found(flow_id: &str, id: &CorrelationId) -> ApiError {
-    ApiError::not_found(
-        "Flow not found",
-        format!("flow {flow_id} does not exist"),
-        id,
-    )
+fn flow_not_found(flow_id: &str) -> ApiError {
+    ApiError::not_found("Flow not found", format!("flow {flow_id} does not exist"))
 }
 
 async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchState>> {

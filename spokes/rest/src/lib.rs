@@ -43,11 +43,16 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     }
 }
 
-/// Middleware: fixes the request's correlation id once, so the handler and the response
-/// header agree, and echoes it as the `correlation_id` response header.
+/// Middleware: fixes the request's correlation id once (an outer layer's id is kept), so the
+/// handler, the error body and the response header agree; echoes it as the `correlation_id`
+/// response header, and writes it into the body of an [`ApiError`].
 pub async fn correlation_middleware(mut request: Request, next: Next) -> Response {
-    let id =
-        CorrelationId::from_headers(request.headers()).unwrap_or_else(CorrelationId::new_random);
+    let id = match request.extensions().get::<CorrelationId>() {
+        Some(id) => id.clone(),
+        None => {
+            CorrelationId::from_headers(request.headers()).unwrap_or_else(CorrelationId::new_random)
+        }
+    };
     request.extensions_mut().insert(id.clone());
     // Every log line of the request carries its correlation id (and the flow id, where the
     // handler knows it, as a field of its own lines).
@@ -58,20 +63,23 @@ pub async fn correlation_middleware(mut request: Request, next: Next) -> Respons
         path = %request.uri().path()
     );
     let mut response = next.run(request).instrument(span).await;
+    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        response = error.render(&id.0);
+    }
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
     response
 }
 
-/// An error answer: the status and the contract's JSON body.
-#[derive(Debug)]
+/// An error answer: the status and the contract's JSON body. The correlation id in the body
+/// is the request's, filled in by [`correlation_middleware`].
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub error_type: String,
     pub error_message: String,
     pub error_description: String,
-    pub correlation_id: String,
 }
 
 #[derive(Serialize)]
@@ -88,33 +96,30 @@ impl ApiError {
         error_type: &str,
         error_message: impl Into<String>,
         error_description: impl Into<String>,
-        correlation_id: &CorrelationId,
     ) -> Self {
         ApiError {
             status,
             error_type: error_type.to_string(),
             error_message: error_message.into(),
             error_description: error_description.into(),
-            correlation_id: correlation_id.0.clone(),
         }
     }
 
-    pub fn bad_request(description: impl Into<String>, id: &CorrelationId) -> Self {
+    pub fn bad_request(description: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "bad-request",
             "Invalid request",
             description,
-            id,
         )
     }
 
-    pub fn not_found(message: &str, description: impl Into<String>, id: &CorrelationId) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", message, description, id)
+    pub fn not_found(message: &str, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message, description)
     }
 
     /// An error the topology sent back; a status that is not an error status becomes 500.
-    pub fn from_body(body: &ErrorBody, id: &CorrelationId) -> Self {
+    pub fn from_body(body: &ErrorBody) -> Self {
         let status = StatusCode::from_u16(body.status)
             .ok()
             .filter(|s| s.is_client_error() || s.is_server_error())
@@ -124,20 +129,27 @@ impl ApiError {
             &body.error_type,
             body.error_message.clone(),
             body.error_description.clone(),
-            id,
         )
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn render(&self, correlation_id: &str) -> Response {
         let body = ErrorJson {
             error_type: &self.error_type,
             error_message: &self.error_message,
             error_description: &self.error_description,
-            correlation_id: &self.correlation_id,
+            correlation_id,
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// The body as a router without [`correlation_middleware`] would send it (no id); the
+    /// middleware renders it again, with the id, from the error kept in the extensions.
+    fn into_response(self) -> Response {
+        let mut response = self.render("");
+        response.extensions_mut().insert(self);
+        response
     }
 }
 
@@ -149,9 +161,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = request.into_parts();
-        let Ok(id) = CorrelationId::from_request_parts(&mut parts, state).await;
-        let request = Request::from_parts(parts, body);
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -160,12 +169,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     "bad-request",
                     "Invalid request",
                     rejection.body_text(),
-                    &id,
                 )
             })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}"), &id))
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
     }
 }
 
@@ -176,22 +184,21 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Ok(id) = CorrelationId::from_request_parts(parts, state).await;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| PathParams(value))
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text(), &id))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
     }
 }
 
 /// Fallback for unknown routes: 404 with the JSON body.
-pub async fn not_found_fallback(id: CorrelationId, request: Request) -> ApiError {
+pub async fn not_found_fallback(request: Request) -> ApiError {
     let description = format!("no route {} {}", request.method(), request.uri().path());
-    ApiError::not_found("Not found", description, &id)
+    ApiError::not_found("Not found", description)
 }
 
 /// Fallback for a known path with the wrong method: 405 with the JSON body.
-pub async fn method_not_allowed_fallback(id: CorrelationId, request: Request) -> ApiError {
+pub async fn method_not_allowed_fallback(request: Request) -> ApiError {
     let description = format!(
         "{} is not supported on {}",
         request.method(),
@@ -202,6 +209,5 @@ pub async fn method_not_allowed_fallback(id: CorrelationId, request: Request) ->
         "method-not-allowed",
         "Method not allowed",
         description,
-        &id,
     )
 }
