@@ -1,99 +1,188 @@
-//! `hubspoke up`: the whole hub-and-spoke path in one process over the in-process bus.
+//! The embedded default, `hubspoke up`: the topology, the switch simulator and the REST shim in
+//! one process over the in-process bus, with the flow log and the switches' tables in a data
+//! directory.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Args;
-use hubspoke_bus::flow_log::{RedbFlowLog, FLOW_LOG_FILE};
+use axum::Router;
+use hubspoke_bus::clock::now_ms;
+use hubspoke_bus::flow_log::{FlowLogError, RedbFlowLog, FLOW_LOG_FILE};
 use hubspoke_bus::InProcessBus;
-use hubspoke_switch_sim::{load_network, sim_router, NetworkEvents, Simulator, SwitchFabric};
-use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
+use hubspoke_fsm::network::Network;
+use hubspoke_northbound::Northbound;
+use hubspoke_switch_sim::{sim_router, FabricError, Simulator, SimulatorHandle, SwitchFabric};
+use hubspoke_topology::dataflow::Settings;
+use hubspoke_topology::live::{BusPorts, LiveConfig, LiveError, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
-use tracing::info;
 
-use crate::cli::operation_args::OperationArgs;
-use crate::northbound::{serve, Northbound};
-
-#[derive(Args, Debug)]
-pub struct UpArgs {
-    /// Address of the REST API (northbound and /sim/ control).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// The simulated network: grid:RxC, mesh:N, ring:N, linear:N or a JSON file.
-    #[arg(long, default_value = "grid:3x3")]
-    network: String,
-    /// Timely worker threads; flows are spread over them by flow id.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// How long a REST call waits for the topology's answer.
-    #[arg(long, default_value_t = 10_000)]
-    request_timeout_ms: u64,
-    /// Where the flows (and the simulated switches' tables) are kept across restarts.
-    #[arg(long, default_value = "hubspoke-data")]
-    data_dir: std::path::PathBuf,
-    /// How long the history of finished operations is kept (flow records are kept forever).
-    #[arg(long, default_value_t = 7 * 24 * 3600)]
-    history_retention_secs: u64,
-    #[command(flatten)]
-    operation: OperationArgs,
+/// How the data directory is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// As the product runs: the flow log fsyncs every append, the switches' tables are a
+    /// durable file.
+    #[default]
+    Durable,
+    /// For measuring what the fsync-bound parts cost: the flow log commits without fsync, the
+    /// switches' tables stay in memory.
+    WithoutFsync,
 }
 
-pub fn run(args: UpArgs) -> anyhow::Result<()> {
-    let network = Arc::new(
-        load_network(&args.network)
-            .with_context(|| format!("loading network {:?}", args.network))?,
-    );
-    let bus = InProcessBus::new();
-    let metrics = Arc::new(Metrics::default());
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    pub network: Arc<Network>,
+    /// Timely worker threads; flows are spread over them by flow id.
+    pub workers: usize,
+    pub settings: Settings,
+    /// Where the flow log and the simulated switches' tables are kept across restarts.
+    pub data_dir: PathBuf,
+    /// How long the history of finished operations is kept (flow records: forever).
+    pub history_retention_ms: u64,
+    pub storage: Storage,
+}
 
-    // The simulated switches keep their tables across restarts, as real ones do.
-    let fabric = SwitchFabric::open_in(&network, &args.data_dir)
-        .context("opening the simulated switches' store")?;
-    let fabric = Arc::new(Mutex::new(fabric));
-    let _simulator = Simulator::on_bus(fabric.clone(), &bus);
-    let network_events: NetworkEvents = bus.sb_events.clone();
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("opening the simulated switches' store: {0}")]
+    Switches(#[from] FabricError),
+    #[error("opening {path}: {source}")]
+    FlowLog {
+        path: PathBuf,
+        #[source]
+        source: FlowLogError,
+    },
+    #[error(transparent)]
+    Topology(#[from] LiveError),
+}
 
-    let config = LiveConfig {
-        workers: args.workers,
-        settings: args.operation.settings(),
-        ..LiveConfig::default()
-    };
-    let flow_log = RedbFlowLog::open_in(
-        &args.data_dir,
-        args.history_retention_secs.saturating_mul(1000),
-        clock_ms(),
-        bus.flow_events.clone(),
-    )
-    .with_context(|| {
-        let path = args.data_dir.join(FLOW_LOG_FILE);
-        format!("opening {}", path.display())
-    })?;
-    let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
-    let topology = LiveTopology::start(config, ports, metrics.clone())?;
+/// Everything of `hubspoke up` but its listener. Dropping it stops the topology, then the
+/// simulator.
+pub struct Embedded {
+    pub bus: Arc<InProcessBus>,
+    pub fabric: Arc<Mutex<SwitchFabric>>,
+    pub metrics: Arc<Metrics>,
+    topology: Option<LiveTopology>,
+    simulator: Option<SimulatorHandle>,
+}
 
-    let northbound = Northbound {
-        requests: bus.nb_requests.clone(),
-        responses: bus.nb_responses.receiver(),
-        flow_events: bus.flow_events.receiver(),
-        network_states: bus.network_states.receiver(),
-        request_timeout: Duration::from_millis(args.request_timeout_ms),
-        metrics: Arc::new(move || metrics.render()),
-    };
-    let app = northbound
-        .router()
-        .merge(sim_router(fabric, network_events));
-    info!(
-        network = %args.network,
-        switches = network.switches().count(),
-        isls = network.links().len(),
-        workers = args.workers,
-        "hubspoke up"
-    );
-    serve("hubspoke up", args.listen, app)?;
-    info!("shutting down");
-    topology.stop();
-    Ok(())
+impl Embedded {
+    pub fn start(config: EmbeddedConfig) -> Result<Embedded, EmbeddedError> {
+        let bus = InProcessBus::new();
+        let metrics = Arc::new(Metrics::default());
+        // The simulated switches keep their tables across restarts, as real ones do.
+        let fabric = match config.storage {
+            Storage::Durable => SwitchFabric::open_in(&config.network, &config.data_dir)?,
+            Storage::WithoutFsync => SwitchFabric::new(&config.network),
+        };
+        let fabric = Arc::new(Mutex::new(fabric));
+        let simulator = Simulator::on_bus(fabric.clone(), &bus);
+        let flow_log = RedbFlowLog::open_in(
+            &config.data_dir,
+            config.history_retention_ms,
+            now_ms(),
+            bus.flow_events.clone(),
+        )
+        .map_err(|source| EmbeddedError::FlowLog {
+            path: config.data_dir.join(FLOW_LOG_FILE),
+            source,
+        })?;
+        let flow_log = match config.storage {
+            Storage::Durable => flow_log,
+            Storage::WithoutFsync => flow_log.without_fsync(),
+        };
+        let live = LiveConfig {
+            workers: config.workers,
+            settings: config.settings,
+            ..LiveConfig::default()
+        };
+        let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
+        let topology = LiveTopology::start(live, ports, metrics.clone())?;
+        Ok(Embedded {
+            bus,
+            fabric,
+            metrics,
+            topology: Some(topology),
+            simulator: Some(simulator),
+        })
+    }
+
+    /// The REST API of `hubspoke up`: the northbound shim, its metrics, and the simulator's
+    /// `/sim/` control API on one router. Call it once: the shim consumes the bus's answers.
+    pub fn router(&self, request_timeout: Duration) -> Router {
+        let metrics = self.metrics.clone();
+        let northbound = Northbound {
+            requests: self.bus.nb_requests.clone(),
+            responses: self.bus.nb_responses.receiver(),
+            flow_events: self.bus.flow_events.receiver(),
+            network_states: self.bus.network_states.receiver(),
+            request_timeout,
+            metrics: Arc::new(move || metrics.render()),
+        };
+        northbound
+            .router()
+            .merge(sim_router(self.fabric.clone(), self.bus.sb_events.clone()))
+    }
+
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(topology) = self.topology.take() {
+            topology.stop();
+        }
+        if let Some(simulator) = self.simulator.take() {
+            simulator.stop();
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(router: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::get(uri).body(Body::empty()).expect("a request");
+        let response = router.clone().oneshot(request).await.expect("an answer");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn the_shim_and_the_simulator_api_share_one_router() {
+        let data = tempfile::tempdir().expect("a data directory");
+        let embedded = Embedded::start(EmbeddedConfig {
+            network: Arc::new(Network::generate("grid:3x3").unwrap().unwrap()),
+            workers: 1,
+            settings: Settings::default(),
+            data_dir: data.path().to_path_buf(),
+            history_retention_ms: u64::MAX,
+            storage: Storage::Durable,
+        })
+        .expect("started");
+        let router = embedded.router(Duration::from_secs(5));
+        let rules = get(&router, "/sim/switches/00:00:00:00:00:00:00:01/rules").await;
+        assert_eq!(rules, (StatusCode::OK, serde_json::json!([])));
+        let flows = get(&router, "/v2/flows").await;
+        assert_eq!(flows, (StatusCode::OK, serde_json::json!([])));
+        let unknown = get(&router, "/sim/unknown").await;
+        assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+        assert_eq!(unknown.1["error_type"], "not-found", "{:?}", unknown.1);
+        embedded.stop();
+    }
 }

@@ -1,9 +1,7 @@
-//! `hubspoke`: the flow workflow manager's one binary.
+//! `hubspoke`: the flow workflow manager's one binary. It parses the command line and calls
+//! the library (`src/lib.rs`), which assembles the parts.
 
 mod cli;
-mod embedded;
-mod northbound;
-mod over_kafka;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -28,13 +26,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Everything in one process: REST shim, topology, switch simulator, in-process bus.
-    Up(embedded::UpArgs),
+    Up(cli::up::UpArgs),
     /// The timely topology (hub, speaker, coordinator, allocator) over Kafka.
-    Topology(over_kafka::TopologyArgs),
+    Topology(cli::parts::TopologyArgs),
     /// The northbound REST shim over Kafka.
-    Nb(over_kafka::NbArgs),
+    Nb(cli::parts::NbArgs),
     /// The southbound switch simulator over Kafka, with its /sim/ control API.
-    Sb(over_kafka::SbArgs),
+    Sb(cli::parts::SbArgs),
     /// Print the messages of Kafka topics as they arrive.
     Tail(cli::tail::TailArgs),
     /// Many northbound clients against a running hubspoke: creates flows, waits for them to
@@ -50,10 +48,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Up(args) => embedded::run(args),
-        Command::Topology(args) => over_kafka::topology(args),
-        Command::Nb(args) => over_kafka::nb(args),
-        Command::Sb(args) => over_kafka::sb(args),
+        Command::Up(args) => cli::up::run(args),
+        Command::Topology(args) => cli::parts::topology(args),
+        Command::Nb(args) => cli::parts::nb(args),
+        Command::Sb(args) => cli::parts::sb(args),
         Command::Tail(args) => cli::tail::tail(args),
         Command::Load(args) => cli::load::load(args),
     }

@@ -1,134 +1,77 @@
-//! The parts as separate processes talking over Kafka: `topology`, `nb` and `sb`. Each waits
-//! for the broker with a clear message, creates missing topics, and exits cleanly on Ctrl-C
-//! or SIGTERM.
+//! The parts as processes of their own over a Kafka broker: the topology, the northbound shim
+//! (`nb`) and the switch simulator (`sb`). Each `start_*` connects its consumers and
+//! producers and returns the running part; the binary serves it until a signal, then stops it.
 
-use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::middleware::from_fn;
-use clap::Args;
+use axum::Router;
 use hubspoke_bus::{InProcessBus, InboundSource};
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use hubspoke_kafka::{
-    read_to_end, spawn_consumer, KafkaFlowLog, KafkaInbound, Membership, TopicName, WorkerSeat,
+    read_to_end, spawn_consumer, ConsumerHandle, KafkaError, KafkaFlowLog, KafkaInbound,
+    KafkaProducer, KafkaSettings, Membership, TopicName, WorkerSeat,
 };
+use hubspoke_northbound::Northbound;
 use hubspoke_rest::{correlation_middleware, not_found_fallback};
 use hubspoke_switch_sim::{
-    load_network, publish_network_events, sim_router, NetworkEvents, Simulator, SwitchFabric,
+    publish_network_events, sim_router, FabricError, NetworkEvents, Simulator, SimulatorHandle,
+    SwitchFabric,
 };
-use hubspoke_topology::live::{clock_ms, BusPorts, Cluster, LiveConfig, LiveTopology};
+use hubspoke_topology::dataflow::Settings;
+use hubspoke_topology::live::{BusPorts, Cluster, LiveConfig, LiveError, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
-use tracing::info;
-
-use crate::cli::kafka_args::KafkaArgs;
-use crate::cli::operation_args::OperationArgs;
-use crate::northbound::{serve, wait_for_shutdown, Northbound};
-
-#[derive(Args, Debug)]
-pub struct TopologyArgs {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    /// Timely worker threads in this process; each is one consumer of the inbound topics'
-    /// partitions.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Timely cluster mode: this process's index (timely's -p), with --hostfile.
-    #[arg(long, requires = "hostfile")]
-    process: Option<usize>,
-    /// Timely cluster mode: a file with one host:port per process, in process order (timely's -h).
-    #[arg(long, requires = "process")]
-    hostfile: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    operation: OperationArgs,
-}
-
-impl TopologyArgs {
-    fn cluster(&self) -> anyhow::Result<Option<Cluster>> {
-        let (Some(process), Some(hostfile)) = (self.process, &self.hostfile) else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(hostfile)
-            .with_context(|| format!("reading {}", hostfile.display()))?;
-        let addresses: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        anyhow::ensure!(
-            process < addresses.len(),
-            "--process {process} but {} lists {} process(es)",
-            hostfile.display(),
-            addresses.len()
-        );
-        Ok(Some(Cluster { process, addresses }))
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct NbArgs {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    /// Address of the northbound REST API.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// How long a REST call waits for the topology's answer (then 504).
-    #[arg(long, default_value_t = 10_000)]
-    request_timeout_ms: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct SbArgs {
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    /// Address of the simulator's /sim/ control API (8081, so it can run beside `nb`).
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    listen: SocketAddr,
-    /// The simulated network.
-    #[arg(long, default_value = "grid:3x3")]
-    network: String,
-    /// Where the simulated switches keep their rules, meters and failures across restarts
-    /// (created if missing; the file is `switches.redb`). Without it they live in memory.
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
-}
 
 /// How long a starting topology waits for its consumer group to hand it partitions: longer
 /// than a dead member's session (6 s) plus a rebalance.
 const PARTITIONS_WAIT: Duration = Duration::from_secs(20);
 
-fn network(spec: &str) -> anyhow::Result<Arc<Network>> {
-    Ok(Arc::new(
-        load_network(spec).with_context(|| format!("loading network {spec:?}"))?,
-    ))
+#[derive(Debug, thiserror::Error)]
+pub enum OverKafkaError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Topology(#[from] LiveError),
+    #[error("opening the simulated switches' store: {0}")]
+    Switches(#[from] FabricError),
 }
 
-pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
-    let cluster = args.cluster()?;
-    let (settings, producer) = args.kafka.connect()?;
-    // The network as announced so far, before anything else: no request may meet a switch
-    // the topology has not heard of yet.
+#[derive(Clone, Debug)]
+pub struct TopologyConfig {
+    /// Timely worker threads in this process; each is one consumer of the inbound partitions.
+    pub workers: usize,
+    /// `None`: one process.
+    pub cluster: Option<Cluster>,
+    pub settings: Settings,
+}
+
+/// The topology, fed by the inbound topics. It first reads `sb.events` to its end, so no
+/// request meets a switch it has not heard of yet.
+pub fn start_topology(
+    kafka: &KafkaSettings,
+    producer: &KafkaProducer,
+    config: TopologyConfig,
+) -> Result<LiveTopology, OverKafkaError> {
     let (announced, network_end) =
-        read_to_end::<SbEvent>(&settings, &settings.topic(TopicName::SbEvents))?;
+        read_to_end::<SbEvent>(kafka, &kafka.topic(TopicName::SbEvents))?;
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
-    let process = cluster.as_ref().map_or(0, |c| c.process);
+    let process = config.cluster.as_ref().map_or(0, |c| c.process);
     let mut consumers = Vec::new();
-    for worker in 0..args.workers {
+    for worker in 0..config.workers {
         consumers.push(Some(KafkaInbound::new(
-            &settings,
+            kafka,
             producer.clone(),
-            clock_ms,
             WorkerSeat { process, worker },
             &network_end,
         )?));
     }
     // The group's dead members (if this is a restart) must let go of their partitions first.
     let inbounds: Vec<&KafkaInbound> = consumers.iter().flatten().collect();
-    if !KafkaInbound::wait_for_partitions(&inbounds, cluster.is_none(), PARTITIONS_WAIT) {
+    if !KafkaInbound::wait_for_partitions(&inbounds, config.cluster.is_none(), PARTITIONS_WAIT) {
         tracing::warn!(waited = ?PARTITIONS_WAIT, "not every partition assigned yet; starting anyway");
     }
     let consumers = Arc::new(Mutex::new(consumers));
@@ -138,109 +81,118 @@ pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
             Box::new(consumer.expect("one Kafka consumer was made per worker"))
         }),
         nb_responses: Arc::new(
-            producer.publisher::<NbResponse>(settings.topic(TopicName::NbResponses)),
+            producer.publisher::<NbResponse>(kafka.topic(TopicName::NbResponses)),
         ),
-        sb_commands: Arc::new(
-            producer.publisher::<SbCommand>(settings.topic(TopicName::SbCommands)),
-        ),
-        flow_log: Arc::new(KafkaFlowLog::new(&settings, producer.clone())),
-        network_states: Arc::new(producer.publisher(settings.topic(TopicName::NetworkStates))),
+        sb_commands: Arc::new(producer.publisher::<SbCommand>(kafka.topic(TopicName::SbCommands))),
+        flow_log: Arc::new(KafkaFlowLog::new(kafka, producer.clone())),
+        network_states: Arc::new(producer.publisher(kafka.topic(TopicName::NetworkStates))),
     };
-    let place = cluster.as_ref().map_or_else(String::new, |c| {
-        format!(" as process {} of {}", c.process, c.addresses.len())
-    });
-    let config = LiveConfig {
-        workers: args.workers,
-        cluster,
-        settings: args.operation.settings(),
+    let live = LiveConfig {
+        workers: config.workers,
+        cluster: config.cluster,
+        settings: config.settings,
         known_network: announced.into_iter().map(|e| e.payload).collect(),
         ..LiveConfig::default()
     };
-    let topology = LiveTopology::start(config, ports, Arc::new(Metrics::default()))?;
-    info!(workers = args.workers, "topology running over Kafka{place}");
-    println!(
-        "hubspoke topology: running with {} worker(s){place}",
-        args.workers
-    );
-    wait_for_shutdown()?;
-    info!("shutting down");
-    topology.stop();
-    producer.flush(Duration::from_secs(5));
-    Ok(())
+    Ok(LiveTopology::start(
+        live,
+        ports,
+        Arc::new(Metrics::default()),
+    )?)
 }
 
-pub fn nb(args: NbArgs) -> anyhow::Result<()> {
-    let (settings, producer) = args.kafka.connect()?;
-    // Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Every shim
-    // reads every partition itself: it sees every response, the whole flow history and every
-    // network state.
+/// The northbound shim over Kafka; it keeps its consumers running while it lives.
+pub struct NbPart {
+    pub router: Router,
+    _consumers: Vec<ConsumerHandle>,
+}
+
+/// Kafka feeds local topics, so the shim reads them exactly as in `hubspoke up`. Every shim
+/// reads every partition itself: it sees every response, the whole flow history and every
+/// network state.
+pub fn start_nb(
+    kafka: &KafkaSettings,
+    producer: &KafkaProducer,
+    request_timeout: Duration,
+) -> Result<NbPart, OverKafkaError> {
     let local = InProcessBus::new();
-    let _responses = spawn_consumer(
-        &settings,
-        TopicName::NbResponses,
-        Membership::EveryPartitionFromNow,
-        local.nb_responses.clone(),
-        producer.clone(),
-        clock_ms,
-    )?;
-    let _events = spawn_consumer(
-        &settings,
-        TopicName::FlowEvents,
-        Membership::EveryPartitionFromStart,
-        local.flow_events.clone(),
-        producer.clone(),
-        clock_ms,
-    )?;
-    let _network_states = spawn_consumer(
-        &settings,
-        TopicName::NetworkStates,
-        Membership::EveryPartitionFromStart,
-        local.network_states.clone(),
-        producer.clone(),
-        clock_ms,
-    )?;
+    let consumers = vec![
+        spawn_consumer(
+            kafka,
+            TopicName::NbResponses,
+            Membership::EveryPartitionFromNow,
+            local.nb_responses.clone(),
+            producer.clone(),
+        )?,
+        spawn_consumer(
+            kafka,
+            TopicName::FlowEvents,
+            Membership::EveryPartitionFromStart,
+            local.flow_events.clone(),
+            producer.clone(),
+        )?,
+        spawn_consumer(
+            kafka,
+            TopicName::NetworkStates,
+            Membership::EveryPartitionFromStart,
+            local.network_states.clone(),
+            producer.clone(),
+        )?,
+    ];
     let northbound = Northbound {
-        requests: Arc::new(producer.publisher::<NbRequest>(settings.topic(TopicName::NbRequests))),
+        requests: Arc::new(producer.publisher::<NbRequest>(kafka.topic(TopicName::NbRequests))),
         responses: local.nb_responses.receiver(),
         flow_events: local.flow_events.receiver(),
         network_states: local.network_states.receiver(),
-        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        request_timeout,
         metrics: Arc::new(String::new),
     };
-    serve("hubspoke nb", args.listen, northbound.router())?;
-    producer.flush(Duration::from_secs(5));
-    Ok(())
+    Ok(NbPart {
+        router: northbound.router(),
+        _consumers: consumers,
+    })
 }
 
-pub fn sb(args: SbArgs) -> anyhow::Result<()> {
-    let network = network(&args.network)?;
-    let (settings, producer) = args.kafka.connect()?;
+/// The switch simulator over Kafka with its `/sim/` control API; it keeps its consumer and
+/// its thread running while it lives.
+pub struct SbPart {
+    pub router: Router,
+    _commands: ConsumerHandle,
+    _simulator: SimulatorHandle,
+}
+
+/// Announces the whole network on `sb.events` at start, then answers `sb.commands`. With a
+/// `data_dir` the switches keep their tables there across restarts.
+pub fn start_sb(
+    kafka: &KafkaSettings,
+    producer: &KafkaProducer,
+    network: &Network,
+    data_dir: Option<&Path>,
+) -> Result<SbPart, OverKafkaError> {
     let local = InProcessBus::new();
-    let _commands = spawn_consumer(
-        &settings,
+    let commands = spawn_consumer(
+        kafka,
         TopicName::SbCommands,
         Membership::Group("hubspoke-sb"),
         local.sb_commands.clone(),
         producer.clone(),
-        clock_ms,
     )?;
-    let fabric = match &args.data_dir {
-        Some(dir) => {
-            SwitchFabric::open_in(&network, dir).context("opening the simulated switches' store")?
-        }
-        None => SwitchFabric::new(&network),
+    let fabric = match data_dir {
+        Some(dir) => SwitchFabric::open_in(network, dir)?,
+        None => SwitchFabric::new(network),
     };
     let fabric = Arc::new(Mutex::new(fabric));
-    let responses =
-        Arc::new(producer.publisher::<SbResponse>(settings.topic(TopicName::SbResponses)));
-    let _simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);
+    let responses = Arc::new(producer.publisher::<SbResponse>(kafka.topic(TopicName::SbResponses)));
+    let simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);
     let network_events: NetworkEvents =
-        Arc::new(producer.publisher::<SbEvent>(settings.topic(TopicName::SbEvents)));
+        Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents)));
     publish_network_events(&network_events, fabric.lock().announce(), "start");
-    let app = sim_router(fabric, network_events)
+    let router = sim_router(fabric, network_events)
         .fallback(not_found_fallback)
         .layer(from_fn(correlation_middleware));
-    serve("hubspoke sb", args.listen, app)?;
-    producer.flush(Duration::from_secs(5));
-    Ok(())
+    Ok(SbPart {
+        router,
+        _commands: commands,
+        _simulator: simulator,
+    })
 }

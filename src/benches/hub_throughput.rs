@@ -16,7 +16,7 @@
 //! CPU time per create of the timed parts is printed too, by thread kind, with the time the
 //! threads waited for a CPU.
 //!
-//! `cargo bench -p hubspoke-topology --bench hub_throughput`
+//! `cargo bench -p hubspoke --bench hub_throughput`
 
 #[path = "support/embedded.rs"]
 mod embedded;
@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use embedded::{creates, CpuTimes, Embedded, Storage};
+use embedded::{creates, CpuTimes, Rig};
+use hubspoke::embedded::Storage;
 use hubspoke_topology::dataflow::Settings;
 
 /// Creates per iteration: as many as one topology's transit VLANs allow, with room to spare.
@@ -41,10 +42,13 @@ fn hub_throughput(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(15))
         .throughput(Throughput::Elements(FLOWS as u64));
-    for storage in [Storage::Durable, Storage::NoFsync] {
+    for (storage, label) in [
+        (Storage::Durable, "durable"),
+        (Storage::WithoutFsync, "no_fsync"),
+    ] {
         for workers in [1, 2] {
             let (function, parameter) = (
-                format!("creates_linear3/{}", storage.label()),
+                format!("creates_linear3/{label}"),
                 format!("{workers}_workers"),
             );
             let id = BenchmarkId::new(&function, &parameter);
@@ -53,7 +57,7 @@ fn hub_throughput(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        let mut rig = Embedded::start(workers, storage, Settings::default());
+                        let mut rig = Rig::start(workers, storage, Settings::default());
                         let (start, cpu_before) = (Instant::now(), CpuTimes::now());
                         rig.submit(&requests);
                         rig.wait_until(Duration::from_secs(300), "every flow UP", |p| {

@@ -24,7 +24,7 @@
 //!
 //! One topology holds at most ~4,093 flows (the transit VLAN pool), so N is 4,000, not 100,000.
 //!
-//! `cargo bench -p hubspoke-topology --bench memory` (without `--bench`, as `cargo test
+//! `cargo bench -p hubspoke --bench memory` (without `--bench`, as `cargo test
 //! --benches` runs it, every phase runs with 100 flows as a smoke test).
 
 #[path = "support/embedded.rs"]
@@ -33,7 +33,8 @@ mod embedded;
 use std::process::Command;
 use std::time::Duration;
 
-use embedded::{creates, Embedded, Storage};
+use embedded::{creates, Rig};
+use hubspoke::embedded::Storage;
 use hubspoke_bus::flow_log::FLOW_LOG_FILE;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{Envelope, FlowEvent};
@@ -141,7 +142,7 @@ fn run_phase(phase: Phase, flows: usize) {
             view.apply_event(event);
         }
     };
-    let mut rig = Embedded::start(1, Storage::Durable, settings);
+    let mut rig = Rig::start(1, Storage::Durable, settings);
     rig.idle(SETTLE, &mut each);
     let before = resident_bytes();
     let before_trimmed = trimmed_resident_bytes();
@@ -174,7 +175,7 @@ fn run_phase(phase: Phase, flows: usize) {
     rig.idle(SETTLE, &mut each);
     let after = resident_bytes();
     let after_trimmed = trimmed_resident_bytes();
-    let pending = rig.metrics.deadlines_pending.get();
+    let pending = rig.embedded.metrics.deadlines_pending.get();
     let per_flow = |bytes: u64| bytes / flows as u64;
     let flow_log = file_bytes(&rig.data_dir().join(FLOW_LOG_FILE));
     let switches = file_bytes(&rig.data_dir().join(SWITCH_STORE_FILE));

@@ -1,7 +1,10 @@
-//! The command line's own parts: flags shared by several subcommands, and the commands that
-//! only print (`tail`, `load`).
+//! The command line: each subcommand's flags, turned into the library's configurations, and
+//! what only a process does (serving until a signal, printing, progress bars).
 
 pub mod kafka_args;
 pub mod load;
 pub mod operation_args;
+pub mod parts;
+pub mod serve;
 pub mod tail;
+pub mod up;

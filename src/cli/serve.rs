@@ -1,45 +1,11 @@
-//! The REST side shared by `up` and `nb`: the read models, the reply dispatcher, the router,
-//! and serving it until Ctrl-C or SIGTERM.
+//! Serving a REST API until Ctrl-C or SIGTERM, and waiting for those signals.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use crossbeam_channel::Receiver;
-use hubspoke_bus::Publish;
-use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, NetworkState};
-use hubspoke_northbound::MetricsRender;
-use hubspoke_northbound::{
-    nb_router, spawn_network_view_updater, spawn_reply_dispatcher, spawn_view_updater, FlowView,
-    NbState, NetworkView, PendingReplies,
-};
-
-pub struct Northbound {
-    pub requests: Arc<dyn Publish<Envelope<NbRequest>>>,
-    pub responses: Receiver<Envelope<NbResponse>>,
-    pub flow_events: Receiver<Envelope<FlowEvent>>,
-    pub network_states: Receiver<Envelope<NetworkState>>,
-    pub request_timeout: Duration,
-    pub metrics: MetricsRender,
-}
-
-impl Northbound {
-    pub fn router(self) -> Router {
-        let view = FlowView::new();
-        spawn_view_updater(view.clone(), self.flow_events);
-        let pending = PendingReplies::new();
-        spawn_reply_dispatcher(pending.clone(), view.clone(), self.responses);
-        let network_view = NetworkView::new();
-        spawn_network_view_updater(network_view.clone(), self.network_states);
-        let mut state = NbState::new(self.requests, pending, view, network_view);
-        state.request_timeout = self.request_timeout;
-        state.metrics_render = self.metrics;
-        nb_router(state)
-    }
-}
 
 /// Serves `app` on `listen` until Ctrl-C or SIGTERM. Prints the address on stdout (`what:
 /// listening on http://ADDR`) so scripts and tests can find a port chosen by the system.

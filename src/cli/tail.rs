@@ -7,8 +7,8 @@ use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 
-use crate::cli::kafka_args::KafkaArgs;
-use crate::northbound::shutdown_requested;
+use super::kafka_args::KafkaArgs;
+use super::serve::shutdown_requested;
 
 #[derive(Args, Debug)]
 pub struct TailArgs {

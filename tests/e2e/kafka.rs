@@ -300,7 +300,7 @@ fn a_restarted_topology_reads_the_whole_network_again() {
     let read_on = |worker: usize, wait: Duration| {
         let seat = WorkerSeat { process: 0, worker };
         let mut inbound =
-            KafkaInbound::new(&settings, producer.clone(), || 0, seat, &end).expect("consumer");
+            KafkaInbound::new(&settings, producer.clone(), seat, &end).expect("consumer");
         let mut switches = Vec::new();
         let start = Instant::now();
         while start.elapsed() < wait {
@@ -357,7 +357,6 @@ fn the_topology_commits_offsets_only_after_handling() {
         ));
     }
     producer.flush(Duration::from_secs(10));
-    let clock = || 0;
     let take = |inbound: &mut KafkaInbound, time: u64, wait: Duration| {
         let mut got: Vec<Inbound> = Vec::new();
         let start = Instant::now();
@@ -368,8 +367,8 @@ fn the_topology_commits_offsets_only_after_handling() {
         got.len()
     };
 
-    let mut first = KafkaInbound::new(&settings, producer.clone(), clock, SEAT, &EndOffsets::new())
-        .expect("consumer");
+    let mut first =
+        KafkaInbound::new(&settings, producer.clone(), SEAT, &EndOffsets::new()).expect("consumer");
     assert_eq!(take(&mut first, 10, Duration::from_secs(30)), 3);
     first.handled_before(10);
     assert!(
@@ -379,8 +378,7 @@ fn the_topology_commits_offsets_only_after_handling() {
     drop(first);
 
     let mut second =
-        KafkaInbound::new(&settings, producer.clone(), clock, SEAT, &EndOffsets::new())
-            .expect("consumer");
+        KafkaInbound::new(&settings, producer.clone(), SEAT, &EndOffsets::new()).expect("consumer");
     assert_eq!(
         take(&mut second, 20, Duration::from_secs(30)),
         3,
@@ -391,7 +389,7 @@ fn the_topology_commits_offsets_only_after_handling() {
     drop(second);
 
     let mut third =
-        KafkaInbound::new(&settings, producer, clock, SEAT, &EndOffsets::new()).expect("consumer");
+        KafkaInbound::new(&settings, producer, SEAT, &EndOffsets::new()).expect("consumer");
     assert_eq!(
         take(&mut third, 30, Duration::from_secs(5)),
         0,

@@ -7,10 +7,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::flow_log::{FlowLog, FlowLogError, GroupCommit, Lane};
 use hubspoke_bus::{ChannelInbound, InProcessBus, InboundSource, Publish, Waker};
 use hubspoke_fsm::{Envelope, NbResponse, NetworkState, SbCommand, SbEvent};
@@ -127,7 +128,7 @@ impl LiveTopology {
         if config.workers == 0 {
             return Err(LiveError::NoWorkers);
         }
-        let mut recovery = Recovery::from_log(clock_ms(), ports.flow_log.read_all()?);
+        let mut recovery = Recovery::from_log(now_ms(), ports.flow_log.read_all()?);
         recovery.network = std::mem::take(&mut config.known_network);
         let recovery = Arc::new(recovery);
         info!(
@@ -150,7 +151,7 @@ impl LiveTopology {
         let worker_stop = stop.clone();
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
         let worker_wakers = wakers.clone();
-        let last_input_ms = Arc::new(AtomicU64::new(clock_ms()));
+        let last_input_ms = Arc::new(AtomicU64::new(now_ms()));
         let communication = match &config.cluster {
             None => timely::CommunicationConfig::Process(config.workers),
             Some(cluster) => timely::CommunicationConfig::Cluster {
@@ -235,12 +236,6 @@ impl Drop for LiveTopology {
     }
 }
 
-pub fn clock_ms() -> Time {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Time)
-}
-
 /// What a worker's source needs besides the scope.
 struct Source {
     inbound: Box<dyn InboundSource>,
@@ -282,7 +277,7 @@ fn bus_source<'scope>(
             let activator = scope.activator_for(info.address.clone());
             let mut capability = capability;
             move |output| {
-                let now = clock_ms().max(*capability.time());
+                let now = now_ms().max(*capability.time());
                 capability.downgrade(&now);
                 let mut session = output.session(&capability);
                 let taken = inbound.poll(now, SOURCE_BATCH, &mut |message| session.give(message));
@@ -302,7 +297,7 @@ fn bus_source<'scope>(
                 } else if always_tick
                     || inbound.has_unhandled()
                     || metrics.deadlines_pending.get() > 0
-                    || clock_ms().saturating_sub(last_input_ms.load(Ordering::Relaxed))
+                    || now_ms().saturating_sub(last_input_ms.load(Ordering::Relaxed))
                         < TICK_GRACE.as_millis() as Time
                 {
                     activator.activate_after(tick);

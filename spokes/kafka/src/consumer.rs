@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::producer::KafkaProducer;
 use super::settings::{KafkaError, KafkaSettings, TopicName};
+use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::Publish;
 
 /// What `hubspoke.errors` holds for a message that could not be used.
@@ -170,7 +171,6 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     membership: Membership<'_>,
     sink: Arc<dyn Publish<Envelope<T>>>,
     producer: KafkaProducer,
-    clock_ms: fn() -> u64,
 ) -> Result<ConsumerHandle, KafkaError> {
     let topic_name = settings.topic(topic);
     let consumer: BaseConsumer = match membership {
@@ -195,7 +195,7 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
             while !thread_stop.load(Ordering::Relaxed) {
                 match consumer.poll(POLL_WAIT) {
                     Some(Ok(message)) => {
-                        if let Some(envelope) = decode_or_dead_letter(&message, &producer, &errors_topic, clock_ms()) {
+                        if let Some(envelope) = decode_or_dead_letter(&message, &producer, &errors_topic, now_ms()) {
                             sink.publish(envelope);
                         }
                         if let Err(error) = consumer.store_offset_from_message(&message) {

@@ -24,6 +24,7 @@ use super::consumer::decode_or_dead_letter;
 use super::producer::KafkaProducer;
 use super::read_to_end::EndOffsets;
 use super::settings::{KafkaError, KafkaSettings, TopicName};
+use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::{Inbound, InboundSource, Waker};
 
 /// The consumer group of the topology's workers.
@@ -63,7 +64,6 @@ pub struct KafkaInbound {
     unhandled: VecDeque<Taken>,
     producer: KafkaProducer,
     errors: String,
-    clock_ms: fn() -> u64,
 }
 
 impl KafkaInbound {
@@ -73,7 +73,6 @@ impl KafkaInbound {
     pub fn new(
         settings: &KafkaSettings,
         producer: KafkaProducer,
-        clock_ms: fn() -> u64,
         seat: WorkerSeat,
         network_from: &EndOffsets,
     ) -> Result<Self, KafkaError> {
@@ -93,7 +92,6 @@ impl KafkaInbound {
             unhandled: VecDeque::new(),
             producer,
             errors: settings.topic(TopicName::Errors),
-            clock_ms,
         })
     }
 }
@@ -204,7 +202,7 @@ impl KafkaInbound {
             let Some(message) = received(result) else {
                 continue;
             };
-            let now = (self.clock_ms)();
+            let now = now_ms();
             if let Some(event) = decode_or_dead_letter(&message, &self.producer, &self.errors, now)
             {
                 out(Inbound::SbEvent(event));
@@ -241,7 +239,7 @@ impl InboundSource for KafkaInbound {
             let Some(message) = received(result) else {
                 continue;
             };
-            let now = (self.clock_ms)();
+            let now = now_ms();
             let Some(topic) = self.topics.iter().position(|t| t == message.topic()) else {
                 continue;
             };

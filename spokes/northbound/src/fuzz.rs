@@ -2,17 +2,12 @@
 //! a fake topology behind it): no panic, never a 500, and every 4xx is the contract's JSON
 //! error body with a correlation id.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use crossbeam_channel::{Receiver, Sender};
-use hubspoke_bus::Publish;
-use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowRecord, HistoryEntry, NbRequest, NbResponse, SwitchId,
-};
+use hubspoke_fsm::{HistoryEntry, SwitchId};
 use hubspoke_mutations::{any_json_value, mutations};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -21,76 +16,13 @@ use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
-use super::*;
-use crate::view::{FlowView, NetworkView};
+use crate::test_support::{shim, Deletes};
+use crate::FlowJson;
 
 const CASES: u32 = 256;
 /// Flows that exist before the fuzzing starts, so that updates, reroutes and reads of them get
 /// past the topology's "not found".
 const EXISTING: [&str; 3] = ["flow-1", "flow-2", "flow-3"];
-
-// ---------------------------------------------------------------------------------------------
-// The shim and a fake topology
-
-struct ChannelPublish<T>(Sender<T>);
-
-impl<T: Send> Publish<T> for ChannelPublish<T> {
-    fn publish(&self, message: T) {
-        let _ = self.0.send(message);
-    }
-}
-
-/// Answers like the topology does: 404 for a switch outside 1..=9 or an unknown flow, 409 for
-/// a flow that exists, the flow record otherwise.
-fn fake_topology(requests: Receiver<Envelope<NbRequest>>, replies: Sender<Envelope<NbResponse>>) {
-    let mut flows: std::collections::HashMap<String, FlowRecord> = Default::default();
-    let error = |status, error_type: &str, message: &str| NbResponse::Error {
-        error: ErrorBody::new(status, error_type, message, "from the fake topology"),
-    };
-    for request in requests.iter() {
-        let payload = match &request.payload {
-            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow }
-                if [&flow.source, &flow.destination]
-                    .iter()
-                    .any(|end| !(1..=9).contains(&end.switch_id.0)) =>
-            {
-                error(404, "not-found", "Switch not found")
-            }
-            NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
-                error(409, "already-exists", "Flow already exists")
-            }
-            NbRequest::CreateFlow { flow } => {
-                let record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
-                flows.insert(flow.flow_id.clone(), record.clone());
-                NbResponse::Flow { flow: record }
-            }
-            NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
-                Some(record) => {
-                    *record = record.changed(1_700_000_001_000, |r| r.request = flow.clone());
-                    NbResponse::Flow {
-                        flow: record.clone(),
-                    }
-                }
-                None => error(404, "not-found", "Flow not found"),
-            },
-            // deleting keeps the flow, so the existing ones stay for the next cases
-            NbRequest::DeleteFlow { flow_id } => match flows.get(flow_id) {
-                Some(record) => NbResponse::Flow {
-                    flow: record.clone(),
-                },
-                None => error(404, "not-found", "Flow not found"),
-            },
-            // reroute, and whatever else names an existing flow
-            other => match flows.get(other.flow_id()) {
-                Some(record) => NbResponse::Flow {
-                    flow: record.changed(1_700_000_002_000, |_| {}),
-                },
-                None => error(404, "not-found", "Flow not found"),
-            },
-        };
-        let _ = replies.send(request.reply(request.key.clone(), 1, payload));
-    }
-}
 
 struct Fuzzing {
     runtime: Runtime,
@@ -99,25 +31,12 @@ struct Fuzzing {
 
 /// A runtime and a shim whose topology already has the [`EXISTING`] flows.
 fn fuzzing() -> Fuzzing {
-    let (request_tx, request_rx) = crossbeam_channel::unbounded();
-    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || fake_topology(request_rx, reply_tx));
-    let pending = PendingReplies::new();
-    let view = FlowView::new();
-    spawn_reply_dispatcher(pending.clone(), view.clone(), reply_rx);
-    let mut state = NbState::new(
-        Arc::new(ChannelPublish(request_tx)),
-        pending,
-        view,
-        NetworkView::new(),
-    );
-    state.request_timeout = Duration::from_secs(5);
     let fuzzing = Fuzzing {
         runtime: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap(),
-        router: nb_router(state),
+        router: shim(Duration::from_secs(5), Deletes::Keep).router,
     };
     for flow_id in EXISTING {
         let created = fuzzing.send(Call {

@@ -1,194 +1,20 @@
 //! The shim end to end against a fake topology that answers `nb.requests` on a thread.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use crossbeam_channel::{Receiver, Sender};
-use hubspoke_bus::Publish;
-use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, LinkState, LinkStatus,
-    NbRequest, NbResponse, NetworkState, Resources, SwitchId, SwitchState, SwitchStatus,
+    Envelope, FlowRecord, LinkState, LinkStatus, NbRequest, NetworkState, SwitchId, SwitchState,
+    SwitchStatus,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::*;
-use crate::view::{spawn_network_view_updater, FlowView, NetworkView};
-
-/// Publishes onto a plain channel, so the threads of a test end when the test drops it.
-struct ChannelPublish<T>(Sender<T>);
-
-impl<T: Send> Publish<T> for ChannelPublish<T> {
-    fn publish(&self, message: T) {
-        let _ = self.0.send(message);
-    }
-}
-
-struct Shim {
-    router: Router,
-    state: NbState,
-    /// Every request the fake topology received.
-    seen: Receiver<Envelope<NbRequest>>,
-}
-
-/// The topology's part, played simply: create answers with the flow (or 409 if it exists, 404
-/// for a switch not in the network), update, reroute and delete with the flow (or 404 for an
-/// unknown one); a few flow ids misbehave on purpose.
-fn fake_topology(
-    network: Arc<Network>,
-    requests: Receiver<Envelope<NbRequest>>,
-    replies: Sender<Envelope<NbResponse>>,
-    seen: Sender<Envelope<NbRequest>>,
-) {
-    let mut flows: std::collections::HashMap<String, FlowRecord> = Default::default();
-    for request in requests.iter() {
-        let _ = seen.send(request.clone());
-        let reply = |payload| request.reply(request.key.clone(), 1, payload);
-        let error = |status, error_type: &str, message: &str| NbResponse::Error {
-            error: ErrorBody::new(status, error_type, message, "from the fake topology"),
-        };
-        let payload = match &request.payload {
-            NbRequest::CreateFlow { flow } if flow.flow_id.starts_with("silent") => continue,
-            NbRequest::CreateFlow { flow } if flow.flow_id == "odd-status" => {
-                error(200, "weird", "not an error status")
-            }
-            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow }
-                if [&flow.source, &flow.destination]
-                    .iter()
-                    .any(|end| network.switch(end.switch_id).is_none()) =>
-            {
-                error(404, "not-found", "Switch not found")
-            }
-            NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
-                error(409, "already-exists", "Flow already exists")
-            }
-            NbRequest::CreateFlow { flow } => {
-                let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
-                record.resources = Some(resources(&network, flow, &[]));
-                flows.insert(flow.flow_id.clone(), record.clone());
-                if flow.flow_id.starts_with("noisy") {
-                    // a reply nobody waits for, then the real one twice: the extras are dropped
-                    let _ = replies.send(
-                        request
-                            .reply(
-                                "x",
-                                1,
-                                NbResponse::Flow {
-                                    flow: record.clone(),
-                                },
-                            )
-                            .tap_correlation("nobody"),
-                    );
-                    let _ = replies.send(reply(NbResponse::Flow {
-                        flow: record.clone(),
-                    }));
-                }
-                NbResponse::Flow { flow: record }
-            }
-            NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
-                Some(record) => {
-                    *record = record.changed(1_700_000_001_000, |r| {
-                        r.request = flow.clone();
-                        r.resources = Some(resources(&network, flow, &[]));
-                    });
-                    NbResponse::Flow {
-                        flow: record.clone(),
-                    }
-                }
-                None => error(404, "not-found", "Flow not found"),
-            },
-            NbRequest::RerouteFlow { flow_id } => match flows.get_mut(flow_id) {
-                Some(record) => {
-                    // the "best current path" here: one that shares no ISL with the old one
-                    let old = record
-                        .resources
-                        .as_ref()
-                        .map(|r| r.forward_path.clone())
-                        .unwrap_or_default();
-                    *record = record.changed(1_700_000_002_000, |r| {
-                        r.resources = Some(resources(&network, &r.request, &old));
-                    });
-                    NbResponse::Flow {
-                        flow: record.clone(),
-                    }
-                }
-                None => error(404, "not-found", "Flow not found"),
-            },
-            NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
-                Some(record) => NbResponse::Flow {
-                    flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),
-                },
-                None => error(404, "not-found", "Flow not found"),
-            },
-            NbRequest::DeleteFlow { flow_id } => match flows.remove(flow_id) {
-                Some(record) => NbResponse::Flow {
-                    flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
-                },
-                None => error(404, "not-found", "Flow not found"),
-            },
-        };
-        let _ = replies.send(reply(payload));
-    }
-}
-
-/// Resources on the fewest-hop path that uses none of `avoid`.
-fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources {
-    let path = network
-        .shortest_path(
-            flow.source.switch_id,
-            flow.destination.switch_id,
-            1,
-            |isl| (!avoid.contains(isl)).then_some(u64::MAX),
-        )
-        .unwrap_or_default();
-    Resources {
-        cookie: 1,
-        transit_vlans: vec![2; path.len()],
-        forward_meter: None,
-        reverse_meter: None,
-        forward_path: path,
-    }
-}
-
-trait TapCorrelation {
-    fn tap_correlation(self, id: &str) -> Self;
-}
-
-impl<P> TapCorrelation for Envelope<P> {
-    fn tap_correlation(mut self, id: &str) -> Self {
-        self.correlation_id = id.to_string();
-        self
-    }
-}
-
-fn shim(request_timeout: Duration) -> Shim {
-    let network = Arc::new(Network::generate("grid:3x3").unwrap().unwrap());
-    let (request_tx, request_rx) = crossbeam_channel::unbounded();
-    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
-    let (seen_tx, seen) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || fake_topology(network, request_rx, reply_tx, seen_tx));
-    let pending = PendingReplies::new();
-    let view = FlowView::new();
-    spawn_reply_dispatcher(pending.clone(), view.clone(), reply_rx);
-    let mut state = NbState::new(
-        Arc::new(ChannelPublish(request_tx)),
-        pending,
-        view,
-        NetworkView::new(),
-    );
-    state.request_timeout = request_timeout;
-    state.metrics_render = Arc::new(|| "hubspoke_flows_total 3\n".to_string());
-    Shim {
-        router: nb_router(state.clone()),
-        state,
-        seen,
-    }
-}
+use crate::test_support::{shim, Deletes, Shim};
+use crate::view::spawn_network_view_updater;
 
 struct Answer {
     status: StatusCode,
@@ -275,7 +101,7 @@ fn assert_error(answer: &Answer, status: StatusCode, correlation_id: &str) {
 
 #[tokio::test]
 async fn a_flow_is_created_read_and_deleted() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let created = call(
         &shim.router,
         "POST",
@@ -364,7 +190,7 @@ async fn a_flow_is_created_read_and_deleted() {
 
 #[tokio::test]
 async fn the_topology_errors_pass_through_with_their_status() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let first = call(
         &shim.router,
         "POST",
@@ -427,7 +253,7 @@ async fn create(shim: &Shim, flow_id: &str, dst: u64) -> Value {
 
 #[tokio::test]
 async fn a_flow_is_updated_with_or_without_its_id_in_the_body() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     create(&shim, "flow-u", 9).await;
     let mut body: Value = serde_json::from_str(&flow_body("flow-u", 1, 40, 5, 42)).unwrap();
     body["maximum_bandwidth"] = json!(2000);
@@ -486,7 +312,7 @@ async fn a_flow_is_updated_with_or_without_its_id_in_the_body() {
 
 #[tokio::test]
 async fn an_update_names_the_flow_of_its_path_and_an_existing_one() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let mismatched = call(
         &shim.router,
         "PUT",
@@ -524,7 +350,7 @@ async fn an_update_names_the_flow_of_its_path_and_an_existing_one() {
 
 #[tokio::test]
 async fn a_flow_is_rerouted_onto_a_new_path() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let created = create(&shim, "flow-r", 9).await;
     let rerouted = call(
         &shim.router,
@@ -560,7 +386,7 @@ async fn a_flow_is_rerouted_onto_a_new_path() {
 
 #[tokio::test]
 async fn a_flow_is_synced_and_an_unknown_one_is_404() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     create(&shim, "flow-s", 9).await;
     let synced = call(
         &shim.router,
@@ -591,7 +417,7 @@ async fn a_flow_is_synced_and_an_unknown_one_is_404() {
 
 #[tokio::test]
 async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let cases: Vec<(&str, &str, String, StatusCode)> = vec![
         (
             "POST",
@@ -727,7 +553,7 @@ async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
 
 #[tokio::test]
 async fn an_unanswered_request_times_out_with_504_and_leaves_nothing_behind() {
-    let shim = shim(Duration::from_millis(200));
+    let shim = shim(Duration::from_millis(200), Deletes::Forget);
     let started = std::time::Instant::now();
     let answer = call(
         &shim.router,
@@ -744,7 +570,7 @@ async fn an_unanswered_request_times_out_with_504_and_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_correlation_id_in_flight_cannot_be_reused() {
-    let shim = shim(Duration::from_millis(300));
+    let shim = shim(Duration::from_millis(300), Deletes::Forget);
     let router = shim.router.clone();
     let slow = tokio::spawn(async move {
         call(
@@ -773,7 +599,7 @@ async fn a_correlation_id_in_flight_cannot_be_reused() {
 
 #[tokio::test]
 async fn concurrent_requests_get_their_own_answers() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let mut tasks = Vec::new();
     for n in 0..20u32 {
         let router = shim.router.clone();
@@ -829,7 +655,7 @@ fn link(src_port: u32, state: LinkStatus, available_bandwidth: u64) -> NetworkSt
 
 #[tokio::test]
 async fn the_network_health_and_metrics_are_served() {
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let (sender, receiver) = crossbeam_channel::unbounded();
     let updater = spawn_network_view_updater(shim.state.network_view.clone(), receiver);
     for state in [
@@ -884,34 +710,10 @@ async fn the_network_health_and_metrics_are_served() {
     assert_eq!(metrics.text, "hubspoke_flows_total 3\n");
 }
 
-#[tokio::test]
-async fn the_shim_and_the_simulator_api_share_one_listener() {
-    let shim = shim(Duration::from_secs(5));
-    let network = Network::generate("grid:3x3").unwrap().unwrap();
-    let fabric = Arc::new(parking_lot::Mutex::new(
-        hubspoke_switch_sim::SwitchFabric::new(&network),
-    ));
-    let router = shim.router.clone().merge(hubspoke_switch_sim::sim_router(
-        fabric,
-        Arc::new(hubspoke_bus::Topic::default()),
-    ));
-    let rules = call(
-        &router,
-        "GET",
-        "/sim/switches/00:00:00:00:00:00:00:01/rules",
-        None,
-        "",
-    )
-    .await;
-    assert_eq!((rules.status, rules.body), (StatusCode::OK, json!([])));
-    let unknown = call(&router, "GET", "/sim/unknown", Some("c"), "").await;
-    assert_error(&unknown, StatusCode::NOT_FOUND, "c");
-}
-
 /// A history with entries at 100, 200, 200, 300 and 400 ms, published out of order.
 fn history_shim() -> Shim {
     use hubspoke_fsm::{FlowEvent, HistoryEntry};
-    let shim = shim(Duration::from_secs(5));
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
     for (at, event) in [(300, "c"), (100, "a"), (200, "b1"), (400, "d"), (200, "b2")] {
         let entry = HistoryEntry {
             timestamp_ms: at,

@@ -1,7 +1,6 @@
-//! The embedded default (`hubspoke up` without its REST shim) for the benchmarks: the live
-//! topology on the in-process bus, the switch simulator on the same bus, the flow log and the
-//! switches' tables in a temporary data directory, wired with the same library calls as
-//! `src/up.rs`.
+//! The embedded default (`hubspoke up` without its REST shim) for the benchmarks: the
+//! library's [`hubspoke::embedded::Embedded`] on a temporary data directory, with the bus
+//! drained here instead of by the REST shim.
 // Each bench uses its own part of this.
 #![allow(dead_code)]
 
@@ -10,17 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use hubspoke_bus::flow_log::RedbFlowLog;
-use hubspoke_bus::{InProcessBus, Publish};
+use hubspoke::embedded::{Embedded, EmbeddedConfig, Storage};
+use hubspoke_bus::clock::now_ms;
+use hubspoke_bus::Publish;
 use hubspoke_fsm::{
     Envelope, FlowEndpoint, FlowEvent, FlowRequest, FlowStatus, NbRequest, NbResponse,
     NetworkState, SwitchId,
 };
-use hubspoke_switch_sim::{load_network, Faults, Simulator, SimulatorHandle, SwitchFabric};
+use hubspoke_switch_sim::{load_network, Faults};
 use hubspoke_topology::dataflow::Settings;
-use hubspoke_topology::live::{clock_ms, BusPorts, LiveConfig, LiveTopology};
-use hubspoke_topology::metrics::Metrics;
-use parking_lot::Mutex;
 
 /// Three switches in a row: every flow from switch 1 to switch 3 crosses all three.
 pub const NETWORK: &str = "linear:3";
@@ -29,26 +26,6 @@ pub const NETWORK: &str = "linear:3";
 const VLANS_PER_PORT: usize = 4000;
 /// The first port flows use (lower ones are free of ISLs on `linear:3` too, but keep clear).
 const FIRST_PORT: usize = 10;
-
-/// How the data directory is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Storage {
-    /// As the product runs: the flow log fsyncs every append, the switches' tables are a
-    /// durable redb file.
-    Durable,
-    /// Without the fsync-bound parts: the flow log's appends are not fsynced
-    /// ([`RedbFlowLog::without_fsync`]), the switches' tables live in memory only.
-    NoFsync,
-}
-
-impl Storage {
-    pub fn label(self) -> &'static str {
-        match self {
-            Storage::Durable => "durable",
-            Storage::NoFsync => "no_fsync",
-        }
-    }
-}
 
 /// What has come out of the topology so far.
 #[derive(Debug, Default)]
@@ -59,68 +36,46 @@ pub struct Progress {
     pub accepted: usize,
 }
 
-pub struct Embedded {
-    pub bus: Arc<InProcessBus>,
-    pub fabric: Arc<Mutex<SwitchFabric>>,
-    pub metrics: Arc<Metrics>,
+/// The embedded default under a benchmark's control.
+pub struct Rig {
+    pub embedded: Embedded,
     pub progress: Progress,
-    topology: Option<LiveTopology>,
-    simulator: Option<SimulatorHandle>,
     flow_events: Receiver<Envelope<FlowEvent>>,
     nb_responses: Receiver<Envelope<NbResponse>>,
     network_states: Receiver<Envelope<NetworkState>>,
     data: tempfile::TempDir,
 }
 
-impl Embedded {
+impl Rig {
     /// Starts everything on a fresh data directory, and waits until one flow has come up
     /// (so the network is known on every worker and the first-use costs are paid).
-    pub fn start(workers: usize, storage: Storage, settings: Settings) -> Embedded {
+    pub fn start(workers: usize, storage: Storage, settings: Settings) -> Rig {
         let network = load_network(NETWORK).expect("the benchmark network");
-        let bus = InProcessBus::new();
         let data = tempfile::tempdir().expect("a temporary data directory");
-        let fabric = match storage {
-            Storage::Durable => {
-                SwitchFabric::open_in(&network, data.path()).expect("the switches' store")
-            }
-            Storage::NoFsync => SwitchFabric::new(&network),
-        };
-        let fabric = Arc::new(Mutex::new(fabric));
-        let simulator = Simulator::on_bus(fabric.clone(), &bus);
-        let flow_log =
-            RedbFlowLog::open_in(data.path(), u64::MAX, clock_ms(), bus.flow_events.clone())
-                .expect("the flow log");
-        let flow_log = match storage {
-            Storage::Durable => flow_log,
-            Storage::NoFsync => flow_log.without_fsync(),
-        };
-        let config = LiveConfig {
+        let embedded = Embedded::start(EmbeddedConfig {
+            network: Arc::new(network),
             workers,
             settings,
-            ..LiveConfig::default()
-        };
-        let metrics = Arc::new(Metrics::default());
-        let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
-        let topology =
-            LiveTopology::start(config, ports, metrics.clone()).expect("the topology starts");
-        let mut embedded = Embedded {
+            data_dir: data.path().to_path_buf(),
+            history_retention_ms: u64::MAX,
+            storage,
+        })
+        .expect("the embedded default starts");
+        let bus = &embedded.bus;
+        let mut rig = Rig {
             flow_events: bus.flow_events.receiver(),
             nb_responses: bus.nb_responses.receiver(),
             network_states: bus.network_states.receiver(),
-            bus,
-            fabric,
-            metrics,
+            embedded,
             progress: Progress::default(),
-            topology: Some(topology),
-            simulator: Some(simulator),
             data,
         };
-        embedded.submit(&[create_request("warm-up", VLANS_PER_PORT * 38)]);
-        embedded.wait_until(Duration::from_secs(30), "the warm-up flow UP", |p| {
+        rig.submit(&[create_request("warm-up", VLANS_PER_PORT * 38)]);
+        rig.wait_until(Duration::from_secs(30), "the warm-up flow UP", |p| {
             p.up >= 1
         });
-        embedded.progress = Progress::default();
-        embedded
+        rig.progress = Progress::default();
+        rig
     }
 
     /// Every switch loses every command from now on (nothing is answered).
@@ -129,7 +84,8 @@ impl Embedded {
             drop_rate: 1.0,
             ..Faults::default()
         };
-        self.fabric
+        self.embedded
+            .fabric
             .lock()
             .set_faults(None, faults)
             .expect("faults set");
@@ -137,7 +93,7 @@ impl Embedded {
 
     pub fn submit(&self, requests: &[Envelope<NbRequest>]) {
         for request in requests {
-            self.bus.nb_requests.publish(request.clone());
+            self.embedded.bus.nb_requests.publish(request.clone());
         }
     }
 
@@ -206,13 +162,8 @@ impl Embedded {
         self.data.path()
     }
 
-    pub fn stop(mut self) {
-        if let Some(topology) = self.topology.take() {
-            topology.stop();
-        }
-        if let Some(simulator) = self.simulator.take() {
-            simulator.stop();
-        }
+    pub fn stop(self) {
+        self.embedded.stop();
     }
 }
 
@@ -245,7 +196,7 @@ pub fn create_request(flow_id: &str, n: usize) -> Envelope<NbRequest> {
     Envelope::new(
         format!("bench-{flow_id}"),
         flow_id,
-        clock_ms(),
+        now_ms(),
         NbRequest::CreateFlow { flow },
     )
 }

@@ -1,0 +1,202 @@
+//! What the shim's tests share: the shim started as in production, in front of a fake
+//! topology that answers `nb.requests` on a thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use crossbeam_channel::{Receiver, Sender};
+use hubspoke_bus::Publish;
+use hubspoke_fsm::network::Network;
+use hubspoke_fsm::{
+    Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, NbRequest, NbResponse, Resources,
+};
+
+use crate::{nb_router, NbState, Northbound};
+
+/// Publishes onto a plain channel, so the threads of a test end when the test drops it.
+struct ChannelPublish<T>(Sender<T>);
+
+impl<T: Send> Publish<T> for ChannelPublish<T> {
+    fn publish(&self, message: T) {
+        let _ = self.0.send(message);
+    }
+}
+
+pub struct Shim {
+    pub router: Router,
+    pub state: NbState,
+    /// Every request the fake topology received.
+    pub seen: Receiver<Envelope<NbRequest>>,
+}
+
+/// What a delete does to the fake topology's flows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Deletes {
+    Forget,
+    /// The flow stays, so that a fuzz test's flows exist for every case.
+    Keep,
+}
+
+/// The topology's part, played simply: create answers with the flow (or 409 if it exists, 404
+/// for a switch not in the network), update, reroute and delete with the flow (or 404 for an
+/// unknown one); a few flow ids misbehave on purpose.
+fn fake_topology(
+    network: Arc<Network>,
+    deletes: Deletes,
+    requests: Receiver<Envelope<NbRequest>>,
+    replies: Sender<Envelope<NbResponse>>,
+    seen: Sender<Envelope<NbRequest>>,
+) {
+    let mut flows: std::collections::HashMap<String, FlowRecord> = Default::default();
+    for request in requests.iter() {
+        let _ = seen.send(request.clone());
+        let reply = |payload| request.reply(request.key.clone(), 1, payload);
+        let error = |status, error_type: &str, message: &str| NbResponse::Error {
+            error: ErrorBody::new(status, error_type, message, "from the fake topology"),
+        };
+        let payload = match &request.payload {
+            NbRequest::CreateFlow { flow } if flow.flow_id.starts_with("silent") => continue,
+            NbRequest::CreateFlow { flow } if flow.flow_id == "odd-status" => {
+                error(200, "weird", "not an error status")
+            }
+            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow }
+                if [&flow.source, &flow.destination]
+                    .iter()
+                    .any(|end| network.switch(end.switch_id).is_none()) =>
+            {
+                error(404, "not-found", "Switch not found")
+            }
+            NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
+                error(409, "already-exists", "Flow already exists")
+            }
+            NbRequest::CreateFlow { flow } => {
+                let mut record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
+                record.resources = Some(resources(&network, flow, &[]));
+                flows.insert(flow.flow_id.clone(), record.clone());
+                if flow.flow_id.starts_with("noisy") {
+                    // a reply nobody waits for, then the real one twice: the extras are dropped
+                    let _ = replies.send(
+                        request
+                            .reply(
+                                "x",
+                                1,
+                                NbResponse::Flow {
+                                    flow: record.clone(),
+                                },
+                            )
+                            .tap_correlation("nobody"),
+                    );
+                    let _ = replies.send(reply(NbResponse::Flow {
+                        flow: record.clone(),
+                    }));
+                }
+                NbResponse::Flow { flow: record }
+            }
+            NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
+                Some(record) => {
+                    *record = record.changed(1_700_000_001_000, |r| {
+                        r.request = flow.clone();
+                        r.resources = Some(resources(&network, flow, &[]));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::RerouteFlow { flow_id } => match flows.get_mut(flow_id) {
+                Some(record) => {
+                    // the "best current path" here: one that shares no ISL with the old one
+                    let old = record
+                        .resources
+                        .as_ref()
+                        .map(|r| r.forward_path.clone())
+                        .unwrap_or_default();
+                    *record = record.changed(1_700_000_002_000, |r| {
+                        r.resources = Some(resources(&network, &r.request, &old));
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
+            NbRequest::DeleteFlow { flow_id } => match flows.get(flow_id).cloned() {
+                Some(record) => NbResponse::Flow {
+                    flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
+        };
+        if deletes == Deletes::Forget {
+            if let NbRequest::DeleteFlow { flow_id } = &request.payload {
+                flows.remove(flow_id);
+            }
+        }
+        let _ = replies.send(reply(payload));
+    }
+}
+
+/// Resources on the fewest-hop path that uses none of `avoid`.
+fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources {
+    let path = network
+        .shortest_path(
+            flow.source.switch_id,
+            flow.destination.switch_id,
+            1,
+            |isl| (!avoid.contains(isl)).then_some(u64::MAX),
+        )
+        .unwrap_or_default();
+    Resources {
+        cookie: 1,
+        transit_vlans: vec![2; path.len()],
+        forward_meter: None,
+        reverse_meter: None,
+        forward_path: path,
+    }
+}
+
+trait TapCorrelation {
+    fn tap_correlation(self, id: &str) -> Self;
+}
+
+impl<P> TapCorrelation for Envelope<P> {
+    fn tap_correlation(mut self, id: &str) -> Self {
+        self.correlation_id = id.to_string();
+        self
+    }
+}
+
+/// The shim as `hubspoke up` and `hubspoke nb` start it, in front of the fake topology on a
+/// 3x3 grid.
+pub fn shim(request_timeout: Duration, deletes: Deletes) -> Shim {
+    let network = Arc::new(Network::generate("grid:3x3").unwrap().unwrap());
+    let (request_tx, request_rx) = crossbeam_channel::unbounded();
+    let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+    let (seen_tx, seen) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || fake_topology(network, deletes, request_rx, reply_tx, seen_tx));
+    // Nothing feeds the read models from the bus here: tests apply events to them directly.
+    let (_, flow_events) = crossbeam_channel::unbounded();
+    let (_, network_states) = crossbeam_channel::unbounded();
+    let state = Northbound {
+        requests: Arc::new(ChannelPublish(request_tx)),
+        responses: reply_rx,
+        flow_events,
+        network_states,
+        request_timeout,
+        metrics: Arc::new(|| "hubspoke_flows_total 3\n".to_string()),
+    }
+    .start();
+    Shim {
+        router: nb_router(state.clone()),
+        state,
+        seen,
+    }
+}

@@ -1,0 +1,134 @@
+//! `hubspoke topology`, `nb` and `sb`: the parts as separate processes over Kafka. Each waits
+//! for the broker with a clear message, creates missing topics, and exits cleanly on Ctrl-C
+//! or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hubspoke::over_kafka::{start_nb, start_sb, start_topology, TopologyConfig};
+use hubspoke_switch_sim::load_network;
+use hubspoke_topology::live::Cluster;
+use tracing::info;
+
+use super::kafka_args::KafkaArgs;
+use super::operation_args::OperationArgs;
+use super::serve::{serve, wait_for_shutdown};
+
+#[derive(Args, Debug)]
+pub struct TopologyArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Timely worker threads in this process; each is one consumer of the inbound topics'
+    /// partitions.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Timely cluster mode: this process's index (timely's -p), with --hostfile.
+    #[arg(long, requires = "hostfile")]
+    process: Option<usize>,
+    /// Timely cluster mode: a file with one host:port per process, in process order (timely's -h).
+    #[arg(long, requires = "process")]
+    hostfile: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    operation: OperationArgs,
+}
+
+impl TopologyArgs {
+    fn cluster(&self) -> anyhow::Result<Option<Cluster>> {
+        let (Some(process), Some(hostfile)) = (self.process, &self.hostfile) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(hostfile)
+            .with_context(|| format!("reading {}", hostfile.display()))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        anyhow::ensure!(
+            process < addresses.len(),
+            "--process {process} but {} lists {} process(es)",
+            hostfile.display(),
+            addresses.len()
+        );
+        Ok(Some(Cluster { process, addresses }))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct NbArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Address of the northbound REST API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How long a REST call waits for the topology's answer (then 504).
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SbArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Address of the simulator's /sim/ control API (8081, so it can run beside `nb`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The simulated network.
+    #[arg(long, default_value = "grid:3x3")]
+    network: String,
+    /// Where the simulated switches keep their rules, meters and failures across restarts
+    /// (created if missing; the file is `switches.redb`). Without it they live in memory.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
+    let cluster = args.cluster()?;
+    let place = cluster.as_ref().map_or_else(String::new, |c| {
+        format!(" as process {} of {}", c.process, c.addresses.len())
+    });
+    let (settings, producer) = args.kafka.connect()?;
+    let config = TopologyConfig {
+        workers: args.workers,
+        cluster,
+        settings: args.operation.settings(),
+    };
+    let topology = start_topology(&settings, &producer, config)?;
+    info!(workers = args.workers, "topology running over Kafka{place}");
+    println!(
+        "hubspoke topology: running with {} worker(s){place}",
+        args.workers
+    );
+    wait_for_shutdown()?;
+    info!("shutting down");
+    topology.stop();
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+pub fn nb(args: NbArgs) -> anyhow::Result<()> {
+    let (settings, producer) = args.kafka.connect()?;
+    let nb = start_nb(
+        &settings,
+        &producer,
+        Duration::from_millis(args.request_timeout_ms),
+    )?;
+    serve("hubspoke nb", args.listen, nb.router.clone())?;
+    drop(nb);
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+pub fn sb(args: SbArgs) -> anyhow::Result<()> {
+    let network = load_network(&args.network)
+        .with_context(|| format!("loading network {:?}", args.network))?;
+    let (settings, producer) = args.kafka.connect()?;
+    let sb = start_sb(&settings, &producer, &network, args.data_dir.as_deref())?;
+    serve("hubspoke sb", args.listen, sb.router.clone())?;
+    drop(sb);
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}

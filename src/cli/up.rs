@@ -1,0 +1,60 @@
+//! `hubspoke up`: everything in one process, served until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hubspoke::embedded::{Embedded, EmbeddedConfig, Storage};
+use hubspoke_switch_sim::load_network;
+use tracing::info;
+
+use super::operation_args::OperationArgs;
+use super::serve::serve;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Address of the REST API (northbound and /sim/ control).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The simulated network: grid:RxC, mesh:N, ring:N, linear:N or a JSON file.
+    #[arg(long, default_value = "grid:3x3")]
+    network: String,
+    /// Timely worker threads; flows are spread over them by flow id.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// How long a REST call waits for the topology's answer.
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// Where the flows (and the simulated switches' tables) are kept across restarts.
+    #[arg(long, default_value = "hubspoke-data")]
+    data_dir: std::path::PathBuf,
+    /// How long the history of finished operations is kept (flow records are kept forever).
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    history_retention_secs: u64,
+    #[command(flatten)]
+    operation: OperationArgs,
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let network = Arc::new(
+        load_network(&args.network)
+            .with_context(|| format!("loading network {:?}", args.network))?,
+    );
+    let (switches, isls) = (network.switches().count(), network.links().len());
+    let embedded = Embedded::start(EmbeddedConfig {
+        network,
+        workers: args.workers,
+        settings: args.operation.settings(),
+        data_dir: args.data_dir,
+        history_retention_ms: args.history_retention_secs.saturating_mul(1000),
+        storage: Storage::Durable,
+    })?;
+    let app = embedded.router(Duration::from_millis(args.request_timeout_ms));
+    info!(network = %args.network, switches, isls, workers = args.workers, "hubspoke up");
+    serve("hubspoke up", args.listen, app)?;
+    info!("shutting down");
+    embedded.stop();
+    Ok(())
+}
