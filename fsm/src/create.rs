@@ -4,10 +4,12 @@
 
 use statig::prelude::*;
 
-use crate::install::RuleInstall;
-use crate::operation::{Action, Completion, OpContext, OpEvent, Timeouts};
+use crate::install::{InstallStep, RuleInstall};
+use crate::operation::{
+    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Timeouts,
+};
 use crate::segments::flow_segments;
-use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse, SbAction};
+use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse};
 
 pub struct FlowCreate {
     flow: FlowRecord,
@@ -77,11 +79,7 @@ impl FlowCreate {
                 context.push(Action::Respond(NbResponse::Flow {
                     flow: self.flow.clone(),
                 }));
-                if self.install.has_non_ingress() {
-                    Transition(State::installing_non_ingress())
-                } else {
-                    Transition(State::installing_ingress())
-                }
+                Transition(State::installing_rules(self.install.first_step()))
             }
             OpEvent::AllocationFailed(error) => {
                 context.details = error.error_message.clone();
@@ -115,58 +113,28 @@ impl FlowCreate {
         }
     }
 
-    #[state(superstate = "installing", entry_action = "install_non_ingress")]
-    fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_non_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_non_ingress")]
-    fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::installing_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "install_ingress")]
-    fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_ingress")]
-    fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::up())
+    /// The install sub-machine, one state for its steps; the history names it by its step.
+    #[state(superstate = "installing", entry_action = "send_install_step")]
+    fn installing_rules(&mut self, step: &InstallStep, event: &OpEvent) -> Outcome<State> {
+        self.install
+            .advance(*step, event, State::installing_rules, State::up())
     }
 
     /// Resources are held and rules may be on switches: failures roll back from here.
     #[superstate]
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        match event {
-            OpEvent::CommandFailed { command_id, reason }
-                if self.install.is_pending(command_id) =>
-            {
-                self.roll_back(context, reason.clone())
-            }
-            OpEvent::Timeout => self.roll_back(context, "flow create timed out".into()),
-            _ => Handled,
+        match self
+            .install
+            .step_failure(event, || "flow create timed out".into())
+        {
+            Some(reason) => self.roll_back(context, reason),
+            None => Handled,
         }
     }
 
     #[action]
-    fn install_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, false);
-    }
-
-    #[action]
-    fn verify_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, false);
-    }
-
-    #[action]
-    fn install_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, true);
-    }
-
-    #[action]
-    fn verify_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, true);
+    fn send_install_step(&mut self, step: &InstallStep, context: &mut OpContext) {
+        self.install.send_step(context, *step);
     }
 
     #[state(entry_action = "remove_sent_rules")]
@@ -240,6 +208,15 @@ impl FlowCreate {
 impl FlowCreate {
     fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
         context.record_transition(source, target);
+    }
+}
+
+impl HistoryName for State {
+    fn history_name(&self) -> String {
+        match self {
+            State::InstallingRules { step } => step.history_name().into(),
+            _ => variant_name(self),
+        }
     }
 }
 

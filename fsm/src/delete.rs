@@ -4,7 +4,9 @@
 
 use statig::prelude::*;
 
-use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Timeouts};
+use crate::operation::{
+    Action, CommandBatch, Completion, HistoryName, OpContext, OpEvent, Timeouts,
+};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{FlowRecord, NbResponse, SbAction};
 
@@ -108,6 +110,8 @@ impl FlowDelete {
         context.record_transition(source, target);
     }
 }
+
+impl HistoryName for State {}
 
 impl State {
     pub fn is_finished(&self) -> bool {

@@ -1,6 +1,10 @@
-//! What create, update and reroute share: installing a flow's rules in two steps, non-ingress
-//! first (so traffic enters only once the rest of the path is ready) then ingress, each one
-//! installed then verified; and, when a step fails, removing what was sent.
+//! What create, update, reroute and sync share: the install sub-machine, which installs a
+//! flow's rules in two steps, non-ingress first (so traffic enters only once the rest of the
+//! path is ready) then ingress, each one installed then verified; and, when a step fails,
+//! removing what was sent.
+//!
+//! statig cannot share states between machines, so each machine has one state carrying the
+//! current [`InstallStep`], and [`RuleInstall`] does the rest.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +13,54 @@ use statig::prelude::Outcome;
 use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent};
 use crate::segments::FlowSegment;
 use crate::SbAction;
+
+/// A step of the install sub-machine, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallStep {
+    InstallNonIngress,
+    VerifyNonIngress,
+    InstallIngress,
+    VerifyIngress,
+}
+
+impl InstallStep {
+    /// What the step asks the switches to do.
+    fn action(self) -> SbAction {
+        match self {
+            InstallStep::InstallNonIngress | InstallStep::InstallIngress => SbAction::Install,
+            InstallStep::VerifyNonIngress | InstallStep::VerifyIngress => SbAction::Verify,
+        }
+    }
+
+    /// Whether the step is for the ingress rules (else for all the others).
+    fn is_ingress(self) -> bool {
+        matches!(
+            self,
+            InstallStep::InstallIngress | InstallStep::VerifyIngress
+        )
+    }
+
+    /// The step after this one; `None` after the last.
+    fn next(self) -> Option<InstallStep> {
+        match self {
+            InstallStep::InstallNonIngress => Some(InstallStep::VerifyNonIngress),
+            InstallStep::VerifyNonIngress => Some(InstallStep::InstallIngress),
+            InstallStep::InstallIngress => Some(InstallStep::VerifyIngress),
+            InstallStep::VerifyIngress => None,
+        }
+    }
+
+    /// The step's name in the flow history: the name of the state it was when each step was
+    /// a state of its own, which stored histories and the replay goldens hold.
+    pub fn history_name(self) -> &'static str {
+        match self {
+            InstallStep::InstallNonIngress => "InstallingNonIngress",
+            InstallStep::VerifyNonIngress => "VerifyingNonIngress",
+            InstallStep::InstallIngress => "InstallingIngress",
+            InstallStep::VerifyIngress => "VerifyingIngress",
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct RuleInstall {
@@ -32,8 +84,17 @@ impl RuleInstall {
         self.segments = segments;
     }
 
-    /// A one-switch flow has only ingress rules: it starts with the ingress step.
-    pub fn has_non_ingress(&self) -> bool {
+    /// Where the sub-machine starts: a one-switch flow starts with the ingress install.
+    pub fn first_step(&self) -> InstallStep {
+        if self.has_non_ingress() {
+            InstallStep::InstallNonIngress
+        } else {
+            InstallStep::InstallIngress
+        }
+    }
+
+    /// A one-switch flow has only ingress rules.
+    fn has_non_ingress(&self) -> bool {
         !self.indices(false).is_empty()
     }
 
@@ -43,35 +104,63 @@ impl RuleInstall {
             .collect()
     }
 
-    /// Sends `action` for the ingress or the non-ingress rules, as the new step.
-    pub fn send_step(&mut self, context: &mut OpContext, action: SbAction, ingress: bool) {
-        let indices = self.indices(ingress);
-        if action == SbAction::Install {
+    /// Sends what `step` sends, as the new step: the entry action of the state carrying it.
+    pub fn send_step(&mut self, context: &mut OpContext, step: InstallStep) {
+        let indices = self.indices(step.is_ingress());
+        if step.action() == SbAction::Install {
             self.sent.extend(&indices);
         }
         self.commands
-            .send(context, action, &self.segments, &indices);
+            .send(context, step.action(), &self.segments, &indices);
     }
 
-    /// Moves to `next` when the event completes the current step; leaves other events to the
-    /// superstate.
-    pub fn advance<S>(&mut self, event: &OpEvent, next: S) -> Outcome<S> {
+    /// When the event completes `step`, moves to the state carrying the next step
+    /// (`step_state`), or to `done` after the last one; leaves events that are not command
+    /// successes to the superstate.
+    pub fn advance<S>(
+        &mut self,
+        step: InstallStep,
+        event: &OpEvent,
+        step_state: impl FnOnce(InstallStep) -> S,
+        done: S,
+    ) -> Outcome<S> {
         match event {
             OpEvent::CommandSucceeded { command_id } => match self.commands.complete(command_id) {
-                Completion::StepDone => Outcome::Transition(next),
+                Completion::StepDone => Outcome::Transition(step.next().map_or(done, step_state)),
                 Completion::Remaining | Completion::NotPending => Outcome::Handled,
             },
             _ => Outcome::Super,
         }
     }
 
-    /// Whether a failed command belongs to the current step (not a late one).
-    pub fn is_pending(&self, command_id: &str) -> bool {
-        self.commands.is_pending(command_id)
+    /// Why `event` fails the current step, if it does: a failed command of the step (not a
+    /// late one, of a step done or abandoned), or the deadline, explained by `timed_out`.
+    pub fn step_failure(
+        &self,
+        event: &OpEvent,
+        timed_out: impl FnOnce() -> String,
+    ) -> Option<String> {
+        match event {
+            OpEvent::CommandFailed { command_id, reason }
+                if self.commands.is_pending(command_id) =>
+            {
+                Some(reason.clone())
+            }
+            OpEvent::Timeout => Some(timed_out()),
+            _ => None,
+        }
     }
 
-    /// Abandons the current step for `reason`: to `rolling_back` if some rule may be on a
-    /// switch, else straight to `nothing_sent`.
+    /// Abandons the current step for `reason`, which the history notes: the answers of its
+    /// commands no longer matter.
+    pub fn abandon(&mut self, context: &mut OpContext, reason: &str) {
+        context.details = reason.to_string();
+        self.commands.abandon();
+        context.push(Action::Abandon);
+    }
+
+    /// Abandons the current step for `reason`, then rolls back: to `rolling_back` if some rule
+    /// may be on a switch, else straight to `nothing_sent`.
     pub fn roll_back<S>(
         &mut self,
         context: &mut OpContext,
@@ -79,9 +168,7 @@ impl RuleInstall {
         rolling_back: S,
         nothing_sent: S,
     ) -> Outcome<S> {
-        context.details = reason.to_string();
-        self.commands.abandon();
-        context.push(Action::Abandon);
+        self.abandon(context, reason);
         if self.sent.is_empty() {
             Outcome::Transition(nothing_sent)
         } else {
@@ -128,3 +215,6 @@ impl RuleInstall {
             .send(context, SbAction::Remove, &self.segments, &sent);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
-use crate::install::RuleInstall;
-use crate::operation::{Action, OpContext, OpEvent, Timeouts};
+use crate::install::{InstallStep, RuleInstall};
+use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
     ErrorBody, FlowRecord, FlowRequest, FlowStatus, FlowTarget, NbResponse, Resources, SbAction,
@@ -179,11 +179,7 @@ impl FlowReroute {
                 prospective.resources = Some(resources.clone());
                 prospective.target = None;
                 context.push(Action::Respond(NbResponse::Flow { flow: prospective }));
-                if self.install.has_non_ingress() {
-                    Transition(State::installing_non_ingress())
-                } else {
-                    Transition(State::installing_ingress())
-                }
+                Transition(State::installing_rules(self.install.first_step()))
             }
             OpEvent::AllocationFailed(error) => {
                 context.details = error.error_message.clone();
@@ -220,63 +216,28 @@ impl FlowReroute {
         }
     }
 
-    #[state(superstate = "installing", entry_action = "install_non_ingress")]
-    fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_non_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_non_ingress")]
-    fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::installing_ingress())
-    }
-
-    /// The swap: the new ingress rules take the flow's traffic over to the new path.
-    #[state(superstate = "installing", entry_action = "install_ingress")]
-    fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_ingress")]
-    fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        let next = self.after_swap();
-        self.install.advance(event, next)
+    /// The install sub-machine on the new path, one state for its steps; the history names it
+    /// by its step. The ingress install is the swap: the new ingress rules take the flow's
+    /// traffic over to the new path.
+    #[state(superstate = "installing", entry_action = "send_install_step")]
+    fn installing_rules(&mut self, step: &InstallStep, event: &OpEvent) -> Outcome<State> {
+        let after_swap = self.after_swap();
+        self.install
+            .advance(*step, event, State::installing_rules, after_swap)
     }
 
     /// The new path is not proven yet: failures roll back to the old one from here.
     #[superstate]
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        match event {
-            OpEvent::CommandFailed { command_id, reason }
-                if self.install.is_pending(command_id) =>
-            {
-                self.roll_back(context, reason.clone())
-            }
-            OpEvent::Timeout => {
-                let reason = self.timed_out();
-                self.roll_back(context, reason)
-            }
-            _ => Handled,
+        match self.install.step_failure(event, || self.timed_out()) {
+            Some(reason) => self.roll_back(context, reason),
+            None => Handled,
         }
     }
 
     #[action]
-    fn install_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, false);
-    }
-
-    #[action]
-    fn verify_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, false);
-    }
-
-    #[action]
-    fn install_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, true);
-    }
-
-    #[action]
-    fn verify_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, true);
+    fn send_install_step(&mut self, step: &InstallStep, context: &mut OpContext) {
+        self.install.send_step(context, *step);
     }
 
     #[state(entry_action = "remove_sent_rules")]
@@ -378,6 +339,15 @@ impl FlowReroute {
 impl FlowReroute {
     fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
         context.record_transition(source, target);
+    }
+}
+
+impl HistoryName for State {
+    fn history_name(&self) -> String {
+        match self {
+            State::InstallingRules { step } => step.history_name().into(),
+            _ => variant_name(self),
+        }
     }
 }
 

@@ -13,9 +13,10 @@ use std::collections::{BTreeSet, HashSet};
 
 use statig::prelude::*;
 
-use crate::install::RuleInstall;
-use crate::operation::Completion;
-use crate::operation::{Action, OpContext, OpEvent, Timeouts};
+use crate::install::{InstallStep, RuleInstall};
+use crate::operation::{
+    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Timeouts,
+};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{FlowRecord, FlowStatus, NbResponse, SbAction, SwitchId};
 
@@ -122,18 +123,14 @@ impl FlowSync {
             }
             context.details.push_str(NO_PATH);
             State::down()
-        } else if self.install.has_non_ingress() {
-            State::installing_non_ingress()
         } else {
-            State::installing_ingress()
+            State::installing_rules(self.install.first_step())
         }
     }
 
     /// Abandons the install for `reason`: the partial rules stay, they belong to the flow.
     fn give_up(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
-        context.details = reason.clone();
-        self.install.commands.abandon();
-        context.push(Action::Abandon);
+        self.install.abandon(context, &reason);
         self.failure = reason;
         Transition(State::down())
     }
@@ -249,58 +246,29 @@ impl FlowSync {
             .send(context, SbAction::Remove, &self.strays, &all);
     }
 
-    #[state(superstate = "installing", entry_action = "install_non_ingress")]
-    fn installing_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_non_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_non_ingress")]
-    fn verifying_non_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::installing_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "install_ingress")]
-    fn installing_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::verifying_ingress())
-    }
-
-    #[state(superstate = "installing", entry_action = "verify_ingress")]
-    fn verifying_ingress(&mut self, event: &OpEvent) -> Outcome<State> {
-        self.install.advance(event, State::up())
+    /// The install sub-machine for the recorded rules, one state for its steps; the history
+    /// names it by its step.
+    #[state(superstate = "installing", entry_action = "send_install_step")]
+    fn installing_rules(&mut self, step: &InstallStep, event: &OpEvent) -> Outcome<State> {
+        self.install
+            .advance(*step, event, State::installing_rules, State::up())
     }
 
     /// A failure leaves the flow DOWN on its recorded resources; nothing is rolled back.
     #[superstate]
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        match event {
-            OpEvent::CommandFailed { command_id, reason }
-                if self.install.is_pending(command_id) =>
-            {
-                self.give_up(context, reason.clone())
-            }
-            OpEvent::Timeout => self.give_up(context, "flow sync timed out".into()),
-            _ => Handled,
+        match self
+            .install
+            .step_failure(event, || "flow sync timed out".into())
+        {
+            Some(reason) => self.give_up(context, reason),
+            None => Handled,
         }
     }
 
     #[action]
-    fn install_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, false);
-    }
-
-    #[action]
-    fn verify_non_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, false);
-    }
-
-    #[action]
-    fn install_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Install, true);
-    }
-
-    #[action]
-    fn verify_ingress(&mut self, context: &mut OpContext) {
-        self.install.send_step(context, SbAction::Verify, true);
+    fn send_install_step(&mut self, step: &InstallStep, context: &mut OpContext) {
+        self.install.send_step(context, *step);
     }
 
     #[state(entry_action = "mark_up")]
@@ -341,6 +309,15 @@ impl FlowSync {
 impl FlowSync {
     fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
         context.record_transition(source, target);
+    }
+}
+
+impl HistoryName for State {
+    fn history_name(&self) -> String {
+        match self {
+            State::InstallingRules { step } => step.history_name().into(),
+            _ => variant_name(self),
+        }
     }
 }
 

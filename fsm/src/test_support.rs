@@ -57,6 +57,18 @@ pub fn sends(actions: &[Action]) -> Vec<(String, SbAction)> {
         .collect()
 }
 
+/// What ends the install step that `entered` started: the failure of its first command for
+/// `reason`, or the deadline when there is no reason.
+pub fn step_failure(entered: &[Action], reason: Option<&str>) -> OpEvent {
+    match reason {
+        Some(reason) => OpEvent::CommandFailed {
+            command_id: sends(entered)[0].0.clone(),
+            reason: reason.into(),
+        },
+        None => OpEvent::Timeout,
+    }
+}
+
 /// Drives one of the flow machines: each event a millisecond after the last, returning the
 /// actions it asked for.
 pub struct Harness<M: IntoStateMachine> {

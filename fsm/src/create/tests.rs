@@ -2,8 +2,8 @@ use statig::blocking::IntoStateMachineExt;
 
 use super::*;
 use crate::operation::Action;
-use crate::test_support::{self, record, resources, sends};
-use crate::ErrorBody;
+use crate::test_support::{self, record, resources, sends, step_failure};
+use crate::{ErrorBody, SbAction};
 
 type Harness = test_support::Harness<FlowCreate>;
 
@@ -36,6 +36,29 @@ fn saved_status(actions: &[Action]) -> Option<FlowStatus> {
     })
 }
 
+/// The history of a whole create from switch 1 to `dst`, every command answered with success.
+fn whole_create_history(dst: u64) -> Vec<String> {
+    let mut h = Harness::create(dst);
+    let mut all = h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(resources(dst)));
+    while !h.state().is_finished() {
+        all.extend(actions.clone());
+        actions = h.succeed_all(&actions);
+    }
+    all.extend(actions);
+    all.iter()
+        .filter_map(|a| match a {
+            Action::History {
+                event,
+                from_state,
+                to_state,
+                ..
+            } => Some(format!("{event}: {from_state} -> {to_state}")),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn start_arms_the_deadline_and_asks_for_allocation() {
     let mut h = Harness::create(3);
@@ -48,76 +71,38 @@ fn start_arms_the_deadline_and_asks_for_allocation() {
 }
 
 #[test]
-fn happy_path_installs_non_ingress_then_ingress_and_ends_up() {
+fn the_allocated_flow_is_saved_and_answered_then_installed_and_up() {
     let mut h = Harness::create(3);
     h.handle(OpEvent::Start);
     let allocated = h.handle(OpEvent::Allocated(resources(3)));
-    assert_eq!(h.state(), State::installing_non_ingress());
+    assert_eq!(
+        h.state(),
+        State::installing_rules(InstallStep::InstallNonIngress)
+    );
     assert_eq!(saved_status(&allocated), Some(FlowStatus::InProgress));
     assert!(allocated
         .iter()
         .any(|a| matches!(a, Action::Respond(NbResponse::Flow { .. }))));
-    let installs = sends(&allocated);
-    assert_eq!(installs.len(), 4, "transit + egress, both directions");
-    assert!(installs
-        .iter()
-        .all(|(_, action)| *action == SbAction::Install));
 
-    let verify = h.succeed_all(&allocated);
-    assert_eq!(h.state(), State::verifying_non_ingress());
-    assert_eq!(sends(&verify).len(), 4);
-    assert!(sends(&verify).iter().all(|(_, a)| *a == SbAction::Verify));
-
-    let ingress = h.succeed_all(&verify);
-    assert_eq!(h.state(), State::installing_ingress());
-    assert_eq!(sends(&ingress).len(), 2);
-
-    let verify_ingress = h.succeed_all(&ingress);
-    assert_eq!(h.state(), State::verifying_ingress());
-    assert_eq!(sends(&verify_ingress).len(), 2);
-
-    let done = h.succeed_all(&verify_ingress);
-    assert_eq!(h.state(), State::up());
-    assert!(h.state().is_finished());
-    assert_eq!(saved_status(&done), Some(FlowStatus::Up));
-}
-
-#[test]
-fn the_step_waits_for_every_command() {
-    let mut h = Harness::create(3);
-    h.handle(OpEvent::Start);
-    let allocated = h.handle(OpEvent::Allocated(resources(3)));
-    let ids = sends(&allocated);
-    for (command_id, _) in &ids[..3] {
-        h.handle(OpEvent::CommandSucceeded {
-            command_id: command_id.clone(),
-        });
+    let mut actions = allocated;
+    while !h.state().is_finished() {
+        actions = h.succeed_all(&actions);
     }
-    assert_eq!(h.state(), State::installing_non_ingress());
-    // a duplicate of an answered command and an unknown one change nothing
-    h.handle(OpEvent::CommandSucceeded {
-        command_id: ids[0].0.clone(),
-    });
-    h.handle(OpEvent::CommandSucceeded {
-        command_id: "f1:0:99".into(),
-    });
-    assert_eq!(h.state(), State::installing_non_ingress());
-    h.handle(OpEvent::CommandSucceeded {
-        command_id: ids[3].0.clone(),
-    });
-    assert_eq!(h.state(), State::verifying_non_ingress());
+    assert_eq!(h.state(), State::up());
+    assert_eq!(saved_status(&actions), Some(FlowStatus::Up));
 }
 
 #[test]
-fn a_one_switch_flow_skips_the_non_ingress_steps() {
-    let mut h = Harness::create(1);
-    h.handle(OpEvent::Start);
-    let actions = h.handle(OpEvent::Allocated(resources(1)));
-    assert_eq!(h.state(), State::installing_ingress());
-    assert_eq!(sends(&actions).len(), 2);
-    let verify = h.succeed_all(&actions);
-    h.succeed_all(&verify);
-    assert_eq!(h.state(), State::up());
+fn a_one_switch_create_goes_straight_to_the_ingress_install() {
+    assert_eq!(
+        whole_create_history(1),
+        vec![
+            "start: Received -> Validating",
+            "allocated: Validating -> InstallingIngress",
+            "command_succeeded: InstallingIngress -> VerifyingIngress",
+            "command_succeeded: VerifyingIngress -> Up",
+        ]
+    );
 }
 
 #[test]
@@ -162,64 +147,43 @@ fn a_failed_allocation_after_the_timeout_needs_no_release() {
     assert_eq!(h.state(), State::rejected());
 }
 
-/// Every step that sends commands rolls back on a failed command and on the deadline.
+/// Which rules a rollback removes at each step is the install sub-machine's (its tests);
+/// here, what create does around it.
 #[test]
-fn every_install_step_rolls_back_on_failure_and_on_timeout() {
-    let steps = [
-        (State::installing_non_ingress(), 4),
-        (State::verifying_non_ingress(), 4),
-        (State::installing_ingress(), 6),
-        (State::verifying_ingress(), 6),
-    ];
-    for (step, rules_sent) in steps {
-        for by_timeout in [false, true] {
-            let mut h = Harness::create(3);
-            let entered = h.drive_to(step.clone());
-            let event = if by_timeout {
-                OpEvent::Timeout
-            } else {
-                let (command_id, _) = sends(&entered)[0].clone();
-                OpEvent::CommandFailed {
-                    command_id,
-                    reason: "SWITCH_UNAVAILABLE after 3 attempts".into(),
-                }
-            };
-            let rollback = h.handle(event);
-            assert_eq!(h.state(), State::rolling_back(), "from {step:?}");
-            assert!(rollback.contains(&Action::Abandon));
-            assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
-            let removes = sends(&rollback);
-            assert_eq!(
-                removes.len(),
-                rules_sent,
-                "from {step:?}: remove every rule an install was sent for"
-            );
-            assert!(removes.iter().all(|(_, a)| *a == SbAction::Remove));
+fn a_failed_command_or_the_deadline_rolls_back_and_ends_down() {
+    let switch_down = "SWITCH_UNAVAILABLE after 3 attempts";
+    for (failure, reason) in [
+        (Some(switch_down), switch_down),
+        (None, "flow create timed out"),
+    ] {
+        let mut h = Harness::create(3);
+        let verifying = h.drive_to(State::installing_rules(InstallStep::VerifyIngress));
+        let rollback = h.handle(step_failure(&verifying, failure));
+        assert_eq!(h.state(), State::rolling_back(), "{reason}");
+        assert!(rollback.contains(&Action::Abandon));
+        assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
+        let removes = sends(&rollback);
+        assert_eq!(removes.len(), 6, "every rule of the flow was sent");
+        assert!(removes.iter().all(|(_, a)| *a == SbAction::Remove));
 
-            let done = h.succeed_all(&rollback);
-            assert_eq!(h.state(), State::down(), "from {step:?}");
-            assert_eq!(done.first(), Some(&Action::Free));
-            let reason = done.iter().find_map(|a| match a {
-                Action::Save(r) => Some((r.status, r.status_info.clone(), r.resources.clone())),
-                _ => None,
-            });
-            let expected = if by_timeout {
-                "flow create timed out"
-            } else {
-                "SWITCH_UNAVAILABLE after 3 attempts"
-            };
-            assert_eq!(
-                reason,
-                Some((FlowStatus::Down, Some(expected.to_string()), None))
-            );
-        }
+        let done = h.succeed_all(&rollback);
+        assert_eq!(h.state(), State::down(), "{reason}");
+        assert_eq!(done.first(), Some(&Action::Free));
+        let saved = done.iter().find_map(|a| match a {
+            Action::Save(r) => Some((r.status, r.status_info.clone(), r.resources.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            saved,
+            Some((FlowStatus::Down, Some(reason.to_string()), None))
+        );
     }
 }
 
 #[test]
 fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
     let mut h = Harness::create(3);
-    let entered = h.drive_to(State::installing_non_ingress());
+    let entered = h.drive_to(State::installing_rules(InstallStep::InstallNonIngress));
     let ids = sends(&entered);
     let rollback = h.handle(OpEvent::CommandFailed {
         command_id: ids[0].0.clone(),
@@ -236,7 +200,7 @@ fn a_late_success_of_an_abandoned_install_does_not_finish_the_rollback() {
 #[test]
 fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
     let mut h = Harness::create(3);
-    h.drive_to(State::installing_non_ingress());
+    h.drive_to(State::installing_rules(InstallStep::InstallNonIngress));
     let rollback = h.handle(OpEvent::Timeout);
     let removes = sends(&rollback);
     h.handle(OpEvent::CommandFailed {
@@ -263,7 +227,7 @@ fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
 #[test]
 fn rollback_gives_up_waiting_at_its_own_deadline() {
     let mut h = Harness::create(3);
-    h.drive_to(State::verifying_ingress());
+    h.drive_to(State::installing_rules(InstallStep::VerifyIngress));
     h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::rolling_back());
     let actions = h.handle(OpEvent::Timeout);

@@ -1,7 +1,7 @@
 use statig::blocking::IntoStateMachineExt;
 
 use super::*;
-use crate::test_support::{self, record, request, resources};
+use crate::test_support::{self, record, request, resources, step_failure};
 use crate::{FlowTarget, Resources};
 
 type Harness = test_support::Harness<FlowSync>;
@@ -255,7 +255,10 @@ fn a_switch_that_cannot_list_its_rules_does_not_stop_the_sync() {
         command_id: dumps[2].0.clone(),
         reason: "SWITCH_UNAVAILABLE".into(),
     });
-    assert_eq!(h.state(), State::installing_non_ingress());
+    assert_eq!(
+        h.state(),
+        State::installing_rules(InstallStep::InstallNonIngress)
+    );
     assert!(!of(&next, SbAction::Install).is_empty());
 
     let mut h = Harness::sync(up_flow());
@@ -263,27 +266,25 @@ fn a_switch_that_cannot_list_its_rules_does_not_stop_the_sync() {
     h.handle(OpEvent::Timeout);
     assert_eq!(
         h.state(),
-        State::installing_non_ingress(),
+        State::installing_rules(InstallStep::InstallNonIngress),
         "a listing timeout goes on"
     );
 }
 
 #[test]
 fn an_install_failure_or_timeout_leaves_the_flow_down_on_its_resources() {
-    for by_timeout in [false, true] {
+    for (failure, reason) in [
+        (Some("TABLE_FULL"), "TABLE_FULL"),
+        (None, "flow sync timed out"),
+    ] {
         let mut h = Harness::sync(up_flow());
         let start = h.handle(OpEvent::Start);
         let installs = h.answer(&start, &[]);
-        assert_eq!(h.state(), State::installing_non_ingress());
-        let event = if by_timeout {
-            OpEvent::Timeout
-        } else {
-            OpEvent::CommandFailed {
-                command_id: sent(&installs)[0].0.clone(),
-                reason: "TABLE_FULL".into(),
-            }
-        };
-        let actions = h.handle(event);
+        assert_eq!(
+            h.state(),
+            State::installing_rules(InstallStep::InstallNonIngress)
+        );
+        let actions = h.handle(step_failure(&installs, failure));
         assert_eq!(h.state(), State::down());
         assert!(actions.contains(&Action::Abandon));
         let saved = last_saved(&actions);
@@ -292,11 +293,6 @@ fn an_install_failure_or_timeout_leaves_the_flow_down_on_its_resources() {
             Some(resources(3)),
             "the partial rules are the flow's"
         );
-        let reason = if by_timeout {
-            "flow sync timed out"
-        } else {
-            "TABLE_FULL"
-        };
         assert_eq!(saved.status_info.as_deref(), Some(reason));
     }
 }
@@ -308,7 +304,10 @@ fn a_one_switch_flow_goes_straight_to_the_ingress_step() {
     let mut h = Harness::sync(flow);
     let start = h.handle(OpEvent::Start);
     h.answer(&start, &[]);
-    assert_eq!(h.state(), State::installing_ingress());
+    assert_eq!(
+        h.state(),
+        State::installing_rules(InstallStep::InstallIngress)
+    );
 }
 
 #[test]
