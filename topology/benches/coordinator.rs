@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput};
-use hubspoke_speaker::deadline::{DeadlineRequest, TimerKey, TimerOwner};
-use hubspoke_topology::coordinator::DeadlineTable;
-use hubspoke_topology::dataflow::{coordinator_operator, Time};
+use hubspoke_speaker::deadline::{CommandTimer, DeadlineRequest};
+use hubspoke_topology::coordinator::{coordinator_operator, Deadline, DeadlineTable, TimerKey};
+use hubspoke_topology::dataflow::Time;
 use hubspoke_topology::metrics::Metrics;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -46,14 +46,13 @@ const FIRE_SPREAD_MS: u64 = 10;
 /// The `n`th speaker timer: flow `n / 6`, its command `n % 6`; `tag` tells batches apart.
 fn key(tag: &str, n: u64) -> TimerKey {
     let flow_id = format!("{tag}flow-{:08}", n / 6);
-    TimerKey {
-        owner: TimerOwner::Speaker,
-        name: format!("{flow_id}:1700000000000:{}", n % 6),
+    TimerKey::Command(CommandTimer {
+        command_id: format!("{flow_id}:1700000000000:{}", n % 6),
         flow_id,
-    }
+    })
 }
 
-fn register(key: TimerKey, at_ms: u64) -> DeadlineRequest {
+fn register(key: TimerKey, at_ms: u64) -> Deadline {
     DeadlineRequest::Register {
         key,
         generation: 1,
@@ -61,19 +60,19 @@ fn register(key: TimerKey, at_ms: u64) -> DeadlineRequest {
     }
 }
 
-fn cancel(key: TimerKey) -> DeadlineRequest {
+fn cancel(key: TimerKey) -> Deadline {
     DeadlineRequest::Cancel { key, generation: 1 }
 }
 
 /// Registrations of `count` deadlines tagged `tag` at `FAR_MS` + (spread over `SPREAD_MS`).
-fn far_registrations(tag: &str, count: u64) -> Vec<DeadlineRequest> {
+fn far_registrations(tag: &str, count: u64) -> Vec<Deadline> {
     (0..count)
         .map(|n| register(key(tag, n), FAR_MS + n % SPREAD_MS))
         .collect()
 }
 
 /// Registrations of `keys`, far in the future.
-fn far_registrations_of(keys: &[TimerKey]) -> Vec<DeadlineRequest> {
+fn far_registrations_of(keys: &[TimerKey]) -> Vec<Deadline> {
     keys.iter()
         .enumerate()
         .map(|(n, k)| register(k.clone(), FAR_MS + n as u64 % SPREAD_MS))
@@ -82,13 +81,13 @@ fn far_registrations_of(keys: &[TimerKey]) -> Vec<DeadlineRequest> {
 
 /// Where a measured batch of requests goes: the table alone, or the operator in its dataflow.
 trait Coordinator {
-    fn apply(&mut self, requests: Vec<DeadlineRequest>);
+    fn apply(&mut self, requests: Vec<Deadline>);
 }
 
 struct TableAlone(DeadlineTable);
 
 impl Coordinator for TableAlone {
-    fn apply(&mut self, requests: Vec<DeadlineRequest>) {
+    fn apply(&mut self, requests: Vec<Deadline>) {
         for request in requests {
             black_box(self.0.apply(0, request));
         }
@@ -101,7 +100,7 @@ struct InDataflow<'w> {
 }
 
 impl Coordinator for InDataflow<'_> {
-    fn apply(&mut self, requests: Vec<DeadlineRequest>) {
+    fn apply(&mut self, requests: Vec<Deadline>) {
         self.rig.run(self.worker, requests);
     }
 }
@@ -183,7 +182,7 @@ fn table_benches(c: &mut Criterion) {
 
 /// The coordinator in a one-worker dataflow, fed through an input, its output counted.
 struct Rig {
-    input: InputHandle<Time, CapacityContainerBuilder<Vec<DeadlineRequest>>>,
+    input: InputHandle<Time, CapacityContainerBuilder<Vec<Deadline>>>,
     probe: ProbeHandle<Time>,
     fired: Rc<Cell<u64>>,
 }
@@ -195,7 +194,7 @@ impl Rig {
         let counter = fired.clone();
         let metrics = Arc::new(Metrics::default());
         let input = worker.dataflow::<Time, _, _>(|scope| {
-            let (input, requests) = scope.new_input::<Vec<DeadlineRequest>>();
+            let (input, requests) = scope.new_input::<Vec<Deadline>>();
             coordinator_operator(requests, metrics)
                 .probe_with(&probe)
                 .sink(Pipeline, "Count", move |(input, _frontier)| {
@@ -215,7 +214,7 @@ impl Rig {
 
     /// Sends `requests` at the current time, then moves to the next time and steps the worker
     /// until the coordinator's output has passed it.
-    fn run(&mut self, worker: &mut timely::worker::Worker, requests: Vec<DeadlineRequest>) {
+    fn run(&mut self, worker: &mut timely::worker::Worker, requests: Vec<Deadline>) {
         for request in requests {
             self.input.send(request);
         }

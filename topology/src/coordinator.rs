@@ -2,10 +2,51 @@
 //! deadline is a capability held at its time, and fires when the input frontier passes it
 //! (logical time, so replay fires the same timeouts). A re-registered key replaces the old
 //! deadline, and a stale generation can neither cancel nor fire for a newer one.
+//!
+//! [`DeadlineTable`] is the logic, [`coordinator_operator`] the timely operator around it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use hubspoke_speaker::deadline::{DeadlineRequest, Timeout, TimerKey};
+use hubspoke_speaker::deadline::{CommandTimer, DeadlineRequest, Timeout};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::StreamVec;
+
+use crate::dataflow::{route, Time};
+use crate::metrics::Metrics;
+
+/// The hub's timers of one flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HubTimer {
+    /// The running operation's deadline (re-armed by each step that needs a new one).
+    Operation,
+    /// A network-triggered reroute's settle time.
+    Reroute,
+    /// Catches an operation that outlived every deadline it can arm.
+    Watchdog,
+}
+
+/// Every deadline the coordinator holds, by owner. Each names its flow, which routes it to
+/// the worker that owns the flow.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TimerKey {
+    Hub { flow_id: String, timer: HubTimer },
+    Command(CommandTimer),
+}
+
+impl TimerKey {
+    pub fn flow_id(&self) -> &str {
+        match self {
+            TimerKey::Hub { flow_id, .. } => flow_id,
+            TimerKey::Command(timer) => &timer.flow_id,
+        }
+    }
+}
+
+pub type Deadline = DeadlineRequest<TimerKey>;
 
 #[derive(Debug, Default)]
 pub struct DeadlineTable {
@@ -17,7 +58,7 @@ impl DeadlineTable {
     /// Applies a request; a registration in the past is moved to `now_ms`. Returns the time
     /// of a registration this request added, and a time it left with no deadlines (whose
     /// capability the operator can drop).
-    pub fn apply(&mut self, now_ms: u64, request: DeadlineRequest) -> (Option<u64>, Option<u64>) {
+    pub fn apply(&mut self, now_ms: u64, request: Deadline) -> (Option<u64>, Option<u64>) {
         match request {
             DeadlineRequest::Register {
                 key,
@@ -59,9 +100,9 @@ impl DeadlineTable {
     }
 
     /// Removes and returns the deadlines at exactly `at_ms`.
-    pub fn take_due(&mut self, at_ms: u64) -> Vec<Timeout> {
+    pub fn take_due(&mut self, at_ms: u64) -> Vec<Timeout<TimerKey>> {
         let keys = self.by_time.remove(&at_ms).unwrap_or_default();
-        let mut due: Vec<Timeout> = keys
+        let mut due: Vec<Timeout<TimerKey>> = keys
             .into_iter()
             .map(|(key, generation)| {
                 self.by_key.remove(&key);
@@ -85,22 +126,63 @@ impl DeadlineTable {
     }
 }
 
+/// The coordinator operator: applies deadline registrations and cancellations (exchanged by
+/// flow id) to a [`DeadlineTable`], holds one capability per pending deadline time, and emits
+/// the [`Timeout`]s of a time once the input frontier has passed it. Public so that
+/// benchmarks can drive the real operator in a dataflow of their own.
+pub fn coordinator_operator<'scope>(
+    requests: StreamVec<'scope, Time, Deadline>,
+    metrics: Arc<Metrics>,
+) -> StreamVec<'scope, Time, Timeout<TimerKey>> {
+    let pact = Exchange::new(|d: &Deadline| route(d.key().flow_id()));
+    requests.unary_frontier(pact, "Coordinator", move |_capability, _info| {
+        let mut table = DeadlineTable::default();
+        let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
+        let mut counted = 0;
+        move |(input, frontier), output| {
+            input.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else {
+                    return;
+                };
+                for request in data.flat_map(|batch| batch.drain(..)) {
+                    let (added, emptied) = table.apply(now, request);
+                    if let Some(at) = added {
+                        held.entry(at).or_insert_with(|| capability.delayed(&at, 0));
+                    }
+                    if let Some(at) = emptied {
+                        held.remove(&at);
+                    }
+                }
+            });
+            while let Some(entry) = held.first_entry() {
+                if frontier.frontier().less_equal(entry.key()) {
+                    break;
+                }
+                let (at, capability) = entry.remove_entry();
+                let due = table.take_due(at);
+                metrics.deadlines_fired.add(due.len() as u64);
+                output.session(&capability).give_iterator(due.into_iter());
+            }
+            metrics.deadlines_pending.add(table.len() as i64 - counted);
+            counted = table.len() as i64;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hubspoke_speaker::deadline::TimerOwner;
 
-    fn key(name: &str) -> TimerKey {
-        TimerKey {
-            owner: TimerOwner::Speaker,
+    fn key(command_id: &str) -> TimerKey {
+        TimerKey::Command(CommandTimer {
             flow_id: "f".into(),
-            name: name.into(),
-        }
+            command_id: command_id.into(),
+        })
     }
 
-    fn register(name: &str, generation: u64, at_ms: u64) -> DeadlineRequest {
+    fn register(command_id: &str, generation: u64, at_ms: u64) -> Deadline {
         DeadlineRequest::Register {
-            key: key(name),
+            key: key(command_id),
             generation,
             at_ms,
         }
@@ -115,10 +197,47 @@ mod tests {
         assert!(table.take_due(5).is_empty());
         let due = table.take_due(10);
         assert_eq!(
-            due.iter().map(|t| t.key.name.as_str()).collect::<Vec<_>>(),
-            vec!["a", "b"]
+            due.into_iter().map(|t| t.key).collect::<Vec<_>>(),
+            vec![key("a"), key("b")]
         );
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn a_flows_hub_timers_come_due_before_its_command_timers_in_a_fixed_order() {
+        let mut table = DeadlineTable::default();
+        let hub = |timer| TimerKey::Hub {
+            flow_id: "f".into(),
+            timer,
+        };
+        for (generation, key) in [
+            key("c:1"),
+            hub(HubTimer::Watchdog),
+            hub(HubTimer::Operation),
+            hub(HubTimer::Reroute),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            table.apply(
+                0,
+                DeadlineRequest::Register {
+                    key,
+                    generation: generation as u64,
+                    at_ms: 10,
+                },
+            );
+        }
+        let due: Vec<TimerKey> = table.take_due(10).into_iter().map(|t| t.key).collect();
+        assert_eq!(
+            due,
+            vec![
+                hub(HubTimer::Operation),
+                hub(HubTimer::Reroute),
+                hub(HubTimer::Watchdog),
+                key("c:1")
+            ]
+        );
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod live;
 pub mod metrics;
 pub mod recovery;
 pub mod replay;
+pub mod speaker;
 pub mod view;
 pub mod wire;

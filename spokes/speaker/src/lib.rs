@@ -12,7 +12,7 @@ use hubspoke_fsm::{stable_hash, Envelope, SbAction, SbCommand, SbOutcome, SbResp
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::deadline::{DeadlineRequest, TimerKey, TimerOwner};
+use crate::deadline::{CommandTimer, DeadlineRequest};
 
 /// When to give up, and how long to wait between attempts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ pub struct SpeakerReport {
 pub enum SpeakerOutput {
     Command(Envelope<SbCommand>),
     Report(SpeakerReport),
-    Deadline(DeadlineRequest),
+    Deadline(DeadlineRequest<CommandTimer>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,11 +240,11 @@ impl SpeakerWorker {
     pub fn timeout(
         &mut self,
         now_ms: u64,
-        key: &TimerKey,
+        timer: &CommandTimer,
         generation: u64,
         out: &mut Vec<SpeakerOutput>,
     ) {
-        let command_id = key.name.as_str();
+        let command_id = timer.command_id.as_str();
         let Some(pending) = self.pending.get_mut(command_id) else {
             return;
         };
@@ -345,11 +345,10 @@ impl SpeakerWorker {
     }
 }
 
-fn timer_key(flow_id: &str, command_id: &str) -> TimerKey {
-    TimerKey {
-        owner: TimerOwner::Speaker,
+fn timer_key(flow_id: &str, command_id: &str) -> CommandTimer {
+    CommandTimer {
         flow_id: flow_id.to_string(),
-        name: command_id.to_string(),
+        command_id: command_id.to_string(),
     }
 }
 

@@ -72,13 +72,8 @@ fn sent(out: &[HubOutput]) -> Vec<SbAction> {
         .collect()
 }
 
-fn registered(out: &[HubOutput], name: &str) -> Option<u64> {
-    out.iter().find_map(|o| match o {
-        HubOutput::Deadline(DeadlineRequest::Register {
-            key, generation, ..
-        }) if key.name == name => Some(*generation),
-        _ => None,
-    })
+fn registered(out: &[HubOutput], timer: HubTimer) -> Option<u64> {
+    registered_at(out, timer).map(|(generation, _)| generation)
 }
 
 #[test]
@@ -203,12 +198,13 @@ fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
         },
     );
     hub.request(6000, sync, &mut out);
-    let watchdog = registered(&out, WATCHDOG_TIMER).expect("a watchdog per operation");
+    let watchdog = registered(&out, HubTimer::Watchdog).expect("a watchdog per operation");
     out.clear();
     hub.input(
         7000,
-        HubInput::Overdue {
+        HubInput::Timer {
             flow_id: "f1".into(),
+            timer: HubTimer::Watchdog,
             generation: watchdog + 1,
         },
         &mut out,
@@ -216,8 +212,9 @@ fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
     assert!(out.is_empty(), "a stale watchdog changes nothing");
     hub.input(
         200_000,
-        HubInput::Overdue {
+        HubInput::Timer {
             flow_id: "f1".into(),
+            timer: HubTimer::Watchdog,
             generation: watchdog,
         },
         &mut out,
@@ -233,13 +230,13 @@ fn an_operation_past_all_its_deadlines_is_remediated_by_a_sync() {
     );
 }
 
-fn registered_at(out: &[HubOutput], name: &str) -> Option<(u64, u64)> {
+fn registered_at(out: &[HubOutput], timer: HubTimer) -> Option<(u64, u64)> {
     out.iter().find_map(|o| match o {
         HubOutput::Deadline(DeadlineRequest::Register {
-            key,
+            key: TimerKey::Hub { timer: t, .. },
             generation,
             at_ms,
-        }) if key.name == name => Some((*generation, *at_ms)),
+        }) if *t == timer => Some((*generation, *at_ms)),
         _ => None,
     })
 }
@@ -271,15 +268,16 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
         },
         &mut out,
     );
-    let mut due = registered_at(&out, REROUTE_TIMER).expect("a reroute is queued");
+    let mut due = registered_at(&out, HubTimer::Reroute).expect("a reroute is queued");
     let throttle = RerouteThrottle::default();
     let mut waits = Vec::new();
     for _ in 0..3 {
         out.clear();
         hub.input(
             due.1,
-            HubInput::RerouteDue {
+            HubInput::Timer {
                 flow_id: "f1".into(),
+                timer: HubTimer::Reroute,
                 generation: due.0,
             },
             &mut out,
@@ -303,7 +301,7 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
             }),
             &mut out,
         );
-        let next = registered_at(&out, REROUTE_TIMER).expect("the failed reroute is retried");
+        let next = registered_at(&out, HubTimer::Reroute).expect("the failed reroute is retried");
         waits.push(next.1 - (due.1 + 1));
         due = next;
     }

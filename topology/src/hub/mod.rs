@@ -2,12 +2,17 @@
 //! does I/O; it turns requests, allocation results, speaker reports and timeouts into
 //! outputs for the allocator, the speaker worker, the coordinator and the bus.
 //!
-//! It also moves flows when the network changes: a flow whose path uses a down link, and a
-//! DOWN flow once a link comes up, is rerouted. Such reroutes wait for the network to settle
-//! (every new trigger for a flow pushes its reroute back by `delay_ms`, up to `max_delay_ms`
-//! after the first), so a flapping link costs nothing and a failure becomes one batch.
+//! - this module: the operation driver (admitting requests, starting machines, carrying out
+//!   what they ask for, the watchdog);
+//! - [`answers`]: the answers remembered by correlation id (a request sent again);
+//! - [`reroutes`]: the reroutes the network asks for, throttled, and retried;
+//! - [`operator`]: the timely operator around the hub.
 
-use std::collections::{HashMap, VecDeque};
+mod answers;
+pub mod operator;
+mod reroutes;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hubspoke_fsm::create::FlowCreate;
@@ -18,39 +23,35 @@ use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
 };
-use hubspoke_speaker::deadline::{DeadlineRequest, TimerKey, TimerOwner};
+use hubspoke_speaker::deadline::DeadlineRequest;
 use hubspoke_speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
 use statig::blocking::{IntoStateMachineExt, StateMachine};
 use tracing::{debug, info_span};
 
 use crate::allocator::{AllocationResult, AllocatorRequest};
+use crate::coordinator::{Deadline, HubTimer, TimerKey};
 use crate::metrics::Metrics;
 use crate::recovery::RecoveredFlow;
+use answers::Answers;
+use reroutes::RerouteState;
+pub use reroutes::RerouteThrottle;
 
 /// What comes back to the hub through the dataflow's feedback edge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HubInput {
     Allocation(AllocationResult),
     Report(SpeakerReport),
-    Timeout {
+    /// One of the flow's timers fired.
+    Timer {
         flow_id: String,
+        timer: HubTimer,
         generation: u64,
     },
     /// From the network view: the flow's installed path uses a down link (or no longer does).
     PathAffected {
         flow_id: String,
         affected: bool,
-    },
-    /// A flow's settle time for a network-triggered reroute passed.
-    RerouteDue {
-        flow_id: String,
-        generation: u64,
-    },
-    /// An operation is still running long after every deadline it can arm: a bug, resolved.
-    Overdue {
-        flow_id: String,
-        generation: u64,
     },
 }
 
@@ -59,10 +60,7 @@ impl HubInput {
         match self {
             HubInput::Allocation(result) => &result.flow_id,
             HubInput::Report(report) => &report.flow_id,
-            HubInput::Timeout { flow_id, .. }
-            | HubInput::PathAffected { flow_id, .. }
-            | HubInput::RerouteDue { flow_id, .. }
-            | HubInput::Overdue { flow_id, .. } => flow_id,
+            HubInput::Timer { flow_id, .. } | HubInput::PathAffected { flow_id, .. } => flow_id,
         }
     }
 }
@@ -71,27 +69,9 @@ impl HubInput {
 pub enum HubOutput {
     Speaker(SpeakerRequest),
     Allocator(AllocatorRequest),
-    Deadline(DeadlineRequest),
+    Deadline(Deadline),
     Response(Envelope<NbResponse>),
     Event(Envelope<FlowEvent>),
-}
-
-/// How long network-triggered reroutes wait for the network to settle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RerouteThrottle {
-    /// A flow is rerouted once no new trigger came for it for this long.
-    pub delay_ms: u64,
-    /// ... but no later than this after its first trigger.
-    pub max_delay_ms: u64,
-}
-
-impl Default for RerouteThrottle {
-    fn default() -> Self {
-        RerouteThrottle {
-            delay_ms: 500,
-            max_delay_ms: 5_000,
-        }
-    }
 }
 
 enum Machine {
@@ -142,22 +122,11 @@ struct Operation {
     watchdog_generation: u64,
 }
 
-/// A network-triggered reroute waiting for the network to settle.
-struct QueuedReroute {
-    kind: RerouteKind,
-    first_ms: u64,
-    generation: u64,
-}
-
 #[derive(Default)]
 struct FlowSlot {
     record: Option<FlowRecord>,
     operation: Option<Operation>,
-    /// The network view says the flow's installed path uses a down link.
-    path_down: bool,
-    queued: Option<QueuedReroute>,
-    /// Reroutes of the broken path that failed in a row: the next retry waits longer.
-    failed_reroutes: u32,
+    reroute: RerouteState,
 }
 
 impl FlowSlot {
@@ -174,33 +143,19 @@ impl FlowSlot {
     }
 }
 
-/// The hub's timers: the operation's deadline, the reroute's settle time, and the watchdog
-/// that catches an operation outliving every deadline it can arm.
-const OPERATION_TIMER: &str = "";
-pub const REROUTE_TIMER: &str = "reroute";
-pub const WATCHDOG_TIMER: &str = "watchdog";
-
 /// An operation arms at most an operation deadline, a rollback deadline and (a sync after an
 /// interrupted move) a second operation deadline; the watchdog waits for all of them and more.
 fn watchdog_after(timeouts: &Timeouts) -> u64 {
     3 * timeouts.operation_ms + 2 * timeouts.rollback_ms
 }
 
-/// A flow whose path broke and whose reroute failed (a switch timed out, no path yet) is
-/// retried after `max_delay_ms` doubled per failure in a row, up to this many doublings.
-const RETRY_DOUBLINGS: u32 = 4;
-
-/// How long an answer is remembered for a request sent again with its correlation id.
-const ANSWER_MEMORY_MS: u64 = 24 * 3600 * 1000;
-
 pub struct Hub {
     timeouts: Timeouts,
     throttle: RerouteThrottle,
     flows: HashMap<String, FlowSlot>,
+    /// Every deadline the hub registers gets the next one, so a stale one is recognised.
     next_generation: u64,
-    /// The answers given, by correlation id, oldest first in `answer_order`.
-    answers: HashMap<String, Envelope<NbResponse>>,
-    answer_order: VecDeque<(u64, String)>,
+    answers: Answers,
     metrics: Arc<Metrics>,
 }
 
@@ -211,8 +166,7 @@ impl Hub {
             throttle,
             flows: HashMap::new(),
             next_generation: 0,
-            answers: HashMap::new(),
-            answer_order: VecDeque::new(),
+            answers: Answers::default(),
             metrics,
         }
     }
@@ -230,7 +184,7 @@ impl Hub {
         out: &mut Vec<HubOutput>,
     ) {
         for answer in answers {
-            self.remember(answer);
+            self.answers.remember(answer);
         }
         for RecoveredFlow {
             record,
@@ -270,24 +224,7 @@ impl Hub {
             },
         )));
         out.push(HubOutput::Response(response.clone()));
-        self.remember(response);
-    }
-
-    fn remember(&mut self, response: Envelope<NbResponse>) {
-        let at = response.created_at_ms;
-        while self
-            .answer_order
-            .front()
-            .is_some_and(|(t, _)| t + ANSWER_MEMORY_MS < at)
-        {
-            if let Some((_, old)) = self.answer_order.pop_front() {
-                self.answers.remove(&old);
-            }
-        }
-        self.answer_order
-            .push_back((at, response.correlation_id.clone()));
-        self.answers
-            .insert(response.correlation_id.clone(), response);
+        self.answers.remember(response);
     }
 
     /// A request seen before: its answer again, or nothing while it is still being worked on.
@@ -403,7 +340,7 @@ impl Hub {
             watchdog_generation: self.next_generation,
         });
         out.push(HubOutput::Deadline(DeadlineRequest::Register {
-            key: hub_timer(flow_id, WATCHDOG_TIMER),
+            key: hub_timer(flow_id, HubTimer::Watchdog),
             generation: self.next_generation,
             at_ms: now_ms + watchdog_after(&self.timeouts),
         }));
@@ -432,7 +369,7 @@ impl Hub {
             "an operation outlived all its deadlines: remediated"
         );
         out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-            key: hub_timer(flow_id, OPERATION_TIMER),
+            key: hub_timer(flow_id, HubTimer::Operation),
             generation: stuck.deadline_generation,
         }));
         out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
@@ -451,131 +388,6 @@ impl Hub {
                 }));
             }
         }
-    }
-
-    /// A link came up or a switch came back: every DOWN flow gets another chance.
-    pub fn network_improved(&mut self, now_ms: u64, out: &mut Vec<HubOutput>) {
-        let down: Vec<String> = self
-            .flows
-            .iter()
-            .filter(|(_, slot)| slot.is_down())
-            .map(|(flow_id, _)| flow_id.clone())
-            .collect();
-        for flow_id in down {
-            self.queue_reroute(now_ms, &flow_id, RerouteKind::Retry, out);
-        }
-    }
-
-    /// Schedules a network-triggered reroute, or pushes a scheduled one back.
-    fn queue_reroute(
-        &mut self,
-        now_ms: u64,
-        flow_id: &str,
-        kind: RerouteKind,
-        out: &mut Vec<HubOutput>,
-    ) {
-        self.queue_reroute_in(now_ms, flow_id, kind, self.throttle.delay_ms, out);
-    }
-
-    /// Schedules a reroute `delay_ms` from now (at the latest `max_delay_ms` after the first
-    /// trigger, unless the delay itself is longer).
-    fn queue_reroute_in(
-        &mut self,
-        now_ms: u64,
-        flow_id: &str,
-        kind: RerouteKind,
-        delay_ms: u64,
-        out: &mut Vec<HubOutput>,
-    ) {
-        let Some(slot) = self.flows.get_mut(flow_id) else {
-            return;
-        };
-        self.next_generation += 1;
-        let first_ms = slot.queued.as_ref().map_or(now_ms, |q| q.first_ms);
-        let latest_ms = first_ms + self.throttle.max_delay_ms.max(delay_ms);
-        let at_ms = (now_ms + delay_ms).min(latest_ms);
-        slot.queued = Some(QueuedReroute {
-            kind,
-            first_ms,
-            generation: self.next_generation,
-        });
-        out.push(HubOutput::Deadline(DeadlineRequest::Register {
-            key: hub_timer(flow_id, REROUTE_TIMER),
-            generation: self.next_generation,
-            at_ms: at_ms.max(now_ms + 1),
-        }));
-    }
-
-    fn unqueue_reroute(&mut self, flow_id: &str, out: &mut Vec<HubOutput>) {
-        let Some(queued) = self.flows.get_mut(flow_id).and_then(|s| s.queued.take()) else {
-            return;
-        };
-        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-            key: hub_timer(flow_id, REROUTE_TIMER),
-            generation: queued.generation,
-        }));
-    }
-
-    fn path_affected(
-        &mut self,
-        now_ms: u64,
-        flow_id: &str,
-        affected: bool,
-        out: &mut Vec<HubOutput>,
-    ) {
-        let Some(slot) = self.flows.get_mut(flow_id) else {
-            return;
-        };
-        slot.path_down = affected;
-        let queued_for_path = slot
-            .queued
-            .as_ref()
-            .is_some_and(|q| q.kind == RerouteKind::PathDown);
-        if affected {
-            self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
-        } else if queued_for_path {
-            self.unqueue_reroute(flow_id, out);
-        }
-    }
-
-    /// Starts a queued reroute if it is still wanted; a busy flow waits another round.
-    fn reroute_due(
-        &mut self,
-        now_ms: u64,
-        flow_id: &str,
-        generation: u64,
-        out: &mut Vec<HubOutput>,
-    ) {
-        let Some(slot) = self.flows.get_mut(flow_id) else {
-            return;
-        };
-        if slot.queued.as_ref().map(|q| q.generation) != Some(generation) {
-            return;
-        }
-        if slot.operation.is_some() {
-            let kind = slot
-                .queued
-                .as_ref()
-                .map_or(RerouteKind::Retry, |q| q.kind.clone());
-            slot.queued = None;
-            self.queue_reroute(now_ms, flow_id, kind, out);
-            return;
-        }
-        let Some(queued) = slot.queued.take() else {
-            return;
-        };
-        let wanted = match queued.kind {
-            RerouteKind::PathDown => slot.path_down,
-            _ => slot.is_down(),
-        };
-        let Some(record) = slot.record.clone().filter(|_| wanted) else {
-            return;
-        };
-        self.metrics.reroutes_started.inc();
-        let prefix = format!("{flow_id}:{now_ms}");
-        let machine = self.reroute_machine(record, queued.kind, prefix);
-        let correlation_id = format!("reroute:{flow_id}:{now_ms}");
-        self.start(now_ms, flow_id, machine, correlation_id, false, out);
     }
 
     /// Checks a request against the flows this hub knows; the allocator checks the network.
@@ -665,15 +477,27 @@ impl Hub {
                 self.path_affected(now_ms, &flow_id, affected, out);
                 return;
             }
-            HubInput::RerouteDue { generation, .. } => {
+            HubInput::Timer {
+                timer: HubTimer::Reroute,
+                generation,
+                ..
+            } => {
                 self.reroute_due(now_ms, &flow_id, generation, out);
                 return;
             }
-            HubInput::Overdue { generation, .. } => {
+            HubInput::Timer {
+                timer: HubTimer::Watchdog,
+                generation,
+                ..
+            } => {
                 self.overdue(now_ms, &flow_id, generation, out);
                 return;
             }
-            HubInput::Timeout { generation, .. } => {
+            HubInput::Timer {
+                timer: HubTimer::Operation,
+                generation,
+                ..
+            } => {
                 let current = self.operation(&flow_id).map(|op| op.deadline_generation);
                 if current != Some(generation) {
                     return;
@@ -704,7 +528,8 @@ impl Hub {
             .and_then(|slot| slot.operation.as_ref())
     }
 
-    /// Runs one event through the flow's machine and carries out what it asks for.
+    /// Runs one event through the flow's machine, carries out what it asks for, and, when
+    /// the machine has finished, closes the operation.
     fn drive(&mut self, now_ms: u64, flow_id: &str, event: &OpEvent, out: &mut Vec<HubOutput>) {
         let Some(slot) = self.flows.get_mut(flow_id) else {
             return;
@@ -715,154 +540,159 @@ impl Hub {
         let mut context = OpContext::new(now_ms);
         context.handling(event);
         operation.machine.handle(event, &mut context);
-        let correlation_id = operation.correlation_id.clone();
-        let mut responses = Vec::new();
+        let mut carrying = Carrying {
+            now_ms,
+            flow_id,
+            slot,
+            next_generation: &mut self.next_generation,
+            out,
+            responses: Vec::new(),
+        };
         for action in context.actions {
-            match action {
-                Action::Allocate(request) => {
-                    out.push(HubOutput::Allocator(AllocatorRequest::Allocate {
-                        flow_id: flow_id.to_string(),
-                        request,
-                    }))
-                }
-                Action::Reallocate(request) => {
-                    out.push(HubOutput::Allocator(AllocatorRequest::Reallocate {
-                        flow_id: flow_id.to_string(),
-                        request,
-                    }))
-                }
-                Action::Commit => out.push(HubOutput::Allocator(AllocatorRequest::Commit {
-                    flow_id: flow_id.to_string(),
-                })),
-                Action::Release => out.push(HubOutput::Allocator(AllocatorRequest::Release {
-                    flow_id: flow_id.to_string(),
-                })),
-                Action::Free => out.push(HubOutput::Allocator(AllocatorRequest::Free {
-                    flow_id: flow_id.to_string(),
-                })),
-                Action::Send {
-                    command_id,
-                    action,
-                    segment,
-                } => out.push(HubOutput::Speaker(SpeakerRequest::Run {
-                    flow_id: flow_id.to_string(),
-                    correlation_id: correlation_id.clone(),
-                    command_id,
-                    action,
-                    segment,
-                })),
-                Action::Abandon => out.push(HubOutput::Speaker(SpeakerRequest::Abandon {
-                    flow_id: flow_id.to_string(),
-                })),
-                Action::Respond(response) if operation.answered => responses.push(Envelope::new(
-                    correlation_id.clone(),
-                    flow_id,
-                    now_ms,
-                    response,
-                )),
-                Action::Respond(_) => {}
-                Action::Save(record) => {
-                    slot.record = Some(record.clone());
-                    out.push(HubOutput::Event(Envelope::new(
-                        correlation_id.clone(),
-                        flow_id,
-                        now_ms,
-                        FlowEvent::Updated { flow: record },
-                    )));
-                }
-                Action::Remove { version } => {
-                    slot.record = None;
-                    out.push(HubOutput::Event(Envelope::new(
-                        correlation_id.clone(),
-                        flow_id,
-                        now_ms,
-                        FlowEvent::Removed {
-                            flow_id: flow_id.to_string(),
-                            version,
-                        },
-                    )));
-                }
-                Action::ArmDeadline { after_ms } => {
-                    self.next_generation += 1;
-                    operation.deadline_generation = self.next_generation;
-                    out.push(HubOutput::Deadline(DeadlineRequest::Register {
-                        key: hub_timer(flow_id, OPERATION_TIMER),
-                        generation: self.next_generation,
-                        at_ms: now_ms + after_ms,
-                    }));
-                }
-                Action::History {
-                    event,
-                    from_state,
-                    to_state,
-                    details,
-                } => {
-                    debug!(%event, %from_state, %to_state, %details, "transition");
-                    let entry = HistoryEntry {
-                        timestamp_ms: now_ms,
-                        operation: operation.machine.name().to_string(),
-                        event,
-                        from_state,
-                        to_state,
-                        details,
-                        correlation_id: correlation_id.clone(),
-                    };
-                    out.push(HubOutput::Event(Envelope::new(
-                        correlation_id.clone(),
-                        flow_id,
-                        now_ms,
-                        FlowEvent::History {
-                            flow_id: flow_id.to_string(),
-                            entry,
-                        },
-                    )));
-                }
-            }
+            carrying.carry_out(action);
         }
-        if operation.machine.is_finished() {
-            out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-                key: hub_timer(flow_id, OPERATION_TIMER),
-                generation: operation.deadline_generation,
-            }));
-            out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-                key: hub_timer(flow_id, WATCHDOG_TIMER),
-                generation: operation.watchdog_generation,
-            }));
-            self.metrics.operations_finished.inc();
-            slot.operation = None;
-            if slot.record.is_none() {
-                if let Some(queued) = self.flows.remove(flow_id).and_then(|s| s.queued) {
-                    out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
-                        key: hub_timer(flow_id, REROUTE_TIMER),
-                        generation: queued.generation,
-                    }));
-                }
-            } else if slot.is_up() {
-                slot.failed_reroutes = 0;
-                if slot.path_down && slot.queued.is_none() {
-                    // The path broke while the operation ran.
-                    self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
-                }
-            } else if slot.path_down && slot.queued.is_none() && slot.is_down() {
-                // The reroute failed: nothing else would try again until the network
-                // improves, so a switch that timed out under load must not strand the flow.
-                let delay_ms =
-                    self.throttle.max_delay_ms.max(1) << slot.failed_reroutes.min(RETRY_DOUBLINGS);
-                slot.failed_reroutes += 1;
-                self.queue_reroute_in(now_ms, flow_id, RerouteKind::Retry, delay_ms, out);
-            }
+        let responses = std::mem::take(&mut carrying.responses);
+        if slot
+            .operation
+            .as_ref()
+            .is_some_and(|op| op.machine.is_finished())
+        {
+            self.finish(now_ms, flow_id, out);
         }
         for response in responses {
             self.answer(response, out);
         }
     }
+
+    /// The operation's machine has finished: its timers go, and a flow that no longer exists
+    /// goes with them.
+    fn finish(&mut self, now_ms: u64, flow_id: &str, out: &mut Vec<HubOutput>) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        let Some(operation) = slot.operation.take() else {
+            return;
+        };
+        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+            key: hub_timer(flow_id, HubTimer::Operation),
+            generation: operation.deadline_generation,
+        }));
+        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+            key: hub_timer(flow_id, HubTimer::Watchdog),
+            generation: operation.watchdog_generation,
+        }));
+        self.metrics.operations_finished.inc();
+        if slot.record.is_none() {
+            if let Some(gone) = self.flows.remove(flow_id) {
+                gone.reroute.cancel(flow_id, out);
+            }
+        } else {
+            self.after_operation(now_ms, flow_id, out);
+        }
+    }
 }
 
-fn hub_timer(flow_id: &str, name: &str) -> TimerKey {
-    TimerKey {
-        owner: TimerOwner::Hub,
+/// What one event of an operation asked for, carried out: outputs for the allocator, the
+/// speaker, the coordinator and the bus, and the flow's record kept current.
+struct Carrying<'a> {
+    now_ms: u64,
+    flow_id: &'a str,
+    slot: &'a mut FlowSlot,
+    next_generation: &'a mut u64,
+    out: &'a mut Vec<HubOutput>,
+    /// Answers go out after the operation's own outputs (and once it is closed).
+    responses: Vec<Envelope<NbResponse>>,
+}
+
+impl Carrying<'_> {
+    fn carry_out(&mut self, action: Action) {
+        let Some(operation) = self.slot.operation.as_mut() else {
+            return;
+        };
+        let (now_ms, flow_id) = (self.now_ms, self.flow_id.to_string());
+        let correlation_id = operation.correlation_id.clone();
+        let output = match action {
+            Action::Allocate(request) => {
+                HubOutput::Allocator(AllocatorRequest::Allocate { flow_id, request })
+            }
+            Action::Reallocate(request) => {
+                HubOutput::Allocator(AllocatorRequest::Reallocate { flow_id, request })
+            }
+            Action::Commit => HubOutput::Allocator(AllocatorRequest::Commit { flow_id }),
+            Action::Release => HubOutput::Allocator(AllocatorRequest::Release { flow_id }),
+            Action::Free => HubOutput::Allocator(AllocatorRequest::Free { flow_id }),
+            Action::Send {
+                command_id,
+                action,
+                segment,
+            } => HubOutput::Speaker(SpeakerRequest::Run {
+                flow_id,
+                correlation_id,
+                command_id,
+                action,
+                segment,
+            }),
+            Action::Abandon => HubOutput::Speaker(SpeakerRequest::Abandon { flow_id }),
+            Action::Respond(response) => {
+                if operation.answered {
+                    let answer = Envelope::new(correlation_id, flow_id, now_ms, response);
+                    self.responses.push(answer);
+                }
+                return;
+            }
+            Action::Save(record) => {
+                self.slot.record = Some(record.clone());
+                let event = FlowEvent::Updated { flow: record };
+                HubOutput::Event(Envelope::new(correlation_id, flow_id, now_ms, event))
+            }
+            Action::Remove { version } => {
+                self.slot.record = None;
+                let event = FlowEvent::Removed {
+                    flow_id: flow_id.clone(),
+                    version,
+                };
+                HubOutput::Event(Envelope::new(correlation_id, flow_id, now_ms, event))
+            }
+            Action::ArmDeadline { after_ms } => {
+                *self.next_generation += 1;
+                operation.deadline_generation = *self.next_generation;
+                HubOutput::Deadline(DeadlineRequest::Register {
+                    key: hub_timer(&flow_id, HubTimer::Operation),
+                    generation: *self.next_generation,
+                    at_ms: now_ms + after_ms,
+                })
+            }
+            Action::History {
+                event,
+                from_state,
+                to_state,
+                details,
+            } => {
+                debug!(%event, %from_state, %to_state, %details, "transition");
+                let entry = HistoryEntry {
+                    timestamp_ms: now_ms,
+                    operation: operation.machine.name().to_string(),
+                    event,
+                    from_state,
+                    to_state,
+                    details,
+                    correlation_id: correlation_id.clone(),
+                };
+                let event = FlowEvent::History {
+                    flow_id: flow_id.clone(),
+                    entry,
+                };
+                HubOutput::Event(Envelope::new(correlation_id, flow_id, now_ms, event))
+            }
+        };
+        self.out.push(output);
+    }
+}
+
+fn hub_timer(flow_id: &str, timer: HubTimer) -> TimerKey {
+    TimerKey::Hub {
         flow_id: flow_id.to_string(),
-        name: name.to_string(),
+        timer,
     }
 }
 

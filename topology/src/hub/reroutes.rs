@@ -1,0 +1,217 @@
+//! Reroutes the network asks for: a flow whose path uses a down link, a DOWN flow once a link
+//! comes up, and a broken flow whose reroute failed. They wait for the network to settle
+//! (every new trigger for a flow pushes its reroute back by `delay_ms`, up to `max_delay_ms`
+//! after the first), so a flapping link costs nothing and a failure becomes one batch.
+
+use hubspoke_fsm::reroute::RerouteKind;
+use hubspoke_speaker::deadline::DeadlineRequest;
+use serde::{Deserialize, Serialize};
+
+use super::{hub_timer, Hub, HubOutput};
+use crate::coordinator::HubTimer;
+
+/// How long network-triggered reroutes wait for the network to settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerouteThrottle {
+    /// A flow is rerouted once no new trigger came for it for this long.
+    pub delay_ms: u64,
+    /// ... but no later than this after its first trigger.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RerouteThrottle {
+    fn default() -> Self {
+        RerouteThrottle {
+            delay_ms: 500,
+            max_delay_ms: 5_000,
+        }
+    }
+}
+
+/// A flow whose path broke and whose reroute failed (a switch timed out, no path yet) is
+/// retried after `max_delay_ms` doubled per failure in a row, up to this many doublings.
+const RETRY_DOUBLINGS: u32 = 4;
+
+/// What the network asks of one flow.
+#[derive(Default)]
+pub(super) struct RerouteState {
+    /// The network view says the flow's installed path uses a down link.
+    path_down: bool,
+    queued: Option<QueuedReroute>,
+    /// Reroutes of the broken path that failed in a row: the next retry waits longer.
+    failed_reroutes: u32,
+}
+
+impl RerouteState {
+    /// A deleted flow's queued reroute goes with it.
+    pub(super) fn cancel(self, flow_id: &str, out: &mut Vec<HubOutput>) {
+        if let Some(queued) = self.queued {
+            out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+                key: hub_timer(flow_id, HubTimer::Reroute),
+                generation: queued.generation,
+            }));
+        }
+    }
+}
+
+/// A network-triggered reroute waiting for the network to settle.
+struct QueuedReroute {
+    kind: RerouteKind,
+    first_ms: u64,
+    generation: u64,
+}
+
+impl Hub {
+    /// A link came up or a switch came back: every DOWN flow gets another chance.
+    pub fn network_improved(&mut self, now_ms: u64, out: &mut Vec<HubOutput>) {
+        let down: Vec<String> = self
+            .flows
+            .iter()
+            .filter(|(_, slot)| slot.is_down())
+            .map(|(flow_id, _)| flow_id.clone())
+            .collect();
+        for flow_id in down {
+            self.queue_reroute(now_ms, &flow_id, RerouteKind::Retry, out);
+        }
+    }
+
+    /// The network view says the flow's installed path uses a down link, or no longer does.
+    pub(super) fn path_affected(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        affected: bool,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        slot.reroute.path_down = affected;
+        let queued_for_path = slot
+            .reroute
+            .queued
+            .as_ref()
+            .is_some_and(|q| q.kind == RerouteKind::PathDown);
+        if affected {
+            self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
+        } else if queued_for_path {
+            self.unqueue_reroute(flow_id, out);
+        }
+    }
+
+    /// Starts a queued reroute if it is still wanted; a busy flow waits another round.
+    pub(super) fn reroute_due(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        generation: u64,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        if slot.reroute.queued.as_ref().map(|q| q.generation) != Some(generation) {
+            return;
+        }
+        if slot.operation.is_some() {
+            let kind = slot
+                .reroute
+                .queued
+                .as_ref()
+                .map_or(RerouteKind::Retry, |q| q.kind.clone());
+            slot.reroute.queued = None;
+            self.queue_reroute(now_ms, flow_id, kind, out);
+            return;
+        }
+        let Some(queued) = slot.reroute.queued.take() else {
+            return;
+        };
+        let wanted = match queued.kind {
+            RerouteKind::PathDown => slot.reroute.path_down,
+            _ => slot.is_down(),
+        };
+        let Some(record) = slot.record.clone().filter(|_| wanted) else {
+            return;
+        };
+        self.metrics.reroutes_started.inc();
+        let prefix = format!("{flow_id}:{now_ms}");
+        let machine = self.reroute_machine(record, queued.kind, prefix);
+        let correlation_id = format!("reroute:{flow_id}:{now_ms}");
+        self.start(now_ms, flow_id, machine, correlation_id, false, out);
+    }
+
+    /// After an operation on a flow that still exists finished: a path that broke while it
+    /// ran is rerouted, and a broken flow whose reroute failed is tried again later, waiting
+    /// longer after each failure in a row (nothing else would try again until the network
+    /// improves, so a switch that timed out under load must not strand the flow).
+    pub(super) fn after_operation(&mut self, now_ms: u64, flow_id: &str, out: &mut Vec<HubOutput>) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        if slot.is_up() {
+            slot.reroute.failed_reroutes = 0;
+            if slot.reroute.path_down && slot.reroute.queued.is_none() {
+                self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
+            }
+        } else if slot.reroute.path_down && slot.reroute.queued.is_none() && slot.is_down() {
+            let doublings = slot.reroute.failed_reroutes.min(RETRY_DOUBLINGS);
+            let delay_ms = self.throttle.max_delay_ms.max(1) << doublings;
+            slot.reroute.failed_reroutes += 1;
+            self.queue_reroute_in(now_ms, flow_id, RerouteKind::Retry, delay_ms, out);
+        }
+    }
+
+    /// Schedules a network-triggered reroute, or pushes a scheduled one back.
+    fn queue_reroute(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        kind: RerouteKind,
+        out: &mut Vec<HubOutput>,
+    ) {
+        self.queue_reroute_in(now_ms, flow_id, kind, self.throttle.delay_ms, out);
+    }
+
+    /// Schedules a reroute `delay_ms` from now (at the latest `max_delay_ms` after the first
+    /// trigger, unless the delay itself is longer).
+    fn queue_reroute_in(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        kind: RerouteKind,
+        delay_ms: u64,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
+            return;
+        };
+        self.next_generation += 1;
+        let first_ms = slot.reroute.queued.as_ref().map_or(now_ms, |q| q.first_ms);
+        let latest_ms = first_ms + self.throttle.max_delay_ms.max(delay_ms);
+        let at_ms = (now_ms + delay_ms).min(latest_ms);
+        slot.reroute.queued = Some(QueuedReroute {
+            kind,
+            first_ms,
+            generation: self.next_generation,
+        });
+        out.push(HubOutput::Deadline(DeadlineRequest::Register {
+            key: hub_timer(flow_id, HubTimer::Reroute),
+            generation: self.next_generation,
+            at_ms: at_ms.max(now_ms + 1),
+        }));
+    }
+
+    fn unqueue_reroute(&mut self, flow_id: &str, out: &mut Vec<HubOutput>) {
+        let Some(queued) = self
+            .flows
+            .get_mut(flow_id)
+            .and_then(|s| s.reroute.queued.take())
+        else {
+            return;
+        };
+        out.push(HubOutput::Deadline(DeadlineRequest::Cancel {
+            key: hub_timer(flow_id, HubTimer::Reroute),
+            generation: queued.generation,
+        }));
+    }
+}
