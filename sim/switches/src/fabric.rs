@@ -34,8 +34,9 @@ pub enum FabricError {
     },
 }
 
+/// One simulated switch: whether it answers, its rule table and its meters.
 #[derive(Clone, Debug)]
-struct SwitchState {
+struct SimSwitch {
     ports: u32,
     available: bool,
     rules: BTreeMap<u64, FlowSegment>,
@@ -45,14 +46,14 @@ struct SwitchState {
 
 /// Which switches answer and which ISLs can carry traffic.
 #[derive(Default)]
-struct NetworkState {
+struct Reachable {
     switches: BTreeSet<SwitchId>,
     isls: BTreeSet<Isl>,
 }
 
 #[derive(Debug)]
 pub struct SwitchFabric {
-    switches: BTreeMap<SwitchId, SwitchState>,
+    switches: BTreeMap<SwitchId, SimSwitch>,
     /// Every directed ISL of the network.
     isls: Vec<Isl>,
     /// kbps per directed ISL.
@@ -89,7 +90,7 @@ impl SwitchFabric {
         let switches = network
             .switches()
             .map(|s| {
-                let state = SwitchState {
+                let state = SimSwitch {
                     ports: s.ports,
                     available: true,
                     rules: BTreeMap::new(),
@@ -360,7 +361,7 @@ impl SwitchFabric {
     /// The whole network as events, as a switch layer announces it at start: every switch that
     /// answers and every ISL that can carry traffic.
     pub fn announce(&self) -> Vec<SbEvent> {
-        self.events_since(&NetworkState::default())
+        self.events_since(&Reachable::default())
     }
 
     /// Runs a change (failing or restoring a switch or a link) and returns what it did with the
@@ -371,12 +372,12 @@ impl SwitchFabric {
         &mut self,
         change: impl FnOnce(&mut Self) -> Result<T, FabricError>,
     ) -> Result<(T, Vec<SbEvent>), FabricError> {
-        let before = self.network_state();
+        let before = self.reachable();
         let result = change(self)?;
         Ok((result, self.events_since(&before)))
     }
 
-    fn network_state(&self) -> NetworkState {
+    fn reachable(&self) -> Reachable {
         let switches: BTreeSet<SwitchId> = self
             .switches
             .iter()
@@ -393,11 +394,11 @@ impl SwitchFabric {
             })
             .copied()
             .collect();
-        NetworkState { switches, isls }
+        Reachable { switches, isls }
     }
 
-    fn events_since(&self, before: &NetworkState) -> Vec<SbEvent> {
-        let after = self.network_state();
+    fn events_since(&self, before: &Reachable) -> Vec<SbEvent> {
+        let after = self.reachable();
         let mut events = Vec::new();
         for switch_id in after.switches.difference(&before.switches) {
             let ports = self.switches.get(switch_id).map_or(0, |s| s.ports);
@@ -426,10 +427,6 @@ impl SwitchFabric {
 
     pub fn is_link_up(&self, isl: &Isl) -> bool {
         !self.down.contains(isl)
-    }
-
-    pub fn has_switch(&self, switch_id: SwitchId) -> bool {
-        self.switches.contains_key(&switch_id)
     }
 
     pub fn faults(&self) -> &FaultPlan {
@@ -483,7 +480,7 @@ impl Footprint {
     }
 }
 
-impl SwitchState {
+impl SimSwitch {
     fn act(&mut self, command: &SbCommand, table_capacity: usize) -> SbOutcome {
         let segment = &command.segment;
         match command.action {
@@ -625,559 +622,8 @@ impl SwitchState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hubspoke_fsm::segments::SegmentKind;
-
-    fn fabric() -> SwitchFabric {
-        SwitchFabric::with_table_capacity(&Network::generate("linear:3").unwrap().unwrap(), 3)
-    }
-
-    fn segment(switch: u64, cookie: u64, meter_id: Option<u32>) -> FlowSegment {
-        FlowSegment {
-            switch_id: SwitchId(switch),
-            kind: SegmentKind::Ingress,
-            cookie,
-            in_port: 10,
-            in_vlan: 100,
-            out_port: 1,
-            out_vlan: 300,
-            meter_id,
-            bandwidth: 5000,
-        }
-    }
-
-    fn command(action: SbAction, segment: FlowSegment) -> SbCommand {
-        SbCommand {
-            command_id: "c".into(),
-            attempt: 1,
-            action,
-            segment,
-        }
-    }
-
-    fn code(outcome: SbOutcome) -> Option<SbErrorCode> {
-        match outcome {
-            SbOutcome::Success | SbOutcome::Rules { .. } => None,
-            SbOutcome::Error { code, .. } => Some(code),
-        }
-    }
-
-    #[test]
-    fn a_dump_lists_every_rule_of_the_switch() {
-        let mut fabric = fabric();
-        let (a, b) = (segment(1, 7, Some(32)), segment(1, 8, None));
-        for rule in [&a, &b] {
-            fabric.apply(&command(SbAction::Install, rule.clone()));
-        }
-        let dump = |cookie_id| {
-            command(
-                SbAction::Dump,
-                FlowSegment::dump_query(a.switch_id, cookie_id),
-            )
-        };
-        assert_eq!(
-            fabric.apply(&dump(0)),
-            SbOutcome::Rules {
-                rules: vec![a.clone(), b]
-            }
-        );
-        assert_eq!(
-            fabric.apply(&dump(a.cookie_id())),
-            SbOutcome::Rules { rules: vec![a] },
-            "one flow's rules"
-        );
-    }
-
-    #[test]
-    fn install_verify_remove_round_trip() {
-        let mut fabric = fabric();
-        let rule = segment(1, 7, Some(32));
-        assert_eq!(
-            fabric.apply(&command(SbAction::Install, rule.clone())),
-            SbOutcome::Success
-        );
-        assert_eq!(
-            fabric.apply(&command(SbAction::Install, rule.clone())),
-            SbOutcome::Success,
-            "idempotent"
-        );
-        assert_eq!(fabric.rules(SwitchId(1)), Some(vec![rule.clone()]));
-        assert_eq!(
-            fabric.meters(SwitchId(1)),
-            Some(BTreeMap::from([(32, 5000)]))
-        );
-        assert_eq!(
-            fabric.apply(&command(SbAction::Verify, rule.clone())),
-            SbOutcome::Success
-        );
-        assert_eq!(
-            fabric.apply(&command(SbAction::Remove, rule.clone())),
-            SbOutcome::Success
-        );
-        assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
-        assert_eq!(fabric.meters(SwitchId(1)), Some(BTreeMap::new()));
-        assert_eq!(
-            fabric.apply(&command(SbAction::Remove, rule.clone())),
-            SbOutcome::Success,
-            "idempotent"
-        );
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Verify, rule))),
-            Some(SbErrorCode::MissingRule)
-        );
-    }
-
-    #[test]
-    fn verify_compares_the_whole_rule() {
-        let mut fabric = fabric();
-        fabric.apply(&command(SbAction::Install, segment(1, 7, None)));
-        let mut other = segment(1, 7, None);
-        other.out_vlan = 301;
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Verify, other))),
-            Some(SbErrorCode::MissingRule)
-        );
-    }
-
-    #[test]
-    fn bad_commands_are_refused() {
-        let mut fabric = fabric();
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Install, segment(99, 1, None)))),
-            Some(SbErrorCode::BadCommand)
-        );
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Verify, segment(99, 1, None)))),
-            Some(SbErrorCode::BadCommand)
-        );
-        let mut bad_port = segment(1, 1, None);
-        bad_port.out_port = 49;
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Install, bad_port))),
-            Some(SbErrorCode::BadCommand)
-        );
-        let mut zero_port = segment(1, 1, None);
-        zero_port.in_port = 0;
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Install, zero_port))),
-            Some(SbErrorCode::BadCommand)
-        );
-        assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
-    }
-
-    #[test]
-    fn a_full_table_takes_no_new_rule_but_replaces() {
-        let mut fabric = fabric();
-        for cookie in 1..=3 {
-            assert_eq!(
-                fabric.apply(&command(SbAction::Install, segment(2, cookie, None))),
-                SbOutcome::Success
-            );
-        }
-        assert_eq!(
-            code(fabric.apply(&command(SbAction::Install, segment(2, 4, None)))),
-            Some(SbErrorCode::TableFull)
-        );
-        let mut replacement = segment(2, 3, None);
-        replacement.out_vlan = 5;
-        assert_eq!(
-            fabric.apply(&command(SbAction::Install, replacement.clone())),
-            SbOutcome::Success
-        );
-        assert_eq!(fabric.rules(SwitchId(2)).unwrap()[2], replacement);
-    }
-
-    #[test]
-    fn a_replaced_rule_releases_its_old_meter() {
-        let mut fabric = fabric();
-        fabric.apply(&command(SbAction::Install, segment(1, 7, Some(32))));
-        fabric.apply(&command(SbAction::Install, segment(1, 7, Some(33))));
-        assert_eq!(
-            fabric.meters(SwitchId(1)),
-            Some(BTreeMap::from([(33, 5000)]))
-        );
-    }
-
-    #[test]
-    fn a_failed_switch_answers_unavailable_until_restored() {
-        let mut fabric = fabric();
-        fabric.fail_switch(SwitchId(1)).unwrap();
-        assert_eq!(fabric.is_available(SwitchId(1)), Some(false));
-        for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
-            assert_eq!(
-                code(fabric.apply(&command(action, segment(1, 7, None)))),
-                Some(SbErrorCode::SwitchUnavailable)
-            );
-        }
-        fabric.restore_switch(SwitchId(1)).unwrap();
-        assert_eq!(
-            fabric.apply(&command(SbAction::Install, segment(1, 7, None))),
-            SbOutcome::Success
-        );
-        assert!(matches!(
-            fabric.fail_switch(SwitchId(42)),
-            Err(FabricError::UnknownSwitch(SwitchId(42)))
-        ));
-    }
-
-    #[test]
-    fn links_fail_in_both_directions() {
-        let mut fabric = fabric();
-        let isls = fabric.fail_link(SwitchId(2), SwitchId(1)).unwrap();
-        assert_eq!(isls.len(), 2);
-        assert!(isls.iter().all(|isl| !fabric.is_link_up(isl)));
-        assert!(fabric.is_link_up(&isls[0].reversed()) == fabric.is_link_up(&isls[0]));
-        fabric.restore_link(SwitchId(1), SwitchId(2)).unwrap();
-        assert!(isls.iter().all(|isl| fabric.is_link_up(isl)));
-        assert!(matches!(
-            fabric.fail_link(SwitchId(1), SwitchId(3)),
-            Err(FabricError::UnknownLink(SwitchId(1), SwitchId(3)))
-        ));
-        assert!(matches!(
-            fabric.fail_link(SwitchId(1), SwitchId(9)),
-            Err(FabricError::UnknownSwitch(SwitchId(9)))
-        ));
-    }
-
-    #[test]
-    fn faults_are_set_globally_or_per_switch() {
-        let mut fabric = fabric();
-        let slow = Faults {
-            latency_ms: 50,
-            ..Faults::default()
-        };
-        fabric.set_faults(Some(SwitchId(2)), slow).unwrap();
-        assert_eq!(fabric.faults().for_switch(SwitchId(2)), slow);
-        assert_eq!(fabric.faults().for_switch(SwitchId(1)), Faults::default());
-        fabric
-            .set_faults(
-                None,
-                Faults {
-                    latency_ms: 1,
-                    ..Faults::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(fabric.faults().for_switch(SwitchId(2)).latency_ms, 1);
-        assert!(fabric.set_faults(Some(SwitchId(9)), slow).is_err());
-    }
-}
-
+mod network_event_tests;
 #[cfg(test)]
-mod network_event_tests {
-    use super::*;
-
-    fn ring() -> SwitchFabric {
-        SwitchFabric::new(&Network::generate("ring:3").unwrap().unwrap())
-    }
-
-    fn count(events: &[SbEvent]) -> (usize, usize, usize, usize) {
-        let mut counts = (0, 0, 0, 0);
-        for event in events {
-            match event {
-                SbEvent::SwitchAdded { .. } => counts.0 += 1,
-                SbEvent::SwitchRemoved { .. } => counts.1 += 1,
-                SbEvent::IslUp { .. } => counts.2 += 1,
-                SbEvent::IslDown { .. } => counts.3 += 1,
-            }
-        }
-        counts
-    }
-
-    #[test]
-    fn the_announcement_is_the_whole_network() {
-        let events = ring().announce();
-        assert_eq!(count(&events), (3, 0, 6, 0));
-        assert!(events.contains(&SbEvent::SwitchAdded {
-            switch_id: SwitchId(1),
-            ports: 48
-        }));
-        assert!(events
-            .iter()
-            .all(|e| !matches!(e, SbEvent::IslUp { capacity, .. } if *capacity != 10_000_000)));
-    }
-
-    #[test]
-    fn a_failed_link_goes_down_both_ways_and_comes_back() {
-        let mut fabric = ring();
-        let (_, events) = fabric
-            .change(|f| f.fail_link(SwitchId(1), SwitchId(2)))
-            .unwrap();
-        assert_eq!(count(&events), (0, 0, 0, 2));
-        let (_, again) = fabric
-            .change(|f| f.fail_link(SwitchId(2), SwitchId(1)))
-            .unwrap();
-        assert!(again.is_empty(), "no change, no event");
-        let (_, events) = fabric
-            .change(|f| f.restore_link(SwitchId(1), SwitchId(2)))
-            .unwrap();
-        assert_eq!(count(&events), (0, 0, 2, 0));
-    }
-
-    #[test]
-    fn a_failed_switch_takes_its_isls_with_it() {
-        let mut fabric = ring();
-        fabric
-            .change(|f| f.fail_link(SwitchId(1), SwitchId(2)))
-            .unwrap();
-        let (_, events) = fabric.change(|f| f.fail_switch(SwitchId(1))).unwrap();
-        assert_eq!(
-            count(&events),
-            (0, 1, 0, 2),
-            "only the 1-3 link was still up"
-        );
-        let (_, events) = fabric.change(|f| f.restore_switch(SwitchId(1))).unwrap();
-        assert_eq!(
-            count(&events),
-            (1, 0, 2, 0),
-            "the failed 1-2 link stays down"
-        );
-        assert!(fabric.change(|f| f.fail_switch(SwitchId(9))).is_err());
-    }
-}
-
+mod store_tests;
 #[cfg(test)]
-mod store_tests {
-    use super::*;
-    use hubspoke_fsm::segments::SegmentKind;
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fresh folder under the system's temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "hubspoke-fabric-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn file(&self) -> PathBuf {
-            self.0.join(crate::SWITCH_STORE_FILE)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn network(spec: &str) -> Network {
-        Network::generate(spec).unwrap().unwrap()
-    }
-
-    fn install(fabric: &mut SwitchFabric, switch: u64, cookie: u64, meter_id: Option<u32>) {
-        let segment = FlowSegment {
-            switch_id: SwitchId(switch),
-            kind: SegmentKind::Transit,
-            cookie,
-            in_port: 1,
-            in_vlan: 100,
-            out_port: 2,
-            out_vlan: 100,
-            meter_id,
-            bandwidth: 1000 + cookie,
-        };
-        let command = SbCommand {
-            command_id: format!("install-{switch}-{cookie}"),
-            attempt: 1,
-            action: SbAction::Install,
-            segment,
-        };
-        assert_eq!(fabric.apply(&command), SbOutcome::Success);
-    }
-
-    fn remove(fabric: &mut SwitchFabric, switch: u64, cookie: u64) {
-        let mut segment = fabric
-            .rules(SwitchId(switch))
-            .unwrap()
-            .into_iter()
-            .find(|r| r.cookie == cookie)
-            .unwrap();
-        segment.out_vlan = 7; // a remove names the cookie; the rest need not match
-        let command = SbCommand {
-            command_id: format!("remove-{switch}-{cookie}"),
-            attempt: 1,
-            action: SbAction::Remove,
-            segment,
-        };
-        assert_eq!(fabric.apply(&command), SbOutcome::Success);
-    }
-
-    /// Everything a restart must keep, switch by switch.
-    type Snapshot = Vec<(
-        SwitchId,
-        Option<Vec<FlowSegment>>,
-        Option<BTreeMap<u32, u64>>,
-        Option<bool>,
-    )>;
-
-    fn snapshot(fabric: &SwitchFabric, switches: u64) -> Snapshot {
-        (1..=switches)
-            .map(SwitchId)
-            .map(|s| (s, fabric.rules(s), fabric.meters(s), fabric.is_available(s)))
-            .collect()
-    }
-
-    fn sorted(mut events: Vec<SbEvent>) -> Vec<String> {
-        let mut texts: Vec<String> = events.drain(..).map(|e| format!("{e:?}")).collect();
-        texts.sort();
-        texts
-    }
-
-    #[test]
-    fn a_reopened_store_has_the_same_rules_meters_and_failures() {
-        let dir = TempDir::new();
-        let network = network("linear:3");
-        let (before, announced, isls) = {
-            let mut fabric = SwitchFabric::open(&network, dir.file()).unwrap();
-            assert_eq!(fabric.store_path(), Some(dir.file().as_path()));
-            install(&mut fabric, 1, 0x4000_0000_0000_0001, Some(32));
-            install(&mut fabric, 1, 2, None);
-            install(&mut fabric, 2, 3, Some(33));
-            install(&mut fabric, 2, 4, Some(34));
-            install(&mut fabric, 3, 5, Some(35));
-            remove(&mut fabric, 2, 4);
-            // a replaced rule's meter goes, in the store too
-            install(&mut fabric, 3, 5, Some(36));
-            let (isls, _) = fabric
-                .change(|f| f.fail_link(SwitchId(2), SwitchId(1)))
-                .unwrap();
-            fabric.fail_switch(SwitchId(3)).unwrap();
-            fabric.fail_switch(SwitchId(2)).unwrap();
-            fabric.restore_switch(SwitchId(2)).unwrap();
-            (snapshot(&fabric, 3), fabric.announce(), isls)
-        };
-        assert_eq!(
-            before[1].2,
-            Some(BTreeMap::from([(33, 1003)])),
-            "meter 34 went with its rule"
-        );
-        assert_eq!(before[2].2, Some(BTreeMap::from([(36, 1005)])));
-
-        let mut reopened = SwitchFabric::open(&network, dir.file()).unwrap();
-        assert_eq!(snapshot(&reopened, 3), before);
-        assert_eq!(reopened.is_available(SwitchId(3)), Some(false));
-        assert!(isls.iter().all(|isl| !reopened.is_link_up(isl)));
-        assert_eq!(sorted(reopened.announce()), sorted(announced));
-
-        // and what changes after the restart is kept as well
-        reopened.restore_link(SwitchId(1), SwitchId(2)).unwrap();
-        reopened.restore_switch(SwitchId(3)).unwrap();
-        remove(&mut reopened, 1, 0x4000_0000_0000_0001);
-        let after = snapshot(&reopened, 3);
-        drop(reopened);
-        let again = SwitchFabric::open(&network, dir.file()).unwrap();
-        assert_eq!(snapshot(&again, 3), after);
-        assert!(isls.iter().all(|isl| again.is_link_up(isl)));
-        assert_eq!(again.meters(SwitchId(1)), Some(BTreeMap::new()));
-        assert_eq!(again.rules(SwitchId(1)).map(|r| r.len()), Some(1));
-    }
-
-    #[test]
-    fn a_new_file_is_an_empty_network_with_everything_up() {
-        let dir = TempDir::new();
-        let network = network("ring:3");
-        let fabric = SwitchFabric::open(&network, dir.file()).unwrap();
-        assert!(dir.file().exists());
-        assert_eq!(
-            sorted(fabric.announce()),
-            sorted(SwitchFabric::new(&network).announce())
-        );
-        assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
-    }
-
-    #[test]
-    fn a_data_directory_is_created_and_holds_the_store_file_only() {
-        let dir = TempDir::new();
-        let data = dir.0.join("data/nested");
-        let network = network("linear:2");
-        {
-            let mut fabric = SwitchFabric::open_in(&network, &data).unwrap();
-            install(&mut fabric, 2, 9, None);
-        }
-        let files: Vec<_> = std::fs::read_dir(&data)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
-        assert_eq!(files, [crate::SWITCH_STORE_FILE]);
-        let reopened = SwitchFabric::open_in(&network, &data).unwrap();
-        assert_eq!(reopened.rules(SwitchId(2)).map(|r| r.len()), Some(1));
-        std::fs::write(dir.0.join("a-file"), "").unwrap();
-        assert!(matches!(
-            SwitchFabric::open_in(&network, dir.0.join("a-file")),
-            Err(FabricError::DataDir { .. })
-        ));
-    }
-
-    #[test]
-    fn the_file_is_used_by_one_fabric_at_a_time() {
-        let dir = TempDir::new();
-        let network = network("linear:2");
-        let _first = SwitchFabric::open(&network, dir.file()).unwrap();
-        let second = SwitchFabric::open(&network, dir.file());
-        assert!(matches!(second, Err(FabricError::Store(_))), "{second:?}");
-        let missing = SwitchFabric::open(&network, dir.0.join("no/such/dir/switches.redb"));
-        assert!(matches!(missing, Err(FabricError::Store(_))), "{missing:?}");
-    }
-
-    #[test]
-    fn state_of_another_network_is_ignored() {
-        let dir = TempDir::new();
-        {
-            let mut fabric = SwitchFabric::open(&network("linear:3"), dir.file()).unwrap();
-            install(&mut fabric, 1, 1, Some(32));
-            install(&mut fabric, 3, 2, Some(33));
-            fabric.fail_link(SwitchId(2), SwitchId(3)).unwrap();
-            fabric.fail_switch(SwitchId(3)).unwrap();
-        }
-        let smaller = SwitchFabric::open(&network("linear:2"), dir.file()).unwrap();
-        assert_eq!(smaller.rules(SwitchId(1)).map(|r| r.len()), Some(1));
-        assert_eq!(smaller.rules(SwitchId(3)), None);
-        assert!(!sorted(smaller.announce()).is_empty());
-        drop(smaller);
-        // nothing was lost: the bigger network finds it all again
-        let bigger = SwitchFabric::open(&network("linear:3"), dir.file()).unwrap();
-        assert_eq!(bigger.rules(SwitchId(3)).map(|r| r.len()), Some(1));
-        assert_eq!(bigger.is_available(SwitchId(3)), Some(false));
-    }
-
-    #[test]
-    fn a_reset_footprint_undoes_a_command() {
-        let mut fabric = SwitchFabric::new(&network("linear:2"));
-        install(&mut fabric, 1, 7, Some(32));
-        install(&mut fabric, 1, 8, Some(40));
-        let switch = fabric.switches.get_mut(&SwitchId(1)).unwrap();
-        let original = (switch.rules.clone(), switch.meters.clone());
-        let mut replacement = switch.rules[&7].clone();
-        replacement.meter_id = Some(33);
-        for (action, segment) in [
-            (SbAction::Install, replacement.clone()),
-            (SbAction::Remove, replacement),
-            (SbAction::Remove, switch.rules[&8].clone()),
-        ] {
-            let before = switch.footprint(&segment);
-            let command = SbCommand {
-                command_id: "c".into(),
-                attempt: 1,
-                action,
-                segment,
-            };
-            assert_eq!(switch.act(&command, 10), SbOutcome::Success);
-            let after = switch.footprint_like(&before);
-            assert!(!before.changes_to(&after, SwitchId(1)).is_empty());
-            assert_ne!((&switch.rules, &switch.meters), (&original.0, &original.1));
-            switch.reset(before);
-            assert_eq!((&switch.rules, &switch.meters), (&original.0, &original.1));
-        }
-    }
-}
+mod tests;

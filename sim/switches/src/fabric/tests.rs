@@ -1,0 +1,236 @@
+use super::*;
+use hubspoke_fsm::segments::SegmentKind;
+
+fn fabric() -> SwitchFabric {
+    SwitchFabric::with_table_capacity(&Network::generate("linear:3").unwrap().unwrap(), 3)
+}
+
+fn segment(switch: u64, cookie: u64, meter_id: Option<u32>) -> FlowSegment {
+    FlowSegment {
+        switch_id: SwitchId(switch),
+        kind: SegmentKind::Ingress,
+        cookie,
+        in_port: 10,
+        in_vlan: 100,
+        out_port: 1,
+        out_vlan: 300,
+        meter_id,
+        bandwidth: 5000,
+    }
+}
+
+fn command(action: SbAction, segment: FlowSegment) -> SbCommand {
+    SbCommand {
+        command_id: "c".into(),
+        attempt: 1,
+        action,
+        segment,
+    }
+}
+
+fn code(outcome: SbOutcome) -> Option<SbErrorCode> {
+    match outcome {
+        SbOutcome::Success | SbOutcome::Rules { .. } => None,
+        SbOutcome::Error { code, .. } => Some(code),
+    }
+}
+
+#[test]
+fn a_dump_lists_every_rule_of_the_switch() {
+    let mut fabric = fabric();
+    let (a, b) = (segment(1, 7, Some(32)), segment(1, 8, None));
+    for rule in [&a, &b] {
+        fabric.apply(&command(SbAction::Install, rule.clone()));
+    }
+    let dump = |cookie_id| {
+        command(
+            SbAction::Dump,
+            FlowSegment::dump_query(a.switch_id, cookie_id),
+        )
+    };
+    assert_eq!(
+        fabric.apply(&dump(0)),
+        SbOutcome::Rules {
+            rules: vec![a.clone(), b]
+        }
+    );
+    assert_eq!(
+        fabric.apply(&dump(a.cookie_id())),
+        SbOutcome::Rules { rules: vec![a] },
+        "one flow's rules"
+    );
+}
+
+#[test]
+fn install_verify_remove_round_trip() {
+    let mut fabric = fabric();
+    let rule = segment(1, 7, Some(32));
+    assert_eq!(
+        fabric.apply(&command(SbAction::Install, rule.clone())),
+        SbOutcome::Success
+    );
+    assert_eq!(
+        fabric.apply(&command(SbAction::Install, rule.clone())),
+        SbOutcome::Success,
+        "idempotent"
+    );
+    assert_eq!(fabric.rules(SwitchId(1)), Some(vec![rule.clone()]));
+    assert_eq!(
+        fabric.meters(SwitchId(1)),
+        Some(BTreeMap::from([(32, 5000)]))
+    );
+    assert_eq!(
+        fabric.apply(&command(SbAction::Verify, rule.clone())),
+        SbOutcome::Success
+    );
+    assert_eq!(
+        fabric.apply(&command(SbAction::Remove, rule.clone())),
+        SbOutcome::Success
+    );
+    assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
+    assert_eq!(fabric.meters(SwitchId(1)), Some(BTreeMap::new()));
+    assert_eq!(
+        fabric.apply(&command(SbAction::Remove, rule.clone())),
+        SbOutcome::Success,
+        "idempotent"
+    );
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Verify, rule))),
+        Some(SbErrorCode::MissingRule)
+    );
+}
+
+#[test]
+fn verify_compares_the_whole_rule() {
+    let mut fabric = fabric();
+    fabric.apply(&command(SbAction::Install, segment(1, 7, None)));
+    let mut other = segment(1, 7, None);
+    other.out_vlan = 301;
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Verify, other))),
+        Some(SbErrorCode::MissingRule)
+    );
+}
+
+#[test]
+fn bad_commands_are_refused() {
+    let mut fabric = fabric();
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Install, segment(99, 1, None)))),
+        Some(SbErrorCode::BadCommand)
+    );
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Verify, segment(99, 1, None)))),
+        Some(SbErrorCode::BadCommand)
+    );
+    let mut bad_port = segment(1, 1, None);
+    bad_port.out_port = 49;
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Install, bad_port))),
+        Some(SbErrorCode::BadCommand)
+    );
+    let mut zero_port = segment(1, 1, None);
+    zero_port.in_port = 0;
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Install, zero_port))),
+        Some(SbErrorCode::BadCommand)
+    );
+    assert_eq!(fabric.rules(SwitchId(1)), Some(vec![]));
+}
+
+#[test]
+fn a_full_table_takes_no_new_rule_but_replaces() {
+    let mut fabric = fabric();
+    for cookie in 1..=3 {
+        assert_eq!(
+            fabric.apply(&command(SbAction::Install, segment(2, cookie, None))),
+            SbOutcome::Success
+        );
+    }
+    assert_eq!(
+        code(fabric.apply(&command(SbAction::Install, segment(2, 4, None)))),
+        Some(SbErrorCode::TableFull)
+    );
+    let mut replacement = segment(2, 3, None);
+    replacement.out_vlan = 5;
+    assert_eq!(
+        fabric.apply(&command(SbAction::Install, replacement.clone())),
+        SbOutcome::Success
+    );
+    assert_eq!(fabric.rules(SwitchId(2)).unwrap()[2], replacement);
+}
+
+#[test]
+fn a_replaced_rule_releases_its_old_meter() {
+    let mut fabric = fabric();
+    fabric.apply(&command(SbAction::Install, segment(1, 7, Some(32))));
+    fabric.apply(&command(SbAction::Install, segment(1, 7, Some(33))));
+    assert_eq!(
+        fabric.meters(SwitchId(1)),
+        Some(BTreeMap::from([(33, 5000)]))
+    );
+}
+
+#[test]
+fn a_failed_switch_answers_unavailable_until_restored() {
+    let mut fabric = fabric();
+    fabric.fail_switch(SwitchId(1)).unwrap();
+    assert_eq!(fabric.is_available(SwitchId(1)), Some(false));
+    for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
+        assert_eq!(
+            code(fabric.apply(&command(action, segment(1, 7, None)))),
+            Some(SbErrorCode::SwitchUnavailable)
+        );
+    }
+    fabric.restore_switch(SwitchId(1)).unwrap();
+    assert_eq!(
+        fabric.apply(&command(SbAction::Install, segment(1, 7, None))),
+        SbOutcome::Success
+    );
+    assert!(matches!(
+        fabric.fail_switch(SwitchId(42)),
+        Err(FabricError::UnknownSwitch(SwitchId(42)))
+    ));
+}
+
+#[test]
+fn links_fail_in_both_directions() {
+    let mut fabric = fabric();
+    let isls = fabric.fail_link(SwitchId(2), SwitchId(1)).unwrap();
+    assert_eq!(isls.len(), 2);
+    assert!(isls.iter().all(|isl| !fabric.is_link_up(isl)));
+    assert!(fabric.is_link_up(&isls[0].reversed()) == fabric.is_link_up(&isls[0]));
+    fabric.restore_link(SwitchId(1), SwitchId(2)).unwrap();
+    assert!(isls.iter().all(|isl| fabric.is_link_up(isl)));
+    assert!(matches!(
+        fabric.fail_link(SwitchId(1), SwitchId(3)),
+        Err(FabricError::UnknownLink(SwitchId(1), SwitchId(3)))
+    ));
+    assert!(matches!(
+        fabric.fail_link(SwitchId(1), SwitchId(9)),
+        Err(FabricError::UnknownSwitch(SwitchId(9)))
+    ));
+}
+
+#[test]
+fn faults_are_set_globally_or_per_switch() {
+    let mut fabric = fabric();
+    let slow = Faults {
+        latency_ms: 50,
+        ..Faults::default()
+    };
+    fabric.set_faults(Some(SwitchId(2)), slow).unwrap();
+    assert_eq!(fabric.faults().for_switch(SwitchId(2)), slow);
+    assert_eq!(fabric.faults().for_switch(SwitchId(1)), Faults::default());
+    fabric
+        .set_faults(
+            None,
+            Faults {
+                latency_ms: 1,
+                ..Faults::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(fabric.faults().for_switch(SwitchId(2)).latency_ms, 1);
+    assert!(fabric.set_faults(Some(SwitchId(9)), slow).is_err());
+}
