@@ -223,7 +223,7 @@ impl SbEvent {
     }
 }
 
-/// `hubspoke.flow.events`: the flow records and their history, as the hub changes them.
+/// Whether a switch answers, as the network view shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SwitchStatus {
@@ -231,6 +231,7 @@ pub enum SwitchStatus {
     Inactive,
 }
 
+/// Whether a directed ISL can carry traffic, as the network view shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LinkStatus {
@@ -292,6 +293,8 @@ impl NetworkState {
     }
 }
 
+/// `hubspoke.flow.events`: the flow records and their history, as the hub changes them; the
+/// flow log a restart rebuilds every flow from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FlowEvent {

@@ -48,10 +48,6 @@ impl FlowRequest {
         }
         Ok(())
     }
-
-    pub fn is_one_switch(&self) -> bool {
-        self.source.switch_id == self.destination.switch_id
-    }
 }
 
 /// Flow ids become bus keys, URL path segments and rule owners: keep them printable.

@@ -1,6 +1,13 @@
-//! The in-process bus: one typed topic per DESIGN.md topic, many publishers, competing
-//! consumers (like one Kafka consumer group), and a wake-up hook so a timely source can be
-//! activated when a message arrives instead of polling.
+//! The transport contract and the in-process bus.
+//!
+//! - [`Publish`] and [`InboundSource`]: what the topology and the other parts need of a
+//!   transport; `hubspoke-kafka` implements them over Kafka, this crate in process.
+//! - [`InProcessBus`]: one typed topic per bus topic (see `ARCHITECTURE.md`), many
+//!   publishers, competing consumers (like one Kafka consumer group), and a wake-up hook so a
+//!   timely source is activated when a message arrives instead of polling.
+//! - [`clock`]: the wall clock every envelope is stamped with.
+//! - [`flow_log`]: the durable log of flow events, with group commit and its embedded (redb)
+//!   implementation.
 
 pub mod clock;
 pub mod flow_log;
@@ -17,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// Called after every publish on a topic.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// Something a message can be published to: an in-process topic, or (later) a Kafka producer.
+/// Something a message can be published to: an in-process [`Topic`], or a Kafka producer.
 pub trait Publish<T>: Send + Sync {
     fn publish(&self, message: T);
 }
@@ -143,7 +150,7 @@ impl InboundSource for ChannelInbound {
     }
 }
 
-/// Every topic of DESIGN.md, in process.
+/// Every bus topic, in process.
 #[derive(Default)]
 pub struct InProcessBus {
     pub nb_requests: Arc<Topic<Envelope<NbRequest>>>,

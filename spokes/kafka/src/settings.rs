@@ -23,7 +23,7 @@ pub enum KafkaError {
     },
 }
 
-/// The DESIGN.md topics; their names are `{prefix}.{suffix}`.
+/// The bus topics (see ARCHITECTURE.md); their names are `{prefix}.{suffix}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicName {
     NbRequests,
@@ -169,7 +169,7 @@ pub fn wait_for_broker(settings: &KafkaSettings, limit: Duration) -> Result<(), 
     }
 }
 
-/// Creates every DESIGN.md topic that does not exist yet (the broker may not auto-create).
+/// Creates every bus topic that does not exist yet (the broker may not auto-create).
 pub fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = settings.client_config().create()?;
     let names: Vec<(String, bool)> = TopicName::ALL
