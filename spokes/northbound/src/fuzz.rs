@@ -14,9 +14,8 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
 
-use crate::test_support::{shim, Deletes};
+use crate::test_support::{answer, shim, Answer, Deletes};
 use crate::FlowJson;
 
 const CASES: u32 = 256;
@@ -60,14 +59,6 @@ struct Call {
     body: Vec<u8>,
 }
 
-struct Answer {
-    status: StatusCode,
-    correlation_id: Option<String>,
-    content_type: Option<String>,
-    body: Option<Value>,
-    text: String,
-}
-
 impl Fuzzing {
     fn send(&self, call: Call) -> Answer {
         let mut request = Request::builder().method(call.method).uri(&call.uri);
@@ -78,30 +69,7 @@ impl Fuzzing {
             request = request.header("correlation_id", correlation_id);
         }
         let request = request.body(Body::from(call.body)).unwrap();
-        self.runtime.block_on(async {
-            let response = self.router.clone().oneshot(request).await.unwrap();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            };
-            let (status, correlation_id, content_type) = (
-                response.status(),
-                header("correlation_id"),
-                header("content-type"),
-            );
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            Answer {
-                status,
-                correlation_id,
-                content_type,
-                body: serde_json::from_slice(&bytes).ok(),
-                text: String::from_utf8_lossy(&bytes).into_owned(),
-            }
-        })
+        self.runtime.block_on(answer(&self.router, request))
     }
 
     /// Sends every call `calls` generates and checks each answer: a flow (or the history)
@@ -145,8 +113,7 @@ fn check(call: &Call, answer: &Answer, ok_body: fn(&Value) -> bool) -> Result<()
         prop_assert_eq!(correlation_id, sent, "the request's id is kept: {}", &what);
     }
     if status.is_success() {
-        let body = answer.body.as_ref();
-        prop_assert!(body.is_some_and(ok_body), "not the expected body: {what}");
+        prop_assert!(ok_body(&answer.body), "not the expected body: {what}");
         return Ok(());
     }
     prop_assert!(
@@ -159,7 +126,7 @@ fn check(call: &Call, answer: &Answer, ok_body: fn(&Value) -> bool) -> Result<()
         "{}",
         &what
     );
-    let body = answer.body.as_ref().and_then(Value::as_object);
+    let body = answer.body.as_object();
     prop_assert!(
         body.is_some(),
         "the error body is not a JSON object: {what}"

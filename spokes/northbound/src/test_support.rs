@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use axum::Router;
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_bus::Publish;
@@ -11,6 +13,9 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, NbRequest, NbResponse, Resources,
 };
+
+use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::{nb_router, NbState, Northbound};
 
@@ -198,5 +203,44 @@ pub fn shim(request_timeout: Duration, deletes: Deletes) -> Shim {
         router: nb_router(state.clone()),
         state,
         seen,
+    }
+}
+
+/// What the shim answered, read for checking.
+pub struct Answer {
+    pub status: StatusCode,
+    pub correlation_id: Option<String>,
+    pub content_type: Option<String>,
+    /// `Null` when the body is not JSON.
+    pub body: Value,
+    pub text: String,
+}
+
+/// Sends `request` through `router` and reads the answer.
+pub async fn answer(router: &Router, request: Request<Body>) -> Answer {
+    let response = router.clone().oneshot(request).await.unwrap();
+    // In a block: a reference to the response must not live across the await below.
+    let (status, correlation_id, content_type) = {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        (
+            response.status(),
+            header("correlation_id"),
+            header("content-type"),
+        )
+    };
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        correlation_id,
+        content_type,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

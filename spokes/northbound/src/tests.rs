@@ -11,18 +11,9 @@ use hubspoke_fsm::{
     SwitchStatus,
 };
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::test_support::{shim, Deletes, Shim};
+use crate::test_support::{answer, shim, Answer, Deletes, Shim};
 use crate::view::spawn_network_view_updater;
-
-struct Answer {
-    status: StatusCode,
-    correlation_id: Option<String>,
-    content_type: Option<String>,
-    body: Value,
-    text: String,
-}
 
 async fn call(
     router: &Router,
@@ -35,35 +26,7 @@ async fn call(
     if let Some(id) = correlation_id {
         request = request.header("correlation_id", id);
     }
-    let response = router
-        .clone()
-        .oneshot(request.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let (status, correlation_id, content_type) = {
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_string())
-        };
-        (
-            response.status(),
-            header("correlation_id"),
-            header("content-type"),
-        )
-    };
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    Answer {
-        status,
-        correlation_id,
-        content_type,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text,
-    }
+    answer(router, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
 fn flow_body(flow_id: &str, src: u64, src_port: u32, dst: u64, dst_port: u32) -> String {
