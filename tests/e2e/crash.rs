@@ -2,27 +2,24 @@
 //! and started again; every flow must end UP or DOWN with a reason, and the switches must hold
 //! exactly the rules of the UP flows. Several crash moments (seeds) per scenario.
 
-use crate::support::crash::{
-    crash_after, fire_creates, settles_with_exact_tables, slow_switches, until_crash, CRASH_FLOWS,
-};
-use crate::support::{kafka_nb, kafka_sb, Broker, Endpoints, Hubspoke, Process};
+use crate::support::crash::{crash_after, creates_in_flight, settles_with_exact_tables};
+use crate::support::{kafka_nb, kafka_sb, Api, Broker, Hubspoke, Process};
 
 /// `hubspoke up` killed and started again on its data directory: to the simulated switches,
 /// which keep their tables there too, this is a controller restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspoke_up_killed_with_creates_in_flight_recovers() {
-    let client = reqwest::Client::new();
     for seed in 1..=3 {
         let args = ["--network", "grid:3x3", "--workers", "2"];
         let mut first = Hubspoke::up(&args);
-        slow_switches(&client, &first.endpoints(), 2).await;
-        let creates = fire_creates(&client, &first.endpoints(), CRASH_FLOWS).await;
-        until_crash(&client, &first.endpoints(), seed).await;
+        let api = first.api();
+        let creates = creates_in_flight(&api, seed).await;
         first.process.kill();
         drop(creates);
         let second = Hubspoke::up_in(first.data.clone(), &args);
-        let flows = settles_with_exact_tables(&client, &second.endpoints()).await;
-        let resumed = metric(&client, &second.url("/metrics"), "operations_recovered").await;
+        let api = second.api();
+        let flows = settles_with_exact_tables(&api).await;
+        let resumed = api.metric("operations_recovered").await;
         eprintln!(
             "seed {seed}: killed after {:?}, {} flows, {resumed} operations were in flight",
             crash_after(seed),
@@ -43,7 +40,7 @@ struct OverKafka {
     sb: Process,
     _nb: Process,
     data: tempfile::TempDir,
-    at: Endpoints,
+    api: Api,
 }
 
 impl OverKafka {
@@ -57,17 +54,14 @@ impl OverKafka {
             Some(&data.path().to_string_lossy()),
         );
         let nb = kafka_nb(&broker.address);
-        let at = Endpoints {
-            nb: nb.url(),
-            sim: sb.url(),
-        };
+        let api = Api::new(nb.url(), sb.url());
         OverKafka {
             broker,
             topology,
             sb,
             _nb: nb,
             data,
-            at,
+            api,
         }
     }
 
@@ -79,7 +73,7 @@ impl OverKafka {
         self.sb.kill();
         let dir = self.data.path().to_string_lossy().to_string();
         self.sb = kafka_sb(&self.broker.address, "grid:3x3", Some(&dir));
-        self.at.sim = self.sb.url();
+        self.api.sim = self.sb.url();
     }
 }
 
@@ -88,16 +82,13 @@ impl OverKafka {
 /// unhandled requests and responses again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topology_killed_with_creates_in_flight_recovers() {
-    let client = reqwest::Client::new();
     for seed in 1..=2 {
         let mut kafka = OverKafka::start(&format!("crash-topology-{seed}"));
-        slow_switches(&client, &kafka.at, 2).await;
-        let creates = fire_creates(&client, &kafka.at, CRASH_FLOWS).await;
-        until_crash(&client, &kafka.at, seed).await;
+        let creates = creates_in_flight(&kafka.api, seed).await;
         kafka.topology.kill();
         kafka.topology = OverKafka::topology(&kafka.broker);
         drop(creates);
-        let flows = settles_with_exact_tables(&client, &kafka.at).await;
+        let flows = settles_with_exact_tables(&kafka.api).await;
         eprintln!(
             "seed {seed}: topology killed after {:?}, {} flows",
             crash_after(seed),
@@ -110,45 +101,22 @@ async fn the_topology_killed_with_creates_in_flight_recovers() {
 /// nothing, commands lost with it are sent again by the speaker's retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_killed_with_creates_in_flight_forgets_nothing() {
-    let client = reqwest::Client::new();
     let mut kafka = OverKafka::start("crash-sb");
-    slow_switches(&client, &kafka.at, 2).await;
-    let creates = fire_creates(&client, &kafka.at, CRASH_FLOWS).await;
-    until_crash(&client, &kafka.at, 2).await;
+    let creates = creates_in_flight(&kafka.api, 2).await;
     kafka.restart_sb();
     creates.join_all().await;
-    settles_with_exact_tables(&client, &kafka.at).await;
+    settles_with_exact_tables(&kafka.api).await;
 }
 
 /// The broker stops answering for a few seconds (SIGSTOP) with creates in flight, then comes
 /// back: nothing is lost, nothing is stuck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_unreachable_for_seconds_loses_nothing() {
-    let client = reqwest::Client::new();
     let kafka = OverKafka::start("crash-broker");
-    slow_switches(&client, &kafka.at, 2).await;
-    let creates = fire_creates(&client, &kafka.at, CRASH_FLOWS).await;
-    until_crash(&client, &kafka.at, 3).await;
+    let creates = creates_in_flight(&kafka.api, 3).await;
     kafka.broker.pause();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     kafka.broker.resume();
     creates.join_all().await;
-    settles_with_exact_tables(&client, &kafka.at).await;
-}
-
-/// A counter from the Prometheus text of `url`.
-async fn metric(client: &reqwest::Client, url: &str, name: &str) -> u64 {
-    let text = client
-        .get(url)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let line = format!("hubspoke_{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    settles_with_exact_tables(&kafka.api).await;
 }

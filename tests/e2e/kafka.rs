@@ -1,8 +1,9 @@
 //! End to end over Kafka: a real broker (tansu) and `hubspoke sb`, `topology` and `nb` as
 //! separate processes run the same 50-flow scenario as the embedded test.
 
-use crate::support::flows::fifty_flows_up_exact_then_clean;
-use crate::support::{edges, Broker, Process};
+use crate::support::flows::{fifty_flows_up_exact_then_clean, flow_body};
+use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
+use crate::support::{assert_latencies_measured, edges, load_report, Broker, Hubspoke, Process};
 
 /// Reads `topic` from the beginning until `count` messages arrived (or panics after `limit`);
 /// their payloads.
@@ -38,8 +39,8 @@ async fn fifty_flows_over_kafka_with_separate_processes() {
     let broker = Broker::start("fifty-flows");
     let kafka = broker.address.as_str();
     let _topology = Process::start(&["topology", "--kafka", kafka, "--workers", "2"]);
-    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
-    fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
+    let (_sb, _nb, api) = edges(kafka, "grid:3x3");
+    fifty_flows_up_exact_then_clean(&api).await;
 }
 
 /// Over Kafka, the network view and reroutes work as in one process: two links fail under
@@ -57,8 +58,8 @@ async fn link_failures_reroute_over_kafka() {
         "--reroute-delay-ms",
         "200",
     ]);
-    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
-    crate::support::reroute::two_busiest_links_fail(&reqwest::Client::new(), &at, 100).await;
+    let (_sb, _nb, api) = edges(kafka, "grid:3x3");
+    two_busiest_links_fail(&api, 100).await;
 }
 
 /// A request to an idle two-worker topology goes through at once. Over Kafka a worker hears
@@ -70,35 +71,18 @@ async fn an_idle_two_worker_topology_answers_the_first_request_at_once() {
     let broker = Broker::start("first-request");
     let kafka = broker.address.as_str();
     let _topology = Process::start(&["topology", "--kafka", kafka, "--workers", "2"]);
-    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
-    let client = reqwest::Client::new();
-    crate::support::flows::wait_for_the_network(
-        &client,
-        &at,
-        crate::support::flows::SWITCHES as usize,
-        crate::support::flows::GRID_ISLS,
-    )
-    .await;
+    let (_sb, _nb, api) = edges(kafka, "grid:3x3");
+    api.wait_for_grid().await;
     // Longer than the sources' grace period after their last input: both workers park.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     for n in 0..3 {
-        let response = client
-            .post(at.nb("/v2/flows"))
-            .json(&crate::support::flows::flow_body(n))
-            .send()
-            .await
-            .expect("POST");
-        assert_eq!(response.status(), 200, "create {n}");
+        api.create(&flow_body(n)).await;
         // Held back, the create's switch commands went out late, their deadlines had long
         // passed on the logical clock, and the flow went DOWN although every switch answered.
-        let url = at.nb(&format!("/v2/flows/e2e-{n}"));
-        let flow =
-            crate::support::eventually(std::time::Duration::from_secs(60), "settled", || {
-                let (client, url) = (client.clone(), url.clone());
-                async move {
-                    let flow = crate::support::get_json(&client, &url).await;
-                    (flow["status"] != "IN_PROGRESS").then_some(flow)
-                }
+        let limit = std::time::Duration::from_secs(60);
+        let flow = api
+            .flow_when_within(limit, &format!("e2e-{n}"), "settled", |f| {
+                f["status"] != "IN_PROGRESS"
             })
             .await;
         assert_eq!(flow["status"], "UP", "{flow}");
@@ -112,8 +96,8 @@ async fn an_update_and_a_reroute_over_kafka() {
     let broker = Broker::start("update");
     let kafka = broker.address.as_str();
     let _topology = Process::start(&["topology", "--kafka", kafka]);
-    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
-    crate::support::reroute::update_then_reroute(&reqwest::Client::new(), &at).await;
+    let (_sb, _nb, api) = edges(kafka, "grid:3x3");
+    update_then_reroute(&api).await;
 }
 
 /// Bytes that are no envelope go to `hubspoke.errors` with the reason and the original bytes,
@@ -130,7 +114,7 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
     let broker = Broker::start("garbage");
     let kafka = broker.address.as_str();
     let _topology = Process::start(&["topology", "--kafka", kafka]);
-    let (_sb, _nb, at) = edges(kafka, "linear:2");
+    let (_sb, _nb, api) = edges(kafka, "linear:2");
 
     let garbage: &[u8] = b"\x00{\"this is\": not an envelope";
     let producer: BaseProducer = ClientConfig::new()
@@ -164,25 +148,13 @@ async fn garbage_on_the_bus_is_dead_lettered_and_the_topology_goes_on() {
         .expect("base64");
     assert_eq!(original, garbage);
 
-    let client = reqwest::Client::new();
-    crate::support::flows::wait_for_the_network(&client, &at, 2, 2).await;
-    let flow = serde_json::json!({
+    api.wait_for_network(2, 2).await;
+    api.create_and_wait_up(&serde_json::json!({
         "flow_id": "after-garbage",
         "source": {"switch_id": "00:00:00:00:00:00:00:01", "port_number": 10},
         "destination": {"switch_id": "00:00:00:00:00:00:00:02", "port_number": 10},
         "maximum_bandwidth": 1000,
-    });
-    let response = client
-        .post(at.nb("/v2/flows"))
-        .json(&flow)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    crate::support::eventually(Duration::from_secs(30), "the flow UP", || async {
-        let flow = crate::support::get_json(&client, &at.nb("/v2/flows/after-garbage")).await;
-        (flow["status"] == "UP").then_some(())
-    })
+    }))
     .await;
 }
 
@@ -248,8 +220,8 @@ async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
             process.first_line
         );
     }
-    let (_sb, _nb, at) = edges(kafka, "grid:3x3");
-    fifty_flows_up_exact_then_clean(&reqwest::Client::new(), &at).await;
+    let (_sb, _nb, api) = edges(kafka, "grid:3x3");
+    fifty_flows_up_exact_then_clean(&api).await;
     let _ = std::fs::remove_file(&hostfile);
 }
 
@@ -467,8 +439,8 @@ async fn the_simulator_announces_the_network_and_its_changes() {
 fn the_load_generator_measures_the_kafka_round_trip() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let broker = Broker::start("load-baseline");
-    let hub = crate::support::Hubspoke::up(&[]);
-    let report = crate::support::load_report(&[
+    let hub = Hubspoke::up(&[]);
+    let report = load_report(&[
         "--url",
         &hub.base,
         "--flows",
@@ -481,7 +453,7 @@ fn the_load_generator_measures_the_kafka_round_trip() {
     ]);
     let baseline = &report["kafka_baseline"];
     assert_eq!(baseline["round_trip"]["count"], 50, "{report}");
-    crate::support::assert_latencies_measured("kafka round trip", &baseline["round_trip"]);
+    assert_latencies_measured("kafka round trip", &baseline["round_trip"]);
     for ratio in ["create_to_up_ratio_p50", "create_to_up_ratio_p99"] {
         assert!(
             baseline[ratio].as_f64().is_some_and(|r| r > 0.0),

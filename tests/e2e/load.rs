@@ -1,7 +1,7 @@
 //! The load generator (`hubspoke load`) as a person runs it: a process against a running
 //! `hubspoke up`, reporting JSON.
 
-use crate::support::flows::{links_add_up, wait_for_the_network, GRID_ISLS, SWITCHES};
+use crate::support::flows::links_add_up;
 use crate::support::{assert_latencies_measured, load_report, Hubspoke};
 
 /// 200 network-aware flows from 16 clients all come UP and are deleted, with nothing
@@ -9,8 +9,8 @@ use crate::support::{assert_latencies_measured, load_report, Hubspoke};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_flows_come_up_and_are_deleted_under_load() {
     let hub = Hubspoke::up(&[]);
-    let client = reqwest::Client::new();
-    wait_for_the_network(&client, &hub.endpoints(), SWITCHES as usize, GRID_ISLS).await;
+    let api = hub.api();
+    api.wait_for_grid().await;
     let url = hub.base.clone();
     let report = tokio::task::spawn_blocking(move || {
         load_report(&[
@@ -53,5 +53,5 @@ async fn two_hundred_flows_come_up_and_are_deleted_under_load() {
         assert_latencies_measured(what, summary);
     }
     assert!(create["up_per_s"].as_f64().is_some_and(|rate| rate > 0.0));
-    links_add_up(&client, &hub.endpoints(), &[]).await;
+    links_add_up(&api, &[]).await;
 }

@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::flows::SWITCHES;
-use super::flows::{assert_tables_hold_exactly, flow_body, wait_for_the_network, GRID_ISLS};
-use super::{eventually, get_json, Endpoints};
+use super::flows::{assert_tables_hold_exactly, flow_body};
+use super::{eventually, Api};
 
-pub const CRASH_FLOWS: usize = 500;
+const CRASH_FLOWS: usize = 500;
 
 /// How long the flows may take to settle after a crash.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -18,60 +17,40 @@ pub fn crash_after(seed: u64) -> Duration {
     Duration::from_millis(seed.wrapping_mul(7919) % 250)
 }
 
-/// Waits until the creates are under way (the first flows are known), then `crash_after`.
-pub async fn until_crash(client: &reqwest::Client, at: &Endpoints, seed: u64) {
-    eventually(
-        Duration::from_secs(30),
-        "the first flows accepted",
-        || async {
-            let flows = get_json(client, &at.nb("/v2/flows")).await;
-            (flows.as_array().map_or(0, Vec::len) >= 20).then_some(())
-        },
-    )
-    .await;
-    tokio::time::sleep(crash_after(seed)).await;
-}
-
-/// Makes every switch answer after `latency_ms`, so that operations are in flight for a while.
-pub async fn slow_switches(client: &reqwest::Client, at: &Endpoints, latency_ms: u64) {
-    let faults = json!({"latency_ms": latency_ms, "error_rate": 0.0, "drop_rate": 0.0});
-    let response = client
-        .put(at.sim("/sim/faults"))
-        .json(&faults)
-        .send()
-        .await
-        .expect("PUT /sim/faults");
-    assert_eq!(response.status(), 200);
-}
-
-/// Sends `count` creates at once without waiting: the answers do not matter, the process
-/// taking them may die.
-pub async fn fire_creates(
-    client: &reqwest::Client,
-    at: &Endpoints,
-    count: usize,
-) -> tokio::task::JoinSet<()> {
-    wait_for_the_network(client, at, SWITCHES as usize, GRID_ISLS).await;
+/// With every switch answering after 2 ms (so that operations are in flight for a while),
+/// sends `CRASH_FLOWS` creates at once without waiting for their answers (the process taking
+/// them may die), waits until they are under way (the first flows are known), then for
+/// `crash_after(seed)`: the moment to pull the plug. The creates go on in the returned set.
+pub async fn creates_in_flight(api: &Api, seed: u64) -> tokio::task::JoinSet<()> {
+    let faults = json!({"latency_ms": 2, "error_rate": 0.0, "drop_rate": 0.0});
+    api.put_faults(&faults).await;
+    api.wait_for_grid().await;
     let mut creates = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let request = client.post(at.nb("/v2/flows")).json(&flow_body(i));
+    for i in 0..CRASH_FLOWS {
+        let request = api.client.post(api.nb("/v2/flows")).json(&flow_body(i));
         creates.spawn(async move {
             let _ = request.send().await;
         });
     }
+    eventually(
+        Duration::from_secs(30),
+        "the first flows accepted",
+        || async { (api.flows().await.len() >= 20).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(crash_after(seed)).await;
     creates
 }
 
 /// Waits until no flow is IN_PROGRESS; then every DOWN flow says why and holds no path, and
 /// the switches hold exactly the rules of the UP flows: nothing stuck, nothing orphaned.
-pub async fn settles_with_exact_tables(client: &reqwest::Client, at: &Endpoints) -> Vec<Value> {
+pub async fn settles_with_exact_tables(api: &Api) -> Vec<Value> {
     // The worst legitimate case after a restart: waiting for the group's partitions, then a
     // sync whose switches do not answer runs into its listing and install deadlines (30 s
     // each) before the flow goes DOWN.
     let deadline = std::time::Instant::now() + SETTLE;
     let flows = loop {
-        let flows = get_json(client, &at.nb("/v2/flows")).await;
-        let flows = flows.as_array().expect("list").clone();
+        let flows = api.flows().await;
         let stuck: Vec<&Value> = flows
             .iter()
             .filter(|f| f["status"] != "UP" && f["status"] != "DOWN")
@@ -84,7 +63,7 @@ pub async fn settles_with_exact_tables(client: &reqwest::Client, at: &Endpoints)
         if std::time::Instant::now() > deadline {
             assert!(!stuck.is_empty(), "no flow at all after {SETTLE:?}");
             let id = stuck[0]["flow_id"].as_str().unwrap_or_default();
-            let history = get_json(client, &at.nb(&format!("/v2/flows/{id}/history"))).await;
+            let history = api.history(id).await;
             panic!(
                 "{} flows still not UP or DOWN after {SETTLE:?}, e.g. {}\nits history: {history}",
                 stuck.len(),
@@ -105,6 +84,6 @@ pub async fn settles_with_exact_tables(client: &reqwest::Client, at: &Endpoints)
             "a DOWN flow here holds no path: {flow}"
         );
     }
-    assert_tables_hold_exactly(client, at, &up).await;
+    assert_tables_hold_exactly(api, &up).await;
     flows
 }

@@ -1,12 +1,13 @@
-//! The 50-flow scenario of the end-to-end tests, against any deployment: `Endpoints` says where
-//! the northbound API and the simulator's /sim/ API are.
+//! The 50-flow scenario of the end-to-end tests, against any deployment (`Api` says where the
+//! northbound API and the simulator's /sim/ API are), and the checks of switch tables and link
+//! bandwidth that the other scenarios share.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{eventually, get_json, Endpoints};
+use super::{eventually_explained, Api};
 
 pub const FLOWS: usize = 50;
 pub const SWITCHES: u64 = 9;
@@ -126,12 +127,11 @@ pub fn expected_rules(flow: &Value, cookie_id: u64, link_vlans: &[u64]) -> Vec<R
     rules
 }
 
-pub async fn all_rules(client: &reqwest::Client, at: &Endpoints) -> BTreeSet<Rule> {
+pub async fn all_rules(api: &Api) -> BTreeSet<Rule> {
     let mut rules = BTreeSet::new();
     for n in 1..=SWITCHES {
         let switch = switch_id(n);
-        let table = get_json(client, &at.sim(&format!("/sim/switches/{switch}/rules"))).await;
-        for rule in table.as_array().expect("rule list") {
+        for rule in &api.rules(&switch).await {
             assert!(
                 rules.insert(rule_from_switch(&switch, rule)),
                 "duplicate rule on {switch}"
@@ -143,8 +143,8 @@ pub async fn all_rules(client: &reqwest::Client, at: &Endpoints) -> BTreeSet<Rul
 
 /// Every rule on every switch belongs to one of `flows` and matches its path, and no rule of
 /// those flows is missing.
-pub async fn assert_tables_hold_exactly(client: &reqwest::Client, at: &Endpoints, flows: &[Value]) {
-    let actual = all_rules(client, at).await;
+pub async fn assert_tables_hold_exactly(api: &Api, flows: &[Value]) {
+    let actual = all_rules(api).await;
     let mut expected = BTreeSet::new();
     for flow in flows {
         let source = &flow["source"];
@@ -193,56 +193,24 @@ fn forward_link_vlans(actual: &BTreeSet<Rule>, flow: &Value, forward_cookie: u64
         .collect()
 }
 
-/// Waits until the topology has learnt a network of `switches` and `isls` (directed) from the
-/// switches' announcement: the northbound API shows what the topology's network view publishes.
-pub async fn wait_for_the_network(
-    client: &reqwest::Client,
-    at: &Endpoints,
-    switches: usize,
-    isls: usize,
-) {
-    eventually(
-        Duration::from_secs(60),
-        "the network discovered",
-        || async {
-            let count = |v: Value| v.as_array().map_or(0, Vec::len);
-            let known = (
-                count(get_json(client, &at.nb("/v2/switches")).await),
-                count(get_json(client, &at.nb("/v2/links")).await),
-            );
-            (known == (switches, isls)).then_some(())
-        },
-    )
-    .await;
-}
-
 /// Directed ISLs of grid:3x3: 12 links, both ways.
 pub const GRID_ISLS: usize = 24;
 
 /// Creates flows `0..count` concurrently; each is accepted IN_PROGRESS.
-pub async fn create_all(client: &reqwest::Client, at: &Endpoints, count: usize) {
-    wait_for_the_network(client, at, SWITCHES as usize, GRID_ISLS).await;
+pub async fn create_all(api: &Api, count: usize) {
+    api.wait_for_grid().await;
     let creates = (0..count).map(|i| {
-        let client = client.clone();
-        let url = at.nb("/v2/flows");
+        let api = api.clone();
         async move {
-            let response = client
-                .post(url)
-                .json(&flow_body(i))
-                .send()
-                .await
-                .expect("POST");
-            let status = response.status();
-            let body: Value = response.json().await.expect("JSON");
-            assert_eq!(status, 200, "create e2e-{i}: {body}");
-            assert_eq!(body["status"], "IN_PROGRESS");
+            let flow = api.create(&flow_body(i)).await;
+            assert_eq!(flow["status"], "IN_PROGRESS");
         }
     });
     futures_join_all(creates).await;
 }
 
 /// Runs the futures concurrently on the test's runtime.
-pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     futures: impl Iterator<Item = F>,
 ) {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -254,41 +222,29 @@ pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'stat
 /// Creates 50 flows on grid:3x3 and waits for all to be UP; checks that the switches hold
 /// exactly their rules and that link bandwidth adds up; deletes them all and checks that the
 /// switch tables are empty and every link has its whole bandwidth back.
-pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endpoints) {
-    create_all(client, at, FLOWS).await;
+pub async fn fifty_flows_up_exact_then_clean(api: &Api) {
+    create_all(api, FLOWS).await;
 
-    let flows: Vec<Value> = eventually(Duration::from_secs(60), "all flows UP", || async {
-        let flows = get_json(client, &at.nb("/v2/flows")).await;
-        let flows = flows.as_array().expect("list").clone();
-        let up = flows.iter().filter(|f| f["status"] == "UP").count();
-        (flows.len() == FLOWS && up == FLOWS).then_some(flows)
-    })
-    .await;
+    let up = |f: &Value| f["status"] == "UP";
+    let flows = api
+        .flows_when(FLOWS, Duration::from_secs(60), "all flows UP", up)
+        .await;
 
-    assert_tables_hold_exactly(client, at, &flows).await;
+    assert_tables_hold_exactly(api, &flows).await;
 
-    links_add_up(client, at, &flows).await;
+    links_add_up(api, &flows).await;
 
     for flow in &flows {
-        let id = flow["flow_id"].as_str().expect("id");
-        let response = client
-            .delete(at.nb(&format!("/v2/flows/{id}")))
-            .send()
-            .await
-            .expect("DELETE");
-        assert_eq!(response.status(), 200, "delete {id}");
+        api.delete(flow["flow_id"].as_str().expect("id")).await;
     }
-    eventually(Duration::from_secs(60), "all flows gone", || async {
-        let flows = get_json(client, &at.nb("/v2/flows")).await;
-        flows.as_array().is_some_and(|f| f.is_empty()).then_some(())
-    })
-    .await;
+    api.flows_when(0, Duration::from_secs(60), "all flows gone", |_| true)
+        .await;
 
     assert!(
-        all_rules(client, at).await.is_empty(),
+        all_rules(api).await.is_empty(),
         "switch tables must be empty"
     );
-    let history = get_json(client, &at.nb("/v2/flows/e2e-0/history")).await;
+    let history = api.history("e2e-0").await;
     let last = history
         .as_array()
         .and_then(|h| h.last())
@@ -299,12 +255,12 @@ pub async fn fifty_flows_up_exact_then_clean(client: &reqwest::Client, at: &Endp
         (Some("delete"), Some("Deleted")),
         "{history}"
     );
-    links_add_up(client, at, &[]).await;
+    links_add_up(api, &[]).await;
 }
 
 /// Waits until `/v2/links` shows, on every ISL, the capacity less the bandwidth of the flows
 /// whose path crosses it (the network view follows the flows a little later over Kafka).
-pub async fn links_add_up(client: &reqwest::Client, at: &Endpoints, flows: &[Value]) {
+pub async fn links_add_up(api: &Api, flows: &[Value]) {
     let mut used: BTreeMap<(String, u64), u64> = BTreeMap::new();
     for flow in flows {
         let bandwidth = flow["maximum_bandwidth"].as_u64().expect("bandwidth");
@@ -318,8 +274,8 @@ pub async fn links_add_up(client: &reqwest::Client, at: &Endpoints, flows: &[Val
             *used.entry(end(&hop[1], "input_port")).or_default() += bandwidth;
         }
     }
-    let mismatch = |links: &Value| {
-        links.as_array().expect("links").iter().find_map(|link| {
+    let mismatch = |links: &[Value]| {
+        links.iter().find_map(|link| {
             let key = (
                 link["src_switch"].as_str().unwrap_or_default().to_string(),
                 link["src_port"].as_u64().unwrap_or(0),
@@ -330,15 +286,10 @@ pub async fn links_add_up(client: &reqwest::Client, at: &Endpoints, flows: &[Val
                 .then(|| format!("{link}: expected {expected} available"))
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let links = get_json(client, &at.nb("/v2/links")).await;
-        match mismatch(&links) {
-            None => return,
-            Some(problem) if std::time::Instant::now() > deadline => {
-                panic!("link bandwidth does not add up: {problem}")
-            }
-            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    eventually_explained(
+        Duration::from_secs(30),
+        "link bandwidth adding up",
+        || async { mismatch(&api.links().await).map_or(Ok(()), Err) },
+    )
+    .await;
 }

@@ -1,10 +1,11 @@
 //! Helpers for end-to-end tests: real `hubspoke` child processes, the broker, a REST client.
-// Each test binary uses its own part of these helpers.
-#![allow(dead_code)]
 
+mod api;
 pub mod crash;
 pub mod flows;
 pub mod reroute;
+
+pub use api::Api;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -164,16 +165,9 @@ impl Hubspoke {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// In `hubspoke up` one listener serves both APIs.
-    pub fn endpoints(&self) -> Endpoints {
-        Endpoints {
-            nb: self.base.clone(),
-            sim: self.base.clone(),
-        }
+    pub fn api(&self) -> Api {
+        Api::new(self.base.clone(), self.base.clone())
     }
 }
 
@@ -234,22 +228,6 @@ fn broker_script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh")
 }
 
-/// Where a deployment serves the northbound API and the simulator's /sim/ API.
-pub struct Endpoints {
-    pub nb: String,
-    pub sim: String,
-}
-
-impl Endpoints {
-    pub fn nb(&self, path: &str) -> String {
-        format!("{}{path}", self.nb)
-    }
-
-    pub fn sim(&self, path: &str) -> String {
-        format!("{}{path}", self.sim)
-    }
-}
-
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -284,16 +262,6 @@ where
     }
 }
 
-pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    let response = client.get(url).send().await.expect("GET");
-    assert!(
-        response.status().is_success(),
-        "GET {url}: {}",
-        response.status()
-    );
-    response.json().await.expect("JSON body")
-}
-
 /// `sb` over Kafka on a free loopback port; with `data_dir`, its switches keep their tables
 /// there across restarts.
 pub fn kafka_sb(kafka: &str, network: &str, data_dir: Option<&str>) -> Process {
@@ -325,13 +293,10 @@ pub fn kafka_nb(kafka: &str) -> Process {
     ])
 }
 
-/// `sb` and `nb` on free loopback ports, and where they serve.
-pub fn edges(kafka: &str, network: &str) -> (Process, Process, Endpoints) {
+/// `sb` and `nb` on free loopback ports, and the `Api` of what they serve.
+pub fn edges(kafka: &str, network: &str) -> (Process, Process, Api) {
     let sb = kafka_sb(kafka, network, None);
     let nb = kafka_nb(kafka);
-    let at = Endpoints {
-        nb: nb.url(),
-        sim: sb.url(),
-    };
-    (sb, nb, at)
+    let api = Api::new(nb.url(), sb.url());
+    (sb, nb, api)
 }
