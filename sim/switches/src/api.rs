@@ -7,8 +7,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hubspoke_bus::Publish;
+use hubspoke_fsm::dataplane::{PortVlan, Trace};
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
-use hubspoke_fsm::{Envelope, Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId};
+use hubspoke_fsm::{
+    Envelope, Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +148,7 @@ pub fn sim_router(fabric: Fabric, events: NetworkEvents) -> Router {
             post(restore_link),
         )
         .route("/sim/faults", put(set_faults))
+        .route("/sim/trace", post(trace))
         .with_state(SimState { fabric, events })
         .layer(axum::middleware::from_fn(correlation_middleware))
 }
@@ -360,6 +364,40 @@ async fn set_faults(
         switch_id: request.switch_id,
         faults,
     }))
+}
+
+/// `POST /sim/trace`: a packet arriving on `in_port` of `switch_id` with `vlan_id` (0 or left
+/// out: untagged).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRequest {
+    pub switch_id: SwitchId,
+    pub in_port: u32,
+    #[serde(default)]
+    pub vlan_id: u16,
+}
+
+/// Where the packet goes through the rule tables and across the links: every rule it hits,
+/// and where it leaves the network or why it stopped (no rule, a loop, two rules matching, a
+/// link that is down).
+async fn trace(
+    State(SimState { fabric, .. }): State<SimState>,
+    JsonBody(request): JsonBody<TraceRequest>,
+) -> Result<Json<Trace>, ApiError> {
+    if request.vlan_id > MAX_VLAN {
+        return Err(ApiError::bad_request(format!(
+            "vlan_id must be between 0 and {MAX_VLAN}"
+        )));
+    }
+    let fabric = fabric.lock();
+    if fabric.is_available(request.switch_id).is_none() {
+        return Err(fabric_error(FabricError::UnknownSwitch(request.switch_id)));
+    }
+    Ok(Json(fabric.trace(PortVlan {
+        switch_id: request.switch_id,
+        port: request.in_port,
+        vlan: request.vlan_id,
+    })))
 }
 
 #[cfg(test)]
@@ -587,5 +625,51 @@ mod tests {
         assert!(removed.contains(&SbEvent::SwitchRemoved {
             switch_id: SwitchId(2)
         }));
+    }
+
+    #[tokio::test]
+    async fn a_packet_is_traced_or_the_request_explained() {
+        let fabric = fabric();
+        let rule = FlowSegment {
+            switch_id: SwitchId(1),
+            kind: SegmentKind::OneSwitch,
+            cookie: 5,
+            in_port: 10,
+            in_vlan: 100,
+            out_port: 11,
+            out_vlan: 200,
+            meter_id: None,
+            bandwidth: 0,
+        };
+        let install = SbCommand {
+            command_id: "c".into(),
+            attempt: 1,
+            action: SbAction::Install,
+            segment: rule,
+        };
+        fabric.lock().apply(&install);
+        let body = format!(r#"{{"switch_id":"{S1}","in_port":10,"vlan_id":100}}"#);
+        let (status, trace) = call(&fabric, "POST", "/sim/trace", &body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(trace["end"]["result"], "delivered", "{trace}");
+        assert_eq!(trace["end"]["port"], 11);
+        assert_eq!(trace["end"]["vlan"], 200);
+        assert_eq!(trace["hops"][0]["cookie"], 5);
+
+        let untagged = format!(r#"{{"switch_id":"{S1}","in_port":10}}"#);
+        let (_, dropped) = call(&fabric, "POST", "/sim/trace", &untagged).await;
+        assert_eq!(dropped["end"]["result"], "no_rule", "{dropped}");
+
+        let unknown = r#"{"switch_id":"00:00:00:00:00:00:00:63","in_port":1}"#;
+        let (status, body) = call(&fabric, "POST", "/sim/trace", unknown).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND);
+        for bad in [
+            format!(r#"{{"switch_id":"{S1}","in_port":1,"vlan_id":5000}}"#),
+            "{".to_string(),
+            r#"{"switch_id":"nope","in_port":1}"#.to_string(),
+        ] {
+            let (status, body) = call(&fabric, "POST", "/sim/trace", &bad).await;
+            assert_error(status, &body, StatusCode::BAD_REQUEST);
+        }
     }
 }

@@ -6,9 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use hubspoke_fsm::dataplane::{trace, DataPlane, LinkEnd, PortVlan, RuleMatch, Trace};
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::FlowSegment;
-use hubspoke_fsm::{Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN};
+use hubspoke_fsm::{
+    Isl, MeterEntry, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN,
+};
 
 use super::faults::{FaultPlan, Faults};
 use super::store::{Change, StoreError, Stored, SwitchStore, SWITCH_STORE_FILE};
@@ -34,12 +37,14 @@ pub enum FabricError {
     },
 }
 
-/// One simulated switch: whether it answers, its rule table and its meters.
+/// One simulated switch: whether it answers, its rule table and its meters. The table is
+/// keyed by match, as an OpenFlow table is (every rule has the same priority): an install
+/// whose match equals a rule's replaces it, whatever its cookie.
 #[derive(Clone, Debug)]
 struct SimSwitch {
     ports: u32,
     available: bool,
-    rules: BTreeMap<u64, FlowSegment>,
+    rules: BTreeMap<RuleMatch, FlowSegment>,
     /// meter id → kbps
     meters: BTreeMap<u32, u64>,
 }
@@ -65,11 +70,11 @@ pub struct SwitchFabric {
     store: Option<SwitchStore>,
 }
 
-/// What one command may change on its switch (the rule under its cookie, and the meters of
-/// that rule and of the command's segment) with the values they have.
+/// What one command may change on its switch (the rule at its match, and the meters of that
+/// rule and of the command's segment) with the values they have.
 #[derive(Debug, PartialEq, Eq)]
 struct Footprint {
-    cookie: u64,
+    rule_match: RuleMatch,
     rule: Option<FlowSegment>,
     meters: Vec<(u32, Option<u64>)>,
 }
@@ -152,7 +157,7 @@ impl SwitchFabric {
         for rule in stored.rules {
             match self.switches.get_mut(&rule.switch_id) {
                 Some(switch) => {
-                    switch.rules.insert(rule.cookie, rule);
+                    switch.rules.insert(rule.rule_match(), rule);
                 }
                 None => foreign += 1,
             }
@@ -425,6 +430,12 @@ impl SwitchFabric {
         events
     }
 
+    /// Follows a packet that arrives on a port of a switch through the rule tables and across
+    /// the links, as the switches would forward it.
+    pub fn trace(&self, start: PortVlan) -> Trace {
+        trace(self, start)
+    }
+
     pub fn is_link_up(&self, isl: &Isl) -> bool {
         !self.down.contains(isl)
     }
@@ -456,6 +467,27 @@ impl SwitchFabric {
     }
 }
 
+/// A switch that does not answer its controller still forwards with the rules it holds; a
+/// failed link carries nothing.
+impl DataPlane for SwitchFabric {
+    fn matching(&self, switch_id: SwitchId, rule: RuleMatch) -> Option<Vec<&FlowSegment>> {
+        let switch = self.switches.get(&switch_id)?;
+        Some(switch.rules.get(&rule).into_iter().collect())
+    }
+
+    fn link(&self, switch_id: SwitchId, port: u32) -> Option<LinkEnd> {
+        let isl = self
+            .isls
+            .iter()
+            .find(|isl| isl.src_switch == switch_id && isl.src_port == port)?;
+        Some(LinkEnd {
+            switch_id: isl.dst_switch,
+            port: isl.dst_port,
+            up: !self.down.contains(isl),
+        })
+    }
+}
+
 impl Footprint {
     /// The writes that take the store from `self` to `after` (the same keys, later).
     fn changes_to(&self, after: &Footprint, switch_id: SwitchId) -> Vec<Change> {
@@ -463,7 +495,7 @@ impl Footprint {
         if self.rule != after.rule {
             changes.push(Change::Rule {
                 switch_id,
-                cookie: after.cookie,
+                rule_match: after.rule_match,
                 rule: after.rule.clone(),
             });
         }
@@ -489,33 +521,50 @@ impl SimSwitch {
                 self.remove(segment);
                 SbOutcome::Success
             }
-            SbAction::Dump => SbOutcome::Rules {
-                rules: self
+            SbAction::Dump => {
+                let rules: Vec<FlowSegment> = self
                     .rules
                     .values()
                     .filter(|rule| segment.cookie == 0 || rule.cookie_id() == segment.cookie)
                     .cloned()
-                    .collect(),
-            },
-            SbAction::Verify => match self.rules.get(&segment.cookie) {
+                    .collect();
+                let meter_ids: BTreeSet<u32> = rules.iter().filter_map(|r| r.meter_id).collect();
+                let meters = self
+                    .meters
+                    .iter()
+                    .filter(|(id, _)| segment.cookie == 0 || meter_ids.contains(id))
+                    .map(|(&meter_id, &rate_kbps)| MeterEntry {
+                        meter_id,
+                        rate_kbps,
+                    })
+                    .collect();
+                SbOutcome::Rules { rules, meters }
+            }
+            SbAction::Verify => match self.rules.get(&segment.rule_match()) {
                 Some(rule) if rule == segment => SbOutcome::Success,
-                Some(_) => error(
+                Some(rule) => error(
                     SbErrorCode::MissingRule,
-                    format!("rule {:#x} differs from the expected one", segment.cookie),
+                    format!(
+                        "the rule matching in_port {} vlan {} is {:#x}, not the expected {:#x}",
+                        segment.in_port, segment.in_vlan, rule.cookie, segment.cookie
+                    ),
                 ),
                 None => error(
                     SbErrorCode::MissingRule,
-                    format!("no rule {:#x}", segment.cookie),
+                    format!(
+                        "no rule matches in_port {} vlan {}",
+                        segment.in_port, segment.in_vlan
+                    ),
                 ),
             },
         }
     }
 
-    /// Everything a command with this segment may change: installing replaces the rule under
-    /// its cookie and may release the old rule's meter; removing may release that meter and
+    /// Everything a command with this segment may change: installing replaces the rule at
+    /// its match and may release the old rule's meter; removing may release that meter and
     /// the segment's.
     fn footprint(&self, segment: &FlowSegment) -> Footprint {
-        let rule = self.rules.get(&segment.cookie).cloned();
+        let rule = self.rules.get(&segment.rule_match()).cloned();
         let mut meter_ids: Vec<u32> = rule
             .as_ref()
             .and_then(|r| r.meter_id)
@@ -524,18 +573,22 @@ impl SimSwitch {
             .collect();
         meter_ids.sort_unstable();
         meter_ids.dedup();
-        self.footprint_of(segment.cookie, rule, meter_ids)
+        self.footprint_of(segment.rule_match(), rule, meter_ids)
     }
 
     /// The same keys as `before`, as they are now.
     fn footprint_like(&self, before: &Footprint) -> Footprint {
-        let rule = self.rules.get(&before.cookie).cloned();
-        self.footprint_of(before.cookie, rule, before.meters.iter().map(|(id, _)| *id))
+        let rule = self.rules.get(&before.rule_match).cloned();
+        self.footprint_of(
+            before.rule_match,
+            rule,
+            before.meters.iter().map(|(id, _)| *id),
+        )
     }
 
     fn footprint_of(
         &self,
-        cookie: u64,
+        rule_match: RuleMatch,
         rule: Option<FlowSegment>,
         meter_ids: impl IntoIterator<Item = u32>,
     ) -> Footprint {
@@ -544,7 +597,7 @@ impl SimSwitch {
             .map(|id| (id, self.meters.get(&id).copied()))
             .collect();
         Footprint {
-            cookie,
+            rule_match,
             rule,
             meters,
         }
@@ -553,8 +606,8 @@ impl SimSwitch {
     /// Puts the keys back as `before` had them.
     fn reset(&mut self, before: Footprint) {
         match before.rule {
-            Some(rule) => self.rules.insert(before.cookie, rule),
-            None => self.rules.remove(&before.cookie),
+            Some(rule) => self.rules.insert(before.rule_match, rule),
+            None => self.rules.remove(&before.rule_match),
         };
         for (meter_id, rate) in before.meters {
             match rate {
@@ -564,6 +617,7 @@ impl SimSwitch {
         }
     }
 
+    /// OFPFC_ADD: the rule replaces whatever rule has the same match.
     fn install(&mut self, segment: &FlowSegment, capacity: usize) -> SbOutcome {
         for (name, port) in [("in_port", segment.in_port), ("out_port", segment.out_port)] {
             if port == 0 || port > self.ports {
@@ -584,7 +638,8 @@ impl SimSwitch {
                 );
             }
         }
-        if self.rules.len() >= capacity && !self.rules.contains_key(&segment.cookie) {
+        let rule_match = segment.rule_match();
+        if self.rules.len() >= capacity && !self.rules.contains_key(&rule_match) {
             return error(
                 SbErrorCode::TableFull,
                 format!(
@@ -593,7 +648,7 @@ impl SimSwitch {
                 ),
             );
         }
-        if let Some(old) = self.rules.insert(segment.cookie, segment.clone()) {
+        if let Some(old) = self.rules.insert(rule_match, segment.clone()) {
             // A replaced rule's meter goes with it unless the new rule keeps it.
             if old.meter_id != segment.meter_id {
                 self.release_meter(old.meter_id);
@@ -605,9 +660,18 @@ impl SimSwitch {
         SbOutcome::Success
     }
 
+    /// OFPFC_DELETE_STRICT with the cookie: the rule at the segment's match goes only if it
+    /// carries the segment's cookie; a rule another install put there since stays.
     fn remove(&mut self, segment: &FlowSegment) {
-        let removed = self.rules.remove(&segment.cookie);
-        self.release_meter(removed.and_then(|r| r.meter_id));
+        let rule_match = segment.rule_match();
+        if self
+            .rules
+            .get(&rule_match)
+            .is_some_and(|rule| rule.cookie == segment.cookie)
+        {
+            let removed = self.rules.remove(&rule_match);
+            self.release_meter(removed.and_then(|r| r.meter_id));
+        }
         // Removing twice must clean up the meter too, e.g. after a partial earlier attempt.
         self.release_meter(segment.meter_id);
     }

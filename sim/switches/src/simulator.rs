@@ -383,6 +383,8 @@ mod tests {
         for cookie in 0..300u64 {
             let mut install = command(&format!("install-{cookie}"), SbAction::Install);
             install.payload.segment.cookie = cookie;
+            // One match per rule: a rule with the same match would replace it.
+            install.payload.segment.in_vlan = 1 + cookie as u16;
             install.payload.segment.meter_id = Some(100 + cookie as u32);
             commands.publish(install);
         }

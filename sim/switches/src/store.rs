@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hubspoke_fsm::dataplane::RuleMatch;
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{Isl, SwitchId};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -14,8 +15,10 @@ use redb::{Database, ReadableTable, TableDefinition};
 /// The store's file name inside a data directory.
 pub const SWITCH_STORE_FILE: &str = "switches.redb";
 
-/// (switch id, cookie) → the rule as JSON.
-const RULES: TableDefinition<(u64, u64), &str> = TableDefinition::new("rules");
+/// (switch id, in_port, in_vlan) → the rule as JSON: one rule per match, as on a switch.
+const RULES: TableDefinition<(u64, u32, u16), &str> = TableDefinition::new("rules_by_match");
+/// Where an earlier version kept the rules, by (switch id, cookie); moved on open.
+const RULES_BY_COOKIE: TableDefinition<(u64, u64), &str> = TableDefinition::new("rules");
 /// (switch id, meter id) → rate in kbps.
 const METERS: TableDefinition<(u64, u32), u64> = TableDefinition::new("meters");
 /// Switches failed through `/sim/` (they do not answer).
@@ -32,11 +35,10 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
-    #[error("switch store {}: rule {cookie:#x} of switch {switch_id} is unreadable: {source}", path.display())]
+    #[error("switch store {}: a rule of switch {switch_id} is unreadable: {source}", path.display())]
     BadRule {
         path: PathBuf,
         switch_id: SwitchId,
-        cookie: u64,
         #[source]
         source: serde_json::Error,
     },
@@ -45,10 +47,10 @@ pub enum StoreError {
 /// One change to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Change {
-    /// The rule now on the switch under this cookie, or none.
+    /// The rule now on the switch at this match, or none.
     Rule {
         switch_id: SwitchId,
-        cookie: u64,
+        rule_match: RuleMatch,
         rule: Option<FlowSegment>,
     },
     /// The meter's rate now, or none.
@@ -89,6 +91,10 @@ impl std::fmt::Debug for SwitchStore {
     }
 }
 
+fn rule_key(switch_id: SwitchId, rule_match: &RuleMatch) -> (u64, u32, u16) {
+    (switch_id.0, rule_match.in_port, rule_match.in_vlan)
+}
+
 fn isl_key(isl: &Isl) -> (u64, u32, u64, u32) {
     (
         isl.src_switch.0,
@@ -124,6 +130,14 @@ impl SwitchStore {
         &self.path
     }
 
+    fn decode(&self, switch_id: SwitchId, json: &str) -> Result<FlowSegment, StoreError> {
+        serde_json::from_str(json).map_err(|source| StoreError::BadRule {
+            path: self.path.clone(),
+            switch_id,
+            source,
+        })
+    }
+
     fn redb(&self, source: impl Into<redb::Error>) -> StoreError {
         StoreError::Redb {
             path: self.path.clone(),
@@ -134,7 +148,17 @@ impl SwitchStore {
     fn create_tables(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.redb(e))?;
         {
-            tx.open_table(RULES).map_err(|e| self.redb(e))?;
+            let mut rules = tx.open_table(RULES).map_err(|e| self.redb(e))?;
+            let mut by_cookie = tx.open_table(RULES_BY_COOKIE).map_err(|e| self.redb(e))?;
+            for entry in by_cookie.iter().map_err(|e| self.redb(e))? {
+                let (key, value) = entry.map_err(|e| self.redb(e))?;
+                let switch_id = SwitchId(key.value().0);
+                let rule = self.decode(switch_id, value.value())?;
+                rules
+                    .insert(rule_key(switch_id, &rule.rule_match()), value.value())
+                    .map_err(|e| self.redb(e))?;
+            }
+            by_cookie.retain(|_, _| false).map_err(|e| self.redb(e))?;
             tx.open_table(METERS).map_err(|e| self.redb(e))?;
             tx.open_table(FAILED_SWITCHES).map_err(|e| self.redb(e))?;
             tx.open_table(FAILED_LINKS).map_err(|e| self.redb(e))?;
@@ -148,15 +172,10 @@ impl SwitchStore {
         let rules = tx.open_table(RULES).map_err(|e| self.redb(e))?;
         for entry in rules.iter().map_err(|e| self.redb(e))? {
             let (key, value) = entry.map_err(|e| self.redb(e))?;
-            let (switch, cookie) = key.value();
-            let rule: FlowSegment =
-                serde_json::from_str(value.value()).map_err(|source| StoreError::BadRule {
-                    path: self.path.clone(),
-                    switch_id: SwitchId(switch),
-                    cookie,
-                    source,
-                })?;
-            stored.rules.push(rule);
+            let (switch, _, _) = key.value();
+            stored
+                .rules
+                .push(self.decode(SwitchId(switch), value.value())?);
         }
         let meters = tx.open_table(METERS).map_err(|e| self.redb(e))?;
         for entry in meters.iter().map_err(|e| self.redb(e))? {
@@ -201,22 +220,22 @@ impl SwitchStore {
                 match change {
                     Change::Rule {
                         switch_id,
-                        cookie,
+                        rule_match,
                         rule: Some(rule),
                     } => {
                         let json = serde_json::to_string(rule)
                             .expect("a flow segment always serializes to JSON");
                         rules
-                            .insert((switch_id.0, *cookie), json.as_str())
+                            .insert(rule_key(*switch_id, rule_match), json.as_str())
                             .map_err(|e| self.redb(e))?;
                     }
                     Change::Rule {
                         switch_id,
-                        cookie,
+                        rule_match,
                         rule: None,
                     } => {
                         rules
-                            .remove((switch_id.0, *cookie))
+                            .remove(rule_key(*switch_id, rule_match))
                             .map_err(|e| self.redb(e))?;
                     }
                     Change::Meter {
@@ -255,5 +274,53 @@ impl SwitchStore {
             }
         }
         tx.commit().map_err(|e| self.redb(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubspoke_fsm::segments::SegmentKind;
+
+    #[test]
+    fn rules_kept_by_cookie_by_an_earlier_version_are_found_by_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SWITCH_STORE_FILE);
+        let rule = FlowSegment {
+            switch_id: SwitchId(1),
+            kind: SegmentKind::Ingress,
+            cookie: 7,
+            in_port: 10,
+            in_vlan: 100,
+            out_port: 1,
+            out_vlan: 2,
+            meter_id: None,
+            bandwidth: 0,
+        };
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut old = tx.open_table(RULES_BY_COOKIE).unwrap();
+                let json = serde_json::to_string(&rule).unwrap();
+                old.insert((1, 7), json.as_str()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = SwitchStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap().rules, vec![rule.clone()]);
+        store
+            .write(&[Change::Rule {
+                switch_id: SwitchId(1),
+                rule_match: rule.rule_match(),
+                rule: None,
+            }])
+            .unwrap();
+        drop(store);
+        let reopened = SwitchStore::open(&path).unwrap();
+        assert!(
+            reopened.load().unwrap().rules.is_empty(),
+            "moved once, not again"
+        );
     }
 }

@@ -40,7 +40,8 @@ fn install(fabric: &mut SwitchFabric, switch: u64, cookie: u64, meter_id: Option
         kind: SegmentKind::Transit,
         cookie,
         in_port: 1,
-        in_vlan: 100,
+        // One match per cookie: a rule with the same match would replace it.
+        in_vlan: cookie as u16,
         out_port: 2,
         out_vlan: 100,
         meter_id,
@@ -217,12 +218,21 @@ fn a_reset_footprint_undoes_a_command() {
     install(&mut fabric, 1, 8, Some(40));
     let switch = fabric.switches.get_mut(&SwitchId(1)).unwrap();
     let original = (switch.rules.clone(), switch.meters.clone());
-    let mut replacement = switch.rules[&7].clone();
+    let by_cookie = |cookie: u64| {
+        switch
+            .rules
+            .values()
+            .find(|r| r.cookie == cookie)
+            .cloned()
+            .unwrap()
+    };
+    let (seven, eight) = (by_cookie(7), by_cookie(8));
+    let mut replacement = seven;
     replacement.meter_id = Some(33);
     for (action, segment) in [
         (SbAction::Install, replacement.clone()),
         (SbAction::Remove, replacement),
-        (SbAction::Remove, switch.rules[&8].clone()),
+        (SbAction::Remove, eight),
     ] {
         let before = switch.footprint(&segment);
         let command = SbCommand {

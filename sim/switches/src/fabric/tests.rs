@@ -11,7 +11,8 @@ fn segment(switch: u64, cookie: u64, meter_id: Option<u32>) -> FlowSegment {
         kind: SegmentKind::Ingress,
         cookie,
         in_port: 10,
-        in_vlan: 100,
+        // One match per cookie: a rule with the same match would replace it.
+        in_vlan: cookie as u16,
         out_port: 1,
         out_vlan: 300,
         meter_id,
@@ -51,12 +52,22 @@ fn a_dump_lists_every_rule_of_the_switch() {
     assert_eq!(
         fabric.apply(&dump(0)),
         SbOutcome::Rules {
-            rules: vec![a.clone(), b]
+            rules: vec![a.clone(), b],
+            meters: vec![MeterEntry {
+                meter_id: 32,
+                rate_kbps: 5000
+            }]
         }
     );
     assert_eq!(
         fabric.apply(&dump(a.cookie_id())),
-        SbOutcome::Rules { rules: vec![a] },
+        SbOutcome::Rules {
+            rules: vec![a],
+            meters: vec![MeterEntry {
+                meter_id: 32,
+                rate_kbps: 5000
+            }]
+        },
         "one flow's rules"
     );
 }
@@ -233,4 +244,83 @@ fn faults_are_set_globally_or_per_switch() {
         .unwrap();
     assert_eq!(fabric.faults().for_switch(SwitchId(2)).latency_ms, 1);
     assert!(fabric.set_faults(Some(SwitchId(9)), slow).is_err());
+}
+
+#[test]
+fn an_install_with_the_match_of_a_rule_replaces_it_as_openflow_does() {
+    let mut fabric = fabric();
+    let first = segment(1, 7, Some(32));
+    let mut second = segment(1, 8, None);
+    second.in_vlan = first.in_vlan;
+    fabric.apply(&command(SbAction::Install, first.clone()));
+    fabric.apply(&command(SbAction::Install, second.clone()));
+    assert_eq!(
+        fabric.rules(SwitchId(1)),
+        Some(vec![second.clone()]),
+        "one rule per match"
+    );
+    assert_eq!(
+        fabric.meters(SwitchId(1)),
+        Some(BTreeMap::new()),
+        "the replaced rule's meter went with it"
+    );
+    assert_eq!(
+        fabric.apply(&command(SbAction::Remove, first)),
+        SbOutcome::Success
+    );
+    assert_eq!(
+        fabric.rules(SwitchId(1)),
+        Some(vec![second]),
+        "removing the replaced rule by its cookie leaves the rule that replaced it"
+    );
+}
+
+#[test]
+fn a_traced_packet_follows_the_rules_across_links() {
+    let network = Network::generate("linear:3").unwrap().unwrap();
+    let mut fabric = SwitchFabric::new(&network);
+    let isl = |from: u64, to: u64| {
+        network
+            .links()
+            .iter()
+            .map(|l| l.isl)
+            .find(|i| i.src_switch == SwitchId(from) && i.dst_switch == SwitchId(to))
+            .unwrap()
+    };
+    let (a, b) = (isl(1, 2), isl(2, 3));
+    let rule = |switch, in_port, in_vlan, out_port, out_vlan| FlowSegment {
+        switch_id: SwitchId(switch),
+        kind: SegmentKind::Transit,
+        cookie: switch,
+        in_port,
+        in_vlan,
+        out_port,
+        out_vlan,
+        meter_id: None,
+        bandwidth: 0,
+    };
+    for segment in [
+        rule(1, 10, 100, a.src_port, 7),
+        rule(2, a.dst_port, 7, b.src_port, 8),
+        rule(3, b.dst_port, 8, 11, 0),
+    ] {
+        fabric.apply(&command(SbAction::Install, segment));
+    }
+    let start = PortVlan {
+        switch_id: SwitchId(1),
+        port: 10,
+        vlan: 100,
+    };
+    let delivered = fabric.trace(start);
+    assert_eq!(delivered.hops.len(), 3);
+    assert!(delivered.delivered_at(&PortVlan {
+        switch_id: SwitchId(3),
+        port: 11,
+        vlan: 0
+    }));
+    fabric.fail_link(SwitchId(2), SwitchId(3)).unwrap();
+    assert!(matches!(
+        fabric.trace(start).end,
+        hubspoke_fsm::dataplane::TraceEnd::LinkDown { .. }
+    ));
 }
