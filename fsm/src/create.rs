@@ -5,9 +5,7 @@
 use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
-use crate::operation::{
-    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Timeouts,
-};
+use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Removal, Timeouts};
 use crate::segments::flow_segments;
 use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse};
 
@@ -16,7 +14,7 @@ pub struct FlowCreate {
     timeouts: Timeouts,
     install: RuleInstall,
     failure: Option<String>,
-    removal_failures: Vec<String>,
+    removal: Removal,
 }
 
 impl FlowCreate {
@@ -27,7 +25,7 @@ impl FlowCreate {
             timeouts,
             install: RuleInstall::new(command_prefix),
             failure: None,
-            removal_failures: Vec::new(),
+            removal: Removal::default(),
         }
     }
 
@@ -139,17 +137,13 @@ impl FlowCreate {
 
     #[state(entry_action = "remove_sent_rules")]
     fn rolling_back(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        if let OpEvent::Timeout = event {
-            context.details = "rule removal timed out".into();
-            return Transition(State::down());
-        }
-        match self
+        if self
             .install
-            .commands
-            .complete_despite_failures(event, &mut self.removal_failures)
+            .rollback_done(context, event, "rule removal", &mut self.removal)
         {
-            Some(Completion::StepDone) => Transition(State::down()),
-            _ => Handled,
+            Transition(State::down())
+        } else {
+            Handled
         }
     }
 
@@ -185,8 +179,11 @@ impl FlowCreate {
             .failure
             .clone()
             .unwrap_or_else(|| "flow create failed".into());
-        for failure in &self.removal_failures {
+        for failure in &self.removal.failures {
             reason.push_str(&format!("; rule removal failed: {failure}"));
+        }
+        if let Some(resources) = &self.flow.resources {
+            self.removal.owe(context, &self.flow.request, resources);
         }
         context.push(Action::Free);
         self.flow = self.flow.changed(context.now_ms, |r| {

@@ -1,12 +1,11 @@
 //! Flow delete: remove every rule of the flow → free its resources → the record is gone.
-//! A switch that fails to remove a rule does not keep the flow alive: the failure goes to the
-//! history (a later sync or switch validation cleans up), the resources are freed regardless.
+//! A switch that fails to remove a rule does not keep the flow alive: the rules it could not
+//! confirm removed are handed to the removal debt (retried until they are gone, their
+//! reservation kept taken meanwhile), and the flow is gone from the API at once.
 
 use statig::prelude::*;
 
-use crate::operation::{
-    Action, CommandBatch, Completion, HistoryName, OpContext, OpEvent, Timeouts,
-};
+use crate::operation::{Action, CommandBatch, HistoryName, OpContext, OpEvent, Removal, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{FlowRecord, NbResponse, SbAction};
 
@@ -15,7 +14,7 @@ pub struct FlowDelete {
     timeouts: Timeouts,
     segments: Vec<FlowSegment>,
     commands: CommandBatch,
-    problems: Vec<String>,
+    removal: Removal,
 }
 
 impl FlowDelete {
@@ -30,7 +29,7 @@ impl FlowDelete {
             timeouts,
             segments,
             commands: CommandBatch::new(command_prefix),
-            problems: Vec::new(),
+            removal: Removal::default(),
         }
     }
 }
@@ -61,18 +60,16 @@ impl FlowDelete {
 
     #[state(entry_action = "remove_rules")]
     fn removing_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        if let OpEvent::Timeout = event {
-            context.details = "rule removal timed out".into();
-            context.push(Action::Abandon);
-            return Transition(State::deleted());
-        }
-        match self
+        if !self
             .commands
-            .complete_despite_failures(event, &mut self.problems)
+            .removal_progress(event, &self.segments, &mut self.removal)
         {
-            Some(Completion::StepDone) => Transition(State::deleted()),
-            _ => Handled,
+            return Handled;
         }
+        if let OpEvent::Timeout = event {
+            context.push(Action::Abandon);
+        }
+        Transition(State::deleted())
     }
 
     #[action]
@@ -90,15 +87,11 @@ impl FlowDelete {
 
     #[action]
     fn forget_flow(&mut self, context: &mut OpContext) {
-        if self.flow.resources.is_some() {
+        if let Some(resources) = &self.flow.resources {
+            self.removal.owe(context, &self.flow.request, resources);
             context.push(Action::Free);
         }
-        if !self.problems.is_empty() {
-            context.details = format!(
-                "deleted with {} rule removal failure(s)",
-                self.problems.len()
-            );
-        }
+        context.details = self.removal.details("rule removal");
         context.push(Action::Remove {
             version: self.flow.version + 1,
         });

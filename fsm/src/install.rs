@@ -10,9 +10,10 @@ use std::collections::BTreeSet;
 
 use statig::prelude::Outcome;
 
-use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent};
+use crate::dataplane::RuleMatch;
+use crate::operation::{Action, CommandBatch, Completion, OpContext, OpEvent, Removal};
 use crate::segments::FlowSegment;
-use crate::SbAction;
+use crate::{SbAction, SwitchId};
 
 /// A step of the install sub-machine, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +152,17 @@ impl RuleInstall {
         }
     }
 
+    /// Where an ingress rule was sent to: an install replaces the rule at its match (as
+    /// OpenFlow's add does), so whatever rule was there before may be gone.
+    pub fn sent_ingress_matches(&self) -> BTreeSet<(SwitchId, RuleMatch)> {
+        self.sent
+            .iter()
+            .map(|&i| &self.segments[i])
+            .filter(|segment| segment.kind.is_ingress())
+            .map(|segment| (segment.switch_id, segment.rule_match()))
+            .collect()
+    }
+
     /// Abandons the current step for `reason`, which the history notes: the answers of its
     /// commands no longer matter.
     pub fn abandon(&mut self, context: &mut OpContext, reason: &str) {
@@ -176,33 +188,38 @@ impl RuleInstall {
         }
     }
 
-    /// For a step that removes rules and goes on whatever the switches answer: true once it
-    /// is over (its last command answered, or the deadline passed). A failed removal is
-    /// noted in `failures` and, with a timeout, in the history details, named by `what`.
+    /// For a step that removes `segments` and goes on whatever the switches answer: true once
+    /// it is over (its last command answered, or the deadline passed, which abandons the
+    /// rest). What it could not confirm is noted in `removal`, and in the history details, the
+    /// rules named by `what`.
     pub fn removal_done(
         &mut self,
         context: &mut OpContext,
         event: &OpEvent,
+        segments: &[FlowSegment],
         what: &str,
-        failures: &mut Vec<String>,
+        removal: &mut Removal,
     ) -> bool {
-        let mut notes = Vec::new();
-        if let OpEvent::Timeout = event {
-            self.commands.abandon();
-            context.push(Action::Abandon);
-            notes.push(format!("{what} timed out"));
-        } else if self.commands.complete_despite_failures(event, failures)
-            != Some(Completion::StepDone)
-        {
-            return false;
-        }
-        notes.extend(
-            failures
-                .iter()
-                .map(|failure| format!("{what} failed: {failure}")),
-        );
-        context.details = notes.join("; ");
-        true
+        removal_step_done(&mut self.commands, context, event, segments, what, removal)
+    }
+
+    /// [`removal_done`](Self::removal_done) for the removal of the rules an install was sent
+    /// for ([`remove_sent`](Self::remove_sent)).
+    pub fn rollback_done(
+        &mut self,
+        context: &mut OpContext,
+        event: &OpEvent,
+        what: &str,
+        removal: &mut Removal,
+    ) -> bool {
+        removal_step_done(
+            &mut self.commands,
+            context,
+            event,
+            &self.segments,
+            what,
+            removal,
+        )
     }
 
     /// Removes every rule an install was sent for, under the rollback deadline.
@@ -214,6 +231,24 @@ impl RuleInstall {
         self.commands
             .send(context, SbAction::Remove, &self.segments, &sent);
     }
+}
+
+fn removal_step_done(
+    commands: &mut CommandBatch,
+    context: &mut OpContext,
+    event: &OpEvent,
+    segments: &[FlowSegment],
+    what: &str,
+    removal: &mut Removal,
+) -> bool {
+    if !commands.removal_progress(event, segments, removal) {
+        return false;
+    }
+    if let OpEvent::Timeout = event {
+        context.push(Action::Abandon);
+    }
+    context.details = removal.details(what);
+    true
 }
 
 #[cfg(test)]

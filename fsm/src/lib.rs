@@ -4,16 +4,19 @@
 //! in as a value (`now_ms`) and every side effect goes out as an [`operation::Action`].
 
 pub mod create;
+pub mod dataplane;
 pub mod delete;
 pub mod install;
 pub mod messages;
 pub mod model;
 pub mod network;
 pub mod operation;
+pub mod repair;
 pub mod reroute;
 pub mod sync;
 #[cfg(test)]
 mod test_support;
+pub mod validation;
 
 pub mod segments;
 pub mod switch_id;

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
-use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, SwitchId};
+use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
+use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt, SwitchId};
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,16 +62,54 @@ pub enum NbRequest {
     DeleteFlow {
         flow_id: FlowId,
     },
+    /// The flow's rules on every switch of its path against what it expects, and a packet
+    /// traced each way. Answered by the switch keeper, not the flow's hub: it is a read.
+    ValidateFlow {
+        flow_id: FlowId,
+    },
+    /// What the switch holds against what hubspoke expects there.
+    ValidateSwitch {
+        switch_id: SwitchId,
+    },
+    /// Validate the switch, then install its missing and misconfigured rules (each flow's
+    /// hub does, for its flow) and remove its excess ones.
+    SyncSwitch {
+        switch_id: SwitchId,
+    },
 }
 
 impl NbRequest {
-    pub fn flow_id(&self) -> &str {
+    /// The flow the request is about; `None` for a switch's.
+    pub fn flow_id(&self) -> Option<&str> {
         match self {
-            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => &flow.flow_id,
+            NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => Some(&flow.flow_id),
             NbRequest::RerouteFlow { flow_id }
             | NbRequest::SyncFlow { flow_id }
-            | NbRequest::DeleteFlow { flow_id } => flow_id,
+            | NbRequest::DeleteFlow { flow_id }
+            | NbRequest::ValidateFlow { flow_id } => Some(flow_id),
+            NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } => None,
         }
+    }
+
+    /// The bus key: the flow id, or the switch id for a switch's request.
+    pub fn key(&self) -> String {
+        match self {
+            NbRequest::ValidateSwitch { switch_id } | NbRequest::SyncSwitch { switch_id } => {
+                switch_id.to_string()
+            }
+            flow => flow.flow_id().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Whether the switch keeper answers it (validation, switch sync) rather than the flow's
+    /// hub (the operations on a flow).
+    pub fn is_for_keeper(&self) -> bool {
+        matches!(
+            self,
+            NbRequest::ValidateFlow { .. }
+                | NbRequest::ValidateSwitch { .. }
+                | NbRequest::SyncSwitch { .. }
+        )
     }
 }
 
@@ -105,6 +144,9 @@ impl ErrorBody {
 pub enum NbResponse {
     Flow { flow: FlowRecord },
     Error { error: ErrorBody },
+    FlowValidation { validation: Box<FlowValidation> },
+    SwitchValidation { validation: Box<SwitchValidation> },
+    SwitchSync { sync: Box<SwitchSync> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -169,14 +211,24 @@ impl SbErrorCode {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum SbOutcome {
     Success,
-    /// The answer to a dump: every rule the switch holds.
+    /// The answer to a dump: the switch's rules that carry the asked cookie (every rule for
+    /// cookie 0), and the meters they use (every meter for cookie 0).
     Rules {
         rules: Vec<FlowSegment>,
+        #[serde(default)]
+        meters: Vec<MeterEntry>,
     },
     Error {
         code: SbErrorCode,
         message: String,
     },
+}
+
+/// A meter as a switch holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MeterEntry {
+    pub meter_id: u32,
+    pub rate_kbps: u64,
 }
 
 /// `hubspoke.sb.responses`
@@ -313,6 +365,23 @@ pub enum FlowEvent {
     /// again with that id is answered the same, also after a restart.
     Answered {
         response: NbResponse,
+    },
+    /// A flow's rules handed to the removal debt, with the reservation they use (keyed by
+    /// the flow id).
+    RemovalOwed {
+        flow_id: FlowId,
+        debt: RemovalDebt,
+    },
+    /// Rules in hubspoke's cookie space that no flow owns, found on a switch and handed to the
+    /// removal debt (keyed by the switch id).
+    ExcessOwed {
+        rules: Vec<FlowSegment>,
+    },
+    /// Owed rules confirmed gone from their switch (keyed like the debt they pay).
+    RemovalPaid {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow_id: Option<FlowId>,
+        rules: Vec<FlowSegment>,
     },
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::segments::FlowSegment;
 use crate::SwitchId;
 
 pub type FlowId = String;
@@ -114,11 +115,22 @@ pub struct Resources {
     pub forward_path: Vec<Isl>,
 }
 
-/// What a flow is being moved to.
+/// A flow's request and what the allocator reserved for it: what its rules use. A record's
+/// `target` is the reservation a reroute or update is moving the flow to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowTarget {
+pub struct Reservation {
     pub request: FlowRequest,
     pub resources: Resources,
+}
+
+/// Rules that must leave the switches but were not confirmed removed, and the reservation
+/// they use: its cookie, VLANs, meters, endpoints and bandwidth stay taken until every one of
+/// these rules is confirmed gone, so nothing new can collide with them. Paid off by retrying
+/// the removals for as long as it takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalDebt {
+    pub reservation: Reservation,
+    pub rules: Vec<FlowSegment>,
 }
 
 /// The durable record of a flow.
@@ -134,7 +146,7 @@ pub struct FlowRecord {
     /// Where a reroute or update is moving the flow while it runs: the new rules may be on
     /// switches, so a restart must know them to remove them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Box<FlowTarget>>,
+    pub target: Option<Box<Reservation>>,
     pub created_ms: u64,
     pub last_updated_ms: u64,
     /// Grows with every change, so a reader can keep the newest of two copies.

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
-use crate::{ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Resources, SbAction};
+use crate::{
+    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, RemovalDebt, Reservation,
+    Resources, SbAction,
+};
 
 /// How long an operation may take, in logical milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,10 @@ pub enum Action {
     },
     /// Forget the flow's commands still pending at the speaker: their answers no longer matter.
     Abandon,
+    /// Hand rules whose removal was not confirmed to the removal debt, which retries them and
+    /// keeps their reservation taken until they are gone. Comes before the action that
+    /// releases the reservation (Free, Release, Commit).
+    Owe(RemovalDebt),
     Respond(NbResponse),
     Save(FlowRecord),
     /// The flow record is gone (a finished delete).
@@ -171,6 +178,58 @@ pub fn variant_name(state: &(impl std::fmt::Debug + ?Sized)) -> String {
         .to_string()
 }
 
+/// What removal steps could not confirm: the rules still owed, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    pub owed: Vec<FlowSegment>,
+    /// The reasons switches gave for the failed removals.
+    pub failures: Vec<String>,
+    /// The step's deadline passed with removals unanswered.
+    pub timed_out: bool,
+}
+
+impl Removal {
+    /// Owes the rules of the reservation `request` + `resources` (those carrying its cookie)
+    /// whose removal was not confirmed, if any.
+    pub fn owe(&self, context: &mut OpContext, request: &FlowRequest, resources: &Resources) {
+        let rules: Vec<FlowSegment> = self
+            .owed
+            .iter()
+            .filter(|rule| rule.cookie_id() == resources.cookie)
+            .cloned()
+            .collect();
+        if !rules.is_empty() {
+            context.push(Action::Owe(RemovalDebt {
+                reservation: Reservation {
+                    request: request.clone(),
+                    resources: resources.clone(),
+                },
+                rules,
+            }));
+        }
+    }
+
+    /// The history's note of what went wrong, the rules named by `what`.
+    pub fn details(&self, what: &str) -> String {
+        let mut notes: Vec<String> = Vec::new();
+        if self.timed_out {
+            notes.push(format!("{what} timed out"));
+        }
+        notes.extend(
+            self.failures
+                .iter()
+                .map(|failure| format!("{what} failed: {failure}")),
+        );
+        if !self.owed.is_empty() {
+            notes.push(format!(
+                "{} rule(s) handed to the removal debt",
+                self.owed.len()
+            ));
+        }
+        notes.join("; ")
+    }
+}
+
 /// Whether a command result finished the step it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Completion {
@@ -226,25 +285,37 @@ impl CommandBatch {
         }
     }
 
-    /// For a step that goes on whatever its commands answer (removing rules): notes a failed
-    /// command's reason in `failures` and tells whether the event completed the step. `None`
-    /// for events that are not command results.
-    pub fn complete_despite_failures(
+    /// For a step that removes rules and goes on whatever the switches answer (`segments` are
+    /// what it was sent with): a failed command's rule is owed, with its reason; at the
+    /// deadline every rule still pending is owed. True once the step is over.
+    pub fn removal_progress(
         &mut self,
         event: &OpEvent,
-        failures: &mut Vec<String>,
-    ) -> Option<Completion> {
-        let command_id = match event {
-            OpEvent::CommandSucceeded { command_id } => command_id,
-            OpEvent::CommandFailed { command_id, reason } => {
-                if self.is_pending(command_id) {
-                    failures.push(reason.clone());
-                }
-                command_id
+        segments: &[FlowSegment],
+        removal: &mut Removal,
+    ) -> bool {
+        match event {
+            OpEvent::CommandSucceeded { command_id } => {
+                self.complete(command_id) == Completion::StepDone
             }
-            _ => return None,
-        };
-        Some(self.complete(command_id))
+            OpEvent::CommandFailed { command_id, reason } => {
+                let Some(index) = self.pending.remove(command_id) else {
+                    return false;
+                };
+                removal.owed.extend(segments.get(index).cloned());
+                removal.failures.push(reason.clone());
+                self.pending.is_empty()
+            }
+            OpEvent::Timeout => {
+                let pending = std::mem::take(&mut self.pending);
+                removal
+                    .owed
+                    .extend(pending.values().filter_map(|&i| segments.get(i)).cloned());
+                removal.timed_out = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn is_pending(&self, command_id: &str) -> bool {

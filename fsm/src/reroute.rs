@@ -1,17 +1,21 @@
 //! Flow reroute and flow update, after OpenKilda's `FlowRerouteFsm`/`FlowUpdateFsm`:
 //! make-before-break. Reserve a new path next to the old one → install the new non-ingress
 //! rules → verify → swap the ingress rules → verify → remove the old rules → commit → UP.
-//! Any failure before the swap is verified removes what was sent of the new rules, releases
-//! the new reservation and leaves the flow on its old path.
+//! Any failure before the swap is verified puts back the old ingress rules the swap replaced
+//! (an install replaces the rule with the same match), removes what was sent of the new rules,
+//! releases the new reservation and leaves the flow on its old path. Rules whose removal is
+//! not confirmed are handed to the removal debt with the reservation they use.
 
 use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
-use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Timeouts};
+use crate::operation::{
+    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Removal, Timeouts,
+};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
-    ErrorBody, FlowRecord, FlowRequest, FlowStatus, FlowTarget, NbResponse, Resources, SbAction,
+    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reservation, Resources, SbAction,
 };
 
 /// Why a flow is moved.
@@ -43,7 +47,12 @@ pub struct FlowReroute {
     /// The new path's rules.
     install: RuleInstall,
     failure: String,
-    removal_failures: Vec<String>,
+    removal: Removal,
+    /// Old ingress rules the swap replaced, to be installed again by a rollback (indices into
+    /// `old_segments`).
+    replaced_ingress: Vec<usize>,
+    /// Why putting back the replaced old ingress rules failed: the old path has no way in.
+    restore_failure: Option<String>,
 }
 
 impl FlowReroute {
@@ -73,7 +82,9 @@ impl FlowReroute {
             new_resources: None,
             install: RuleInstall::new(command_prefix),
             failure: String::new(),
-            removal_failures: Vec::new(),
+            removal: Removal::default(),
+            replaced_ingress: Vec::new(),
+            restore_failure: None,
         }
     }
 
@@ -90,30 +101,23 @@ impl FlowReroute {
     }
 
     fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
-        let outcome =
-            self.install
-                .roll_back(context, &reason, State::rolling_back(), State::failed());
+        let replaced = self.install.sent_ingress_matches();
+        self.replaced_ingress = (0..self.old_segments.len())
+            .filter(|&i| {
+                let old = &self.old_segments[i];
+                old.kind.is_ingress() && replaced.contains(&(old.switch_id, old.rule_match()))
+            })
+            .collect();
+        let rolling_back = if self.replaced_ingress.is_empty() {
+            State::rolling_back()
+        } else {
+            State::restoring_old_ingress()
+        };
+        let outcome = self
+            .install
+            .roll_back(context, &reason, rolling_back, State::failed());
         self.failure = reason;
         outcome
-    }
-
-    /// A step that removes rules goes on to `next` whatever its commands answer; `what` names
-    /// the rules in the history.
-    fn removal_step(
-        &mut self,
-        context: &mut OpContext,
-        event: &OpEvent,
-        what: &str,
-        next: State,
-    ) -> Outcome<State> {
-        if self
-            .install
-            .removal_done(context, event, what, &mut self.removal_failures)
-        {
-            Transition(next)
-        } else {
-            Handled
-        }
     }
 
     fn after_swap(&self) -> State {
@@ -166,7 +170,7 @@ impl FlowReroute {
                 self.install
                     .set_segments(flow_segments(&self.request, resources));
                 // Saved before any new rule is sent: a restart must know what to remove.
-                let target = FlowTarget {
+                let target = Reservation {
                     request: self.request.clone(),
                     resources: resources.clone(),
                 };
@@ -240,9 +244,57 @@ impl FlowReroute {
         self.install.send_step(context, *step);
     }
 
+    /// The swap replaced old ingress rules: they go back first, so the old path has its way
+    /// in again before the new rules go.
+    #[state(entry_action = "reinstall_old_ingress")]
+    fn restoring_old_ingress(
+        &mut self,
+        context: &mut OpContext,
+        event: &OpEvent,
+    ) -> Outcome<State> {
+        let failure = match event {
+            OpEvent::CommandSucceeded { command_id } => {
+                return match self.install.commands.complete(command_id) {
+                    Completion::StepDone => Transition(State::rolling_back()),
+                    _ => Handled,
+                };
+            }
+            OpEvent::CommandFailed { command_id, reason }
+                if self.install.commands.is_pending(command_id) =>
+            {
+                reason.clone()
+            }
+            OpEvent::Timeout => "putting back the old ingress rules timed out".into(),
+            _ => return Handled,
+        };
+        self.install.abandon(context, &failure);
+        self.restore_failure = Some(failure);
+        Transition(State::rolling_back())
+    }
+
+    #[action]
+    fn reinstall_old_ingress(&mut self, context: &mut OpContext) {
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.rollback_ms,
+        });
+        self.install.commands.send(
+            context,
+            SbAction::Install,
+            &self.old_segments,
+            &self.replaced_ingress,
+        );
+    }
+
     #[state(entry_action = "remove_sent_rules")]
     fn rolling_back(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        self.removal_step(context, event, "new rule removal", State::failed())
+        if self
+            .install
+            .rollback_done(context, event, "new rule removal", &mut self.removal)
+        {
+            Transition(State::failed())
+        } else {
+            Handled
+        }
     }
 
     #[action]
@@ -254,7 +306,15 @@ impl FlowReroute {
     /// one does not undo the move (switch validation cleans up later).
     #[state(entry_action = "remove_old_rules")]
     fn removing_old_rules(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        self.removal_step(context, event, "old rule removal", State::up())
+        let old = &self.old_segments;
+        if self
+            .install
+            .removal_done(context, event, old, "old rule removal", &mut self.removal)
+        {
+            Transition(State::up())
+        } else {
+            Handled
+        }
     }
 
     #[action]
@@ -276,6 +336,9 @@ impl FlowReroute {
 
     #[action]
     fn commit(&mut self, context: &mut OpContext) {
+        if let Some(old) = &self.flow.resources {
+            self.removal.owe(context, &self.flow.request, old);
+        }
         context.push(Action::Commit);
         let (request, resources) = (self.request.clone(), self.new_resources.clone());
         self.flow = self.flow.changed(context.now_ms, |r| {
@@ -317,12 +380,23 @@ impl FlowReroute {
 
     #[action]
     fn restore(&mut self, context: &mut OpContext) {
-        if self.new_resources.is_some() {
+        if let Some(resources) = &self.new_resources {
+            self.removal.owe(context, &self.request, resources);
             context.push(Action::Release);
         }
-        // A path-down or retry flow has no usable path; neither has one that never had rules.
-        let (status, info) = match self.kind {
-            RerouteKind::Manual | RerouteKind::Update(_) if !self.old_segments.is_empty() => {
+        // A path-down or retry flow has no usable path; neither has one that never had rules,
+        // nor one whose old ingress rules could not be put back.
+        let (status, info) = match (&self.kind, &self.restore_failure) {
+            (_, Some(failure)) => (
+                FlowStatus::Down,
+                Some(format!(
+                    "{}; the old ingress rules could not be put back: {failure}",
+                    self.failure
+                )),
+            ),
+            (RerouteKind::Manual | RerouteKind::Update(_), None)
+                if !self.old_segments.is_empty() =>
+            {
                 self.status_before.clone()
             }
             _ => (FlowStatus::Down, Some(self.failure.clone())),

@@ -7,6 +7,8 @@ use crate::{FlowEndpoint, FlowRequest, Isl, Resources, SwitchId};
 /// OpenKilda's direction bits on a flow cookie.
 pub const FORWARD_COOKIE_FLAG: u64 = 0x4000_0000_0000_0000;
 pub const REVERSE_COOKIE_FLAG: u64 = 0x2000_0000_0000_0000;
+/// Flow cookie ids are below this (48 bits), so the direction flag is all a cookie adds.
+pub const COOKIE_ID_LIMIT: u64 = 1 << 48;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +67,16 @@ impl FlowSegment {
     /// The flow's cookie id, without the direction flag.
     pub fn cookie_id(&self) -> u64 {
         self.cookie & !(FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG)
+    }
+
+    /// Whether the rule is in hubspoke's cookie space (one direction flag and a flow cookie
+    /// id): anything else on a switch is somebody else's, and hubspoke leaves it alone.
+    pub fn is_hubspoke_cookie(&self) -> bool {
+        let direction = self.cookie & (FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG);
+        let id = self.cookie_id();
+        (direction == FORWARD_COOKIE_FLAG || direction == REVERSE_COOKIE_FLAG)
+            && id != 0
+            && id < COOKIE_ID_LIMIT
     }
 }
 

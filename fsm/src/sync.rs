@@ -1,10 +1,12 @@
 //! Flow sync, after OpenKilda's `FlowSyncFsm` and its switch validation: make the switches
 //! hold exactly the flow's recorded rules. List the rules of every switch the flow's path (or
 //! an interrupted reroute's or update's, `flow.target`) crosses → remove the stray ones
-//! (carrying one of the flow's cookies, but not a rule the record expects) → re-install the
-//! recorded rules (non-ingress → verify → ingress → verify; installs are idempotent on the
-//! switches) → UP. A flow without a reserved path, or whose rules cannot be installed, goes
-//! DOWN. Sync keeps the flow's reservation; an interrupted move's is released.
+//! (carrying one of the flow's cookies where the record expects no rule; one where the record
+//! expects a different rule is replaced by the install) → re-install the recorded rules
+//! (non-ingress → verify → ingress → verify; installs are idempotent on the switches) → UP.
+//! A flow without a reserved path, or whose rules cannot be installed, goes DOWN. Sync keeps
+//! the flow's reservation; an interrupted move's is released. Strays whose removal is not
+//! confirmed are handed to the removal debt.
 //!
 //! It serves `POST /v2/flows/{id}/sync` and recovery: a flow found IN_PROGRESS after a
 //! restart is synced.
@@ -15,7 +17,7 @@ use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
 use crate::operation::{
-    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Timeouts,
+    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Removal, Timeouts,
 };
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{FlowRecord, FlowStatus, NbResponse, SbAction, SwitchId};
@@ -34,10 +36,15 @@ pub struct FlowSync {
     /// The recorded rules, from `flow.resources`; empty when the flow has none.
     install: RuleInstall,
     expected: Vec<FlowSegment>,
-    /// Rules the switches hold with the flow's cookies that the record does not expect.
+    /// Rules the switches hold with the flow's cookies where the record expects no rule.
     strays: Vec<FlowSegment>,
+    /// Rules the switches hold where the record expects a different one: the install
+    /// replaces them (an install replaces the rule with the same match).
+    differing: usize,
     failure: String,
-    removal_failures: Vec<String>,
+    /// Switches that could not be listed, and why.
+    listing_failures: Vec<String>,
+    removal: Removal,
 }
 
 impl FlowSync {
@@ -82,17 +89,29 @@ impl FlowSync {
             install,
             expected,
             strays: Vec::new(),
+            differing: 0,
             failure: String::new(),
-            removal_failures: Vec::new(),
+            listing_failures: Vec::new(),
+            removal: Removal::default(),
         }
     }
 
-    /// A listed rule that is the flow's but not one the record expects.
+    /// A listed rule that is the flow's but not one the record expects: where the record
+    /// expects another rule, the install will replace it; anywhere else it must go.
     fn note_strays(&mut self, rules: &[FlowSegment]) {
-        let strays = rules.iter().filter(|rule| {
+        let unexpected = rules.iter().filter(|rule| {
             self.cookie_ids.contains(&rule.cookie_id()) && !self.expected.contains(rule)
         });
-        self.strays.extend(strays.cloned());
+        for rule in unexpected {
+            let replaced = self.expected.iter().any(|expected| {
+                expected.switch_id == rule.switch_id && expected.rule_match() == rule.rule_match()
+            });
+            if replaced {
+                self.differing += 1;
+            } else {
+                self.strays.push(rule.clone());
+            }
+        }
     }
 
     /// After validation: remove the strays, or go on.
@@ -104,9 +123,16 @@ impl FlowSync {
         }
     }
 
-    /// No stray rule is left: an interrupted move's reservation goes back, and the recorded
-    /// rules are installed (or the flow goes DOWN without any).
+    /// No stray rule is left (or what is left is owed): an interrupted move's reservation
+    /// goes back, and the recorded rules are installed (or the flow goes DOWN without any).
     fn after_strays(&mut self, context: &mut OpContext) -> State {
+        if let Some(resources) = &self.flow.resources {
+            self.removal.owe(context, &self.flow.request, resources);
+        }
+        if let Some(target) = &self.flow.target {
+            self.removal
+                .owe(context, &target.request, &target.resources);
+        }
         if self.flow.target.is_some() {
             context.push(Action::Release);
         }
@@ -176,7 +202,7 @@ impl FlowSync {
             OpEvent::CommandFailed { command_id, reason } => {
                 let completion = self.install.commands.complete(command_id);
                 if completion != Completion::NotPending {
-                    self.removal_failures
+                    self.listing_failures
                         .push(format!("rule listing failed: {reason}"));
                 }
                 completion == Completion::StepDone
@@ -184,7 +210,7 @@ impl FlowSync {
             OpEvent::Timeout => {
                 self.install.commands.abandon();
                 context.push(Action::Abandon);
-                self.removal_failures.push("rule listing timed out".into());
+                self.listing_failures.push("rule listing timed out".into());
                 true
             }
             _ => false,
@@ -192,15 +218,14 @@ impl FlowSync {
         if !done {
             return Handled;
         }
-        context.details = std::mem::take(&mut self.removal_failures).join("; ");
+        let mut notes = std::mem::take(&mut self.listing_failures);
         if !self.strays.is_empty() {
-            let found = format!("{} stray rule(s) found", self.strays.len());
-            context.details = [context.details.as_str(), &found]
-                .into_iter()
-                .filter(|d| !d.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
+            notes.push(format!("{} stray rule(s) found", self.strays.len()));
         }
+        if self.differing > 0 {
+            notes.push(format!("{} rule(s) differ from the record", self.differing));
+        }
+        context.details = notes.join("; ");
         context.push(Action::ArmDeadline {
             after_ms: self.timeouts.operation_ms,
         });
@@ -219,11 +244,13 @@ impl FlowSync {
     /// noted.
     #[state(entry_action = "remove_strays")]
     fn removing_strays(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        let strays = &self.strays;
         if !self.install.removal_done(
             context,
             event,
+            strays,
             "stray rule removal",
-            &mut self.removal_failures,
+            &mut self.removal,
         ) {
             return Handled;
         }

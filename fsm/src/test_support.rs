@@ -4,7 +4,7 @@ use statig::blocking::{IntoStateMachine, State, StateMachine, Superstate};
 
 use crate::network::Network;
 use crate::operation::{Action, OpContext, OpEvent};
-use crate::{FlowEndpoint, FlowRecord, FlowRequest, Resources, SbAction, SwitchId};
+use crate::{FlowEndpoint, FlowRecord, FlowRequest, RemovalDebt, Resources, SbAction, SwitchId};
 
 /// Flow "f1" from port 40 VLAN 10 of switch `src` to port 41 VLAN 20 of switch `dst`, 1 Mbit/s.
 pub fn request(src: u64, dst: u64) -> FlowRequest {
@@ -67,6 +67,25 @@ pub fn step_failure(entered: &[Action], reason: Option<&str>) -> OpEvent {
         },
         None => OpEvent::Timeout,
     }
+}
+
+/// The debts handed over among `actions`.
+pub fn owed(actions: &[Action]) -> Vec<RemovalDebt> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Owe(debt) => Some(debt.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the debts among `actions` are handed over before `release` lets go of a
+/// reservation.
+pub fn owed_before(actions: &[Action], release: &Action) -> bool {
+    let last_owe = actions.iter().rposition(|a| matches!(a, Action::Owe(_)));
+    let release = actions.iter().position(|a| a == release);
+    matches!((last_owe, release), (Some(owe), Some(release)) if owe < release)
 }
 
 /// Drives one of the flow machines: each event a millisecond after the last, returning the

@@ -2,7 +2,7 @@ use statig::blocking::IntoStateMachineExt;
 
 use super::*;
 use crate::operation::Action;
-use crate::test_support::{self, record, resources, sends, step_failure};
+use crate::test_support::{self, owed, owed_before, record, resources, sends, step_failure};
 use crate::{ErrorBody, SbAction};
 
 type Harness = test_support::Harness<FlowCreate>;
@@ -222,6 +222,18 @@ fn a_failed_removal_is_reported_and_the_rollback_still_ends() {
         info.as_deref(),
         Some("flow create timed out; rule removal failed: SWITCH_UNAVAILABLE")
     );
+    let debts = owed(&last);
+    assert_eq!(debts.len(), 1);
+    assert_eq!(debts[0].reservation.resources, resources(3));
+    assert_eq!(
+        debts[0].rules.len(),
+        1,
+        "the one rule not confirmed removed"
+    );
+    assert!(
+        owed_before(&last, &Action::Free),
+        "its reservation is owed before it is freed"
+    );
 }
 
 #[test]
@@ -233,6 +245,11 @@ fn rollback_gives_up_waiting_at_its_own_deadline() {
     let actions = h.handle(OpEvent::Timeout);
     assert_eq!(h.state(), State::down());
     assert!(actions.contains(&Action::Free));
+    assert_eq!(
+        owed(&actions)[0].rules.len(),
+        6,
+        "every rule sent is owed when its removal is not answered"
+    );
 }
 
 #[test]

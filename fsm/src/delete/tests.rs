@@ -2,7 +2,7 @@ use statig::blocking::{IntoStateMachineExt, StateMachine};
 
 use super::*;
 use crate::operation::Action;
-use crate::test_support::{record, resources, sends};
+use crate::test_support::{owed, owed_before, record, resources, sends};
 use crate::FlowStatus;
 
 fn machine(with_resources: bool) -> StateMachine<FlowDelete> {
@@ -76,8 +76,16 @@ fn removal_failures_do_not_keep_the_flow() {
     });
     assert_eq!(
         details.as_deref(),
-        Some("deleted with 1 rule removal failure(s)")
+        Some("rule removal failed: SWITCH_UNAVAILABLE; 1 rule(s) handed to the removal debt")
     );
+    let debts = owed(&last);
+    assert_eq!(debts.len(), 1);
+    assert_eq!(
+        debts[0].rules.len(),
+        1,
+        "only the rule not confirmed removed"
+    );
+    assert!(owed_before(&last, &Action::Free));
 }
 
 #[test]
@@ -88,4 +96,9 @@ fn the_deadline_ends_a_delete_that_hangs() {
     assert!(m.state().is_finished());
     assert!(actions.contains(&Action::Abandon));
     assert!(actions.contains(&Action::Free));
+    assert_eq!(
+        owed(&actions)[0].rules.len(),
+        6,
+        "every rule still unanswered is owed"
+    );
 }

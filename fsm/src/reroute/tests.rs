@@ -3,7 +3,9 @@ use statig::blocking::IntoStateMachineExt;
 use super::*;
 use crate::network::Network;
 use crate::segments::{FORWARD_COOKIE_FLAG, REVERSE_COOKIE_FLAG};
-use crate::test_support::{self, record, request, resources, sends, step_failure};
+use crate::test_support::{
+    self, owed, owed_before, record, request, resources, sends, step_failure,
+};
 use crate::SwitchId;
 
 type Harness = test_support::Harness<FlowReroute>;
@@ -379,17 +381,34 @@ fn a_failed_allocation_leaves_a_path_down_flow_down_and_a_manual_one_as_it_was()
 }
 
 /// Which rules a rollback removes at each step is the install sub-machine's (its tests);
-/// here, that only new rules go and the flow stays on its old path.
+/// here, that the old ingress rules the swap replaced (same endpoints, same match) go back
+/// first, then only new rules go, and the flow stays on its old path.
 #[test]
 fn a_failed_swap_rolls_back_to_the_old_path() {
     let new_segments = flow_segments(&request(1, 3), &detour());
+    let old_ingress: Vec<FlowSegment> = flow_segments(&request(1, 3), &resources(3))
+        .into_iter()
+        .filter(|s| s.kind.is_ingress())
+        .collect();
     for failure in [Some("SWITCH_UNAVAILABLE after 3 attempts"), None] {
         let mut h = Harness::manual();
         let swapping = h.drive_to(State::installing_rules(InstallStep::InstallIngress));
-        let rollback = h.handle(step_failure(&swapping, failure));
+        let restoring = h.handle(step_failure(&swapping, failure));
+        assert_eq!(h.state(), State::restoring_old_ingress());
+        assert!(restoring.contains(&Action::Abandon));
+        assert!(restoring.contains(&Action::ArmDeadline { after_ms: 10_000 }));
+        let installs = sent(&restoring);
+        assert_eq!(
+            installs,
+            old_ingress
+                .iter()
+                .map(|s| (SbAction::Install, s.clone()))
+                .collect::<Vec<_>>(),
+            "the replaced old ingress rules go back"
+        );
+
+        let rollback = h.succeed_all(&restoring);
         assert_eq!(h.state(), State::rolling_back());
-        assert!(rollback.contains(&Action::Abandon));
-        assert!(rollback.contains(&Action::ArmDeadline { after_ms: 10_000 }));
         let removes = sent(&rollback);
         assert_eq!(removes.len(), 6);
         assert!(removes
@@ -410,13 +429,34 @@ fn a_failed_swap_rolls_back_to_the_old_path() {
 }
 
 #[test]
+fn a_rollback_that_cannot_put_the_old_ingress_back_leaves_the_flow_down() {
+    let mut h = Harness::manual();
+    let swapping = h.drive_to(State::installing_rules(InstallStep::InstallIngress));
+    let restoring = h.handle(step_failure(&swapping, Some("TABLE_FULL")));
+    let rollback = h.handle(OpEvent::CommandFailed {
+        command_id: sends(&restoring)[0].0.clone(),
+        reason: "SWITCH_UNAVAILABLE".into(),
+    });
+    assert_eq!(h.state(), State::rolling_back());
+    let done = h.succeed_all(&rollback);
+    let record = saved(&done).unwrap();
+    assert_eq!(record.status, FlowStatus::Down);
+    let info = record.status_info.unwrap_or_default();
+    assert!(
+        info.contains("TABLE_FULL") && info.contains("old ingress rules could not be put back"),
+        "{info}"
+    );
+}
+
+#[test]
 fn a_path_down_flow_that_cannot_move_goes_down_with_the_reason() {
     let mut h = Harness::reroute(up_flow(), RerouteKind::PathDown);
     let entered = h.drive_to(State::installing_rules(InstallStep::VerifyIngress));
-    let rollback = h.handle(OpEvent::CommandFailed {
+    let restoring = h.handle(OpEvent::CommandFailed {
         command_id: sends(&entered)[1].0.clone(),
         reason: "MISSING_RULE".into(),
     });
+    let rollback = h.succeed_all(&restoring);
     let done = h.succeed_all(&rollback);
     let record = saved(&done).unwrap();
     assert_eq!(
@@ -441,15 +481,27 @@ fn a_path_down_flow_goes_down_even_when_its_rollback_hangs() {
         saved(&done).unwrap().status_info.as_deref(),
         Some("flow reroute timed out")
     );
-    assert_eq!(history(&done)[0].3, "new rule removal timed out");
+    assert_eq!(
+        history(&done)[0].3,
+        "new rule removal timed out; 4 rule(s) handed to the removal debt"
+    );
+    let owed = owed(&done);
+    assert_eq!(owed.len(), 1, "one reservation owes");
+    assert_eq!(owed[0].reservation.resources, detour());
+    assert_eq!(owed[0].rules.len(), 4, "the non-ingress rules sent");
+    assert!(
+        owed_before(&done, &Action::Release),
+        "the debt is handed over before the release"
+    );
 }
 
 #[test]
 fn a_failed_removal_of_new_rules_is_noted_and_the_rollback_still_ends() {
     let mut h = Harness::manual();
-    h.drive_to(State::installing_rules(InstallStep::InstallIngress));
+    h.drive_to(State::installing_rules(InstallStep::VerifyNonIngress));
     let rollback = h.handle(OpEvent::Timeout);
     let removes = sends(&rollback);
+    let removed = sent(&rollback);
     h.handle(OpEvent::CommandFailed {
         command_id: removes[0].0.clone(),
         reason: "SWITCH_UNAVAILABLE".into(),
@@ -459,8 +511,10 @@ fn a_failed_removal_of_new_rules_is_noted_and_the_rollback_still_ends() {
     assert!(last.contains(&Action::Release));
     assert_eq!(
         history(&last)[0].3,
-        "new rule removal failed: SWITCH_UNAVAILABLE"
+        "new rule removal failed: SWITCH_UNAVAILABLE; 1 rule(s) handed to the removal debt"
     );
+    assert_eq!(owed(&last)[0].rules, vec![removed[0].1.clone()]);
+    assert!(owed_before(&last, &Action::Release));
 }
 
 #[test]
@@ -515,11 +569,18 @@ fn the_old_rules_go_even_when_their_removal_fails_or_times_out() {
             (FlowStatus::Up, None, Some(detour()))
         );
         let expected = if by_timeout {
-            "old rule removal timed out"
+            "old rule removal timed out; 6 rule(s) handed to the removal debt"
         } else {
-            "old rule removal failed: SWITCH_UNAVAILABLE"
+            "old rule removal failed: SWITCH_UNAVAILABLE; 1 rule(s) handed to the removal debt"
         };
         assert_eq!(history(&done)[0].3, expected);
+        let owed = owed(&done);
+        assert_eq!(
+            owed[0].reservation.resources,
+            resources(3),
+            "the old path's"
+        );
+        assert!(owed_before(&done, &Action::Commit));
     }
 }
 

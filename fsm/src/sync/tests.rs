@@ -1,8 +1,8 @@
 use statig::blocking::IntoStateMachineExt;
 
 use super::*;
-use crate::test_support::{self, record, request, resources, step_failure};
-use crate::{FlowTarget, Resources};
+use crate::test_support::{self, owed, owed_before, record, request, resources, step_failure};
+use crate::{Reservation, Resources};
 
 type Harness = test_support::Harness<FlowSync>;
 
@@ -67,7 +67,7 @@ fn target_resources() -> Resources {
 fn interrupted_flow() -> FlowRecord {
     let mut flow = up_flow();
     flow.status = FlowStatus::InProgress;
-    flow.target = Some(Box::new(FlowTarget {
+    flow.target = Some(Box::new(Reservation {
         request: request(1, 3),
         resources: target_resources(),
     }));
@@ -170,25 +170,49 @@ fn a_synced_flow_gets_exactly_its_recorded_rules_and_ends_up() {
     }
 }
 
+/// What switches hold after a crash in the middle of a reroute, one rule per match as on
+/// OpenFlow switches: the interrupted move's ingress rules replaced the recorded ones (same
+/// endpoints), its other rules sit on matches of their own; switch 2's recorded transit rule
+/// was tampered with (another port), a copy of it sits on another VLAN; and switch 2 also
+/// holds another flow's rule. Returns what is held and the rules that must go.
+fn after_an_interrupted_move() -> (Vec<FlowSegment>, Vec<FlowSegment>) {
+    let (target, recorded) = (target(), recorded());
+    let tampered = FlowSegment {
+        out_port: 40,
+        ..recorded[1].clone()
+    };
+    let elsewhere = FlowSegment {
+        in_vlan: 99,
+        ..recorded[1].clone()
+    };
+    let target_elsewhere: Vec<FlowSegment> = target
+        .iter()
+        .filter(|rule| !rule.kind.is_ingress())
+        .cloned()
+        .collect();
+    let mut held: Vec<FlowSegment> = target.clone();
+    held.extend([tampered, elsewhere.clone(), foreign()]);
+    held.extend(
+        recorded
+            .iter()
+            .enumerate()
+            .filter(|(i, rule)| *i != 1 && !rule.kind.is_ingress())
+            .map(|(_, rule)| rule.clone()),
+    );
+    let mut must_go = target_elsewhere;
+    must_go.push(elsewhere);
+    (held, must_go)
+}
+
 #[test]
 fn stray_rules_of_the_flow_are_removed_and_others_left_alone() {
-    // Switch 2 still has the interrupted reroute's rules and a stale copy of one of the
-    // flow's own rules (another port); switch 2 also holds another flow's rule.
-    let stale = FlowSegment {
-        out_port: 40,
-        ..recorded()[0].clone()
-    };
-    let mut held: Vec<FlowSegment> = target();
-    held.push(stale.clone());
-    held.push(foreign());
-    held.extend(recorded().into_iter().skip(1));
+    let (held, must_go) = after_an_interrupted_move();
     let mut h = Harness::sync(interrupted_flow());
     let actions = h.run(&held);
-    let mut expected_removed = target();
-    expected_removed.push(stale);
     assert_eq!(
         sorted(of(&actions, SbAction::Remove)),
-        sorted(expected_removed)
+        sorted(must_go),
+        "rules where the record expects another one are replaced by the install, not removed"
     );
     assert_eq!(
         count(&actions, &Action::Release),
@@ -219,6 +243,26 @@ fn stray_rules_of_the_flow_are_removed_and_others_left_alone() {
         removals_first,
         "strays go before the recorded rules are installed"
     );
+    assert!(owed(&actions).is_empty(), "every removal was confirmed");
+}
+
+#[test]
+fn strays_whose_removal_fails_are_owed_with_the_reservation_they_use() {
+    let (held, must_go) = after_an_interrupted_move();
+    let mut h = Harness::sync(interrupted_flow());
+    let listing = h.handle(OpEvent::Start);
+    h.answer(&listing, &held);
+    assert_eq!(h.state(), State::removing_strays());
+    let done = h.handle(OpEvent::Timeout);
+    let debts = owed(&done);
+    let cookies: Vec<u64> = debts
+        .iter()
+        .map(|d| d.reservation.resources.cookie)
+        .collect();
+    assert_eq!(cookies, vec![1, 2], "the record's stray and the target's");
+    let owed_rules: Vec<FlowSegment> = debts.into_iter().flat_map(|d| d.rules).collect();
+    assert_eq!(sorted(owed_rules), sorted(must_go));
+    assert!(owed_before(&done, &Action::Release));
 }
 
 #[test]
