@@ -16,6 +16,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use crate::dataflow::{route, Time};
+use crate::keeper::KeeperTimer;
 use crate::metrics::Metrics;
 
 /// The hub's timers of one flow.
@@ -29,19 +30,22 @@ pub enum HubTimer {
     Watchdog,
 }
 
-/// Every deadline the coordinator holds, by owner. Each names its flow, which routes it to
-/// the worker that owns the flow.
+/// Every deadline the coordinator holds, by owner.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TimerKey {
     Hub { flow_id: String, timer: HubTimer },
     Command(CommandTimer),
+    Keeper(KeeperTimer),
 }
 
 impl TimerKey {
-    pub fn flow_id(&self) -> &str {
+    /// The worker a deadline is kept on: its flow's (timeouts go back to the flow's hub or
+    /// speaker), or worker 0, where the keeper lives.
+    pub fn worker(&self) -> u64 {
         match self {
-            TimerKey::Hub { flow_id, .. } => flow_id,
-            TimerKey::Command(timer) => &timer.flow_id,
+            TimerKey::Hub { flow_id, .. } => route(flow_id),
+            TimerKey::Command(timer) => route(&timer.flow_id),
+            TimerKey::Keeper(_) => 0,
         }
     }
 }
@@ -134,7 +138,8 @@ pub fn coordinator_operator<'scope>(
     requests: StreamVec<'scope, Time, Deadline>,
     metrics: Arc<Metrics>,
 ) -> StreamVec<'scope, Time, Timeout<TimerKey>> {
-    let pact = Exchange::new(|d: &Deadline| route(d.key().flow_id()));
+    let pact = Exchange::new(|d: &Deadline| d.key().worker());
+    let worker = requests.scope().index();
     requests.unary_frontier(pact, "Coordinator", move |_capability, _info| {
         let mut table = DeadlineTable::default();
         let mut held: BTreeMap<Time, Capability<Time>> = BTreeMap::new();
@@ -165,6 +170,9 @@ pub fn coordinator_operator<'scope>(
             }
             metrics.deadlines_pending.add(table.len() as i64 - counted);
             counted = table.len() as i64;
+            metrics
+                .next_deadline
+                .set(worker, held.first_key_value().map(|(at, _)| *at));
         }
     })
 }

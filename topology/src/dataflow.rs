@@ -26,7 +26,7 @@ pub use hubspoke_bus::Inbound;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::{stable_hash, Envelope, FlowEvent, NbResponse, NetworkState, SbCommand};
 use hubspoke_speaker::deadline::{CommandTimer, Timeout};
-use hubspoke_speaker::RetryPolicy;
+use hubspoke_speaker::{Requester, RetryPolicy, SpeakerReport};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -38,11 +38,12 @@ use timely::dataflow::operators::vec::{Broadcast, Map};
 use timely::dataflow::operators::{Concat, ConnectLoop, Feedback, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
-use crate::allocator::operator::{allocator_operator, Known};
+use crate::allocator::operator::{allocator_operator, KeeperInput, Known};
 use crate::allocator::AllocatorRequest;
 use crate::coordinator::{coordinator_operator, TimerKey};
 use crate::hub::operator::{hub_operator, HubInputs, Restored};
 use crate::hub::{HubInput, RerouteThrottle};
+use crate::keeper::KeeperSettings;
 use crate::metrics::Metrics;
 use crate::recovery::Recovery;
 use crate::speaker::speaker_operator;
@@ -59,6 +60,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub reroute: RerouteThrottle,
+    #[serde(default)]
+    pub keeper: KeeperSettings,
 }
 
 /// What leaves the topology for the bus.
@@ -95,8 +98,9 @@ pub fn build<'scope>(
     // Partition moves each message to one branch; cloning the stream would copy every message
     // into every branch.
     let mut branches = inbound
-        .partition::<CapacityContainerBuilder<Vec<Inbound>>, _, _>(3, |m| {
+        .partition::<CapacityContainerBuilder<Vec<Inbound>>, _, _>(4, |m| {
             let branch = match &m {
+                Inbound::NbRequest(e) if e.payload.is_for_keeper() => 3,
                 Inbound::NbRequest(_) => 0,
                 Inbound::SbResponse(_) => 1,
                 Inbound::SbEvent(_) => 2,
@@ -104,13 +108,20 @@ pub fn build<'scope>(
             (branch, m)
         })
         .into_iter();
-    let (Some(nb_requests), Some(sb_responses), Some(network_events)) =
-        (branches.next(), branches.next(), branches.next())
-    else {
-        unreachable!("partition into 3 gives 3 streams")
+    let (Some(nb_requests), Some(sb_responses), Some(network_events), Some(keeper_requests)) = (
+        branches.next(),
+        branches.next(),
+        branches.next(),
+        branches.next(),
+    ) else {
+        unreachable!("partition into 4 gives 4 streams")
     };
     let nb_requests = nb_requests.flat_map(|m| match m {
         Inbound::NbRequest(envelope) => Some(Json(envelope)),
+        _ => None,
+    });
+    let keeper_requests = keeper_requests.flat_map(|m| match m {
+        Inbound::NbRequest(envelope) => Some(KeeperInput::Request(Json(envelope))),
         _ => None,
     });
     let sb_responses = sb_responses.flat_map(|m| match m {
@@ -123,7 +134,7 @@ pub fn build<'scope>(
     });
     let (hub_loop, hub_feedback) = scope.feedback::<Vec<HubInput>>(1);
     let (speaker_loop, speaker_timeouts) = scope.feedback::<Vec<Timeout<CommandTimer>>>(1);
-
+    let (keeper_loop, keeper_feedback) = scope.feedback::<Vec<KeeperInput>>(1);
     let (improved_loop, improved) = scope.feedback::<Vec<()>>(1);
     let hub = hub_operator(
         scope,
@@ -141,12 +152,20 @@ pub fn build<'scope>(
         Known {
             network: recovery.network.clone(),
             reservations: recovery.flows.iter().map(|f| f.record.clone()).collect(),
+            debts: recovery.debts.clone(),
             at_ms: recovery.at_ms,
         }
     } else {
         Known::default()
     };
-    let allocator = allocator_operator(scope, network_events.concat(hub.allocator), known);
+    let allocator = allocator_operator(
+        scope,
+        network_events.concat(hub.allocator),
+        keeper_requests.concat(keeper_feedback),
+        known,
+        settings.keeper,
+        metrics.clone(),
+    );
     allocator
         .view_changes
         .clone()
@@ -159,22 +178,35 @@ pub fn build<'scope>(
         .map(|(flow_id, affected)| HubInput::PathAffected { flow_id, affected });
     let speaker = speaker_operator(
         scope,
-        hub.speaker,
+        hub.speaker.concat(allocator.speaker),
         sb_responses,
         speaker_timeouts,
         settings.retry,
         metrics.clone(),
     );
-    let timeouts = coordinator_operator(hub.deadlines.concat(speaker.deadlines), metrics);
+    let timeouts = coordinator_operator(
+        hub.deadlines
+            .concat(speaker.deadlines)
+            .concat(allocator.deadlines),
+        metrics,
+    );
 
-    // Each timeout goes back to its owner: the hub's as hub input, the speaker's to it.
+    // Each timeout goes back to its owner: the hub's as hub input, the speaker's to it, the
+    // keeper's to the keeper.
     let mut by_owner = timeouts
-        .partition::<CapacityContainerBuilder<Vec<Timeout<TimerKey>>>, _, _>(2, |t| {
-            (u64::from(matches!(t.key, TimerKey::Command(_))), t)
+        .partition::<CapacityContainerBuilder<Vec<Timeout<TimerKey>>>, _, _>(3, |t| {
+            let owner = match t.key {
+                TimerKey::Hub { .. } => 0,
+                TimerKey::Command(_) => 1,
+                TimerKey::Keeper(_) => 2,
+            };
+            (owner, t)
         })
         .into_iter();
-    let (Some(hub_timeouts), Some(speaker_timeouts)) = (by_owner.next(), by_owner.next()) else {
-        unreachable!("partition into 2 gives 2 streams")
+    let (Some(hub_timeouts), Some(speaker_timeouts), Some(keeper_timeouts)) =
+        (by_owner.next(), by_owner.next(), by_owner.next())
+    else {
+        unreachable!("partition into 3 gives 3 streams")
     };
     let hub_timeouts = hub_timeouts.flat_map(|t| match t.key {
         TimerKey::Hub { flow_id, timer } => Some(HubInput::Timer {
@@ -182,27 +214,50 @@ pub fn build<'scope>(
             timer,
             generation: t.generation,
         }),
-        TimerKey::Command(_) => None,
+        _ => None,
     });
     let speaker_timeouts = speaker_timeouts.flat_map(|t| match t.key {
         TimerKey::Command(key) => Some(Timeout {
             key,
             generation: t.generation,
         }),
-        TimerKey::Hub { .. } => None,
+        _ => None,
+    });
+    let keeper_timeouts = keeper_timeouts.flat_map(|t| match t.key {
+        TimerKey::Keeper(timer) => Some(KeeperInput::Timer {
+            timer,
+            generation: t.generation,
+        }),
+        _ => None,
     });
     speaker_timeouts.connect_loop(speaker_loop);
+
+    // Each report goes back to whoever asked for the command.
+    let mut by_requester = speaker
+        .reports
+        .partition::<CapacityContainerBuilder<Vec<SpeakerReport>>, _, _>(2, |r| {
+            (u64::from(r.requester == Requester::Keeper), r)
+        })
+        .into_iter();
+    let (Some(hub_reports), Some(keeper_reports)) = (by_requester.next(), by_requester.next())
+    else {
+        unreachable!("partition into 2 gives 2 streams")
+    };
+    keeper_reports
+        .map(KeeperInput::Report)
+        .concat(keeper_timeouts)
+        .connect_loop(keeper_loop);
     allocator
         .results
-        .concat(speaker.reports)
+        .concat(hub_reports.map(HubInput::Report))
         .concat(hub_timeouts)
         .concat(affected)
         .connect_loop(hub_loop);
 
     Outbound {
         sb_commands: speaker.commands,
-        nb_responses: hub.responses,
-        flow_events: hub.events,
+        nb_responses: hub.responses.concat(allocator.responses),
+        flow_events: hub.events.concat(allocator.events),
         network_states: stamped(view.states),
     }
 }

@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod coordinator;
 pub mod dataflow;
 pub mod hub;
+pub mod keeper;
 pub mod live;
 pub mod metrics;
 pub mod recovery;

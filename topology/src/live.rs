@@ -1,9 +1,10 @@
 //! The topology running live: timely workers on threads, fed by the bus. Each worker's source
 //! stamps what it reads with the wall clock and advances its capability as the clock moves
 //! (that is what lets deadlines fire). A publish on the bus wakes the source through a
-//! `SyncActivator`. The clock only needs to move while a deadline is pending, so the sources
-//! stop ticking when none is (after a grace period that covers a deadline being registered in
-//! answer to the last input) and the workers park: an idle topology uses no CPU.
+//! `SyncActivator`. The clock only needs to move when a deadline falls, so an idle source
+//! (after a grace period that covers a deadline being registered in answer to the last input)
+//! sleeps until the earliest pending deadline, at most a second, and the workers park: an
+//! idle topology uses next to no CPU, even with the keeper's sweep always pending.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,9 @@ const SOURCE_BATCH: usize = 4096;
 
 /// How long a source keeps ticking after its last input even with no deadline pending yet.
 const TICK_GRACE: Duration = Duration::from_secs(1);
+
+/// The longest an idle source sleeps while a deadline is pending.
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where a live topology reads from and writes to: the in-process bus or Kafka.
 #[derive(Clone)]
@@ -296,11 +300,15 @@ fn bus_source<'scope>(
                     activator.activate();
                 } else if always_tick
                     || inbound.has_unhandled()
-                    || metrics.deadlines_pending.get() > 0
                     || now_ms().saturating_sub(last_input_ms.load(Ordering::Relaxed))
                         < TICK_GRACE.as_millis() as Time
                 {
                     activator.activate_after(tick);
+                } else if let Some(next) = metrics.next_deadline.earliest() {
+                    // Only deadlines are waited for: wake when the earliest falls, checking
+                    // now and then (a deadline registered meanwhile may be earlier).
+                    let wait = Duration::from_millis(next.saturating_sub(now));
+                    activator.activate_after(wait.clamp(tick, MAX_IDLE_WAIT));
                 } else if let Some(keepalive) = inbound.keepalive() {
                     activator.activate_after(keepalive);
                 }

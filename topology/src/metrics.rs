@@ -1,7 +1,10 @@
 //! Counters shared by the workers of a topology, rendered in the Prometheus text format.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -29,6 +32,10 @@ impl Gauge {
         self.0.fetch_add(delta, Ordering::Relaxed);
     }
 
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -40,6 +47,9 @@ macro_rules! metrics {
         pub struct Metrics {
             $(pub $counter: Counter,)*
             $(pub $gauge: Gauge,)*
+            /// Not rendered: when the coordinators' earliest deadline falls, so an idle source
+            /// wakes for it instead of ticking.
+            pub next_deadline: NextDeadline,
         }
 
         impl Metrics {
@@ -51,6 +61,25 @@ macro_rules! metrics {
             }
         }
     };
+}
+
+/// The earliest deadline each worker's coordinator holds (logical ms).
+#[derive(Debug, Default)]
+pub struct NextDeadline(Mutex<HashMap<usize, u64>>);
+
+impl NextDeadline {
+    pub fn set(&self, worker: usize, at_ms: Option<u64>) {
+        let mut by_worker = self.0.lock();
+        match at_ms {
+            Some(at_ms) => by_worker.insert(worker, at_ms),
+            None => by_worker.remove(&worker),
+        };
+    }
+
+    /// The earliest over every worker of the process, if any deadline is pending.
+    pub fn earliest(&self) -> Option<u64> {
+        self.0.lock().values().min().copied()
+    }
 }
 
 fn render(text: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
@@ -74,9 +103,14 @@ metrics! {
     sb_retries: "Southbound command attempts after the first.",
     sb_commands_failed: "Southbound commands given up on.",
     sb_responses_dropped: "Southbound responses dropped as late, duplicate or abandoned.",
+    switch_sweeps: "Switches the sweep validated and synced.",
+    excess_rules_removed: "Rules on switches that no flow expects, found by a sync and handed to the removal debt.",
+    missing_rules_reinstalled: "Rules found missing or different by a sync, whose flows were repaired.",
+    rules_removed_from_debt: "Owed rules confirmed removed.",
     }
     gauges {
     deadlines_pending: "Deadlines registered with the coordinators and not yet fired or cancelled.",
+    rules_pending_removal: "Rules owed: their removal not confirmed yet, retried until it is.",
     }
 }
 

@@ -129,14 +129,29 @@ pub fn replay(input: &[LogLine], settings: Settings, network: &Network) -> Vec<L
                 Arc::new(Metrics::default()),
                 &Recovery::default(),
             );
-            capture(out.sb_commands, LogEntry::SbCommand, &probe, &captured);
-            capture(out.nb_responses, LogEntry::NbResponse, &probe, &captured);
-            capture(out.flow_events, LogEntry::FlowEvent, &probe, &captured);
             capture(
-                out.network_states,
-                LogEntry::NetworkState,
+                out.sb_commands,
                 &probe,
                 &captured,
+                logged(LogEntry::SbCommand),
+            );
+            capture(
+                out.nb_responses,
+                &probe,
+                &captured,
+                logged(LogEntry::NbResponse),
+            );
+            capture(
+                out.flow_events,
+                &probe,
+                &captured,
+                logged(LogEntry::FlowEvent),
+            );
+            capture(
+                out.network_states,
+                &probe,
+                &captured,
+                logged(LogEntry::NetworkState),
             );
             source
         });
@@ -161,6 +176,11 @@ pub fn replay(input: &[LogLine], settings: Settings, network: &Network) -> Vec<L
             }
         }
         run_until(&mut source, end);
+        // The recording ends here. Timers that arm themselves again (the keeper's sweep)
+        // would keep a draining dataflow going forever.
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
         let mut output = captured.take();
         output.sort_by_cached_key(|line| {
             (
@@ -172,11 +192,14 @@ pub fn replay(input: &[LogLine], settings: Settings, network: &Network) -> Vec<L
     })
 }
 
-fn capture<D: Clone + 'static>(
+/// Collects every record of `stream`, stamped with its time by `stamp`, into `into`, and
+/// attaches `probe` so the caller knows when a time is complete. Shared by the replay runner
+/// and the tests that drive the graph themselves.
+pub fn capture<D: Clone + 'static, T: 'static>(
     stream: StreamVec<'_, Time, D>,
-    wrap: fn(D) -> LogEntry,
     probe: &ProbeHandle<Time>,
-    into: &Rc<RefCell<Vec<LogLine>>>,
+    into: &Rc<RefCell<Vec<T>>>,
+    stamp: impl Fn(Time, D) -> T + 'static,
 ) {
     let into = into.clone();
     stream
@@ -186,13 +209,19 @@ fn capture<D: Clone + 'static>(
                 let Some(&time) = capability.least() else {
                     return;
                 };
-                let mut into = into.borrow_mut();
-                into.extend(data.flat_map(|batch| batch.drain(..)).map(|d| LogLine {
-                    time,
-                    entry: wrap(d),
-                }));
+                into.borrow_mut().extend(
+                    data.flat_map(|batch| batch.drain(..))
+                        .map(|d| stamp(time, d)),
+                );
             });
         });
+}
+
+fn logged<D>(wrap: fn(D) -> LogEntry) -> impl Fn(Time, D) -> LogLine {
+    move |time, d| LogLine {
+        time,
+        entry: wrap(d),
+    }
 }
 
 /// One JSON line per entry: the form golden files are kept in.

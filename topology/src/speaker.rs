@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use hubspoke_fsm::{Envelope, SbCommand, SbResponse};
 use hubspoke_speaker::deadline::{CommandTimer, Timeout};
-use hubspoke_speaker::{RetryPolicy, SpeakerOutput, SpeakerRequest, SpeakerStats, SpeakerWorker};
+use hubspoke_speaker::{
+    RetryPolicy, SpeakerOutput, SpeakerReport, SpeakerRequest, SpeakerStats, SpeakerWorker,
+};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::InputCapability;
@@ -14,13 +16,12 @@ use timely::dataflow::{Scope, StreamVec};
 
 use crate::coordinator::{Deadline, TimerKey};
 use crate::dataflow::{route, ship, Time};
-use crate::hub::HubInput;
 use crate::metrics::Metrics;
 use crate::wire::Json;
 
 pub struct SpeakerStreams<'scope> {
     pub commands: StreamVec<'scope, Time, Envelope<SbCommand>>,
-    pub reports: StreamVec<'scope, Time, HubInput>,
+    pub reports: StreamVec<'scope, Time, SpeakerReport>,
     pub deadlines: StreamVec<'scope, Time, Deadline>,
 }
 
@@ -60,7 +61,7 @@ pub fn speaker_operator<'scope>(
                 for output in outputs.drain(..) {
                     match output {
                         SpeakerOutput::Command(c) => commands_buf.push(c),
-                        SpeakerOutput::Report(r) => reports_buf.push(HubInput::Report(r)),
+                        SpeakerOutput::Report(r) => reports_buf.push(r),
                         SpeakerOutput::Deadline(d) => {
                             deadlines_buf.push(d.map_key(TimerKey::Command))
                         }

@@ -9,22 +9,32 @@
 //! Make-before-break: a flow may hold a second, pending reservation next to its current one.
 //! On an ISL both use, the flow counts once, with the larger bandwidth: both rule sets carry
 //! the same traffic, and only one ingress is active at a time.
+//!
+//! Quarantine: a reservation some of whose rules may still be on a switch (their removal was
+//! not confirmed: the removal debt) is not given back when the flow lets go of it. Its
+//! cookie, VLANs, meters, endpoints and bandwidth stay taken until the last of those rules is
+//! confirmed gone, so nothing new can collide with a rule left behind.
 
 mod ids;
 pub mod operator;
+pub mod owed;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use hubspoke_fsm::dataplane::LinkEnd;
 use hubspoke_fsm::network::Network;
+use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
+use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, Resources, SbEvent, SwitchId,
-    MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, RemovalDebt, Reservation,
+    Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::view::ViewChange;
 use crate::wire::Json;
 use ids::IdPool;
+use owed::OwedRules;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
@@ -44,6 +54,9 @@ pub enum AllocatorRequest {
     Release { flow_id: FlowId },
     /// Everything the flow holds is released.
     Free { flow_id: FlowId },
+    /// Rules of the flow whose removal was not confirmed: the reservation they use stays
+    /// taken until they are gone. Comes before the request that lets go of it.
+    Owe { flow_id: FlowId, debt: RemovalDebt },
     /// The network changed: paths avoid what is down from now on.
     Network(Json<SbEvent>),
 }
@@ -59,43 +72,70 @@ const FIRST_FLOW_METER: u64 = 32;
 const LAST_METER: u64 = 65_535;
 const FIRST_TRANSIT_VLAN: u64 = 2;
 
-#[derive(Clone, Debug)]
-struct Reservation {
-    request: FlowRequest,
-    resources: Resources,
-}
-
-impl Reservation {
-    /// The bandwidth this reservation takes on `isl` (0 if its path does not use it).
-    fn bandwidth_on(&self, isl: &Isl) -> u64 {
-        if reserved_isls(&self.resources).any(|i| i == *isl) {
-            self.request.maximum_bandwidth
-        } else {
-            0
-        }
-    }
-
-    fn holds_endpoint(&self, endpoint: &FlowEndpoint) -> bool {
-        self.request.source == *endpoint || self.request.destination == *endpoint
+/// The bandwidth a reservation takes on `isl` (0 if its path does not use it).
+fn bandwidth_on(reservation: &Reservation, isl: &Isl) -> u64 {
+    if reserved_isls(&reservation.resources).any(|i| i == *isl) {
+        reservation.request.maximum_bandwidth
+    } else {
+        0
     }
 }
 
-/// What one flow holds: the reservation its rules use, and a pending one while it moves.
+fn holds_endpoint(reservation: &Reservation, endpoint: &FlowEndpoint) -> bool {
+    reservation.request.source == *endpoint || reservation.request.destination == *endpoint
+}
+
+/// The switches a reservation's rules are on.
+fn switches_of(reservation: &Reservation) -> impl Iterator<Item = SwitchId> + '_ {
+    let request = &reservation.request;
+    [request.source.switch_id, request.destination.switch_id]
+        .into_iter()
+        .chain(
+            reservation
+                .resources
+                .forward_path
+                .iter()
+                .map(|isl| isl.dst_switch),
+        )
+}
+
+/// What one flow holds: the reservation its rules use, a pending one while it moves, and the
+/// ones it let go of while some of their rules are still owed.
 #[derive(Debug, Default)]
 struct Holding {
     current: Option<Reservation>,
     pending: Option<Reservation>,
+    quarantined: Vec<Reservation>,
 }
 
 impl Holding {
-    /// The flow's share of `isl`: the larger of its two reservations there.
+    fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.current
+            .iter()
+            .chain(&self.pending)
+            .chain(&self.quarantined)
+    }
+
+    /// The flow's share of `isl`: the largest of its reservations there (their rules carry
+    /// the same traffic, through one ingress at a time).
     fn bandwidth_on(&self, isl: &Isl) -> u64 {
-        let on = |r: &Option<Reservation>| r.as_ref().map_or(0, |r| r.bandwidth_on(isl));
-        on(&self.current).max(on(&self.pending))
+        self.reservations()
+            .map(|r| bandwidth_on(r, isl))
+            .max()
+            .unwrap_or(0)
     }
 
     fn is_empty(&self) -> bool {
-        self.current.is_none() && self.pending.is_none()
+        self.current.is_none() && self.pending.is_none() && self.quarantined.is_empty()
+    }
+
+    /// The switches the rules of its current and pending reservations are on.
+    fn switches(&self) -> BTreeSet<SwitchId> {
+        self.current
+            .iter()
+            .chain(&self.pending)
+            .flat_map(switches_of)
+            .collect()
     }
 }
 
@@ -116,6 +156,12 @@ pub struct ResourcePool {
     meters: HashMap<SwitchId, IdPool>,
     endpoints: HashMap<FlowEndpoint, FlowId>,
     holdings: HashMap<FlowId, Holding>,
+    /// The flows whose current or pending rules are on each switch, for its validation.
+    flows_on_switch: HashMap<SwitchId, HashSet<FlowId>>,
+    owed: OwedRules,
+    /// Cookie ids of owed rules that no reservation holds (found on a switch, no flow's),
+    /// taken from the pool until those rules are gone.
+    orphan_cookies: HashSet<u64>,
     switches: HashMap<SwitchId, Announced<u32>>,
     isls: HashMap<Isl, Announced<u64>>,
     /// Changes not yet handed to the network view.
@@ -127,11 +173,14 @@ impl Default for ResourcePool {
         ResourcePool {
             network: Network::default(),
             used_bandwidth: HashMap::new(),
-            cookies: IdPool::new(1, (1 << 48) - 1),
+            cookies: IdPool::new(1, COOKIE_ID_LIMIT - 1),
             transit_vlans: HashMap::new(),
             meters: HashMap::new(),
             endpoints: HashMap::new(),
             holdings: HashMap::new(),
+            flows_on_switch: HashMap::new(),
+            owed: OwedRules::default(),
+            orphan_cookies: HashSet::new(),
             switches: HashMap::new(),
             isls: HashMap::new(),
             changes: Vec::new(),
@@ -167,6 +216,10 @@ impl ResourcePool {
                 self.free(&flow_id);
                 None
             }
+            AllocatorRequest::Owe { flow_id, debt } => {
+                self.owe(&flow_id, debt);
+                None
+            }
             AllocatorRequest::Network(Json(event)) => {
                 self.apply_network_event(&event);
                 None
@@ -190,24 +243,7 @@ impl ResourcePool {
                 .map(|t| (t.request.clone(), t.resources.clone())),
         ];
         for (request, resources) in reservations.iter().flatten() {
-            self.cookies.reserve(resources.cookie);
-            for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
-                self.link_vlans(isl).reserve(u64::from(*vlan));
-            }
-            for (switch, meter) in [
-                (request.source.switch_id, resources.forward_meter),
-                (request.destination.switch_id, resources.reverse_meter),
-            ] {
-                if let Some(meter) = meter {
-                    self.meters
-                        .entry(switch)
-                        .or_insert_with(|| IdPool::new(FIRST_FLOW_METER, LAST_METER))
-                        .reserve(u64::from(meter));
-                }
-            }
-            for endpoint in [&request.source, &request.destination] {
-                self.endpoints.insert(endpoint.clone(), flow_id.clone());
-            }
+            self.take_back(&flow_id, request, resources);
         }
         let [current, pending] =
             reservations.map(|r| r.map(|(request, resources)| Reservation { request, resources }));
@@ -221,18 +257,170 @@ impl ResourcePool {
         }
     }
 
+    /// Takes a reservation's ids and endpoints back from the pools, as its record holds them.
+    fn take_back(&mut self, flow_id: &str, request: &FlowRequest, resources: &Resources) {
+        self.cookies.reserve(resources.cookie);
+        for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+            self.link_vlans(isl).reserve(u64::from(*vlan));
+        }
+        for (switch, meter) in [
+            (request.source.switch_id, resources.forward_meter),
+            (request.destination.switch_id, resources.reverse_meter),
+        ] {
+            if let Some(meter) = meter {
+                self.meters
+                    .entry(switch)
+                    .or_insert_with(|| IdPool::new(FIRST_FLOW_METER, LAST_METER))
+                    .reserve(u64::from(meter));
+            }
+        }
+        for endpoint in [&request.source, &request.destination] {
+            self.endpoints.insert(endpoint.clone(), flow_id.to_string());
+        }
+    }
+
+    /// Rules of a flow whose removal was not confirmed. While the flow holds their
+    /// reservation nothing changes but the debt; once it lets go of it (or if it already has:
+    /// a restart), the reservation is quarantined.
+    pub fn owe(&mut self, flow_id: &str, debt: RemovalDebt) {
+        for rule in debt.rules {
+            self.owed.add(rule, Some(flow_id.to_string()));
+        }
+        let cookie = debt.reservation.resources.cookie;
+        let held = self
+            .holdings
+            .get(flow_id)
+            .is_some_and(|h| h.reservations().any(|r| r.resources.cookie == cookie));
+        if !held {
+            let reservation = debt.reservation;
+            self.take_back(flow_id, &reservation.request, &reservation.resources);
+            self.update_holding(flow_id, |h| h.quarantined.push(reservation));
+        }
+    }
+
+    /// A rule in hubspoke's cookie space that no flow expects, found on a switch: owed. If no
+    /// reservation holds its cookie, the cookie is taken until the rule is gone, so no new
+    /// flow gets it (a removal names a rule by match and cookie).
+    pub fn owe_orphan(&mut self, rule: FlowSegment) -> bool {
+        let cookie_id = rule.cookie_id();
+        let owner = self.holdings.iter().find_map(|(flow_id, h)| {
+            h.reservations()
+                .any(|r| r.resources.cookie == cookie_id)
+                .then(|| flow_id.clone())
+        });
+        if owner.is_none() && self.orphan_cookies.insert(cookie_id) {
+            self.cookies.reserve(cookie_id);
+        }
+        self.owed.add(rule, owner)
+    }
+
+    /// An owed rule is confirmed gone. A quarantined reservation whose last owed rule it was
+    /// is given back, and so is an orphan's cookie.
+    pub fn paid(&mut self, rule: &FlowSegment) -> Option<owed::Owed> {
+        let paid = self.owed.pay(rule)?;
+        let cookie_id = rule.cookie_id();
+        if self.owed.owes_cookie(cookie_id) {
+            return Some(paid);
+        }
+        if self.orphan_cookies.remove(&cookie_id) {
+            self.cookies.give_back(cookie_id);
+        }
+        let Some(flow_id) = paid.flow_id.clone() else {
+            return Some(paid);
+        };
+        let mut released = None;
+        self.update_holding(&flow_id, |h| {
+            if let Some(at) = h
+                .quarantined
+                .iter()
+                .position(|r| r.resources.cookie == cookie_id)
+            {
+                released = Some(h.quarantined.remove(at));
+            }
+        });
+        if let Some(reservation) = released {
+            self.drop_reservation(&flow_id, &reservation);
+        }
+        Some(paid)
+    }
+
+    /// The removal debt, by switch.
+    pub fn owed(&self) -> &OwedRules {
+        &self.owed
+    }
+
+    /// What hubspoke expects on a switch: the rules of the current reservations that use it
+    /// (required), of the pending ones (allowed), and the debt there.
+    pub fn expectation(&self, switch_id: SwitchId) -> Expectation {
+        let mut expectation = Expectation::default();
+        for flow_id in self.flows_on_switch.get(&switch_id).into_iter().flatten() {
+            let Some(holding) = self.holdings.get(flow_id) else {
+                continue;
+            };
+            let on_switch = |r: &Reservation| {
+                flow_segments(&r.request, &r.resources)
+                    .into_iter()
+                    .filter(|rule| rule.switch_id == switch_id)
+                    .map(|rule| (rule, flow_id.clone()))
+                    .collect::<Vec<_>>()
+            };
+            expectation
+                .required
+                .extend(holding.current.iter().flat_map(on_switch));
+            expectation
+                .allowed
+                .extend(holding.pending.iter().flat_map(on_switch));
+        }
+        expectation.owed = self
+            .owed
+            .on(switch_id)
+            .map(|owed| (owed.rule.clone(), owed.flow_id.clone()))
+            .collect();
+        expectation
+    }
+
+    /// A flow's current and pending reservations.
+    pub fn reservations_of(&self, flow_id: &str) -> (Option<&Reservation>, Option<&Reservation>) {
+        self.holdings
+            .get(flow_id)
+            .map_or((None, None), |h| (h.current.as_ref(), h.pending.as_ref()))
+    }
+
+    /// Every switch ever announced, in id order.
+    pub fn switch_ids(&self) -> Vec<SwitchId> {
+        let mut ids: Vec<SwitchId> = self.switches.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Where a port leads, if it is an inter-switch link: for tracing packets.
+    pub fn link_end(&self, switch_id: SwitchId, port: u32) -> Option<LinkEnd> {
+        let (isl, announced) = self
+            .isls
+            .iter()
+            .find(|(isl, _)| isl.src_switch == switch_id && isl.src_port == port)?;
+        Some(LinkEnd {
+            switch_id: isl.dst_switch,
+            port: isl.dst_port,
+            up: announced.up,
+        })
+    }
+
     /// The changes made since the last call, for the network view.
     pub fn take_view_changes(&mut self) -> Vec<ViewChange> {
         std::mem::take(&mut self.changes)
     }
 
     /// Records what the switches report. Flows already on a link that went down keep their
-    /// reservation until they are moved off it.
-    pub fn apply_network_event(&mut self, event: &SbEvent) {
+    /// reservation until they are moved off it. Returns a switch that came back (known, and
+    /// reported gone before).
+    pub fn apply_network_event(&mut self, event: &SbEvent) -> Option<SwitchId> {
         match *event {
             SbEvent::SwitchAdded { switch_id, ports } => {
+                let was_gone = self.switches.get(&switch_id).is_some_and(|s| !s.up);
                 self.network.add_switch(switch_id, ports);
                 self.announce_switch(switch_id, ports, true);
+                return was_gone.then_some(switch_id);
             }
             SbEvent::SwitchRemoved { switch_id } => {
                 let ports = self.switches.get(&switch_id).map_or(0, |s| s.value);
@@ -248,6 +436,7 @@ impl ResourcePool {
                 }
             }
         }
+        None
     }
 
     fn announce_switch(&mut self, switch_id: SwitchId, ports: u32, up: bool) {
@@ -315,7 +504,12 @@ impl ResourcePool {
 
     /// Reserves a new flow's path and resources.
     pub fn allocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
-        if self.holdings.contains_key(&request.flow_id) {
+        // A quarantined reservation of a deleted flow does not keep its id from a new one.
+        if self
+            .holdings
+            .get(&request.flow_id)
+            .is_some_and(|h| h.current.is_some() || h.pending.is_some())
+        {
             return Err(ErrorBody::new(
                 409,
                 "already-exists",
@@ -446,24 +640,35 @@ impl ResourcePool {
     /// step with its share of every ISL either reservation touches.
     fn update_holding(&mut self, flow_id: &str, change: impl FnOnce(&mut Holding)) {
         let holding = self.holdings.entry(flow_id.to_string()).or_default();
-        let touched: BTreeSet<Isl> = [&holding.current, &holding.pending]
-            .into_iter()
-            .flatten()
+        let touched: BTreeSet<Isl> = holding
+            .reservations()
             .flat_map(|r| reserved_isls(&r.resources))
             .collect();
         let before: Vec<(Isl, u64)> = touched
             .iter()
             .map(|isl| (*isl, holding.bandwidth_on(isl)))
             .collect();
+        let switches_before = holding.switches();
         change(holding);
-        let mut after: HashMap<Isl, u64> = [&holding.current, &holding.pending]
-            .into_iter()
-            .flatten()
+        let mut after: HashMap<Isl, u64> = holding
+            .reservations()
             .flat_map(|r| reserved_isls(&r.resources))
             .map(|isl| (isl, holding.bandwidth_on(&isl)))
             .collect();
+        let switches_after = holding.switches();
         if holding.is_empty() {
             self.holdings.remove(flow_id);
+        }
+        for gone in switches_before.difference(&switches_after) {
+            if let Some(flows) = self.flows_on_switch.get_mut(gone) {
+                flows.remove(flow_id);
+            }
+        }
+        for new in switches_after.difference(&switches_before) {
+            self.flows_on_switch
+                .entry(*new)
+                .or_default()
+                .insert(flow_id.to_string());
         }
         for (isl, old) in before {
             let new = after.remove(&isl).unwrap_or(0);
@@ -520,7 +725,7 @@ impl ResourcePool {
         });
         if let Some(old) = old {
             self.paths_changed(flow_id, &old.resources, -1);
-            self.drop_reservation(flow_id, &old);
+            self.let_go(flow_id, old);
         }
         if let Some(new) = new {
             self.paths_changed(flow_id, &new.resources, 1);
@@ -535,7 +740,7 @@ impl ResourcePool {
         }
         self.update_holding(flow_id, |h| pending = h.pending.take());
         if let Some(pending) = pending {
-            self.drop_reservation(flow_id, &pending);
+            self.let_go(flow_id, pending);
         }
     }
 
@@ -551,10 +756,20 @@ impl ResourcePool {
         });
         if let Some(current) = current {
             self.paths_changed(flow_id, &current.resources, -1);
-            self.drop_reservation(flow_id, &current);
+            self.let_go(flow_id, current);
         }
         if let Some(pending) = pending {
-            self.drop_reservation(flow_id, &pending);
+            self.let_go(flow_id, pending);
+        }
+    }
+
+    /// A reservation the flow no longer uses goes back, unless some of its rules are owed:
+    /// then it is quarantined until they are gone.
+    fn let_go(&mut self, flow_id: &str, reservation: Reservation) {
+        if self.owed.owes_cookie(reservation.resources.cookie) {
+            self.update_holding(flow_id, |h| h.quarantined.push(reservation));
+        } else {
+            self.drop_reservation(flow_id, &reservation);
         }
     }
 
@@ -566,12 +781,8 @@ impl ResourcePool {
             &reservation.request.source,
             &reservation.request.destination,
         ] {
-            let still_held = kept.is_some_and(|h| {
-                [&h.current, &h.pending]
-                    .into_iter()
-                    .flatten()
-                    .any(|r| r.holds_endpoint(endpoint))
-            });
+            let still_held =
+                kept.is_some_and(|h| h.reservations().any(|r| holds_endpoint(r, endpoint)));
             if !still_held && self.endpoints.get(endpoint).is_some_and(|o| o == flow_id) {
                 self.endpoints.remove(endpoint);
             }

@@ -1,20 +1,53 @@
 //! The allocator as a timely operator: every request is exchanged to worker 0, so bandwidth,
 //! cookies, VLANs and meters are reserved in one place and never over-committed. It answers
 //! the hub, and hands every change it makes to the network view.
+//!
+//! The switch keeper lives here too: it judges switches against the same reservations, and
+//! its removal debt keeps what the owed rules use taken (see `keeper`).
 
-use hubspoke_fsm::{FlowRecord, SbEvent};
+use std::sync::Arc;
+
+use hubspoke_fsm::{Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, SbEvent, SwitchId};
+use hubspoke_speaker::{SpeakerReport, SpeakerRequest};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::InputCapability;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::{AllocatorRequest, ResourcePool};
+use crate::coordinator::Deadline;
 use crate::dataflow::{ship, Time};
 use crate::hub::HubInput;
+use crate::keeper::{Keeper, KeeperOutput, KeeperSettings, KeeperStats, KeeperTimer};
+use crate::metrics::Metrics;
+use crate::recovery::RecoveredDebt;
 use crate::view::ViewChange;
+use crate::wire::Json;
+
+/// What the switch keeper hears besides the allocator's own requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum KeeperInput {
+    /// A validation or a switch sync from the northbound.
+    Request(Json<Envelope<NbRequest>>),
+    /// The answer to one of its commands.
+    Report(SpeakerReport),
+    Timer {
+        timer: KeeperTimer,
+        generation: u64,
+    },
+}
 
 pub struct AllocatorStreams<'scope> {
+    /// Allocation results, and the keeper's repair requests.
     pub results: StreamVec<'scope, Time, HubInput>,
     pub view_changes: StreamVec<'scope, Time, ViewChange>,
+    /// The keeper's commands.
+    pub speaker: StreamVec<'scope, Time, SpeakerRequest>,
+    /// The keeper's timers.
+    pub deadlines: StreamVec<'scope, Time, Deadline>,
+    pub responses: StreamVec<'scope, Time, Envelope<NbResponse>>,
+    pub events: StreamVec<'scope, Time, Envelope<FlowEvent>>,
 }
 
 /// What the allocator knows before its first request.
@@ -25,19 +58,56 @@ pub struct Known {
     /// The records a restarted topology found, whose resources are taken back before
     /// anything else is allocated.
     pub reservations: Vec<FlowRecord>,
+    /// The removal debt a restarted topology found: its reservations stay quarantined.
+    pub debts: Vec<RecoveredDebt>,
     /// When the topology started: what the view learns from this enters at that time.
     pub at_ms: Time,
+}
+
+/// Per-output buffers of the keeper, filled from its outputs in one pass.
+#[derive(Default)]
+struct KeeperBuffers {
+    results: Vec<HubInput>,
+    speaker: Vec<SpeakerRequest>,
+    deadlines: Vec<Deadline>,
+    responses: Vec<Envelope<NbResponse>>,
+    events: Vec<Envelope<FlowEvent>>,
+}
+
+impl KeeperBuffers {
+    fn sort(&mut self, outputs: &mut Vec<KeeperOutput>) {
+        for output in outputs.drain(..) {
+            match output {
+                KeeperOutput::Speaker(x) => self.speaker.push(x),
+                KeeperOutput::Deadline(x) => self.deadlines.push(x),
+                KeeperOutput::Response(x) => self.responses.push(x),
+                KeeperOutput::Event(x) => self.events.push(x),
+                KeeperOutput::Repair { flow_id, switch_id } => {
+                    self.results.push(HubInput::Repair { flow_id, switch_id })
+                }
+            }
+        }
+    }
 }
 
 pub fn allocator_operator<'scope>(
     scope: Scope<'scope, Time>,
     requests: StreamVec<'scope, Time, AllocatorRequest>,
+    keeper_inputs: StreamVec<'scope, Time, KeeperInput>,
     known: Known,
+    keeper_settings: KeeperSettings,
+    metrics: Arc<Metrics>,
 ) -> AllocatorStreams<'scope> {
     let mut builder = OperatorBuilder::new("Allocator".to_owned(), scope);
     let mut requests = builder.new_input(requests, Exchange::new(|_: &AllocatorRequest| 0));
+    let mut keeper_inputs = builder.new_input(keeper_inputs, Exchange::new(|_: &KeeperInput| 0));
     let (mut results_out, results) = builder.new_output();
     let (mut changes_out, view_changes) = builder.new_output();
+    let (mut speaker_out, speaker) = builder.new_output();
+    let (mut deadlines_out, deadlines) = builder.new_output();
+    let (mut responses_out, responses) = builder.new_output();
+    let (mut events_out, events) = builder.new_output();
+    let first_worker = scope.index() == 0;
     builder.build(move |initial_capabilities| {
         let mut pool = ResourcePool::new();
         for event in &known.network {
@@ -46,36 +116,149 @@ pub fn allocator_operator<'scope>(
         for record in &known.reservations {
             pool.restore(record);
         }
-        // The view learns what was known at the start time (the hubs' clocks count from
-        // there); then the initial capabilities go.
-        let mut restored = initial_capabilities
-            .into_iter()
-            .nth(1)
-            .map(|mut capability| {
-                capability.downgrade(&known.at_ms);
-                let changes = pool.take_view_changes();
-                (capability, changes)
-            });
-        let mut answers = Vec::new();
+        for debt in &known.debts {
+            debt.restore_into(&mut pool);
+        }
+        let mut keeper = Keeper::new(keeper_settings);
+        // What was known at the start enters at the start time (the hubs' clocks count from
+        // there): the view's first changes, the keeper's first timers and the debt's first
+        // payments. Then the initial capabilities go.
+        let mut started = Vec::new();
+        if first_worker {
+            keeper.start(known.at_ms, &pool, &mut started);
+        }
+        let mut start = Some((
+            initial_capabilities
+                .into_iter()
+                .map(|mut capability| {
+                    capability.downgrade(&known.at_ms);
+                    capability
+                })
+                .collect::<Vec<_>>(),
+            pool.take_view_changes(),
+            started,
+        ));
+        let mut buffers = KeeperBuffers::default();
+        let mut outputs = Vec::new();
+        let mut reported = KeeperStats::default();
         move |_frontiers| {
-            if let Some((capability, mut changes)) = restored.take() {
+            if let Some((capabilities, mut changes, mut started)) = start.take() {
+                buffers.sort(&mut started);
+                let at = |output: usize| &capabilities[output];
                 if !changes.is_empty() {
-                    changes_out.activate().give(&capability, &mut changes);
+                    changes_out.activate().give(at(1), &mut changes);
+                }
+                if !buffers.speaker.is_empty() {
+                    speaker_out.activate().give(at(2), &mut buffers.speaker);
+                }
+                if !buffers.deadlines.is_empty() {
+                    deadlines_out.activate().give(at(3), &mut buffers.deadlines);
                 }
             }
+            // Whatever an input caused leaves at that input's time.
+            let mut ship_all = |capability: &InputCapability<Time>,
+                                buffers: &mut KeeperBuffers,
+                                changes: &mut Vec<ViewChange>| {
+                ship(&mut results_out, capability, &mut buffers.results);
+                ship(&mut changes_out, capability, changes);
+                ship(&mut speaker_out, capability, &mut buffers.speaker);
+                ship(&mut deadlines_out, capability, &mut buffers.deadlines);
+                ship(&mut responses_out, capability, &mut buffers.responses);
+                ship(&mut events_out, capability, &mut buffers.events);
+            };
             requests.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else {
+                    return;
+                };
                 for request in data.flat_map(|batch| batch.drain(..)) {
-                    if let Some(result) = pool.handle(request) {
-                        answers.push(HubInput::Allocation(result));
+                    handle(
+                        &mut pool,
+                        &mut keeper,
+                        now,
+                        request,
+                        &mut buffers,
+                        &mut outputs,
+                    );
+                }
+                buffers.sort(&mut outputs);
+                ship_all(&capability, &mut buffers, &mut pool.take_view_changes());
+            });
+            keeper_inputs.for_each_stamp(|capability, data| {
+                let Some(&now) = capability.least() else {
+                    return;
+                };
+                for input in data.flat_map(|batch| batch.drain(..)) {
+                    match input {
+                        KeeperInput::Request(Json(envelope)) => {
+                            keeper.request(now, &pool, envelope, &mut outputs)
+                        }
+                        KeeperInput::Report(report) => {
+                            keeper.report(now, &mut pool, report, &mut outputs)
+                        }
+                        KeeperInput::Timer { timer, generation } => {
+                            keeper.timer(now, &pool, timer, generation, &mut outputs)
+                        }
                     }
                 }
-                ship(&mut results_out, &capability, &mut answers);
-                ship(&mut changes_out, &capability, &mut pool.take_view_changes());
+                buffers.sort(&mut outputs);
+                ship_all(&capability, &mut buffers, &mut pool.take_view_changes());
             });
+            if first_worker {
+                metrics
+                    .rules_pending_removal
+                    .set(i64::try_from(pool.owed().len()).unwrap_or(i64::MAX));
+                let stats = keeper.stats();
+                metrics.switch_sweeps.add(stats.sweeps - reported.sweeps);
+                metrics
+                    .excess_rules_removed
+                    .add(stats.excess_removed - reported.excess_removed);
+                metrics
+                    .missing_rules_reinstalled
+                    .add(stats.missing_reinstalled - reported.missing_reinstalled);
+                metrics
+                    .rules_removed_from_debt
+                    .add(stats.debt_paid - reported.debt_paid);
+                reported = stats;
+            }
         }
     });
     AllocatorStreams {
         results,
         view_changes,
+        speaker,
+        deadlines,
+        responses,
+        events,
+    }
+}
+
+/// One of the allocator's own requests: allocations answer the hub; a debt handed over and a
+/// switch coming back set the keeper going.
+fn handle(
+    pool: &mut ResourcePool,
+    keeper: &mut Keeper,
+    now: Time,
+    request: AllocatorRequest,
+    buffers: &mut KeeperBuffers,
+    outputs: &mut Vec<KeeperOutput>,
+) {
+    match request {
+        AllocatorRequest::Owe { flow_id, debt } => {
+            let switches: Vec<SwitchId> = debt.rules.iter().map(|r| r.switch_id).collect();
+            pool.owe(&flow_id, debt);
+            for switch_id in switches {
+                keeper.owed(now, switch_id, outputs);
+            }
+        }
+        AllocatorRequest::Network(Json(event)) => {
+            if let Some(back) = pool.apply_network_event(&event) {
+                keeper.switch_back(pool, back, outputs);
+            }
+        }
+        request => {
+            if let Some(result) = pool.handle(request) {
+                buffers.results.push(HubInput::Allocation(result));
+            }
+        }
     }
 }

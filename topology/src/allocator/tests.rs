@@ -208,7 +208,7 @@ fn a_restart_takes_back_exactly_what_the_records_hold() {
         record
     };
     let mut b_record = record("b", &b, 1000);
-    b_record.target = Some(Box::new(hubspoke_fsm::FlowTarget {
+    b_record.target = Some(Box::new(hubspoke_fsm::Reservation {
         request: request("b", 1, 3, 11, 2000),
         resources: moving.clone(),
     }));

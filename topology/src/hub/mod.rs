@@ -18,13 +18,15 @@ use std::sync::Arc;
 use hubspoke_fsm::create::FlowCreate;
 use hubspoke_fsm::delete::FlowDelete;
 use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
+use hubspoke_fsm::repair::FlowRepair;
 use hubspoke_fsm::reroute::{FlowReroute, RerouteKind};
 use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
+    SwitchId,
 };
 use hubspoke_speaker::deadline::DeadlineRequest;
-use hubspoke_speaker::{ReportOutcome, SpeakerReport, SpeakerRequest};
+use hubspoke_speaker::{ReportOutcome, Requester, SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
 use statig::blocking::{IntoStateMachineExt, StateMachine};
 use tracing::{debug, info_span};
@@ -53,6 +55,11 @@ pub enum HubInput {
         flow_id: String,
         affected: bool,
     },
+    /// From the switch keeper: the flow's rules on the switch are missing or differ.
+    Repair {
+        flow_id: String,
+        switch_id: SwitchId,
+    },
 }
 
 impl HubInput {
@@ -60,7 +67,9 @@ impl HubInput {
         match self {
             HubInput::Allocation(result) => &result.flow_id,
             HubInput::Report(report) => &report.flow_id,
-            HubInput::Timer { flow_id, .. } | HubInput::PathAffected { flow_id, .. } => flow_id,
+            HubInput::Timer { flow_id, .. }
+            | HubInput::PathAffected { flow_id, .. }
+            | HubInput::Repair { flow_id, .. } => flow_id,
         }
     }
 }
@@ -80,6 +89,7 @@ enum Machine {
     // Boxed: make-before-break keeps two sets of segments, which makes it the big one.
     Reroute(Box<StateMachine<FlowReroute>>),
     Sync(Box<StateMachine<FlowSync>>),
+    Repair(StateMachine<FlowRepair>),
 }
 
 impl Machine {
@@ -89,6 +99,7 @@ impl Machine {
             Machine::Delete(m) => m.handle_with_context(event, context),
             Machine::Reroute(m) => m.handle_with_context(event, context),
             Machine::Sync(m) => m.handle_with_context(event, context),
+            Machine::Repair(m) => m.handle_with_context(event, context),
         }
     }
 
@@ -98,6 +109,7 @@ impl Machine {
             Machine::Delete(m) => m.state().is_finished(),
             Machine::Reroute(m) => m.state().is_finished(),
             Machine::Sync(m) => m.state().is_finished(),
+            Machine::Repair(m) => m.state().is_finished(),
         }
     }
 
@@ -107,6 +119,7 @@ impl Machine {
             Machine::Delete(_) => "delete",
             Machine::Reroute(m) => m.inner().operation_name(),
             Machine::Sync(_) => "sync",
+            Machine::Repair(_) => "repair",
         }
     }
 }
@@ -228,12 +241,16 @@ impl Hub {
     }
 
     /// A request seen before: its answer again, or nothing while it is still being worked on.
-    fn duplicate(&self, envelope: &Envelope<NbRequest>) -> Option<Option<Envelope<NbResponse>>> {
+    fn duplicate(
+        &self,
+        flow_id: &str,
+        envelope: &Envelope<NbRequest>,
+    ) -> Option<Option<Envelope<NbResponse>>> {
         if let Some(answer) = self.answers.get(&envelope.correlation_id) {
             return Some(Some(answer.clone()));
         }
         let running = self
-            .operation(envelope.payload.flow_id())
+            .operation(flow_id)
             .is_some_and(|op| op.correlation_id == envelope.correlation_id);
         running.then_some(None)
     }
@@ -244,17 +261,33 @@ impl Hub {
         envelope: Envelope<NbRequest>,
         out: &mut Vec<HubOutput>,
     ) {
-        let flow_id = envelope.payload.flow_id().to_string();
+        let flow_id = match envelope.payload.flow_id() {
+            Some(flow_id) if !envelope.payload.is_for_keeper() => flow_id.to_string(),
+            _ => {
+                let error = ErrorBody::new(
+                    400,
+                    "bad-request",
+                    "Not a flow operation",
+                    "the hub runs operations on flows; validations are the switch keeper's",
+                );
+                let key = envelope.key.clone();
+                self.answer(
+                    envelope.reply(key, now_ms, NbResponse::Error { error }),
+                    out,
+                );
+                return;
+            }
+        };
         let _span =
             info_span!("hub", flow_id = %flow_id, correlation_id = %envelope.correlation_id)
                 .entered();
-        if let Some(answer) = self.duplicate(&envelope) {
+        if let Some(answer) = self.duplicate(&flow_id, &envelope) {
             self.metrics.requests_deduplicated.inc();
             debug!("the same request again: answered as before");
             out.extend(answer.map(HubOutput::Response));
             return;
         }
-        if let Err(error) = self.admit(now_ms, &envelope) {
+        if let Err(error) = self.admit(now_ms, &flow_id, &envelope) {
             self.metrics.requests_rejected.inc();
             debug!(status = error.status, reason = %error.error_description, "request rejected");
             self.answer(
@@ -277,7 +310,10 @@ impl Hub {
                 let Some(record) = slot.record.clone() else {
                     return;
                 };
-                self.machine_for(on_existing, record, prefix)
+                let Some(machine) = self.machine_for(on_existing, record, prefix) else {
+                    return;
+                };
+                machine
             }
         };
         self.start(
@@ -290,9 +326,14 @@ impl Hub {
         );
     }
 
-    /// The machine for a request on an existing flow.
-    fn machine_for(&self, request: NbRequest, record: FlowRecord, prefix: String) -> Machine {
-        match request {
+    /// The machine for an operation on an existing flow (none for the keeper's requests).
+    fn machine_for(
+        &self,
+        request: NbRequest,
+        record: FlowRecord,
+        prefix: String,
+    ) -> Option<Machine> {
+        Some(match request {
             NbRequest::UpdateFlow { flow } => {
                 self.reroute_machine(record, RerouteKind::Update(flow), prefix)
             }
@@ -303,7 +344,10 @@ impl Hub {
             NbRequest::DeleteFlow { .. } | NbRequest::CreateFlow { .. } => {
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
-        }
+            NbRequest::ValidateFlow { .. }
+            | NbRequest::ValidateSwitch { .. }
+            | NbRequest::SyncSwitch { .. } => return None,
+        })
     }
 
     fn sync_machine(&self, record: FlowRecord, prefix: String) -> Machine {
@@ -390,8 +434,45 @@ impl Hub {
         }
     }
 
+    /// The keeper found the flow's rules missing or different on a switch: an idle flow with
+    /// a path gets them installed again. A busy one is left to its operation (which sets its
+    /// rules anyway); the next sweep looks again. A DOWN flow whose path is not broken (a
+    /// rollback could not put its old ingress back) is synced instead: all its rules, and UP.
+    fn repair(
+        &mut self,
+        now_ms: u64,
+        flow_id: &str,
+        switch_id: SwitchId,
+        out: &mut Vec<HubOutput>,
+    ) {
+        let Some(slot) = self.flows.get(flow_id) else {
+            return;
+        };
+        let Some(record) = slot.record.as_ref().filter(|r| r.resources.is_some()) else {
+            return;
+        };
+        if slot.operation.is_some() {
+            return;
+        }
+        let prefix = format!("{flow_id}:{now_ms}");
+        let machine = if slot.is_down() && !slot.reroute.path_is_down() {
+            self.sync_machine(record.clone(), prefix)
+        } else {
+            Machine::Repair(
+                FlowRepair::new(record, switch_id, self.timeouts, prefix).state_machine(),
+            )
+        };
+        let correlation_id = format!("repair:{flow_id}:{now_ms}");
+        self.start(now_ms, flow_id, machine, correlation_id, false, out);
+    }
+
     /// Checks a request against the flows this hub knows; the allocator checks the network.
-    fn admit(&self, now_ms: u64, envelope: &Envelope<NbRequest>) -> Result<(), ErrorBody> {
+    fn admit(
+        &self,
+        now_ms: u64,
+        flow_id: &str,
+        envelope: &Envelope<NbRequest>,
+    ) -> Result<(), ErrorBody> {
         if envelope
             .deadline_ms
             .is_some_and(|deadline| deadline < now_ms)
@@ -403,7 +484,6 @@ impl Hub {
                 "the request reached the hub after its deadline",
             ));
         }
-        let flow_id = envelope.payload.flow_id();
         let slot = self.flows.get(flow_id);
         if slot.is_some_and(|s| s.operation.is_some()) {
             return Err(ErrorBody::new(
@@ -443,7 +523,10 @@ impl Hub {
             }
             NbRequest::DeleteFlow { .. }
             | NbRequest::RerouteFlow { .. }
-            | NbRequest::SyncFlow { .. } => {}
+            | NbRequest::SyncFlow { .. }
+            | NbRequest::ValidateFlow { .. }
+            | NbRequest::ValidateSwitch { .. }
+            | NbRequest::SyncSwitch { .. } => {}
         }
         Ok(())
     }
@@ -470,11 +553,15 @@ impl Hub {
             }) => OpEvent::CommandFailed { command_id, reason },
             HubInput::Report(SpeakerReport {
                 command_id,
-                outcome: ReportOutcome::Listed { rules },
+                outcome: ReportOutcome::Listed { rules, .. },
                 ..
             }) => OpEvent::RulesListed { command_id, rules },
             HubInput::PathAffected { affected, .. } => {
                 self.path_affected(now_ms, &flow_id, affected, out);
+                return;
+            }
+            HubInput::Repair { switch_id, .. } => {
+                self.repair(now_ms, &flow_id, switch_id, out);
                 return;
             }
             HubInput::Timer {
@@ -626,6 +713,7 @@ impl Carrying<'_> {
                 action,
                 segment,
             } => HubOutput::Speaker(SpeakerRequest::Run {
+                requester: Requester::Hub,
                 flow_id,
                 correlation_id,
                 command_id,
@@ -633,6 +721,20 @@ impl Carrying<'_> {
                 segment,
             }),
             Action::Abandon => HubOutput::Speaker(SpeakerRequest::Abandon { flow_id }),
+            Action::Owe(debt) => {
+                // Durable first, in the flow's own order on the log, then to the allocator.
+                let event = FlowEvent::RemovalOwed {
+                    flow_id: flow_id.clone(),
+                    debt: debt.clone(),
+                };
+                self.out.push(HubOutput::Event(Envelope::new(
+                    correlation_id,
+                    flow_id.clone(),
+                    now_ms,
+                    event,
+                )));
+                HubOutput::Allocator(AllocatorRequest::Owe { flow_id, debt })
+            }
             Action::Respond(response) => {
                 if operation.answered {
                     let answer = Envelope::new(correlation_id, flow_id, now_ms, response);

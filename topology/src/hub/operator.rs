@@ -95,7 +95,7 @@ pub fn hub_operator<'scope>(
     );
     let mut requests = builder.new_input(
         requests,
-        Exchange::new(|e: &Json<Envelope<NbRequest>>| route(e.0.payload.flow_id())),
+        Exchange::new(|e: &Json<Envelope<NbRequest>>| route(&e.0.key)),
     );
     let mut feedback =
         builder.new_input(feedback, Exchange::new(|i: &HubInput| route(i.flow_id())));

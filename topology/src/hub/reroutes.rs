@@ -1,5 +1,5 @@
 //! Reroutes the network asks for: a flow whose path uses a down link, a DOWN flow once a link
-//! comes up, and a broken flow whose reroute failed. They wait for the network to settle
+//! comes up, and a DOWN flow whose last operation failed. They wait for the network to settle
 //! (every new trigger for a flow pushes its reroute back by `delay_ms`, up to `max_delay_ms`
 //! after the first), so a flapping link costs nothing and a failure becomes one batch.
 
@@ -28,8 +28,8 @@ impl Default for RerouteThrottle {
     }
 }
 
-/// A flow whose path broke and whose reroute failed (a switch timed out, no path yet) is
-/// retried after `max_delay_ms` doubled per failure in a row, up to this many doublings.
+/// A DOWN flow (its path broke, a switch refused or timed out, no path yet) is retried after
+/// `max_delay_ms` doubled per failure in a row, up to this many doublings.
 const RETRY_DOUBLINGS: u32 = 4;
 
 /// What the network asks of one flow.
@@ -38,11 +38,15 @@ pub(super) struct RerouteState {
     /// The network view says the flow's installed path uses a down link.
     path_down: bool,
     queued: Option<QueuedReroute>,
-    /// Reroutes of the broken path that failed in a row: the next retry waits longer.
-    failed_reroutes: u32,
+    /// Operations that left the flow DOWN in a row: the next retry waits longer.
+    failures_in_a_row: u32,
 }
 
 impl RerouteState {
+    pub(super) fn path_is_down(&self) -> bool {
+        self.path_down
+    }
+
     /// A deleted flow's queued reroute goes with it.
     pub(super) fn cancel(self, flow_id: &str, out: &mut Vec<HubOutput>) {
         if let Some(queued) = self.queued {
@@ -133,30 +137,38 @@ impl Hub {
         let Some(record) = slot.record.clone().filter(|_| wanted) else {
             return;
         };
-        self.metrics.reroutes_started.inc();
         let prefix = format!("{flow_id}:{now_ms}");
-        let machine = self.reroute_machine(record, queued.kind, prefix);
-        let correlation_id = format!("reroute:{flow_id}:{now_ms}");
+        // A DOWN flow whose path is whole keeps it: its rules are installed again.
+        let keeps_path = queued.kind == RerouteKind::Retry
+            && record.resources.is_some()
+            && !slot.reroute.path_down;
+        let (machine, operation) = if keeps_path {
+            (self.sync_machine(record, prefix), "sync")
+        } else {
+            self.metrics.reroutes_started.inc();
+            (self.reroute_machine(record, queued.kind, prefix), "reroute")
+        };
+        let correlation_id = format!("{operation}:{flow_id}:{now_ms}");
         self.start(now_ms, flow_id, machine, correlation_id, false, out);
     }
 
     /// After an operation on a flow that still exists finished: a path that broke while it
-    /// ran is rerouted, and a broken flow whose reroute failed is tried again later, waiting
-    /// longer after each failure in a row (nothing else would try again until the network
-    /// improves, so a switch that timed out under load must not strand the flow).
+    /// ran is rerouted, and a flow left DOWN is tried again later, waiting longer after each
+    /// failure in a row (nothing else would try again until the network improves, so a
+    /// switch that refused or timed out under load must not strand the flow).
     pub(super) fn after_operation(&mut self, now_ms: u64, flow_id: &str, out: &mut Vec<HubOutput>) {
         let Some(slot) = self.flows.get_mut(flow_id) else {
             return;
         };
         if slot.is_up() {
-            slot.reroute.failed_reroutes = 0;
+            slot.reroute.failures_in_a_row = 0;
             if slot.reroute.path_down && slot.reroute.queued.is_none() {
                 self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
             }
-        } else if slot.reroute.path_down && slot.reroute.queued.is_none() && slot.is_down() {
-            let doublings = slot.reroute.failed_reroutes.min(RETRY_DOUBLINGS);
+        } else if slot.reroute.queued.is_none() && slot.is_down() {
+            let doublings = slot.reroute.failures_in_a_row.min(RETRY_DOUBLINGS);
             let delay_ms = self.throttle.max_delay_ms.max(1) << doublings;
-            slot.reroute.failed_reroutes += 1;
+            slot.reroute.failures_in_a_row += 1;
             self.queue_reroute_in(now_ms, flow_id, RerouteKind::Retry, delay_ms, out);
         }
     }
