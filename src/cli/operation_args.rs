@@ -5,6 +5,7 @@ use hubspoke_fsm::operation::Timeouts;
 use hubspoke_speaker::RetryPolicy;
 use hubspoke_topology::dataflow::Settings;
 use hubspoke_topology::hub::RerouteThrottle;
+use hubspoke_topology::keeper::KeeperSettings;
 
 #[derive(Args, Debug, Clone)]
 pub struct OperationArgs {
@@ -24,6 +25,10 @@ pub struct OperationArgs {
     /// ... but no longer than this after its first trigger.
     #[arg(long, default_value_t = RerouteThrottle::default().max_delay_ms)]
     pub reroute_max_delay_ms: u64,
+    /// Every switch is validated and synced once per this period (staggered, a few at a
+    /// time); 0 turns the sweep off. A switch coming back is synced at once either way.
+    #[arg(long, default_value_t = KeeperSettings::default().sweep_ms / 1000)]
+    pub switch_sweep_secs: u64,
 }
 
 impl OperationArgs {
@@ -41,6 +46,10 @@ impl OperationArgs {
             reroute: RerouteThrottle {
                 delay_ms: self.reroute_delay_ms,
                 max_delay_ms: self.reroute_max_delay_ms.max(self.reroute_delay_ms),
+            },
+            keeper: KeeperSettings {
+                sweep_ms: self.switch_sweep_secs.saturating_mul(1000),
+                ..KeeperSettings::default()
             },
         }
     }

@@ -14,7 +14,7 @@ mod test_support;
 mod tests;
 
 pub use flow_json::{forward_path, FlowJson, PathNode};
-pub use pending::{spawn_reply_dispatcher, CorrelationIdInUse, PendingReplies, PendingReply};
+pub use pending::{spawn_reply_dispatcher, CorrelationIdConflict, PendingReplies, PendingReply};
 pub use routes::{nb_router, MetricsRender, NbState, DEFAULT_REQUEST_TIMEOUT};
 pub use shim::Northbound;
 pub use view::{

@@ -6,35 +6,44 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
-use hubspoke_fsm::{Envelope, NbResponse};
+use hubspoke_fsm::{Envelope, NbRequest, NbResponse};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::view::FlowView;
 
 type Reply = Envelope<NbResponse>;
-/// correlation id → (registration token, the waiter's end).
-type Waiting = HashMap<String, (u64, oneshot::Sender<Reply>)>;
+
+/// The requests in flight under one correlation id: the request, and everybody waiting for
+/// its answer (a client that sent it again joins the first).
+struct Waiters {
+    request: NbRequest,
+    /// (registration token, the waiter's end)
+    senders: Vec<(u64, oneshot::Sender<Reply>)>,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("correlation id {0:?} is already used by a request in flight")]
-pub struct CorrelationIdInUse(pub String);
+#[error("correlation id {0:?} is in use by a different request in flight")]
+pub struct CorrelationIdConflict(pub String);
 
-/// correlation id → the waiting request. Cheap to clone.
+/// correlation id → the waiting requests. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct PendingReplies {
-    /// The token tells one registration of an id from a later one of the same id.
-    waiting: Arc<Mutex<Waiting>>,
+    /// The token tells one registration of an id from another of the same id.
+    waiting: Arc<Mutex<HashMap<String, Waiters>>>,
     next_token: Arc<AtomicU64>,
 }
 
 /// A registered wait. Dropping it (the answer came, the wait timed out, or the client went
-/// away) takes the correlation id out of the map, so nothing leaks.
+/// away) takes it out of the map, so nothing leaks.
 pub struct PendingReply {
     pending: PendingReplies,
     correlation_id: String,
     token: u64,
     receiver: Option<oneshot::Receiver<Reply>>,
+    /// Whether an earlier registration of the same request is in flight: then this one is
+    /// not sent again, it waits for that one's answer.
+    pub joined: bool,
 }
 
 impl PendingReply {
@@ -48,11 +57,11 @@ impl PendingReply {
 impl Drop for PendingReply {
     fn drop(&mut self) {
         let mut waiting = self.pending.waiting.lock();
-        if waiting
-            .get(&self.correlation_id)
-            .is_some_and(|(token, _)| *token == self.token)
-        {
-            waiting.remove(&self.correlation_id);
+        if let Some(waiters) = waiting.get_mut(&self.correlation_id) {
+            waiters.senders.retain(|(token, _)| *token != self.token);
+            if waiters.senders.is_empty() {
+                waiting.remove(&self.correlation_id);
+            }
         }
     }
 }
@@ -63,29 +72,51 @@ impl PendingReplies {
     }
 
     /// Registers before the request is published, so even an instant answer finds its waiter.
-    pub fn register(&self, correlation_id: &str) -> Result<PendingReply, CorrelationIdInUse> {
+    /// The same request again under an id in flight joins the first (a client retrying after
+    /// its own timeout gets the first one's answer); a different one is a conflict.
+    pub fn register(
+        &self,
+        correlation_id: &str,
+        request: &NbRequest,
+    ) -> Result<PendingReply, CorrelationIdConflict> {
         let mut waiting = self.waiting.lock();
-        if waiting.contains_key(correlation_id) {
-            return Err(CorrelationIdInUse(correlation_id.to_string()));
-        }
+        let joined = match waiting.get(correlation_id) {
+            Some(waiters) if waiters.request != *request => {
+                return Err(CorrelationIdConflict(correlation_id.to_string()));
+            }
+            Some(_) => true,
+            None => false,
+        };
         let (sender, receiver) = oneshot::channel();
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        waiting.insert(correlation_id.to_string(), (token, sender));
+        waiting
+            .entry(correlation_id.to_string())
+            .or_insert_with(|| Waiters {
+                request: request.clone(),
+                senders: Vec::new(),
+            })
+            .senders
+            .push((token, sender));
         Ok(PendingReply {
             pending: self.clone(),
             correlation_id: correlation_id.to_string(),
             token,
             receiver: Some(receiver),
+            joined,
         })
     }
 
-    /// Hands the reply to its waiter; false if nobody waits for it (any more).
+    /// Hands the reply to everybody waiting for it; false if nobody waits for it (any more).
     pub fn complete(&self, reply: Reply) -> bool {
-        let sender = self.waiting.lock().remove(&reply.correlation_id);
-        match sender {
-            Some((_, sender)) => sender.send(reply).is_ok(),
-            None => false,
+        let waiters = self.waiting.lock().remove(&reply.correlation_id);
+        let Some(waiters) = waiters else {
+            return false;
+        };
+        let mut delivered = false;
+        for (_, sender) in waiters.senders {
+            delivered |= sender.send(reply.clone()).is_ok();
         }
+        delivered
     }
 
     pub fn len(&self) -> usize {
@@ -131,14 +162,17 @@ mod tests {
         Envelope::new(correlation_id, "f", 1, NbResponse::Error { error })
     }
 
+    fn delete(flow_id: &str) -> NbRequest {
+        NbRequest::DeleteFlow {
+            flow_id: flow_id.into(),
+        }
+    }
+
     #[tokio::test]
     async fn replies_find_their_waiter_once() {
         let pending = PendingReplies::new();
-        let wait = pending.register("a").unwrap();
-        assert_eq!(
-            pending.register("a").err(),
-            Some(CorrelationIdInUse("a".into()))
-        );
+        let wait = pending.register("a", &delete("f")).unwrap();
+        assert!(!wait.joined);
         assert!(pending.complete(reply("a")));
         assert!(!pending.complete(reply("a")), "a duplicate finds nobody");
         assert_eq!(
@@ -149,20 +183,43 @@ mod tests {
         assert!(!pending.complete(reply("unknown")));
     }
 
+    #[tokio::test]
+    async fn the_same_request_again_waits_for_the_first_ones_answer() {
+        let pending = PendingReplies::new();
+        let first = pending.register("a", &delete("f")).unwrap();
+        let again = pending.register("a", &delete("f")).unwrap();
+        assert!(again.joined, "not sent twice");
+        assert_eq!(
+            pending.register("a", &delete("g")).err(),
+            Some(CorrelationIdConflict("a".into())),
+            "a different request under the id is a conflict"
+        );
+        assert!(pending.complete(reply("a")));
+        let (first, again) = (first.wait().await, again.wait().await);
+        assert_eq!(first, again, "both get the one answer");
+        assert!(first.is_some());
+    }
+
     #[test]
     fn an_abandoned_wait_unregisters() {
         let pending = PendingReplies::new();
-        drop(pending.register("a").unwrap());
+        drop(pending.register("a", &delete("f")).unwrap());
         assert!(pending.is_empty());
         assert!(!pending.complete(reply("a")));
+        let first = pending.register("a", &delete("f")).unwrap();
+        let again = pending.register("a", &delete("f")).unwrap();
+        drop(again);
+        assert_eq!(pending.len(), 1, "the first still waits");
+        drop(first);
+        assert!(pending.is_empty());
     }
 
     #[test]
     fn a_finished_wait_leaves_a_reused_id_alone() {
         let pending = PendingReplies::new();
-        let first = pending.register("a").unwrap();
+        let first = pending.register("a", &delete("f")).unwrap();
         assert!(pending.complete(reply("a")));
-        let _second = pending.register("a").unwrap();
+        let _second = pending.register("a", &delete("g")).unwrap();
         drop(first);
         assert_eq!(pending.len(), 1);
     }

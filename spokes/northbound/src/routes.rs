@@ -11,9 +11,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubspoke_bus::Publish;
+use hubspoke_fsm::switch_id::InvalidSwitchId;
+use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
     validate_flow_id, Envelope, FlowRequest, HistoryEntry, LinkState, NbRequest, NbResponse,
-    SwitchState,
+    SwitchId, SwitchState,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -72,7 +74,10 @@ pub fn nb_router(state: NbState) -> Router {
         .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
         .route("/v2/flows/{flow_id}/sync", post(sync_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
+        .route("/v2/flows/{flow_id}/validate", get(validate_flow))
         .route("/v2/switches", get(switches))
+        .route("/v2/switches/{switch_id}/validate", get(validate_switch))
+        .route("/v2/switches/{switch_id}/sync", post(sync_switch))
         .route("/v2/links", get(links))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -165,31 +170,65 @@ async fn ask_about(
     ask(state, id, request(flow_id)).await
 }
 
-/// Publishes the request and waits for the topology's answer, or the timeout.
+/// Publishes a flow operation and answers with the flow.
 async fn ask(
     state: &NbState,
     id: &CorrelationId,
     request: NbRequest,
 ) -> Result<Json<FlowJson>, ApiError> {
-    let wait = state
-        .pending
-        .register(&id.0)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let now = now_ms();
-    let timeout_ms = u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX);
-    let envelope = Envelope {
-        correlation_id: id.0.clone(),
-        key: request.flow_id().to_string(),
-        created_at_ms: now,
-        deadline_ms: Some(now.saturating_add(timeout_ms)),
-        payload: request,
-    };
-    tracing::debug!(correlation_id = %id.0, flow_id = %envelope.key, "northbound request published");
-    state.requests.publish(envelope);
+    match ask_for(state, id, request).await? {
+        NbResponse::Flow { flow } => Ok(Json(FlowJson::from(&flow))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// An answer of the wrong kind: the topology and the shim disagree on the contract.
+fn unexpected(response: NbResponse) -> ApiError {
+    tracing::error!(
+        ?response,
+        "the topology answered with an unexpected kind of answer"
+    );
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Unexpected answer",
+        "the topology answered with another kind of answer than the request asks for",
+    )
+}
+
+/// Publishes the request and waits for the topology's answer, or the timeout; an error
+/// answer is the error. The same request sent again under a correlation id in flight is not
+/// published twice: it waits for the first one's answer.
+async fn ask_for(
+    state: &NbState,
+    id: &CorrelationId,
+    request: NbRequest,
+) -> Result<NbResponse, ApiError> {
+    let wait = state.pending.register(&id.0, &request).map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "correlation-id-conflict",
+            "Correlation id in use",
+            e.to_string(),
+        )
+    })?;
+    if !wait.joined {
+        let now = now_ms();
+        let timeout_ms = u64::try_from(state.request_timeout.as_millis()).unwrap_or(u64::MAX);
+        let envelope = Envelope {
+            correlation_id: id.0.clone(),
+            key: request.key(),
+            created_at_ms: now,
+            deadline_ms: Some(now.saturating_add(timeout_ms)),
+            payload: request,
+        };
+        tracing::debug!(correlation_id = %id.0, key = %envelope.key, "northbound request published");
+        state.requests.publish(envelope);
+    }
     match tokio::time::timeout(state.request_timeout, wait.wait()).await {
         Ok(Some(reply)) => match reply.payload {
-            NbResponse::Flow { flow } => Ok(Json(FlowJson::from(&flow))),
             NbResponse::Error { error } => Err(ApiError::from_body(&error)),
+            answer => Ok(answer),
         },
         Ok(None) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -291,6 +330,56 @@ async fn flow_history(
 
 fn flow_not_found(flow_id: &str) -> ApiError {
     ApiError::not_found("Flow not found", format!("flow {flow_id} does not exist"))
+}
+
+/// `GET /v2/flows/{flow_id}/validate`: the flow's rules on its switches, and a packet traced
+/// each way through what they hold.
+async fn validate_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowValidation>, ApiError> {
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
+    if state.view.get(&flow_id).is_none() {
+        return Err(flow_not_found(&flow_id));
+    }
+    match ask_for(&state, &id, NbRequest::ValidateFlow { flow_id }).await? {
+        NbResponse::FlowValidation { validation } => Ok(Json(*validation)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn parse_switch(text: &str) -> Result<SwitchId, ApiError> {
+    text.parse()
+        .map_err(|e: InvalidSwitchId| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /v2/switches/{switch_id}/validate`: what the switch holds against what hubspoke
+/// expects there.
+async fn validate_switch(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(switch): PathParams<String>,
+) -> Result<Json<SwitchValidation>, ApiError> {
+    let switch_id = parse_switch(&switch)?;
+    match ask_for(&state, &id, NbRequest::ValidateSwitch { switch_id }).await? {
+        NbResponse::SwitchValidation { validation } => Ok(Json(*validation)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /v2/switches/{switch_id}/sync`: the switch validated, its excess rules removed, the
+/// flows with missing or different rules there repaired.
+async fn sync_switch(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(switch): PathParams<String>,
+) -> Result<Json<SwitchSync>, ApiError> {
+    let switch_id = parse_switch(&switch)?;
+    match ask_for(&state, &id, NbRequest::SyncSwitch { switch_id }).await? {
+        NbResponse::SwitchSync { sync } => Ok(Json(*sync)),
+        other => Err(unexpected(other)),
+    }
 }
 
 async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchState>> {

@@ -9,9 +9,14 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_bus::Publish;
+use hubspoke_fsm::dataplane::{PortVlan, Trace, TraceEnd};
 use hubspoke_fsm::network::Network;
+use hubspoke_fsm::validation::{
+    DirectionCheck, FlowValidation, MeterValidation, RuleValidation, SwitchSync, SwitchValidation,
+};
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowRecord, FlowRequest, FlowStatus, Isl, NbRequest, NbResponse, Resources,
+    Envelope, ErrorBody, FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, Isl, NbRequest,
+    NbResponse, Resources, SwitchId,
 };
 
 use serde_json::Value;
@@ -71,6 +76,12 @@ fn fake_topology(
                     .any(|end| network.switch(end.switch_id).is_none()) =>
             {
                 error(404, "not-found", "Switch not found")
+            }
+            NbRequest::CreateFlow { flow } if flow.flow_id.starts_with("slow") => {
+                // Answers late, as a busy topology would.
+                std::thread::sleep(Duration::from_millis(200));
+                let record = FlowRecord::new(flow.clone(), 1_700_000_000_000);
+                NbResponse::Flow { flow: record }
             }
             NbRequest::CreateFlow { flow } if flows.contains_key(&flow.flow_id) => {
                 error(409, "already-exists", "Flow already exists")
@@ -133,6 +144,27 @@ fn fake_topology(
                 },
                 None => error(404, "not-found", "Flow not found"),
             },
+            NbRequest::ValidateSwitch { switch_id } | NbRequest::SyncSwitch { switch_id }
+                if network.switch(*switch_id).is_none() =>
+            {
+                error(404, "not-found", "Switch not found")
+            }
+            NbRequest::ValidateSwitch { switch_id } => NbResponse::SwitchValidation {
+                validation: Box::new(proper(*switch_id)),
+            },
+            NbRequest::SyncSwitch { switch_id } => NbResponse::SwitchSync {
+                sync: Box::new(SwitchSync {
+                    validation: proper(*switch_id),
+                    flows_repaired: Vec::new(),
+                    excess_removed: Vec::new(),
+                }),
+            },
+            NbRequest::ValidateFlow { flow_id } => match flows.get(flow_id) {
+                Some(record) => NbResponse::FlowValidation {
+                    validation: Box::new(delivered_both_ways(record)),
+                },
+                None => error(409, "no-path", "Flow has no path"),
+            },
             NbRequest::DeleteFlow { flow_id } => match flows.get(flow_id).cloned() {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
@@ -147,6 +179,41 @@ fn fake_topology(
         }
         let _ = replies.send(reply(payload));
     }
+}
+
+/// A switch holding exactly what is expected (nothing, here).
+fn proper(switch_id: SwitchId) -> SwitchValidation {
+    SwitchValidation {
+        switch_id,
+        rules: RuleValidation::default(),
+        meters: MeterValidation::default(),
+    }
+}
+
+/// The flow's packets, as a switch that holds its rules would deliver them.
+fn delivered_both_ways(record: &FlowRecord) -> FlowValidation {
+    let end = |e: &FlowEndpoint| PortVlan {
+        switch_id: e.switch_id,
+        port: e.port_number,
+        vlan: e.vlan_id,
+    };
+    let (from, to) = (
+        end(&record.request.source),
+        end(&record.request.destination),
+    );
+    let check = |from: PortVlan, to: PortVlan| {
+        let trace = Trace {
+            hops: Vec::new(),
+            end: TraceEnd::Delivered(to),
+        };
+        DirectionCheck::new(from, to, trace)
+    };
+    FlowValidation::new(
+        record.flow_id().to_string(),
+        Vec::new(),
+        check(from, to),
+        check(to, from),
+    )
 }
 
 /// Resources on the fewest-hop path that uses none of `avoid`.

@@ -532,7 +532,7 @@ async fn an_unanswered_request_times_out_with_504_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
-async fn a_correlation_id_in_flight_cannot_be_reused() {
+async fn a_different_request_under_a_correlation_id_in_flight_is_a_conflict() {
     let shim = shim(Duration::from_millis(300), Deletes::Forget);
     let router = shim.router.clone();
     let slow = tokio::spawn(async move {
@@ -556,8 +556,30 @@ async fn a_correlation_id_in_flight_cannot_be_reused() {
         &flow_body("other", 1, 40, 2, 40),
     )
     .await;
-    assert_error(&second, StatusCode::BAD_REQUEST, "same");
+    assert_error(&second, StatusCode::CONFLICT, "same");
+    assert_eq!(second.body["error_type"], "correlation-id-conflict");
     assert_eq!(slow.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+/// A client that sends its request again after its own timeout, while the first is still
+/// being worked on, gets the first one's answer; the request is not sent twice.
+#[tokio::test]
+async fn the_same_request_sent_again_while_in_flight_gets_the_same_answer() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    let body = flow_body("slow-1", 1, 40, 2, 40);
+    let router = shim.router.clone();
+    let first_body = body.clone();
+    let first = tokio::spawn(async move {
+        call(&router, "POST", "/v2/flows", Some("retry"), &first_body).await
+    });
+    while shim.state.pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let again = call(&shim.router, "POST", "/v2/flows", Some("retry"), &body).await;
+    let first = first.await.unwrap();
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!((first.status, &first.body), (again.status, &again.body));
+    assert_eq!(shim.seen.try_iter().count(), 1, "sent to the topology once");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ pub mod deadline;
 use std::collections::{BTreeSet, HashMap};
 
 use hubspoke_fsm::segments::FlowSegment;
-use hubspoke_fsm::{stable_hash, Envelope, SbAction, SbCommand, SbOutcome, SbResponse};
+use hubspoke_fsm::{stable_hash, Envelope, MeterEntry, SbAction, SbCommand, SbOutcome, SbResponse};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -50,10 +50,21 @@ impl RetryPolicy {
     }
 }
 
-/// The hub asks the speaker to run one command.
+/// Who asked for a command, so its report goes back there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Requester {
+    /// A flow's hub: the command is a step of an operation on the flow.
+    Hub,
+    /// The switch keeper: paying the removal debt, validating and syncing switches.
+    Keeper,
+}
+
+/// The hub or the keeper asks the speaker to run one command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpeakerRequest {
     Run {
+        requester: Requester,
+        /// Routes the command and its answer: the flow id, or the keeper's key of a switch.
         flow_id: String,
         correlation_id: String,
         command_id: String,
@@ -78,15 +89,17 @@ pub enum ReportOutcome {
     /// A dump's answer.
     Listed {
         rules: Vec<FlowSegment>,
+        meters: Vec<MeterEntry>,
     },
     Failed {
         reason: String,
     },
 }
 
-/// The speaker's answer to the hub about one command.
+/// The speaker's answer about one command, to whoever asked for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpeakerReport {
+    pub requester: Requester,
     pub flow_id: String,
     pub correlation_id: String,
     pub command_id: String,
@@ -108,6 +121,7 @@ enum Phase {
 
 #[derive(Debug)]
 struct Pending {
+    requester: Requester,
     flow_id: String,
     correlation_id: String,
     action: SbAction,
@@ -156,6 +170,7 @@ impl SpeakerWorker {
     pub fn request(&mut self, now_ms: u64, request: SpeakerRequest, out: &mut Vec<SpeakerOutput>) {
         match request {
             SpeakerRequest::Run {
+                requester,
                 flow_id,
                 correlation_id,
                 command_id,
@@ -171,6 +186,7 @@ impl SpeakerWorker {
                     .or_default()
                     .insert(command_id.clone());
                 let pending = Pending {
+                    requester,
                     flow_id,
                     correlation_id,
                     action,
@@ -216,9 +232,10 @@ impl SpeakerWorker {
         }));
         match &response.outcome {
             SbOutcome::Success => self.finish(command_id, ReportOutcome::Succeeded, out),
-            SbOutcome::Rules { rules } => {
+            SbOutcome::Rules { rules, meters } => {
                 let listed = ReportOutcome::Listed {
                     rules: rules.clone(),
+                    meters: meters.clone(),
                 };
                 self.finish(command_id, listed, out)
             }
@@ -337,6 +354,7 @@ impl SpeakerWorker {
             }
         }
         out.push(SpeakerOutput::Report(SpeakerReport {
+            requester: pending.requester,
             flow_id: pending.flow_id,
             correlation_id: pending.correlation_id,
             command_id: command_id.to_string(),

@@ -19,6 +19,7 @@ fn segment() -> FlowSegment {
 
 fn run(command_id: &str) -> SpeakerRequest {
     SpeakerRequest::Run {
+        requester: Requester::Hub,
         flow_id: "f1".into(),
         correlation_id: "c1".into(),
         command_id: command_id.into(),

@@ -109,9 +109,7 @@ impl Rig {
             taken += 1;
             match response.payload {
                 NbResponse::Flow { .. } => self.progress.accepted += 1,
-                NbResponse::Error { error } => {
-                    panic!("request {} refused: {error:?}", response.key)
-                }
+                other => panic!("request {} answered {other:?}", response.key),
             }
         }
         taken += self.network_states.try_iter().count();
