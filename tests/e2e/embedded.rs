@@ -177,8 +177,9 @@ async fn a_request_sent_again_is_answered_the_same_even_after_a_restart() {
 }
 
 /// A switch loses one of a flow's rules and another forwards one elsewhere, behind the
-/// controller's back: `POST /v2/flows/{id}/sync` validates the flow's switches, removes the
-/// rule that differs, installs what is missing, and the tables match the flow again.
+/// controller's back: `POST /v2/flows/{id}/sync` validates the flow's switches, installs what
+/// is missing and what differs (the install replaces the rule at its match, as on OpenFlow),
+/// and the tables match the flow again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_repairs_a_lost_and_a_tampered_rule() {
     let hub = Hubspoke::up(&["--network", "grid:3x3"]);
@@ -239,8 +240,8 @@ async fn a_sync_repairs_a_lost_and_a_tampered_rule() {
             .as_array()
             .is_some_and(|h| h.iter().any(|e| e["details"]
                 .as_str()
-                .is_some_and(|d| d.contains("1 stray rule")))),
-        "{history}"
+                .is_some_and(|d| d.contains("1 rule(s) differ from the record")))),
+        "the tampered rule is found (and replaced by the install, as on OpenFlow): {history}"
     );
     let repaired = api
         .flow_when("repair-me", "the flow UP", |f| f["status"] == "UP")

@@ -5,6 +5,7 @@
 mod compose;
 mod crash;
 mod embedded;
+mod exact;
 mod kafka;
 mod load;
 mod support;

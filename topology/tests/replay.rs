@@ -107,3 +107,8 @@ fn update_rollback() {
 fn flapping_link_then_one_batch() {
     run_case("flapping_link_then_one_batch");
 }
+
+#[test]
+fn delete_owes_unconfirmed_removals() {
+    run_case("delete_owes_unconfirmed_removals");
+}
