@@ -15,7 +15,16 @@ pub struct Envelope<P> {
     /// "Must be processed by": past it, a request is answered with an error, not processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// The generation of the topology that sent it (0: not a topology's). Over Kafka a
+    /// reader drops a message older than the newest generation it has seen in the message's
+    /// partition: a dead topology's produce that lands late is not taken as current.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
     pub payload: P,
+}
+
+fn is_zero(epoch: &u64) -> bool {
+    *epoch == 0
 }
 
 impl<P> Envelope<P> {
@@ -30,6 +39,7 @@ impl<P> Envelope<P> {
             key: key.into(),
             created_at_ms,
             deadline_ms: None,
+            epoch: 0,
             payload,
         }
     }
@@ -76,6 +86,9 @@ pub enum NbRequest {
     SyncSwitch {
         switch_id: SwitchId,
     },
+    /// Answered at once by the switch keeper: it shows the whole way through the topology
+    /// moves (the northbound's readiness asks it).
+    Ping,
 }
 
 impl NbRequest {
@@ -87,7 +100,9 @@ impl NbRequest {
             | NbRequest::SyncFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
             | NbRequest::ValidateFlow { flow_id } => Some(flow_id),
-            NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } => None,
+            NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } | NbRequest::Ping => {
+                None
+            }
         }
     }
 
@@ -97,6 +112,7 @@ impl NbRequest {
             NbRequest::ValidateSwitch { switch_id } | NbRequest::SyncSwitch { switch_id } => {
                 switch_id.to_string()
             }
+            NbRequest::Ping => "ping".to_string(),
             flow => flow.flow_id().unwrap_or_default().to_string(),
         }
     }
@@ -109,6 +125,7 @@ impl NbRequest {
             NbRequest::ValidateFlow { .. }
                 | NbRequest::ValidateSwitch { .. }
                 | NbRequest::SyncSwitch { .. }
+                | NbRequest::Ping
         )
     }
 }
@@ -147,6 +164,7 @@ pub enum NbResponse {
     FlowValidation { validation: Box<FlowValidation> },
     SwitchValidation { validation: Box<SwitchValidation> },
     SwitchSync { sync: Box<SwitchSync> },
+    Pong,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -382,6 +400,12 @@ pub enum FlowEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         flow_id: Option<FlowId>,
         rules: Vec<FlowSegment>,
+    },
+    /// A topology generation began (its envelope carries the same epoch). Over Kafka a
+    /// restarted topology writes one into every partition of the flow log, so from there on
+    /// its readers drop what the dead generation still produces.
+    GenerationStarted {
+        epoch: u64,
     },
 }
 

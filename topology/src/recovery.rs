@@ -119,6 +119,10 @@ pub struct Recovery {
     pub answers: HashMap<String, Envelope<NbResponse>>,
     /// The removal debt not yet paid.
     pub debts: Vec<RecoveredDebt>,
+    /// This start's topology generation: one past the newest the log has seen. Every
+    /// process of a cluster reads the log before any of them writes (timely connects them
+    /// only once all have started), so they agree on it.
+    pub generation: u64,
 }
 
 impl Recovery {
@@ -129,14 +133,17 @@ impl Recovery {
         let mut last_operation: HashMap<String, String> = HashMap::new();
         let mut answers = HashMap::new();
         let mut ledger = DebtLedger::default();
+        let mut newest_epoch = 0;
         for event in events {
             let Envelope {
                 correlation_id,
                 key,
                 created_at_ms,
+                epoch,
                 payload,
                 ..
             } = event;
+            newest_epoch = newest_epoch.max(epoch);
             match payload {
                 FlowEvent::Updated { flow } => {
                     let newer = records
@@ -168,6 +175,7 @@ impl Recovery {
                 }
                 FlowEvent::ExcessOwed { rules } => ledger.owe(None, rules),
                 FlowEvent::RemovalPaid { flow_id, rules } => ledger.pay(flow_id, &rules),
+                FlowEvent::GenerationStarted { epoch } => newest_epoch = newest_epoch.max(epoch),
             }
         }
         let mut flows: Vec<RecoveredFlow> = records
@@ -189,6 +197,7 @@ impl Recovery {
             network: Vec::new(),
             answers,
             debts: ledger.outstanding(),
+            generation: newest_epoch + 1,
         }
     }
 }

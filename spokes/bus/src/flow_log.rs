@@ -34,4 +34,11 @@ pub trait FlowLog: Send + Sync {
 
     /// Everything the log holds, in append order.
     fn read_all(&self) -> Result<Vec<Envelope<FlowEvent>>, FlowLogError>;
+
+    /// Marks where generation `epoch` of the topology begins, where readers need it to tell
+    /// a dead generation's late appends (over Kafka: in every partition). A log only one live
+    /// process writes has nothing to mark.
+    fn begin_generation(&self, _epoch: u64) -> Result<(), FlowLogError> {
+        Ok(())
+    }
 }

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::fence::Fence;
 use super::producer::KafkaProducer;
 use super::settings::{KafkaError, KafkaSettings, TopicName};
 use hubspoke_bus::clock::now_ms;
@@ -159,8 +160,8 @@ pub enum Membership<'a> {
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads `topic` and publishes every valid envelope to `sink` (for example an in-process topic
-/// the rest of the process already reads). The offset of a message is stored once `sink` has
-/// taken it.
+/// the rest of the process already reads), but what a dead topology generation produced late
+/// (see [`Fence`]). The offset of a message is stored once `sink` has taken it.
 ///
 /// A consumer that reads every partition assigns them itself instead of joining a group:
 /// tansu took over 10 s to let a new group's first member in, and until then the first
@@ -192,11 +193,14 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     let thread = std::thread::Builder::new()
         .name(format!("consume {topic_name}"))
         .spawn(move || {
+            let mut fence = Fence::default();
             while !thread_stop.load(Ordering::Relaxed) {
                 match consumer.poll(POLL_WAIT) {
                     Some(Ok(message)) => {
                         if let Some(envelope) = decode_or_dead_letter(&message, &producer, &errors_topic, now_ms()) {
-                            sink.publish(envelope);
+                            if fence.admit(&topic_name, message.partition(), envelope.epoch) {
+                                sink.publish(envelope);
+                            }
                         }
                         if let Err(error) = consumer.store_offset_from_message(&message) {
                             tracing::warn!(topic = %topic_name, %error, "could not store an offset");

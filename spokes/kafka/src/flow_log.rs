@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use hubspoke_fsm::{Envelope, FlowEvent};
 
 use super::producer::KafkaProducer;
-use super::read_to_end::read_to_end;
+use super::read_to_end::{partitions_of, read_to_end};
 use super::settings::{KafkaSettings, TopicName};
+use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::flow_log::{FlowLog, FlowLogError};
 
 /// How long one wait for the broker lasts before it is logged and retried.
@@ -30,6 +31,21 @@ impl KafkaFlowLog {
     }
 }
 
+impl KafkaFlowLog {
+    /// Until the broker has acknowledged everything produced so far (it says so while it
+    /// waits).
+    fn wait_delivered(&self) {
+        let started = Instant::now();
+        while !self.producer.wait_delivered(DELIVERY_WAIT) {
+            tracing::warn!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                topic = %self.topic,
+                "waiting for the broker to take the flow events"
+            );
+        }
+    }
+}
+
 impl FlowLog for KafkaFlowLog {
     /// Blocks until the broker has acknowledged everything produced so far: while it is
     /// unreachable, nothing that depends on these events leaves the topology.
@@ -40,14 +56,7 @@ impl FlowLog for KafkaFlowLog {
             self.producer
                 .send_bytes(&self.topic, &event.key, &event.correlation_id, &bytes);
         }
-        let started = Instant::now();
-        while !self.producer.wait_delivered(DELIVERY_WAIT) {
-            tracing::warn!(
-                waited_ms = started.elapsed().as_millis() as u64,
-                topic = %self.topic,
-                "waiting for the broker to take the flow events"
-            );
-        }
+        self.wait_delivered();
         Ok(())
     }
 
@@ -56,4 +65,34 @@ impl FlowLog for KafkaFlowLog {
             .map(|(events, _)| events)
             .map_err(|e| FlowLogError::Transport(Box::new(e)))
     }
+
+    /// A `generation_started` in every partition, waited for: from there on a reader of any
+    /// partition drops what an older generation still produces.
+    fn begin_generation(&self, epoch: u64) -> Result<(), FlowLogError> {
+        let partitions = partitions_of(&self.settings, &self.topic)
+            .map_err(|e| FlowLogError::Transport(Box::new(e)))?;
+        let mut marker = Envelope::new(
+            format!("generation-{epoch}"),
+            GENERATION_KEY,
+            now_ms(),
+            FlowEvent::GenerationStarted { epoch },
+        );
+        marker.epoch = epoch;
+        let bytes = serde_json::to_vec(&marker)
+            .map_err(|e| FlowLogError::Storage(format!("cannot encode a flow event: {e}")))?;
+        for partition in partitions {
+            self.producer.send_bytes_to(
+                &self.topic,
+                Some(partition),
+                GENERATION_KEY,
+                &marker.correlation_id,
+                &bytes,
+            );
+        }
+        self.wait_delivered();
+        Ok(())
+    }
 }
+
+/// The key of the generation markers.
+const GENERATION_KEY: &str = "generation";

@@ -14,10 +14,13 @@
 //! group and without committing.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::consumer::decode_or_dead_letter;
@@ -54,8 +57,30 @@ pub struct WorkerSeat {
     pub worker: usize,
 }
 
+/// Keeps count of the partitions the group has assigned to one consumer: readiness asks it.
+#[derive(Default)]
+pub struct GroupContext {
+    assigned: Arc<AtomicUsize>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let count = match rebalance {
+            Rebalance::Assign(partitions) => partitions.count(),
+            Rebalance::Revoke(_) => 0,
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "consumer group rebalance failed");
+                return;
+            }
+        };
+        self.assigned.store(count, Ordering::Relaxed);
+    }
+}
+
 pub struct KafkaInbound {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<GroupContext>,
     /// The group's topics, in the order of `NB_REQUESTS`, `SB_RESPONSES`; `Taken::topic`
     /// indexes here.
     topics: [String; 2],
@@ -76,7 +101,9 @@ impl KafkaInbound {
         seat: WorkerSeat,
         network_from: &EndOffsets,
     ) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer = settings.consumer_config(TOPOLOGY_GROUP).create()?;
+        let consumer: BaseConsumer<GroupContext> = settings
+            .member_config(TOPOLOGY_GROUP, seat.process, seat.worker)
+            .create_with_context(GroupContext::default())?;
         let reads_network = seat.process == 0 && seat.worker == 0;
         let topics = [TopicName::NbRequests, TopicName::SbResponses].map(|t| settings.topic(t));
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -117,6 +144,12 @@ fn network_reader(settings: &KafkaSettings, from: &EndOffsets) -> Result<BaseCon
 }
 
 impl KafkaInbound {
+    /// How many partitions the group has assigned to this consumer now (it changes with
+    /// rebalances).
+    pub fn assigned_partitions(&self) -> Arc<AtomicUsize> {
+        self.consumer.context().assigned.clone()
+    }
+
     /// Waits, up to `limit`, until the group has shared out every partition of the inbound
     /// topics among `inbounds` (this process's workers; in a cluster, at least one partition
     /// each); false if it has not. After a crash the dead members hold their partitions

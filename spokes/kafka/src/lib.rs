@@ -3,6 +3,7 @@
 //! correlation id also as a header. Producers are idempotent with `acks=all`.
 
 mod consumer;
+mod fence;
 mod flow_log;
 mod inbound;
 mod producer;
@@ -13,6 +14,7 @@ pub use consumer::{
     assign_every_partition, decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded,
     Membership, StartAt,
 };
+pub use fence::Fence;
 pub use flow_log::KafkaFlowLog;
 pub use inbound::{KafkaInbound, WorkerSeat, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};

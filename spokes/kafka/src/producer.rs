@@ -67,6 +67,18 @@ impl KafkaProducer {
 
     /// Sends raw bytes; waits (polling) only while librdkafka's queue is full.
     pub fn send_bytes(&self, topic: &str, key: &str, correlation_id: &str, payload: &[u8]) {
+        self.send_bytes_to(topic, None, key, correlation_id, payload);
+    }
+
+    /// [`send_bytes`](Self::send_bytes) to `partition`, or where the key hashes to.
+    pub fn send_bytes_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        correlation_id: &str,
+        payload: &[u8],
+    ) {
         let headers = OwnedHeaders::new().insert(Header {
             key: CORRELATION_HEADER,
             value: Some(correlation_id),
@@ -75,6 +87,9 @@ impl KafkaProducer {
             .key(key)
             .payload(payload)
             .headers(headers);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,

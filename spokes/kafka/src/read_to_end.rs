@@ -11,6 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 
 use super::consumer::{decode, Decoded};
+use super::fence::Fence;
 use super::settings::{KafkaError, KafkaSettings};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,6 +21,22 @@ const QUIET: Duration = Duration::from_millis(500);
 
 /// Where each partition ended when the topic was read: where to go on reading from.
 pub type EndOffsets = HashMap<i32, i64>;
+
+/// The partitions `topic` has.
+pub fn partitions_of(settings: &KafkaSettings, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let reader: BaseConsumer = settings.consumer_config("hubspoke-log-reader").create()?;
+    partition_ids(&reader, topic)
+}
+
+fn partition_ids(reader: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let metadata = reader.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| p.id())
+        .collect())
+}
 
 /// Every message of `topic`, in order per partition, and where each partition ended. A
 /// message that cannot be read is logged and skipped.
@@ -32,13 +49,7 @@ pub fn read_to_end<T: DeserializeOwned>(
     topic: &str,
 ) -> Result<(Vec<Envelope<T>>, EndOffsets), KafkaError> {
     let reader: BaseConsumer = settings.consumer_config("hubspoke-log-reader").create()?;
-    let metadata = reader.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions())
-        .map(|p| p.id())
-        .collect();
+    let partitions = partition_ids(&reader, topic)?;
     let mut assignment = TopicPartitionList::new();
     // Where each partition's next unread message is, and where the broker says it ends.
     let mut next = EndOffsets::new();
@@ -51,6 +62,7 @@ pub fn read_to_end<T: DeserializeOwned>(
     }
     reader.assign(&assignment)?;
     let mut messages = Vec::new();
+    let mut fence = Fence::default();
     let reported_ends_reached = |next: &EndOffsets| {
         reported
             .iter()
@@ -67,7 +79,11 @@ pub fn read_to_end<T: DeserializeOwned>(
                 let message = result?;
                 let (partition, offset) = (message.partition(), message.offset());
                 match decode::<T>(topic, partition, offset, message.key(), message.payload()) {
-                    Decoded::Message(envelope) => messages.push(envelope),
+                    Decoded::Message(envelope) => {
+                        if fence.admit(topic, partition, envelope.epoch) {
+                            messages.push(envelope);
+                        }
+                    }
                     Decoded::Rejected(letter) => {
                         tracing::warn!(reason = %letter.reason, %topic, partition, offset, "skipping an unreadable message")
                     }

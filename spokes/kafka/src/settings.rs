@@ -82,6 +82,11 @@ pub struct KafkaSettings {
     pub linger_ms: u32,
     /// Any other librdkafka setting, `name=value`, applied last.
     pub overrides: Vec<(String, String)>,
+    /// Static membership of the topology group: each worker's consumer joins as
+    /// `PREFIX-pPROCESS-wWORKER`, so a restarted process gets its partitions back without
+    /// waiting for its old session to expire (where the broker supports it; tansu holds every
+    /// static join for 3 s and needs sessions of 10 s or more, so it gains nothing there).
+    pub group_instance_prefix: Option<String>,
 }
 
 impl KafkaSettings {
@@ -93,6 +98,7 @@ impl KafkaSettings {
             fetch_wait_max_ms: 1,
             linger_ms: 1,
             overrides: Vec::new(),
+            group_instance_prefix: None,
         }
     }
 
@@ -127,12 +133,27 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // A member that died (SIGKILL) holds its partitions until this expires: short, so
-            // a restarted topology gets them back in seconds (6 s is the brokers' minimum).
+            // a restarted topology gets them back in seconds. Apache Kafka's minimum is 6 s;
+            // tansu takes shorter ones but holds every joining follower for 3 s, and at 3.5 s
+            // or less a two-member group never settles.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "2000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("fetch.min.bytes", "1");
         self.apply_overrides(&mut config);
+        config
+    }
+
+    /// [`consumer_config`](Self::consumer_config) of `group` for the worker `worker` of
+    /// process `process`: a static member when `group_instance_prefix` is set.
+    pub fn member_config(&self, group: &str, process: usize, worker: usize) -> ClientConfig {
+        let mut config = self.consumer_config(group);
+        if let Some(prefix) = &self.group_instance_prefix {
+            config.set(
+                "group.instance.id",
+                format!("{prefix}-p{process}-w{worker}"),
+            );
+        }
         config
     }
 
@@ -200,4 +221,30 @@ pub fn ensure_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_worker_is_a_static_member_of_its_own_only_when_asked() {
+        let dynamic = KafkaSettings::new("k:9092");
+        assert_eq!(
+            dynamic.member_config("g", 1, 0).get("group.instance.id"),
+            None
+        );
+        let fixed = KafkaSettings {
+            group_instance_prefix: Some("topology".into()),
+            ..KafkaSettings::new("k:9092")
+        };
+        assert_eq!(
+            fixed.member_config("g", 1, 0).get("group.instance.id"),
+            Some("topology-p1-w0")
+        );
+        assert_eq!(
+            fixed.member_config("g", 1, 1).get("group.instance.id"),
+            Some("topology-p1-w1")
+        );
+    }
 }
