@@ -12,7 +12,9 @@ use hubspoke_bus::flow_log::{FlowLogError, RedbFlowLog, FLOW_LOG_FILE};
 use hubspoke_bus::InProcessBus;
 use hubspoke_fsm::network::Network;
 use hubspoke_northbound::Northbound;
+use hubspoke_rest::Readiness;
 use hubspoke_switch_sim::{sim_router, FabricError, Simulator, SimulatorHandle, SwitchFabric};
+use hubspoke_topology::cluster::ClusterWatch;
 use hubspoke_topology::dataflow::Settings;
 use hubspoke_topology::live::{BusPorts, LiveConfig, LiveError, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
@@ -41,6 +43,8 @@ pub struct EmbeddedConfig {
     /// How long the history of finished operations is kept (flow records: forever).
     pub history_retention_ms: u64,
     pub storage: Storage,
+    /// Fails the process whole when a worker thread dies (see `ClusterWatch`).
+    pub watch: Arc<ClusterWatch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,7 @@ impl Embedded {
         let live = LiveConfig {
             workers: config.workers,
             settings: config.settings,
+            watch: config.watch,
             ..LiveConfig::default()
         };
         let ports = BusPorts::in_process(&bus, Arc::new(flow_log));
@@ -112,6 +117,10 @@ impl Embedded {
     /// `/sim/` control API on one router. Call it once: the shim consumes the bus's answers.
     pub fn router(&self, request_timeout: Duration) -> Router {
         let metrics = self.metrics.clone();
+        let readiness = self
+            .topology
+            .as_ref()
+            .map_or_else(Readiness::new, |t| topology_readiness(t.watch()));
         let northbound = Northbound {
             requests: self.bus.nb_requests.clone(),
             responses: self.bus.nb_responses.receiver(),
@@ -119,6 +128,7 @@ impl Embedded {
             network_states: self.bus.network_states.receiver(),
             request_timeout,
             metrics: Arc::new(move || metrics.render()),
+            readiness,
         };
         northbound
             .router()
@@ -139,6 +149,15 @@ impl Embedded {
     }
 }
 
+/// What a topology must have before it takes traffic: its cluster connected and its flows
+/// recovered.
+pub fn topology_readiness(watch: &Arc<ClusterWatch>) -> Readiness {
+    let (peers, recovery) = (watch.clone(), watch.clone());
+    Readiness::new()
+        .with("cluster peers connected", move || peers.peers_connected())
+        .with("recovery done", move || recovery.recovery_done())
+}
+
 impl Drop for Embedded {
     fn drop(&mut self) {
         self.shut_down();
@@ -147,21 +166,10 @@ impl Drop for Embedded {
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
+    use axum::http::StatusCode;
+    use hubspoke_rest::test_support::get_json as get;
 
     use super::*;
-
-    async fn get(router: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
-        let request = Request::get(uri).body(Body::empty()).expect("a request");
-        let response = router.clone().oneshot(request).await.expect("an answer");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("a body");
-        (status, serde_json::from_slice(&bytes).unwrap_or_default())
-    }
 
     #[tokio::test]
     async fn the_shim_and_the_simulator_api_share_one_router() {
@@ -173,6 +181,7 @@ mod tests {
             data_dir: data.path().to_path_buf(),
             history_retention_ms: u64::MAX,
             storage: Storage::Durable,
+            watch: ClusterWatch::alone(ClusterWatch::logging()),
         })
         .expect("started");
         let router = embedded.router(Duration::from_secs(5));

@@ -3,8 +3,9 @@
 //! producers and returns the running part; the binary serves it until a signal, then stops it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::middleware::from_fn;
 use axum::Router;
@@ -16,15 +17,19 @@ use hubspoke_kafka::{
     KafkaProducer, KafkaSettings, Membership, TopicName, WorkerSeat,
 };
 use hubspoke_northbound::Northbound;
-use hubspoke_rest::{correlation_middleware, not_found_fallback};
+use hubspoke_rest::Readiness;
+use hubspoke_rest::{correlation_middleware, health_routes, not_found_fallback};
 use hubspoke_switch_sim::{
     publish_network_events, sim_router, FabricError, NetworkEvents, Simulator, SimulatorHandle,
     SwitchFabric,
 };
+use hubspoke_topology::cluster::ClusterWatch;
 use hubspoke_topology::dataflow::Settings;
-use hubspoke_topology::live::{BusPorts, Cluster, LiveConfig, LiveError, LiveTopology};
+use hubspoke_topology::live::{BusPorts, LiveConfig, LiveError, LiveTopology};
 use hubspoke_topology::metrics::Metrics;
 use parking_lot::Mutex;
+
+use crate::embedded::topology_readiness;
 
 /// How long a starting topology waits for its consumer group to hand it partitions: longer
 /// than a dead member's session (6 s) plus a rebalance.
@@ -44,9 +49,34 @@ pub enum OverKafkaError {
 pub struct TopologyConfig {
     /// Timely worker threads in this process; each is one consumer of the inbound partitions.
     pub workers: usize,
-    /// `None`: one process.
-    pub cluster: Option<Cluster>,
+    /// The cluster (or none) and the watch that fails it whole.
+    pub watch: Arc<ClusterWatch>,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How many partitions the topology group has assigned to this process's consumers; empty
+/// until they exist. Readiness asks it.
+#[derive(Clone, Default)]
+pub struct GroupAssignment(Arc<Mutex<Vec<Arc<AtomicUsize>>>>);
+
+impl GroupAssignment {
+    pub fn partitions(&self) -> usize {
+        self.0
+            .lock()
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// What the topology process must have before it takes traffic: its consumer group
+/// assigned, its cluster connected, its flows recovered.
+pub fn topology_process_readiness(watch: &Arc<ClusterWatch>, group: &GroupAssignment) -> Readiness {
+    let group = group.clone();
+    Readiness::new()
+        .with("consumer group assigned", move || group.partitions() > 0)
+        .and(topology_readiness(watch))
 }
 
 /// The topology, fed by the inbound topics. It first reads `sb.events` to its end, so no
@@ -55,11 +85,19 @@ pub fn start_topology(
     kafka: &KafkaSettings,
     producer: &KafkaProducer,
     config: TopologyConfig,
+    group: &GroupAssignment,
 ) -> Result<LiveTopology, OverKafkaError> {
+    let started = Instant::now();
     let (announced, network_end) =
         read_to_end::<SbEvent>(kafka, &kafka.topic(TopicName::SbEvents))?;
+    tracing::info!(
+        events = announced.len(),
+        took_ms = ms(started),
+        "read the network"
+    );
     // One consumer per worker, made up front so a bad setting fails here, not in a worker.
-    let process = config.cluster.as_ref().map_or(0, |c| c.process);
+    let cluster = config.watch.cluster();
+    let process = cluster.map_or(0, |c| c.process);
     let mut consumers = Vec::new();
     for worker in 0..config.workers {
         consumers.push(Some(KafkaInbound::new(
@@ -71,7 +109,14 @@ pub fn start_topology(
     }
     // The group's dead members (if this is a restart) must let go of their partitions first.
     let inbounds: Vec<&KafkaInbound> = consumers.iter().flatten().collect();
-    if !KafkaInbound::wait_for_partitions(&inbounds, config.cluster.is_none(), PARTITIONS_WAIT) {
+    *group.0.lock() = inbounds.iter().map(|i| i.assigned_partitions()).collect();
+    let waiting = Instant::now();
+    if KafkaInbound::wait_for_partitions(&inbounds, cluster.is_none(), PARTITIONS_WAIT) {
+        tracing::info!(
+            took_ms = ms(waiting),
+            "the consumer group assigned the partitions"
+        );
+    } else {
         tracing::warn!(waited = ?PARTITIONS_WAIT, "not every partition assigned yet; starting anyway");
     }
     let consumers = Arc::new(Mutex::new(consumers));
@@ -89,16 +134,16 @@ pub fn start_topology(
     };
     let live = LiveConfig {
         workers: config.workers,
-        cluster: config.cluster,
+        watch: config.watch,
         settings: config.settings,
         known_network: announced.into_iter().map(|e| e.payload).collect(),
         ..LiveConfig::default()
     };
-    Ok(LiveTopology::start(
-        live,
-        ports,
-        Arc::new(Metrics::default()),
-    )?)
+    Ok(LiveTopology::start(live, ports, config.metrics)?)
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The northbound shim over Kafka; it keeps its consumers running while it lives.
@@ -146,6 +191,7 @@ pub fn start_nb(
         network_states: local.network_states.receiver(),
         request_timeout,
         metrics: Arc::new(String::new),
+        readiness: Readiness::new(),
     };
     Ok(NbPart {
         router: northbound.router(),
@@ -187,7 +233,9 @@ pub fn start_sb(
     let network_events: NetworkEvents =
         Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents)));
     publish_network_events(&network_events, fabric.lock().announce(), "start");
+    // Ready as soon as it serves: the network is announced and the commands are consumed.
     let router = sim_router(fabric, network_events)
+        .merge(health_routes(Readiness::new()))
         .fallback(not_found_fallback)
         .layer(from_fn(correlation_middleware));
     Ok(SbPart {

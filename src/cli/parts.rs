@@ -7,14 +7,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use hubspoke::over_kafka::{start_nb, start_sb, start_topology, TopologyConfig};
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use hubspoke::over_kafka::{
+    start_nb, start_sb, start_topology, topology_process_readiness, GroupAssignment, TopologyConfig,
+};
+use hubspoke_rest::health_routes;
 use hubspoke_switch_sim::load_network;
-use hubspoke_topology::live::Cluster;
+use hubspoke_topology::cluster::{Cluster, ClusterTimeouts, ClusterWatch, OnFailure};
+use hubspoke_topology::metrics::Metrics;
 use tracing::info;
 
 use super::kafka_args::KafkaArgs;
 use super::operation_args::OperationArgs;
-use super::serve::{serve, wait_for_shutdown};
+use super::serve::{serve, serve_in_background};
 
 #[derive(Args, Debug)]
 pub struct TopologyArgs {
@@ -30,6 +38,21 @@ pub struct TopologyArgs {
     /// Timely cluster mode: a file with one host:port per process, in process order (timely's -h).
     #[arg(long, requires = "process")]
     hostfile: Option<std::path::PathBuf>,
+    /// Timely cluster mode: a peer not heard from for this long is lost, and this process
+    /// exits (the cluster must be restarted as a whole).
+    #[arg(long, default_value_t = ClusterTimeouts::default().failure.as_secs())]
+    cluster_failure_timeout_secs: u64,
+    /// Timely cluster mode: give up (and exit) if not every peer has connected by then.
+    #[arg(long, default_value_t = ClusterTimeouts::default().connect.as_secs())]
+    cluster_connect_timeout_secs: u64,
+    /// Address of `/health`, `/ready` and `/metrics`.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+    /// Static membership of the consumer group: each worker joins as
+    /// PREFIX-pPROCESS-wWORKER, so a restarted process gets its partitions back at once where
+    /// the broker supports it (Apache Kafka; it gains nothing on tansu, see the README).
+    #[arg(long)]
+    group_instance_prefix: Option<String>,
     #[command(flatten)]
     operation: OperationArgs,
 }
@@ -85,29 +108,66 @@ pub struct SbArgs {
     data_dir: Option<std::path::PathBuf>,
 }
 
+/// The topology serves `/health`, `/ready` and `/metrics` from the start (not ready while
+/// it waits for its peers and recovers), and exits non-zero when its cluster fails.
 pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
     let cluster = args.cluster()?;
     let place = cluster.as_ref().map_or_else(String::new, |c| {
         format!(" as process {} of {}", c.process, c.addresses.len())
     });
-    let (settings, producer) = args.kafka.connect()?;
+    let timeouts = ClusterTimeouts {
+        failure: Duration::from_secs(args.cluster_failure_timeout_secs),
+        connect: Duration::from_secs(args.cluster_connect_timeout_secs),
+    };
+    let watch = ClusterWatch::new(cluster, timeouts, exit_on_failure("hubspoke topology"));
+    let (mut settings, producer) = args.kafka.connect()?;
+    settings.group_instance_prefix = args.group_instance_prefix.clone();
+    let metrics = Arc::new(Metrics::default());
+    let group = GroupAssignment::default();
+    let rendered = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = rendered.render();
+                async move { text }
+            }),
+        )
+        .merge(health_routes(topology_process_readiness(&watch, &group)));
+    let server = serve_in_background(&format!("hubspoke topology{place}"), args.listen, app)?;
     let config = TopologyConfig {
         workers: args.workers,
-        cluster,
+        watch,
         settings: args.operation.settings(),
+        metrics,
     };
-    let topology = start_topology(&settings, &producer, config)?;
+    let topology = start_topology(&settings, &producer, config, &group)?;
     info!(workers = args.workers, "topology running over Kafka{place}");
     println!(
         "hubspoke topology: running with {} worker(s){place}",
         args.workers
     );
-    wait_for_shutdown()?;
+    let served = server.wait();
     info!("shutting down");
     topology.stop();
     producer.flush(Duration::from_secs(5));
-    Ok(())
+    served
 }
+
+/// What a process does when its topology fails: say why on stderr, and exit non-zero so its
+/// supervisor restarts it (in a cluster: every process, together).
+pub fn exit_on_failure(what: &'static str) -> OnFailure {
+    Arc::new(move |failure| {
+        eprintln!(
+            "{what}: {failure}. The topology cannot go on: restart it (in a cluster, stop and \
+             start every topology process together)."
+        );
+        std::process::exit(EXIT_TOPOLOGY_FAILED);
+    })
+}
+
+/// The exit status of a process whose topology failed (a lost peer, a dead worker thread).
+pub const EXIT_TOPOLOGY_FAILED: i32 = 3;
 
 pub fn nb(args: NbArgs) -> anyhow::Result<()> {
     let (settings, producer) = args.kafka.connect()?;

@@ -10,19 +10,43 @@ use axum::Router;
 /// Serves `app` on `listen` until Ctrl-C or SIGTERM. Prints the address on stdout (`what:
 /// listening on http://ADDR`) so scripts and tests can find a port chosen by the system.
 pub fn serve(what: &str, listen: SocketAddr, app: Router) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        println!("{what}: listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        anyhow::Ok(())
-    })
+    serve_in_background(what, listen, app)?.wait()
+}
+
+/// A server on a thread of its own, until Ctrl-C or SIGTERM.
+pub struct Server(std::thread::JoinHandle<anyhow::Result<()>>);
+
+impl Server {
+    /// Until the server stops (a signal); its error, if it failed.
+    pub fn wait(self) -> anyhow::Result<()> {
+        self.0
+            .join()
+            .map_err(|_| anyhow::anyhow!("the HTTP server thread panicked"))?
+    }
+}
+
+/// [`serve`], on its own thread: the address is bound and printed before this returns, so
+/// the caller can go on starting what the server reports on.
+pub fn serve_in_background(what: &str, listen: SocketAddr, app: Router) -> anyhow::Result<Server> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    println!("{what}: listening on http://{}", listener.local_addr()?);
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+                anyhow::Ok(())
+            })
+        })?;
+    Ok(Server(thread))
 }
 
 /// A flag that turns true on Ctrl-C or SIGTERM, for loops that poll.

@@ -8,9 +8,11 @@ use anyhow::Context;
 use clap::Args;
 use hubspoke::embedded::{Embedded, EmbeddedConfig, Storage};
 use hubspoke_switch_sim::load_network;
+use hubspoke_topology::cluster::ClusterWatch;
 use tracing::info;
 
 use super::operation_args::OperationArgs;
+use super::parts::exit_on_failure;
 use super::serve::serve;
 
 #[derive(Args, Debug)]
@@ -50,6 +52,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         history_retention_ms: args.history_retention_secs.saturating_mul(1000),
         storage: Storage::Durable,
+        watch: ClusterWatch::alone(exit_on_failure("hubspoke up")),
     })?;
     let app = embedded.router(Duration::from_millis(args.request_timeout_ms));
     info!(network = %args.network, switches, isls, workers = args.workers, "hubspoke up");

@@ -1,7 +1,8 @@
 //! Docker is not available where the tests run, so this checks what can be checked without
 //! it: docker-compose.yml parses, has the broker and the three parts, builds them from the
 //! repository's Dockerfile, points them at the broker's advertised listener, and every command
-//! it runs is a real `hubspoke` subcommand whose flags the binary accepts.
+//! it runs is a real `hubspoke` subcommand whose flags the binary accepts, and each part's health
+//! check asks its own `/ready`.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,10 +17,15 @@ fn compose() -> Yaml {
         .remove(0)
 }
 
+/// A service's `command`, or a health check's `test`: a list of strings.
 fn command(service: &Yaml) -> Vec<String> {
-    service["command"]
-        .as_vec()
-        .expect("command is a list")
+    let list = if service["command"].is_badvalue() {
+        service
+    } else {
+        &service["command"]
+    };
+    list.as_vec()
+        .expect("a list")
         .iter()
         .map(|part| {
             part.as_str()
@@ -65,6 +71,20 @@ fn compose_runs_the_three_parts_against_the_broker() {
             kafka,
             Some(broker),
             "{part} talks to the broker's advertised listener"
+        );
+
+        let listen = args.iter().position(|a| a == "--listen").map(|i| {
+            args[i + 1]
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
+        let check = command(&service["healthcheck"]["test"]);
+        assert_eq!(
+            check.last().cloned(),
+            listen.map(|port| format!("http://127.0.0.1:{port}/ready")),
+            "{part}'s health check asks its own /ready"
         );
 
         // clap checks every flag before it reaches --help, so this fails on any bad flag or value.

@@ -2,6 +2,7 @@
 //! real Kafka broker) driven over REST, as people run them. One test binary, so the helpers in
 //! `support` are built once.
 
+mod cluster;
 mod compose;
 mod crash;
 mod embedded;

@@ -2,6 +2,7 @@
 //! a speaker worker, a coordinator of deadlines and a resource allocator.
 
 pub mod allocator;
+pub mod cluster;
 pub mod coordinator;
 pub mod dataflow;
 pub mod hub;

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,7 @@ use timely::dataflow::{Scope, StreamVec};
 use timely::WorkerConfig;
 use tracing::info;
 
+use crate::cluster::{heartbeats, ClusterWatch};
 use crate::dataflow::{build, Inbound, Outbound, Settings, Time};
 use crate::metrics::Metrics;
 use crate::recovery::Recovery;
@@ -35,6 +36,16 @@ use crate::recovery::Recovery;
 /// How much one activation of a source takes from each topic before yielding to the
 /// operators downstream (it re-activates itself at once if more is waiting).
 const SOURCE_BATCH: usize = 4096;
+
+/// How often the watchdog checks the peers' heartbeats.
+const WATCHDOG_EVERY: Duration = Duration::from_millis(100);
+
+/// The shortest time between two heartbeats.
+const HEARTBEAT_MIN: Duration = Duration::from_millis(50);
+
+/// How long the workers of a failed cluster get to stop (and leave the consumer group)
+/// before the owner is told anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a source keeps ticking after its last input even with no deadline pending yet.
 const TICK_GRACE: Duration = Duration::from_secs(1);
@@ -68,21 +79,12 @@ impl BusPorts {
     }
 }
 
-/// The other processes of a timely cluster, as timely's own `-n/-p/-h` options describe them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cluster {
-    /// This process's index into `addresses`.
-    pub process: usize,
-    /// `host:port` of every process, in process order.
-    pub addresses: Vec<String>,
-}
-
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
     /// Worker threads in this process.
     pub workers: usize,
-    /// `None`: one process.
-    pub cluster: Option<Cluster>,
+    /// The cluster this process belongs to (or none), and the watch that fails it whole.
+    pub watch: Arc<ClusterWatch>,
     pub settings: Settings,
     /// How often an idle source advances its clock, so deadlines fire on time.
     pub tick: Duration,
@@ -95,7 +97,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             workers: 1,
-            cluster: None,
+            watch: ClusterWatch::alone(ClusterWatch::logging()),
             settings: Settings::default(),
             tick: Duration::from_millis(10),
             known_network: Vec::new(),
@@ -111,6 +113,8 @@ pub enum LiveError {
     Start(String),
     #[error("could not read the flow log to recover: {0}")]
     Recovery(#[from] FlowLogError),
+    #[error("could not mark the start of this generation in the flow log: {0}")]
+    Generation(FlowLogError),
 }
 
 /// A running topology; dropping it stops the workers.
@@ -118,6 +122,7 @@ pub struct LiveTopology {
     stop: Arc<AtomicBool>,
     /// Wake each worker's source, so a parked worker sees `stop`.
     wakers: Arc<Mutex<Vec<Waker>>>,
+    watch: Arc<ClusterWatch>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     /// Dropped after the workers, so it writes what they submitted last.
     group_commit: Option<Arc<GroupCommit>>,
@@ -132,8 +137,11 @@ impl LiveTopology {
         if config.workers == 0 {
             return Err(LiveError::NoWorkers);
         }
+        let reading = Instant::now();
         let mut recovery = Recovery::from_log(now_ms(), ports.flow_log.read_all()?);
         recovery.network = std::mem::take(&mut config.known_network);
+        let generation = recovery.generation;
+        let flow_log = ports.flow_log.clone();
         let recovery = Arc::new(recovery);
         info!(
             network_events = recovery.network.len(),
@@ -143,6 +151,8 @@ impl LiveTopology {
                 .iter()
                 .filter(|f| f.interrupted.is_some())
                 .count(),
+            generation = recovery.generation,
+            took_ms = u64::try_from(reading.elapsed().as_millis()).unwrap_or(u64::MAX),
             "recovered from the flow log"
         );
         let group_commit = Arc::new(GroupCommit::start(ports.flow_log.clone()));
@@ -156,7 +166,8 @@ impl LiveTopology {
         let wakers: Arc<Mutex<Vec<Waker>>> = Arc::default();
         let worker_wakers = wakers.clone();
         let last_input_ms = Arc::new(AtomicU64::new(now_ms()));
-        let communication = match &config.cluster {
+        let watch = config.watch.clone();
+        let communication = match watch.cluster() {
             None => timely::CommunicationConfig::Process(config.workers),
             Some(cluster) => timely::CommunicationConfig::Cluster {
                 threads: config.workers,
@@ -172,8 +183,14 @@ impl LiveTopology {
         };
         // A deadline pending in another process needs this process's clock to move too, and
         // the local gauge cannot see it: in a cluster the sources always tick.
-        let always_tick = config.cluster.is_some();
+        let always_tick = watch.cluster().is_some();
+        let heartbeat_every = (watch.timeouts().failure / 10).max(HEARTBEAT_MIN);
+        let running = Arc::new(AtomicUsize::new(0));
+        spawn_watchdog(&watch, &stop, &wakers, &running);
+        let worker_watch = watch.clone();
+        let workers_per_process = config.workers;
         let guards = timely::execute(timely_config, move |worker| {
+            let _running = Running::count(&running);
             let (ports, metrics, wakers) = (ports.clone(), metrics.clone(), worker_wakers.clone());
             let last_input_ms = last_input_ms.clone();
             let recovery = recovery_slot.lock().clone().unwrap_or_default();
@@ -192,10 +209,17 @@ impl LiveTopology {
                 };
                 let inbound = bus_source(scope, setup, metrics.clone());
                 let out = build(scope, inbound, settings, metrics, &recovery);
-                outbox(scope, out, &ports, &group_commit, &published);
+                outbox(scope, out, &ports, &group_commit, &published, generation);
             });
+            if always_tick {
+                let watch = worker_watch.clone();
+                worker.dataflow::<Time, _, _>(move |scope| {
+                    heartbeats(scope, watch, workers_per_process, heartbeat_every);
+                });
+            }
             if still_building.fetch_sub(1, Ordering::AcqRel) == 1 {
                 recovery_slot.lock().take();
+                worker_watch.recovered();
             }
             info!(worker = worker.index(), "topology worker running");
             // Parked until an activation: the bus, a timer, or `stop` waking the source. (A
@@ -210,9 +234,19 @@ impl LiveTopology {
             }
         })
         .map_err(LiveError::Start)?;
+        watch.connected();
+        info!("every timely peer connected");
+        // Every process has read the log by now (timely connected them all): mark where this
+        // generation begins, so late appends of the one before it are fenced off.
+        if watch.cluster().is_none_or(|c| c.process == 0) {
+            flow_log
+                .begin_generation(generation)
+                .map_err(LiveError::Generation)?;
+        }
         Ok(LiveTopology {
             stop,
             wakers,
+            watch,
             guards: Some(guards),
             group_commit: Some(group_commit),
         })
@@ -222,11 +256,13 @@ impl LiveTopology {
         self.shut_down();
     }
 
+    pub fn watch(&self) -> &Arc<ClusterWatch> {
+        &self.watch
+    }
+
     fn shut_down(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for wake in self.wakers.lock().iter() {
-            wake();
-        }
+        self.watch.stopping();
+        stop_workers(&self.stop, &self.wakers);
         if let Some(guards) = self.guards.take() {
             drop(guards.join());
         }
@@ -237,6 +273,63 @@ impl LiveTopology {
 impl Drop for LiveTopology {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+fn stop_workers(stop: &AtomicBool, wakers: &Mutex<Vec<Waker>>) {
+    stop.store(true, Ordering::Relaxed);
+    for wake in wakers.lock().iter() {
+        wake();
+    }
+}
+
+/// Counts a worker as running for as long as it lives, panics included.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn count(running: &Arc<AtomicUsize>) -> Running {
+        running.fetch_add(1, Ordering::AcqRel);
+        Running(running.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Checks the cluster's timeouts, and on the first failure stops the workers (their Kafka
+/// consumers leave the group as they are dropped), gives them `LEAVE_TIMEOUT` to do so, and
+/// tells the watch's owner. Ends when the topology stops on purpose.
+fn spawn_watchdog(
+    watch: &Arc<ClusterWatch>,
+    stop: &Arc<AtomicBool>,
+    wakers: &Arc<Mutex<Vec<Waker>>>,
+    running: &Arc<AtomicUsize>,
+) {
+    let (watch, stop, wakers, running) =
+        (watch.clone(), stop.clone(), wakers.clone(), running.clone());
+    let spawned = std::thread::Builder::new()
+        .name("cluster-watchdog".into())
+        .spawn(move || loop {
+            if watch.is_stopping() {
+                return;
+            }
+            let Some(failure) = watch.wait_for_failure(WATCHDOG_EVERY) else {
+                watch.check(Instant::now());
+                continue;
+            };
+            stop_workers(&stop, &wakers);
+            let since = Instant::now();
+            while running.load(Ordering::Acquire) > 0 && since.elapsed() < LEAVE_TIMEOUT {
+                std::thread::sleep(WATCHDOG_EVERY);
+            }
+            watch.report(&failure);
+            return;
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "could not start the cluster watchdog");
     }
 }
 
@@ -333,6 +426,8 @@ struct Held {
 /// a rule, and a client never hears of a flow, that a restart would not know about; and the
 /// worker goes on computing while the log writes.
 ///
+/// Everything leaves stamped with this start's `generation`, for the readers' fence.
+///
 /// Its (empty) output lets `published` see when everything before a time has been sent.
 fn outbox<'scope>(
     scope: Scope<'scope, Time>,
@@ -340,6 +435,7 @@ fn outbox<'scope>(
     ports: &BusPorts,
     group_commit: &GroupCommit,
     published: &ProbeHandle<Time>,
+    generation: u64,
 ) {
     let mut builder = OperatorBuilder::new("Outbox".to_owned(), scope);
     let activator = scope
@@ -364,7 +460,10 @@ fn outbox<'scope>(
                     stamped.push(time);
                     stash_at(&mut held, capability);
                 }
-                batch.extend(data.flat_map(|b| b.drain(..)));
+                batch.extend(
+                    data.flat_map(|b| b.drain(..))
+                        .map(|e| stamped_with(e, generation)),
+                );
             });
             let ticket = lane.submit(batch);
             for time in stamped.drain(..) {
@@ -397,19 +496,25 @@ fn outbox<'scope>(
                 stash
                     .commands
                     .into_iter()
-                    .for_each(|c| ports.sb_commands.publish(c));
+                    .for_each(|c| ports.sb_commands.publish(stamped_with(c, generation)));
                 stash
                     .responses
                     .into_iter()
-                    .for_each(|r| ports.nb_responses.publish(r));
+                    .for_each(|r| ports.nb_responses.publish(stamped_with(r, generation)));
                 stash
                     .states
                     .into_iter()
-                    .for_each(|s| ports.network_states.publish(s));
+                    .for_each(|s| ports.network_states.publish(stamped_with(s, generation)));
             }
         }
     });
     done.probe_with(published);
+}
+
+/// `envelope`, as sent by topology generation `generation` (see `Envelope::epoch`).
+fn stamped_with<P>(mut envelope: Envelope<P>, generation: u64) -> Envelope<P> {
+    envelope.epoch = generation;
+    envelope
 }
 
 /// The stash for the capability's time, holding that time open on the outbox's output.

@@ -25,8 +25,8 @@ use super::pending::PendingReplies;
 use crate::view::{FlowView, HistoryQuery, NetworkView};
 use hubspoke_bus::clock::now_ms;
 use hubspoke_rest::{
-    correlation_middleware, method_not_allowed_fallback, not_found_fallback, ApiError,
-    CorrelationId, JsonBody, PathParams,
+    correlation_middleware, health_routes, method_not_allowed_fallback, not_found_fallback,
+    ApiError, CorrelationId, JsonBody, PathParams, Readiness,
 };
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +43,8 @@ pub struct NbState {
     /// How long a request waits for the topology; also its envelope's deadline.
     pub request_timeout: Duration,
     pub metrics_render: MetricsRender,
+    /// What `/ready` waits for besides the topology answering a ping.
+    pub readiness: Readiness,
 }
 
 impl NbState {
@@ -60,11 +62,20 @@ impl NbState {
             network_view,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics_render: Arc::new(String::new),
+            readiness: Readiness::new(),
         }
     }
 }
 
 pub fn nb_router(state: NbState) -> Router {
+    let pinged = state.clone();
+    let readiness = state
+        .readiness
+        .clone()
+        .with_async("topology answering", move || {
+            let state = pinged.clone();
+            async move { topology_answers(&state).await }
+        });
     Router::new()
         .route("/v2/flows", get(list_flows).post(create_flow))
         .route(
@@ -79,8 +90,8 @@ pub fn nb_router(state: NbState) -> Router {
         .route("/v2/switches/{switch_id}/validate", get(validate_switch))
         .route("/v2/switches/{switch_id}/sync", post(sync_switch))
         .route("/v2/links", get(links))
-        .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(health_routes(readiness))
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
         .with_state(state)
@@ -220,6 +231,7 @@ async fn ask_for(
             key: request.key(),
             created_at_ms: now,
             deadline_ms: Some(now.saturating_add(timeout_ms)),
+            epoch: 0,
             payload: request,
         };
         tracing::debug!(correlation_id = %id.0, key = %envelope.key, "northbound request published");
@@ -390,8 +402,18 @@ async fn links(State(state): State<NbState>) -> Json<Vec<LinkState>> {
     Json(state.network_view.links())
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// How long `/ready` waits for the topology to answer its ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the topology answers a ping (through the bus, the dataflow and back) in time.
+async fn topology_answers(state: &NbState) -> bool {
+    let mut probe = state.clone();
+    probe.request_timeout = PING_TIMEOUT;
+    let id = CorrelationId(format!("ready-{}", uuid::Uuid::new_v4()));
+    matches!(
+        ask_for(&probe, &id, NbRequest::Ping).await,
+        Ok(NbResponse::Pong)
+    )
 }
 
 async fn metrics(State(state): State<NbState>) -> impl IntoResponse {

@@ -8,6 +8,7 @@ use axum::Router;
 use crossbeam_channel::Receiver;
 use hubspoke_bus::Publish;
 use hubspoke_fsm::{Envelope, FlowEvent, NbRequest, NbResponse, NetworkState};
+use hubspoke_rest::Readiness;
 
 use crate::pending::{spawn_reply_dispatcher, PendingReplies};
 use crate::routes::{nb_router, MetricsRender, NbState};
@@ -22,6 +23,8 @@ pub struct Northbound {
     /// How long a request waits for the topology; also its envelope's deadline.
     pub request_timeout: Duration,
     pub metrics: MetricsRender,
+    /// What `/ready` waits for besides the topology answering a ping.
+    pub readiness: Readiness,
 }
 
 impl Northbound {
@@ -37,6 +40,7 @@ impl Northbound {
         let mut state = NbState::new(self.requests, pending, view, network_view);
         state.request_timeout = self.request_timeout;
         state.metrics_render = self.metrics;
+        state.readiness = self.readiness;
         state
     }
 

@@ -1,6 +1,7 @@
 //! What the shim's tests share: the shim started as in production, in front of a fake
 //! topology that answers `nb.requests` on a thread.
 
+use hubspoke_rest::Readiness;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tower::ServiceExt;
 use crate::{nb_router, NbState, Northbound};
 
 /// Publishes onto a plain channel, so the threads of a test end when the test drops it.
-struct ChannelPublish<T>(Sender<T>);
+pub struct ChannelPublish<T>(pub Sender<T>);
 
 impl<T: Send> Publish<T> for ChannelPublish<T> {
     fn publish(&self, message: T) {
@@ -165,6 +166,7 @@ fn fake_topology(
                 },
                 None => error(409, "no-path", "Flow has no path"),
             },
+            NbRequest::Ping => NbResponse::Pong,
             NbRequest::DeleteFlow { flow_id } => match flows.get(flow_id).cloned() {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),
@@ -264,6 +266,7 @@ pub fn shim(request_timeout: Duration, deletes: Deletes) -> Shim {
         network_states,
         request_timeout,
         metrics: Arc::new(|| "hubspoke_flows_total 3\n".to_string()),
+        readiness: Readiness::new(),
     }
     .start();
     Shim {

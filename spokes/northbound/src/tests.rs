@@ -12,7 +12,9 @@ use hubspoke_fsm::{
 };
 use serde_json::{json, Value};
 
-use crate::test_support::{answer, shim, Answer, Deletes, Shim};
+use std::sync::Arc;
+
+use crate::test_support::{answer, shim, Answer, ChannelPublish, Deletes, Shim};
 use crate::view::spawn_network_view_updater;
 
 async fn call(
@@ -687,6 +689,11 @@ async fn the_network_health_and_metrics_are_served() {
         (health.status, health.body),
         (StatusCode::OK, json!({"status": "ok"}))
     );
+    let ready = call(&shim.router, "GET", "/ready", None, "").await;
+    assert_eq!(
+        (ready.status, ready.body),
+        (StatusCode::OK, json!({"ready": true, "waiting_for": []}))
+    );
     let metrics = call(&shim.router, "GET", "/metrics", None, "").await;
     assert_eq!(
         metrics.content_type.as_deref(),
@@ -836,4 +843,33 @@ async fn bad_history_parameters_are_400_and_unknown_flows_404() {
     )
     .await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "corr-history");
+}
+
+/// A topology that takes requests but answers none: the shim is alive, not ready.
+#[tokio::test]
+async fn the_shim_is_not_ready_while_no_topology_answers() {
+    let (request_tx, _requests_nobody_reads) = crossbeam_channel::unbounded();
+    let (_, responses) = crossbeam_channel::unbounded();
+    let (_, flow_events) = crossbeam_channel::unbounded();
+    let (_, network_states) = crossbeam_channel::unbounded();
+    let router = crate::Northbound {
+        requests: Arc::new(ChannelPublish(request_tx)),
+        responses,
+        flow_events,
+        network_states,
+        request_timeout: Duration::from_secs(5),
+        metrics: Arc::new(String::new),
+        readiness: hubspoke_rest::Readiness::new(),
+    }
+    .router();
+    let health = call(&router, "GET", "/health", None, "").await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = call(&router, "GET", "/ready", None, "").await;
+    assert_eq!(
+        (ready.status, ready.body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "waiting_for": ["topology answering"]})
+        )
+    );
 }

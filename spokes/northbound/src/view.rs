@@ -62,12 +62,13 @@ impl FlowView {
                 let at = entries.partition_point(|e| e.timestamp_ms <= entry.timestamp_ms);
                 entries.insert(at, entry.clone());
             }
-            // For the topology's deduplication and the removal debt; replies reach the shim on
-            // their own topic, and the debt is the switch keeper's to show.
+            // For the topology's deduplication, the removal debt and fencing; replies reach the
+            // shim on their own topic, and the debt is the switch keeper's to show.
             FlowEvent::Answered { .. }
             | FlowEvent::RemovalOwed { .. }
             | FlowEvent::ExcessOwed { .. }
-            | FlowEvent::RemovalPaid { .. } => {}
+            | FlowEvent::RemovalPaid { .. }
+            | FlowEvent::GenerationStarted { .. } => {}
         }
     }
 

@@ -1,5 +1,5 @@
-//! What every REST route shares: the correlation id, the JSON error body, and extractors whose
-//! rejections are that body rather than axum's plain text.
+//! What every REST route shares: the correlation id, the JSON error body, extractors whose
+//! rejections are that body rather than axum's plain text, and `/health` with `/ready`.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -11,6 +11,11 @@ use hubspoke_fsm::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
+
+mod health;
+pub use health::{health_routes, Check, Readiness};
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation_id");
 const MAX_CORRELATION_ID_LEN: usize = 256;

@@ -17,6 +17,7 @@ use hubspoke_fsm::{
     NetworkState, SwitchId,
 };
 use hubspoke_switch_sim::{load_network, Faults};
+use hubspoke_topology::cluster::ClusterWatch;
 use hubspoke_topology::dataflow::Settings;
 
 /// Three switches in a row: every flow from switch 1 to switch 3 crosses all three.
@@ -59,6 +60,7 @@ impl Rig {
             data_dir: data.path().to_path_buf(),
             history_retention_ms: u64::MAX,
             storage,
+            watch: ClusterWatch::alone(ClusterWatch::logging()),
         })
         .expect("the embedded default starts");
         let bus = &embedded.bus;

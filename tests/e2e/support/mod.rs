@@ -32,14 +32,25 @@ impl Process {
 
     /// Starts the process without waiting (e.g. for timely cluster peers that wait for each other).
     pub fn spawn(args: &[&str]) -> Process {
+        Process::spawn_with_stderr(args, Stdio::inherit())
+    }
+
+    /// [`spawn`](Self::spawn), with its stderr going to `stderr` (a file, to read what it
+    /// said). A `topology` gets a free port for its `/health` unless the args name one, so
+    /// tests in parallel do not share its default port.
+    pub fn spawn_with_stderr(args: &[&str], stderr: impl Into<Stdio>) -> Process {
+        let mut args = args.to_vec();
+        if args.first() == Some(&"topology") && !args.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubspoke"))
-            .args(args)
+            .args(&args)
             .env(
                 "RUST_LOG",
                 std::env::var("HUBSPOKE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start hubspoke");
         let stdout = child.stdout.take().map(BufReader::new);
@@ -62,6 +73,9 @@ impl Process {
                 }
             }
             self.first_line = line.trim().to_string();
+            // The rest is read and dropped: a closed pipe would make the next print (timely
+            // prints while a cluster forms) kill the process.
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         }
     }
 
@@ -85,8 +99,19 @@ impl Process {
 
     /// Sends SIGTERM and waits up to `limit` for the process to exit; its exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("-TERM");
+        self.exits_within(limit)
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, …) with `kill`.
+    pub fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = Command::new("kill").args([signal, &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
+    /// Its exit status, if it exits within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -346,7 +346,8 @@ impl Hub {
             }
             NbRequest::ValidateFlow { .. }
             | NbRequest::ValidateSwitch { .. }
-            | NbRequest::SyncSwitch { .. } => return None,
+            | NbRequest::SyncSwitch { .. }
+            | NbRequest::Ping => return None,
         })
     }
 
@@ -526,7 +527,8 @@ impl Hub {
             | NbRequest::SyncFlow { .. }
             | NbRequest::ValidateFlow { .. }
             | NbRequest::ValidateSwitch { .. }
-            | NbRequest::SyncSwitch { .. } => {}
+            | NbRequest::SyncSwitch { .. }
+            | NbRequest::Ping => {}
         }
         Ok(())
     }

@@ -216,6 +216,10 @@ impl Keeper {
             key: envelope.key.clone(),
         };
         let (ask, switches) = match envelope.payload {
+            NbRequest::Ping => {
+                out.push(respond(&reply, now_ms, NbResponse::Pong));
+                return;
+            }
             NbRequest::ValidateSwitch { switch_id } => {
                 (Ask::ValidateSwitch(reply), vec![switch_id])
             }
