@@ -7,6 +7,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf
 RUN cargo build --release --locked --bin hubspoke
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
+# curl: the compose file's health checks ask `/ready` with it.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/hubspoke /usr/local/bin/hubspoke
 ENTRYPOINT ["hubspoke"]
