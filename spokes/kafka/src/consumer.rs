@@ -193,12 +193,12 @@ pub fn spawn_consumer<T: DeserializeOwned + Send + 'static>(
     let thread = std::thread::Builder::new()
         .name(format!("consume {topic_name}"))
         .spawn(move || {
-            let mut fence = Fence::default();
+            let mut fence = Fence::new(&topic_name);
             while !thread_stop.load(Ordering::Relaxed) {
                 match consumer.poll(POLL_WAIT) {
                     Some(Ok(message)) => {
                         if let Some(envelope) = decode_or_dead_letter(&message, &producer, &errors_topic, now_ms()) {
-                            if fence.admit(&topic_name, message.partition(), envelope.epoch) {
+                            if fence.admit(message.partition(), envelope.epoch) {
                                 sink.publish(envelope);
                             }
                         }

@@ -9,26 +9,31 @@
 
 use std::collections::HashMap;
 
-/// The newest generation seen per partition of the topics one reader reads.
-#[derive(Debug, Default)]
+/// The newest generation seen per partition of one topic.
+#[derive(Debug)]
 pub struct Fence {
-    newest: HashMap<(String, i32), u64>,
+    topic: String,
+    newest: HashMap<i32, u64>,
 }
 
 impl Fence {
-    /// Whether a message of generation `epoch` at `partition` of `topic` is current. Messages
-    /// no topology produced (epoch 0) always are.
-    pub fn admit(&mut self, topic: &str, partition: i32, epoch: u64) -> bool {
+    pub fn new(topic: &str) -> Self {
+        Fence {
+            topic: topic.to_string(),
+            newest: HashMap::new(),
+        }
+    }
+
+    /// Whether a message of generation `epoch` at `partition` is current. Messages no
+    /// topology produced (epoch 0) always are.
+    pub fn admit(&mut self, partition: i32, epoch: u64) -> bool {
         if epoch == 0 {
             return true;
         }
-        let newest = self
-            .newest
-            .entry((topic.to_string(), partition))
-            .or_default();
+        let newest = self.newest.entry(partition).or_default();
         if epoch < *newest {
             tracing::warn!(
-                %topic,
+                topic = %self.topic,
                 partition,
                 epoch,
                 newest = *newest,
@@ -47,19 +52,12 @@ mod tests {
 
     #[test]
     fn a_message_older_than_its_partitions_newest_generation_is_dropped() {
-        let mut fence = Fence::default();
-        assert!(fence.admit("flow.events", 0, 1));
-        assert!(fence.admit("flow.events", 0, 2), "the successor's marker");
-        assert!(
-            !fence.admit("flow.events", 0, 1),
-            "the dead generation, late"
-        );
-        assert!(fence.admit("flow.events", 0, 2));
-        assert!(
-            fence.admit("flow.events", 1, 1),
-            "another partition has its own order"
-        );
-        assert!(fence.admit("sb.commands", 0, 1), "and another topic");
-        assert!(fence.admit("flow.events", 0, 0), "not a topology's message");
+        let mut fence = Fence::new("flow.events");
+        assert!(fence.admit(0, 1));
+        assert!(fence.admit(0, 2), "the successor's marker");
+        assert!(!fence.admit(0, 1), "the dead generation, late");
+        assert!(fence.admit(0, 2));
+        assert!(fence.admit(1, 1), "another partition has its own order");
+        assert!(fence.admit(0, 0), "not a topology's message");
     }
 }

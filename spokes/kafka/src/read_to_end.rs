@@ -62,7 +62,7 @@ pub fn read_to_end<T: DeserializeOwned>(
     }
     reader.assign(&assignment)?;
     let mut messages = Vec::new();
-    let mut fence = Fence::default();
+    let mut fence = Fence::new(topic);
     let reported_ends_reached = |next: &EndOffsets| {
         reported
             .iter()
@@ -80,7 +80,7 @@ pub fn read_to_end<T: DeserializeOwned>(
                 let (partition, offset) = (message.partition(), message.offset());
                 match decode::<T>(topic, partition, offset, message.key(), message.payload()) {
                     Decoded::Message(envelope) => {
-                        if fence.admit(topic, partition, envelope.epoch) {
+                        if fence.admit(partition, envelope.epoch) {
                             messages.push(envelope);
                         }
                     }
