@@ -229,8 +229,10 @@ pub async fn assert_data_plane_exact(api: &Api) -> Vec<Value> {
                 && end["vlan"] == to["vlan_id"];
             assert!(
                 delivered,
-                "flow {}: a packet from {from} must leave at {to}; it went: {trace}",
-                flow["flow_id"]
+                "flow {}: a packet from {from} must leave at {to}; it went: {trace}\n\
+                 flows whose path enters a switch where a rule of another cookie took it: {:?}",
+                flow["flow_id"],
+                crossing_where_taken(&flows, &trace)
             );
             for hop in trace["hops"].as_array().expect("hops") {
                 met.insert((
@@ -262,6 +264,36 @@ pub async fn assert_data_plane_exact(api: &Api) -> Vec<Value> {
     );
     links_add_up(api, &up).await;
     up
+}
+
+/// The flows whose path enters a switch at a port where a trace met a rule of another cookie
+/// than its first: who else uses that (port, VLAN), to explain a failure.
+fn crossing_where_taken(flows: &[Value], trace: &Value) -> Vec<String> {
+    let hops = trace["hops"].as_array().cloned().unwrap_or_default();
+    let first_cookie = hops.first().map(|h| h["cookie"].clone());
+    let taken: Vec<&Value> = hops
+        .iter()
+        .filter(|h| Some(&h["cookie"]) != first_cookie.as_ref())
+        .collect();
+    flows
+        .iter()
+        .filter(|f| {
+            f["path"].as_array().is_some_and(|path| {
+                path.iter().any(|node| {
+                    taken.iter().any(|hop| {
+                        node["switch_id"] == hop["switch_id"]
+                            && node["input_port"] == hop["in_port"]
+                    })
+                })
+            })
+        })
+        .map(|f| {
+            format!(
+                "{} {} {} path {}",
+                f["flow_id"], f["status"], f["status_info"], f["path"]
+            )
+        })
+        .collect()
 }
 
 /// The records of the flows whose endpoints the `stale` rules match, to explain a failure.
