@@ -3,7 +3,9 @@
 //!
 //! No maintained crate covers what a controller needs (a vlan_vid match, METER_MOD, flow stats
 //! filtered by cookie), and the subset is small: so this one, with no dependency but
-//! `thiserror`, and without I/O: bytes in, [`Frame`]s out, and back.
+//! `thiserror`, and without I/O: bytes in, [`Frame`]s out, and back. A speaker reads its socket
+//! into a [`FrameReader`] (or cuts the stream itself with [`split_frame`]) and writes what
+//! [`encode`] gives.
 //!
 //! Decoding trusts nothing. Every length field is checked against the bytes there are and
 //! against the smallest its structure can be, so decoding never panics, never loops on a zero
@@ -38,6 +40,7 @@ pub mod consts;
 mod error;
 mod flow_match;
 mod flow_mod;
+mod framing;
 mod handshake;
 mod header;
 mod instruction;
@@ -53,6 +56,7 @@ pub use action::Action;
 pub use error::{DecodeError, EncodeError};
 pub use flow_match::Match;
 pub use flow_mod::{FlowMod, FlowModCommand};
+pub use framing::{split_frame, FrameReader};
 pub use handshake::SwitchFeatures;
 pub use header::Header;
 pub use instruction::Instruction;

@@ -168,7 +168,8 @@ fn type_name(msg_type: u8) -> &'static str {
     }
 }
 
-/// Decodes `bytes`, which must be exactly one message.
+/// Decodes `bytes`, which must be exactly one message (see [`crate::split_frame`] to cut a
+/// stream into messages).
 pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
     let header = Header::peek(bytes).ok_or(DecodeError::Truncated {
         what: "message header",
