@@ -1,0 +1,3 @@
+//! The codec against the spec: hand-made golden bytes.
+
+mod golden;
