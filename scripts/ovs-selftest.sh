@@ -25,7 +25,8 @@ elapsed() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.2f", t1 - t
 # A stand-in controller: answers HELLO, FEATURES and ECHO, logs CONNECT/PORT_STATUS/DISCONNECT.
 cat > "$T/ctl.py" <<'EOF'
 import socket, struct, sys, threading
-srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(128)
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(128)
 print("LISTEN %d" % srv.getsockname()[1], flush=True)
 lock = threading.Lock()
 def log(line):
@@ -54,17 +55,20 @@ def serve(c):
 while True:
     c, _ = srv.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 EOF
-python3 "$T/ctl.py" > "$T/ctl.log" 2>&1 &
-CTL_PID=$!
-for _ in $(seq 50); do grep -q LISTEN "$T/ctl.log" && break; sleep 0.1; done
-CTL="127.0.0.1:$(awk '/LISTEN/ { print $2 }' "$T/ctl.log")"
-# Waits until the controller log has, after the line `mark` saw last, COUNT lines (default 1)
-# matching REGEX.
-MARK=0
+start_ctl() { # PORT (0: any); log in $T/ctl.log
+  python3 "$T/ctl.py" "$1" > "$T/ctl.log" 2>&1 &
+  CTL_PID=$!
+  for _ in $(seq 50); do grep -q LISTEN "$T/ctl.log" && break; sleep 0.1; done
+  CTL="127.0.0.1:$(awk '/LISTEN/ { print $2 }' "$T/ctl.log")"
+  MARK=0
+}
+start_ctl 0
+# ctl_saw REGEX [COUNT [TENTHS]]: waits up to TENTHS/10 s (default 5 s) until the controller
+# log has, after the line `mark` saw last, COUNT lines (default 1) matching REGEX.
 mark() { MARK="$(wc -l < "$T/ctl.log")"; }
 ctl_saw() {
   local i
-  for i in $(seq 50); do
+  for i in $(seq "${3:-50}"); do
     [ "$(tail -n +$((MARK + 1)) "$T/ctl.log" | grep -cE "$1")" -ge "${2:-1}" ] && return 0; sleep 0.1
   done
   return 1
@@ -174,6 +178,14 @@ check "start again: same instance" [ "$("$OVS" start grid:3x3 --controller "$CTL
 echo "time: start again $(elapsed "$t0") s"
 check "start again: not rebuilt (flows kept)" [ -n "$(ovs-ofctl -O OpenFlow13 dump-flows s1 --no-stats)" ]
 check "start with another spec fails" [ "$("$OVS" start linear:3 --controller "$CTL" --dir "$A" 2>/dev/null; echo $?)" = 1 ]
+
+# The controller restarts: `reconnect` has the switches connect at once (OVS 3.1 would wait
+# up to 8 s, whatever max_backoff says).
+kill "$CTL_PID"; wait "$CTL_PID" 2>/dev/null || true
+sleep 3
+start_ctl "${CTL##*:}"
+"$OVS" reconnect 2>/dev/null
+check "reconnect: all 9 switches back within 2 s" ctl_saw '^CONNECT' 9 20
 
 # Other shapes, each in an instance of its own, all running at once.
 shape() { # DIR SPEC EXPECTED_LINKS

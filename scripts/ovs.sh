@@ -26,6 +26,12 @@
 #       OVS sends each end's controller two PORT_STATUS MODIFY, config first, then state), and
 #       the wire is cut / joined, so no frame crosses a failed link. restore-link joins the wire
 #       before the ports go up. Failing a failed link (or restoring an up one) changes nothing.
+#   scripts/ovs.sh reconnect [A...] [--dir DIR]
+#       switches A... (default: those not connected to their controller now) drop their
+#       controller record and get it back, so they try to connect at once. OVS 3.1 ignores
+#       max_backoff=1000: a switch that lost or never reached its controller retries after 1,
+#       2, 4, then every 8 s. Start the controller before `start` (switches get their
+#       controller last and connect at once), or call this after (re)starting it.
 #   scripts/ovs.sh fail-switch A / restore-switch A
 #       a power cycle: fail-switch deletes bridge sA (its controller connection closes, its
 #       flows and meters are gone) and fails its ISLs as above on the far ends; restore-switch
@@ -43,7 +49,7 @@
 # order, ISL ports 1, 2, 3... on each switch in order of appearance of the pairs (at most 48).
 # Switch N is bridge sN with datapath id N in 16 hex digits; its port P is interface sN-pP.
 # Bridges: datapath_type=netdev, protocols=OpenFlow13, fail_mode=secure (no forwarding without
-# flows), in-band control off, controller tcp:HOST:PORT with max_backoff=1000 (ms).
+# flows), in-band control off, controller tcp:HOST:PORT with max_backoff=1000 (ms, see reconnect).
 # ISLs are pairs of type=dummy interfaces joined by a unix socket DIR/sA-pP.sock
 # (options:pstream on the end of the link's first switch, options:stream on the other): OVS
 # 3.1 patch ports ignore mod-port down ("Operation not supported" in the log, exit status 0). Edge ports (default 4, --edge-ports N) are type=dummy, numbered from
@@ -404,6 +410,26 @@ cmd_link() {
   sync_links link $l
 }
 
+cmd_reconnect() {
+  lock; need_running
+  CONTROLLER="$(awk '{ print $2 }' "$DIR/ready")"
+  local s want=() args=()
+  if [ "${#ARGS[@]}" -gt 0 ]; then
+    for s in "${ARGS[@]}"; do has_switch "$s"; switch_up "$s" || die "s$s is failed"; want+=("$s"); done
+  else
+    mapfile -t want < <(awk -F, 'FILENAME == ARGV[1] { if ($2 == "false") down[$1] = 1; next }
+                                 ($2 in down) { sub(/^s/, "", $1); print $1 }' \
+      <(ovs-vsctl --format=csv --data=bare --no-headings --columns=_uuid,is_connected list controller) \
+      <(ovs-vsctl --format=csv --data=bare --no-headings --columns=name,controller list bridge))
+  fi
+  [ "${#want[@]}" -gt 0 ] || return 0
+  for s in "${want[@]}"; do args+=(-- clear bridge "s$s" controller); done
+  # Two transactions: with the same target in one, OVS keeps the old connection attempt.
+  ovs-vsctl --timeout=60 "${args[@]}"
+  attach_controllers "${want[@]}"
+  say "reconnecting $(printf 's%s ' "${want[@]}")"
+}
+
 cmd_switch() {
   [ "${#ARGS[@]}" -eq 1 ] || die "usage: $0 $CMD A [--dir DIR]"
   lock; need_running
@@ -436,5 +462,6 @@ case "$CMD" in
   links) [ -f "$DIR/links" ] || die "no network in $DIR"; cat "$DIR/links" ;;
   fail-link|restore-link) cmd_link ;;
   fail-switch|restore-switch) cmd_switch ;;
+  reconnect) cmd_reconnect ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
