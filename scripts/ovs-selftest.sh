@@ -17,6 +17,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 check() { local what="$1"; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }

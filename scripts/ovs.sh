@@ -43,7 +43,7 @@
 #   export OVS_STATE=DIR / OVS_RUNDIR=DIR / OVS_LOGDIR=DIR / OVS_DBDIR=DIR / OVS_SYSCONFDIR=DIR
 # With these exported, ovs-vsctl, ovs-ofctl and ovs-appctl reach this instance by themselves,
 # and later calls of this script find it without --dir. Progress and errors go to stderr.
-# Logs: DIR/ovs-vswitchd.log, DIR/ovsdb-server.log.
+# Logs: DIR/ovs-vswitchd.log, DIR/ovsdb-server.log (the previous start's: *.log.1).
 # SPEC is grid:RxC, linear:N, ring:N (N >= 3) or mesh:N, built exactly as the simulator does
 # (fsm/src/network.rs Network::generate): switches 1..=N, one link per pair in the simulator's
 # order, ISL ports 1, 2, 3... on each switch in order of appearance of the pairs (at most 48).
@@ -51,12 +51,15 @@
 # Bridges: datapath_type=netdev, protocols=OpenFlow13, fail_mode=secure (no forwarding without
 # flows), in-band control off, controller tcp:HOST:PORT with max_backoff=1000 (ms, see reconnect).
 # ISLs are pairs of type=dummy interfaces joined by a unix socket DIR/sA-pP.sock
-# (options:pstream on the end of the link's first switch, options:stream on the other): OVS
-# 3.1 patch ports ignore mod-port down ("Operation not supported" in the log, exit status 0). Edge ports (default 4, --edge-ports N) are type=dummy, numbered from
-# 10, or from the last ISL port + 1 on a switch whose ISL ports reach 10 (meshes of 11 and more).
+# (options:pstream on the end of the link's first switch, options:stream on the other), not
+# patch ports: OVS 3.1 patch ports ignore mod-port down ("Operation not supported" in the
+# log, exit status 0, port stays LIVE). Edge ports (default 4, --edge-ports N) are type=dummy,
+# numbered from 10, or from the last ISL port + 1 on a switch whose ISL ports reach 10
+# (meshes of 11 and more).
 # Packets: `ovs-appctl netdev-dummy/receive sN-pP FLOW` injects a frame on a port;
 # `ovs-vsctl set interface sN-pP options:tx_pcap=FILE` captures what leaves it (ISLs too).
 set -euo pipefail
+shopt -s inherit_errexit
 export PATH="$PATH:/usr/sbin:/sbin"
 OVS_SCHEMA="${OVS_SCHEMA:-/usr/share/openvswitch/vswitch.ovsschema}"
 
@@ -138,6 +141,10 @@ stop_daemons() {
 
 start_daemons() {
   rm -f "$DIR/conf.db" "$DIR/.conf.db.~lock~"
+  local log
+  for log in ovsdb-server ovs-vswitchd; do
+    if [ -f "$DIR/$log.log" ]; then mv "$DIR/$log.log" "$DIR/$log.log.1"; fi
+  done
   ovsdb-tool create "$DIR/conf.db" "$OVS_SCHEMA"
   # Big meshes need a few thousand descriptors (a socket per ISL end).
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -208,8 +215,9 @@ make_tables() {
 }
 
 # ovs-vsctl arguments (one per line) creating the given switches (all when none given), with
-# no controller yet (attach_controllers) and their ISL ends unconnected (sync_links). Rows are made with the generic `create`
-# (add-br and add-port make ovs-vsctl re-read the whole database after each, quadratic).
+# no controller yet (attach_controllers) and their ISL ends unconnected (sync_links). Rows are
+# made with the generic `create`: add-br and add-port make ovs-vsctl re-read the whole
+# database after each (quadratic: mesh:49 took 20 s that way).
 vsctl_args() {
   awk -v dir="$DIR" -v only="$*" '
     BEGIN { k = split(only, o, " "); for (i = 1; i <= k; i++) want[o[i]] = 1 }
@@ -332,12 +340,13 @@ sync_links() {
                aup = !($1 in failed_switch); bup = !($3 in failed_switch)
                print $0, (aup && bup && !(($1, $3) in failed_link)) ? "up" : "down", aup, bup
              }' "$DIR/failed-links" "$DIR/failed-switches" "$DIR/links")
-  if [ "${#tx[@]}" -gt 0 ]; then ovs-vsctl --timeout=60 "${tx[@]}"; fi
-  wait_connected "${conn[@]}"
+  # Explicit returns: errexit is off when this runs in a condition.
+  if [ "${#tx[@]}" -gt 0 ]; then ovs-vsctl --timeout=60 "${tx[@]}" || return 1; fi
+  wait_connected "${conn[@]}" || return 1
   if [ "$mode" = start ]; then return 0; fi
   for m in "${mods[@]}"; do
     set -- $m
-    ovs-ofctl -O OpenFlow13 mod-port "$1" "$2" "$3"
+    ovs-ofctl -O OpenFlow13 mod-port "$1" "$2" "$3" || return 1
   done
 }
 
