@@ -360,7 +360,10 @@ has_switch() { awk -v s="$1" '$1 == s { f = 1; exit } END { exit !f }' "$DIR/por
 # --- commands --------------------------------------------------------------------------------
 lock() { mkdir -p "$DIR"; exec 9>"$DIR/.lock"; flock 9; }
 
-need_running() {
+# Takes the lock of a running instance (without creating DIR when there is none).
+lock_running() {
+  [ -f "$DIR/ready" ] || die "no running instance in $DIR"
+  lock
   [ -f "$DIR/ready" ] && alive ovs-vswitchd && alive ovsdb-server || die "no running instance in $DIR"
 }
 
@@ -408,7 +411,7 @@ cmd_stop() {
 
 cmd_link() {
   [ "${#ARGS[@]}" -eq 2 ] || die "usage: $0 $CMD A B [--dir DIR]"
-  lock; need_running
+  lock_running
   local l; l="$(find_link "${ARGS[0]}" "${ARGS[1]}")"
   if [ "$CMD" = fail-link ]; then
     listed "$l" "$DIR/failed-links" || echo "$l" >> "$DIR/failed-links"
@@ -420,7 +423,7 @@ cmd_link() {
 }
 
 cmd_reconnect() {
-  lock; need_running
+  lock_running
   CONTROLLER="$(awk '{ print $2 }' "$DIR/ready")"
   local s want=() args=()
   if [ "${#ARGS[@]}" -gt 0 ]; then
@@ -441,7 +444,7 @@ cmd_reconnect() {
 
 cmd_switch() {
   [ "${#ARGS[@]}" -eq 1 ] || die "usage: $0 $CMD A [--dir DIR]"
-  lock; need_running
+  lock_running
   local s="${ARGS[0]}"
   has_switch "$s"
   if [ "$CMD" = fail-switch ]; then
