@@ -9,4 +9,5 @@ mod embedded;
 mod exact;
 mod kafka;
 mod load;
+mod ovs;
 mod support;
