@@ -48,6 +48,20 @@ pub struct FlowSegment {
 }
 
 impl FlowSegment {
+    /// Whether `held` (a rule as a switch lists it) is this rule as a switch holds it: the
+    /// same switch, match, cookie, actions (out port and VLAN) and meter. A switch keeps
+    /// neither the segment's kind nor its bandwidth (the meter's rate is checked with the
+    /// meters), so a real switch's rule is judged on what it has.
+    pub fn is_held_as(&self, held: &FlowSegment) -> bool {
+        self.switch_id == held.switch_id
+            && self.cookie == held.cookie
+            && self.in_port == held.in_port
+            && self.in_vlan == held.in_vlan
+            && self.out_port == held.out_port
+            && self.out_vlan == held.out_vlan
+            && self.meter_id == held.meter_id
+    }
+
     /// What a dump command carries: the switch, and the flow cookie id whose rules (both
     /// directions) it asks for; 0 asks for every rule.
     pub fn dump_query(switch_id: SwitchId, cookie_id: u64) -> Self {

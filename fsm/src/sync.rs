@@ -100,7 +100,8 @@ impl FlowSync {
     /// expects another rule, the install will replace it; anywhere else it must go.
     fn note_strays(&mut self, rules: &[FlowSegment]) {
         let unexpected = rules.iter().filter(|rule| {
-            self.cookie_ids.contains(&rule.cookie_id()) && !self.expected.contains(rule)
+            self.cookie_ids.contains(&rule.cookie_id())
+                && !self.expected.iter().any(|e| e.is_held_as(rule))
         });
         for rule in unexpected {
             let replaced = self.expected.iter().any(|expected| {

@@ -146,7 +146,7 @@ pub fn validate_switch(
             continue;
         }
         let expected_here = required.get(&at).into_iter().flatten();
-        if let Some((expected, flow_id)) = expected_here.clone().find(|(e, _)| e == rule) {
+        if let Some((expected, flow_id)) = expected_here.clone().find(|(e, _)| e.is_held_as(rule)) {
             report.proper.push(RuleEntry::new(expected, Some(flow_id)));
             continue;
         }
@@ -163,7 +163,7 @@ pub fn validate_switch(
             .get(&at)
             .into_iter()
             .flatten()
-            .find(|(e, _)| e == rule)
+            .find(|(e, _)| e.is_held_as(rule))
         {
             report.moving.push(RuleEntry::new(rule, Some(flow_id)));
             swapped.insert((at, flow_id.clone()));
@@ -289,12 +289,12 @@ impl FlowSwitchRules {
             switch_id,
             missing: expected
                 .iter()
-                .filter(|e| !actual.contains(e))
+                .filter(|e| !actual.iter().any(|a| e.is_held_as(a)))
                 .map(entry)
                 .collect(),
             excess: actual
                 .iter()
-                .filter(|a| !expected.contains(a))
+                .filter(|a| !expected.iter().any(|e| e.is_held_as(a)))
                 .map(entry)
                 .collect(),
             expected: expected.iter().map(entry).collect(),
@@ -385,6 +385,36 @@ mod tests {
         assert!(report.is_proper(), "{report:?}");
         assert_eq!(report.rules.proper.len(), 2);
         assert_eq!(report.meters.proper.len(), 1);
+    }
+
+    /// A real switch lists what it holds: match, cookie, actions, meter. It knows nothing of a
+    /// segment's kind or bandwidth, and its rules are proper all the same.
+    #[test]
+    fn a_rule_listed_without_kind_or_bandwidth_is_proper() {
+        let rules = flow_rules_on(1);
+        let as_a_switch_lists_them: Vec<FlowSegment> = rules
+            .iter()
+            .map(|r| FlowSegment {
+                kind: SegmentKind::Transit,
+                bandwidth: 0,
+                ..r.clone()
+            })
+            .collect();
+        let report = validate_switch(
+            SwitchId(1),
+            &expecting(&rules),
+            &as_a_switch_lists_them,
+            &meters_of(&rules),
+        );
+        assert!(report.is_proper(), "{report:?}");
+        let flow = FlowSwitchRules::new(
+            SwitchId(1),
+            "f1",
+            &rules,
+            &rules.iter().map(FlowSegment::cookie_id).collect(),
+            &as_a_switch_lists_them,
+        );
+        assert!(flow.missing.is_empty() && flow.excess.is_empty(), "{flow:?}");
     }
 
     #[test]
