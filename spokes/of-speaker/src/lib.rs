@@ -22,6 +22,9 @@ mod rule;
 mod stats;
 mod vlan;
 
+#[cfg(test)]
+mod tests;
+
 pub use errors::{error_code, error_outcome};
 pub use install::install;
 pub use remove::remove;
