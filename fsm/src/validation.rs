@@ -414,7 +414,10 @@ mod tests {
             &rules.iter().map(FlowSegment::cookie_id).collect(),
             &as_a_switch_lists_them,
         );
-        assert!(flow.missing.is_empty() && flow.excess.is_empty(), "{flow:?}");
+        assert!(
+            flow.missing.is_empty() && flow.excess.is_empty(),
+            "{flow:?}"
+        );
     }
 
     #[test]
