@@ -19,7 +19,7 @@ mod ids;
 pub mod operator;
 pub mod owed;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use hubspoke_fsm::dataplane::LinkEnd;
 use hubspoke_fsm::network::Network;
@@ -162,7 +162,8 @@ pub struct ResourcePool {
     /// Cookie ids of owed rules that no reservation holds (found on a switch, no flow's),
     /// taken from the pool until those rules are gone.
     orphan_cookies: HashSet<u64>,
-    switches: HashMap<SwitchId, Announced<u32>>,
+    /// Ordered, so the sweep goes round them in id order without sorting.
+    switches: BTreeMap<SwitchId, Announced<u32>>,
     isls: HashMap<Isl, Announced<u64>>,
     /// Changes not yet handed to the network view.
     changes: Vec<ViewChange>,
@@ -181,7 +182,7 @@ impl Default for ResourcePool {
             flows_on_switch: HashMap::new(),
             owed: OwedRules::default(),
             orphan_cookies: HashSet::new(),
-            switches: HashMap::new(),
+            switches: BTreeMap::new(),
             isls: HashMap::new(),
             changes: Vec::new(),
         }
@@ -386,11 +387,19 @@ impl ResourcePool {
             .map_or((None, None), |h| (h.current.as_ref(), h.pending.as_ref()))
     }
 
-    /// Every switch ever announced, in id order.
-    pub fn switch_ids(&self) -> Vec<SwitchId> {
-        let mut ids: Vec<SwitchId> = self.switches.keys().copied().collect();
-        ids.sort();
-        ids
+    /// How many switches were ever announced.
+    pub fn switch_count(&self) -> usize {
+        self.switches.len()
+    }
+
+    pub fn knows_switch(&self, switch_id: SwitchId) -> bool {
+        self.switches.contains_key(&switch_id)
+    }
+
+    /// The `n`th switch ever announced, in id order (wrapping around), for the sweep's round.
+    pub fn nth_switch(&self, n: usize) -> Option<SwitchId> {
+        let count = self.switches.len();
+        (count > 0).then(|| self.switches.keys().nth(n % count).copied())?
     }
 
     /// Where a port leads, if it is an inter-switch link: for tracing packets.

@@ -258,8 +258,7 @@ impl Keeper {
                 return;
             }
         };
-        let known = pool.switch_ids();
-        if let Some(unknown) = switches.iter().find(|s| !known.contains(s)) {
+        if let Some(unknown) = switches.iter().find(|s| !pool.knows_switch(**s)) {
             let error = ErrorBody::new(
                 404,
                 "not-found",
@@ -340,11 +339,10 @@ impl Keeper {
                 }
             }
             KeeperTimer::Sweep if generation == self.sweep_generation => {
-                let switches = pool.switch_ids();
-                if let Some(next) = switches.get(self.sweep_cursor % switches.len().max(1)) {
+                if let Some(next) = pool.nth_switch(self.sweep_cursor) {
                     self.sweep_cursor += 1;
                     self.stats.sweeps += 1;
-                    self.queue_sync(*next, out);
+                    self.queue_sync(next, out);
                 }
                 self.arm_sweep(now_ms, pool, out);
             }
@@ -431,7 +429,7 @@ impl Keeper {
         if self.settings.sweep_ms == 0 {
             return;
         }
-        let switches = pool.switch_ids().len().max(1) as u64;
+        let switches = pool.switch_count().max(1) as u64;
         self.next_id += 1;
         self.sweep_generation = self.next_id;
         out.push(KeeperOutput::Deadline(DeadlineRequest::Register {
