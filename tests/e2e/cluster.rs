@@ -13,7 +13,7 @@ use crate::support::exact::{
     clear_and_check, each_settled_once, fire_changes, fire_creates, CHURN, ISLS, NETWORK, SWITCHES,
     TOPOLOGY_FLAGS,
 };
-use crate::support::{edges, eventually_explained, Api, Broker, Process};
+use crate::support::{edges, eventually_explained, free_port, Api, Broker, Process};
 
 /// The exit status of a topology whose cluster failed (`EXIT_TOPOLOGY_FAILED`).
 const FAILED: i32 = 3;
@@ -82,13 +82,6 @@ impl Pair {
         }
         pair
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// `GET URL/ready`: the status and the body.

@@ -3,7 +3,9 @@
 
 use crate::support::flows::{fifty_flows_up_exact_then_clean, flow_body};
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
-use crate::support::{assert_latencies_measured, edges, load_report, Broker, Hubspoke, Process};
+use crate::support::{
+    assert_latencies_measured, edges, free_port, load_report, Broker, Hubspoke, Process,
+};
 
 /// Reads `topic` from the beginning until `count` messages arrived (or panics after `limit`);
 /// their payloads.
@@ -185,12 +187,6 @@ fn sigterm_stops_every_kafka_process() {
 async fn two_timely_processes_of_two_workers_serve_fifty_flows() {
     let broker = Broker::start("cluster");
     let kafka = broker.address.as_str();
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("port")
-    };
     let hostfile = std::env::temp_dir().join(format!("hubspoke-hostfile-{}", std::process::id()));
     std::fs::write(
         &hostfile,

@@ -14,7 +14,6 @@ pub use consumer::{
     assign_every_partition, decode, spawn_consumer, ConsumerHandle, DeadLetter, Decoded,
     Membership, StartAt,
 };
-pub use fence::Fence;
 pub use flow_log::KafkaFlowLog;
 pub use inbound::{KafkaInbound, WorkerSeat, TOPOLOGY_GROUP};
 pub use producer::{KafkaProducer, KafkaPublisher};
