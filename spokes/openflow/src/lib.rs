@@ -63,7 +63,7 @@ pub use instruction::Instruction;
 pub use messages::{decode, encode, encode_into, ErrorMessage, Frame, Message};
 pub use meter::{MeterBand, MeterMod, MeterModCommand};
 pub use multipart::{
-    FlowStats, FlowStatsRequest, MultipartReply, MultipartReplyBody, MultipartRequest,
+    FlowStats, FlowStatsRequest, MeterConfig, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody,
 };
 pub use oxm::{Oxm, RawOxm};

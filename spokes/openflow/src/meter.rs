@@ -66,7 +66,7 @@ impl MeterMod {
 }
 
 impl MeterBand {
-    fn decode(r: &mut Reader<'_>) -> Result<MeterBand, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<MeterBand, DecodeError> {
         let (band_type, length, mut body) = r.tlv("meter band")?;
         Ok(match band_type {
             OFPMBT_DROP => {
@@ -83,7 +83,7 @@ impl MeterBand {
         })
     }
 
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             MeterBand::Drop { rate, burst_size } => put_tlv(out, OFPMBT_DROP, "drop band", |out| {
                 out.put_u32(*rate);

@@ -1,17 +1,22 @@
 //! MULTIPART_REQUEST and MULTIPART_REPLY: the statistics and descriptions a controller asks a
 //! switch for. A reply may come in several messages with the same xid, each but the last with
-//! `OFPMPF_REPLY_MORE` set. Typed here: port descriptions and flow statistics; other kinds are
-//! kept whole.
+//! `OFPMPF_REPLY_MORE` set. Typed here: port descriptions, flow statistics and meter
+//! configurations; other kinds are kept whole.
 
-use crate::consts::{OFPMPF_REPLY_MORE, OFPMPF_REQ_MORE, OFPMP_FLOW, OFPMP_PORT_DESC};
+use crate::consts::{
+    OFPMPF_REPLY_MORE, OFPMPF_REQ_MORE, OFPMP_FLOW, OFPMP_METER_CONFIG, OFPMP_PORT_DESC,
+};
 use crate::error::{DecodeError, EncodeError};
 use crate::flow_match::Match;
 use crate::instruction::Instruction;
+use crate::meter::MeterBand;
 use crate::port::Port;
 use crate::wire::{decode_all, patch_len, Put, Reader};
 
 /// A flow stats entry's fixed part, its length field included.
 const FLOW_STATS_FIXED_LEN: usize = 48;
+/// A meter configuration's fixed part (length, flags, meter id), before its bands.
+const METER_CONFIG_FIXED_LEN: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MultipartRequest {
@@ -26,6 +31,8 @@ pub enum MultipartRequestBody {
     PortDesc,
     /// The flow entries that match a filter.
     Flow(FlowStatsRequest),
+    /// The configuration of one meter, or of every meter for `OFPM_ALL`.
+    MeterConfig { meter_id: u32 },
     /// Another kind of request: its `OFPMP_*` type and body.
     Unknown { mp_type: u16, body: Vec<u8> },
 }
@@ -53,6 +60,7 @@ pub struct MultipartReply {
 pub enum MultipartReplyBody {
     PortDesc(Vec<Port>),
     Flow(Vec<FlowStats>),
+    MeterConfig(Vec<MeterConfig>),
     /// Another kind of reply: its `OFPMP_*` type and body.
     Unknown {
         mp_type: u16,
@@ -79,6 +87,15 @@ pub struct FlowStats {
     pub instructions: Vec<Instruction>,
 }
 
+/// A meter as a switch holds it (`ofp_meter_config`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MeterConfig {
+    /// `OFPMF_*` bits, as in METER_MOD.
+    pub flags: u16,
+    pub meter_id: u32,
+    pub bands: Vec<MeterBand>,
+}
+
 impl MultipartRequest {
     /// Whether more requests of the same xid follow.
     pub fn more(&self) -> bool {
@@ -92,6 +109,11 @@ impl MultipartRequest {
         let body = match mp_type {
             OFPMP_PORT_DESC => MultipartRequestBody::PortDesc,
             OFPMP_FLOW => MultipartRequestBody::Flow(FlowStatsRequest::decode(r)?),
+            OFPMP_METER_CONFIG => {
+                let meter_id = r.u32()?;
+                r.skip(4)?;
+                MultipartRequestBody::MeterConfig { meter_id }
+            }
             mp_type => MultipartRequestBody::Unknown {
                 mp_type,
                 body: r.rest().to_vec(),
@@ -104,12 +126,18 @@ impl MultipartRequest {
         let mp_type = match &self.body {
             MultipartRequestBody::PortDesc => OFPMP_PORT_DESC,
             MultipartRequestBody::Flow(_) => OFPMP_FLOW,
+            MultipartRequestBody::MeterConfig { .. } => OFPMP_METER_CONFIG,
             MultipartRequestBody::Unknown { mp_type, .. } => *mp_type,
         };
         put_multipart_header(out, mp_type, self.flags);
         match &self.body {
             MultipartRequestBody::PortDesc => Ok(()),
             MultipartRequestBody::Flow(request) => request.encode(out),
+            MultipartRequestBody::MeterConfig { meter_id } => {
+                out.put_u32(*meter_id);
+                out.put_zeros(4);
+                Ok(())
+            }
             MultipartRequestBody::Unknown { body, .. } => {
                 out.extend_from_slice(body);
                 Ok(())
@@ -137,6 +165,10 @@ impl MultipartReply {
                 r.sub(r.remaining(), "flow stats")?,
                 FlowStats::decode,
             )?),
+            OFPMP_METER_CONFIG => MultipartReplyBody::MeterConfig(decode_all(
+                r.sub(r.remaining(), "meter configs")?,
+                MeterConfig::decode,
+            )?),
             mp_type => MultipartReplyBody::Unknown {
                 mp_type,
                 body: r.rest().to_vec(),
@@ -155,6 +187,10 @@ impl MultipartReply {
             MultipartReplyBody::Flow(entries) => {
                 put_multipart_header(out, OFPMP_FLOW, self.flags);
                 entries.iter().try_for_each(|entry| entry.encode(out))
+            }
+            MultipartReplyBody::MeterConfig(meters) => {
+                put_multipart_header(out, OFPMP_METER_CONFIG, self.flags);
+                meters.iter().try_for_each(|meter| meter.encode(out))
             }
             MultipartReplyBody::Unknown { mp_type, body } => {
                 put_multipart_header(out, *mp_type, self.flags);
@@ -197,6 +233,35 @@ impl FlowStatsRequest {
         out.put_u64(self.cookie);
         out.put_u64(self.cookie_mask);
         self.matching.encode(out)
+    }
+}
+
+impl MeterConfig {
+    fn decode(r: &mut Reader<'_>) -> Result<MeterConfig, DecodeError> {
+        let length = usize::from(r.peek_u16(0)?);
+        if length < METER_CONFIG_FIXED_LEN {
+            return Err(DecodeError::BadLength {
+                what: "meter config",
+                length,
+                min: METER_CONFIG_FIXED_LEN,
+            });
+        }
+        let mut r = r.sub(length, "meter config")?;
+        r.skip(2)?;
+        Ok(MeterConfig {
+            flags: r.u16()?,
+            meter_id: r.u32()?,
+            bands: decode_all(r, MeterBand::decode)?,
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        out.put_u16(0);
+        out.put_u16(self.flags);
+        out.put_u32(self.meter_id);
+        self.bands.iter().try_for_each(|band| band.encode(out))?;
+        patch_len(out, start, start, "meter config")
     }
 }
 

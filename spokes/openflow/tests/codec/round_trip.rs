@@ -175,13 +175,27 @@ pub fn samples() -> Vec<Frame> {
                 matching: Match::new(vec![Oxm::any_vlan()]),
             }),
         }),
-        // meter config of every meter
         Message::MultipartRequest(MultipartRequest {
             flags: 0,
-            body: MultipartRequestBody::Unknown {
-                mp_type: OFPMP_METER_CONFIG,
-                body: vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0],
-            },
+            body: MultipartRequestBody::MeterConfig { meter_id: OFPM_ALL },
+        }),
+        Message::MultipartReply(MultipartReply {
+            flags: OFPMPF_REPLY_MORE,
+            body: MultipartReplyBody::MeterConfig(vec![
+                MeterConfig {
+                    flags: OFPMF_KBPS | OFPMF_BURST,
+                    meter_id: 7,
+                    bands: vec![MeterBand::Drop {
+                        rate: 10_000,
+                        burst_size: 10_000,
+                    }],
+                },
+                MeterConfig {
+                    flags: 0,
+                    meter_id: 8,
+                    bands: Vec::new(),
+                },
+            ]),
         }),
         Message::MultipartReply(MultipartReply {
             flags: 0,

@@ -158,19 +158,32 @@ fn any_flow_mod() -> impl Strategy<Value = FlowMod> {
         )
 }
 
+fn any_meter_band() -> impl Strategy<Value = MeterBand> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(rate, burst_size)| MeterBand::Drop { rate, burst_size }),
+        (unknown(&[1]), bytes(20))
+            .prop_map(|(band_type, body)| MeterBand::Unknown { band_type, body }),
+    ]
+}
+
+fn any_meter_config() -> impl Strategy<Value = MeterConfig> {
+    (any::<u16>(), any::<u32>(), vec(any_meter_band(), 0..3)).prop_map(
+        |(flags, meter_id, bands)| MeterConfig {
+            flags,
+            meter_id,
+            bands,
+        },
+    )
+}
+
 fn any_meter_mod() -> impl Strategy<Value = MeterMod> {
     let command = prop_oneof![
         Just(MeterModCommand::Add),
         Just(MeterModCommand::Modify),
         Just(MeterModCommand::Delete),
     ];
-    let band = prop_oneof![
-        (any::<u32>(), any::<u32>())
-            .prop_map(|(rate, burst_size)| MeterBand::Drop { rate, burst_size }),
-        (unknown(&[1]), bytes(20))
-            .prop_map(|(band_type, body)| MeterBand::Unknown { band_type, body }),
-    ];
-    (command, any::<u16>(), any::<u32>(), vec(band, 0..3)).prop_map(
+    (command, any::<u16>(), any::<u32>(), vec(any_meter_band(), 0..3)).prop_map(
         |(command, flags, meter_id, bands)| MeterMod {
             command,
             flags,
@@ -236,7 +249,8 @@ fn any_multipart_request() -> impl Strategy<Value = MultipartRequest> {
     let body = prop_oneof![
         Just(MultipartRequestBody::PortDesc),
         flow,
-        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC]), bytes(40))
+        any::<u32>().prop_map(|meter_id| MultipartRequestBody::MeterConfig { meter_id }),
+        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]), bytes(40))
             .prop_map(|(mp_type, body)| MultipartRequestBody::Unknown { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartRequest { flags, body })
@@ -246,7 +260,8 @@ fn any_multipart_reply() -> impl Strategy<Value = MultipartReply> {
     let body = prop_oneof![
         vec(any_port(), 0..3).prop_map(MultipartReplyBody::PortDesc),
         vec(any_flow_stats(), 0..3).prop_map(MultipartReplyBody::Flow),
-        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC]), bytes(40))
+        vec(any_meter_config(), 0..3).prop_map(MultipartReplyBody::MeterConfig),
+        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]), bytes(40))
             .prop_map(|(mp_type, body)| MultipartReplyBody::Unknown { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartReply { flags, body })
