@@ -249,6 +249,20 @@ pub struct MeterEntry {
     pub rate_kbps: u64,
 }
 
+impl Envelope<SbCommand> {
+    /// A switch's answer to this command: keyed and correlated as the command.
+    pub fn answered(&self, now_ms: u64, outcome: SbOutcome) -> Envelope<SbResponse> {
+        let sent = &self.payload;
+        let response = SbResponse {
+            command_id: sent.command_id.clone(),
+            attempt: sent.attempt,
+            switch_id: sent.segment.switch_id,
+            outcome,
+        };
+        self.reply(self.key.clone(), now_ms, response)
+    }
+}
+
 /// `hubspoke.sb.responses`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SbResponse {

@@ -207,13 +207,7 @@ fn answer(command: Envelope<SbCommand>, outcome: SbOutcome) -> Envelope<SbRespon
     let sent = &command.payload;
     tracing::debug!(correlation_id = %command.correlation_id, command_id = %sent.command_id,
         attempt = sent.attempt, ?outcome, "simulator answers");
-    let response = SbResponse {
-        command_id: sent.command_id.clone(),
-        attempt: sent.attempt,
-        switch_id: sent.segment.switch_id,
-        outcome,
-    };
-    command.reply(command.key.clone(), now_ms(), response)
+    command.answered(now_ms(), outcome)
 }
 
 #[cfg(test)]

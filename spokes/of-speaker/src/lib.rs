@@ -11,14 +11,21 @@
 //! - verify: [`verify_request`], then [`verify_outcome`] on the flow stats.
 //! - dump: [`dump_request`] (and the switch's meters), then [`dumped`].
 //!
+//! Around them, also pure: one switch's connection as a state machine ([`session`]), the
+//! probes that find the ISLs and ping flows ([`probe`]), and the ISLs they find
+//! ([`discovery`]).
+//!
 //! [`SbCommand`]: hubspoke_fsm::SbCommand
 //! [`SbOutcome`]: hubspoke_fsm::SbOutcome
 
+pub mod discovery;
 mod errors;
 mod install;
+pub mod probe;
 mod remove;
 mod reply;
 mod rule;
+pub mod session;
 mod stats;
 mod vlan;
 

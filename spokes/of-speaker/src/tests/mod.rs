@@ -2,6 +2,7 @@
 //! that matters most: what we install, as OVS reports it back, reads as the segment again.
 
 mod round_trip;
+mod session;
 mod translations;
 
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind, FORWARD_COOKIE_FLAG};
