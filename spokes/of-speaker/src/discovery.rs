@@ -103,10 +103,12 @@ impl Discovery {
             dst_switch,
             dst_port,
         };
-        let capacity = match src_speed.min(dst_speed) {
-            0 => self.settings.default_capacity_kbps,
-            speed => u64::from(speed),
-        };
+        // The slower end's speed; an end that reports none does not count.
+        let capacity = [src_speed, dst_speed]
+            .into_iter()
+            .filter(|&speed| speed != 0)
+            .min()
+            .map_or(self.settings.default_capacity_kbps, u64::from);
         let previous = self.up.insert(
             isl,
             Seen {
@@ -147,5 +149,82 @@ impl Discovery {
                 SbEvent::IslDown { isl }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: SwitchId = SwitchId(1);
+    const B: SwitchId = SwitchId(2);
+
+    fn discovery() -> Discovery {
+        let mut discovery = Discovery::new(DiscoverySettings {
+            timeout_ms: 3_000,
+            default_capacity_kbps: 10_000_000,
+        });
+        discovery.switch_connected(A, [(1, 0), (10, 0)].into());
+        discovery.switch_connected(B, [(1, 1_000_000)].into());
+        discovery
+    }
+
+    fn isl(src: SwitchId, dst: SwitchId) -> Isl {
+        Isl {
+            src_switch: src,
+            src_port: 1,
+            dst_switch: dst,
+            dst_port: 1,
+        }
+    }
+
+    #[test]
+    fn a_probe_brings_one_direction_up_once_with_the_slower_ends_speed() {
+        let mut d = discovery();
+        assert_eq!(
+            d.probe_arrived(0, (A, 1, 0), (B, 1)),
+            Some(SbEvent::IslUp {
+                isl: isl(A, B),
+                capacity: 1_000_000
+            })
+        );
+        assert_eq!(d.probe_arrived(500, (A, 1, 0), (B, 1)), None);
+        assert!(!d.is_up(&isl(B, A)));
+        // Neither end reports a speed: the configured default.
+        assert_eq!(
+            d.probe_arrived(0, (B, 1, 0), (A, 1)),
+            Some(SbEvent::IslUp {
+                isl: isl(B, A),
+                capacity: 10_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn links_go_down_with_their_port_their_switch_or_their_probes() {
+        let mut d = discovery();
+        d.probe_arrived(0, (A, 1, 0), (B, 1));
+        d.probe_arrived(0, (B, 1, 0), (A, 1));
+        let down = d.port_down(A, 1);
+        assert_eq!(down.len(), 2, "both directions: {down:?}");
+        // A probe at a port that is down does not count, until it is up again.
+        assert_eq!(d.probe_arrived(10, (B, 1, 0), (A, 1)), None);
+        d.port_up(A, 1, 0);
+        assert!(d.probe_arrived(20, (B, 1, 0), (A, 1)).is_some());
+
+        let gone = d.switch_disconnected(B);
+        assert_eq!(
+            gone,
+            vec![
+                SbEvent::SwitchRemoved { switch_id: B },
+                SbEvent::IslDown { isl: isl(B, A) }
+            ]
+        );
+        assert_eq!(d.probe_arrived(30, (A, 1, 0), (B, 1)), None);
+
+        let mut d = discovery();
+        d.probe_arrived(0, (A, 1, 0), (B, 1));
+        assert!(d.tick(3_000).is_empty());
+        assert_eq!(d.tick(3_001), vec![SbEvent::IslDown { isl: isl(A, B) }]);
     }
 }
