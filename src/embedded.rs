@@ -1,6 +1,7 @@
 //! The embedded default, `hubspoke up`: the topology, the switch simulator and the REST shim in
 //! one process over the in-process bus, with the flow log and the switches' tables in a data
-//! directory.
+//! directory. With `--switches openflow` the OpenFlow speaker takes the simulator's place, and
+//! real switches connect to it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use hubspoke_bus::flow_log::{FlowLogError, RedbFlowLog, FLOW_LOG_FILE};
 use hubspoke_bus::InProcessBus;
 use hubspoke_fsm::network::Network;
 use hubspoke_northbound::Northbound;
+use hubspoke_of_switches::{OpenFlowSpeaker, SpeakerConfig, SpeakerError};
 use hubspoke_rest::Readiness;
 use hubspoke_switch_sim::{sim_router, FabricError, Simulator, SimulatorHandle, SwitchFabric};
 use hubspoke_topology::cluster::ClusterWatch;
@@ -32,9 +34,18 @@ pub enum Storage {
     WithoutFsync,
 }
 
+/// Which switches the topology programs.
+#[derive(Clone, Debug)]
+pub enum Switches {
+    /// The simulator, with this network; its tables are kept in the data directory.
+    Simulated(Arc<Network>),
+    /// Real OpenFlow 1.3 switches, connecting to the speaker; the network is what they report.
+    OpenFlow(SpeakerConfig),
+}
+
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
-    pub network: Arc<Network>,
+    pub switches: Switches,
     /// Timely worker threads; flows are spread over them by flow id.
     pub workers: usize,
     pub settings: Settings,
@@ -59,29 +70,50 @@ pub enum EmbeddedError {
     },
     #[error(transparent)]
     Topology(#[from] LiveError),
+    #[error(transparent)]
+    Speaker(#[from] SpeakerError),
+}
+
+/// The southbound part that answers `sb.commands`.
+enum Southbound {
+    Simulated {
+        fabric: Arc<Mutex<SwitchFabric>>,
+        simulator: SimulatorHandle,
+    },
+    OpenFlow(OpenFlowSpeaker),
 }
 
 /// Everything of `hubspoke up` but its listener. Dropping it stops the topology, then the
 /// simulator.
 pub struct Embedded {
     pub bus: Arc<InProcessBus>,
-    pub fabric: Arc<Mutex<SwitchFabric>>,
     pub metrics: Arc<Metrics>,
     topology: Option<LiveTopology>,
-    simulator: Option<SimulatorHandle>,
+    southbound: Option<Southbound>,
 }
 
 impl Embedded {
     pub fn start(config: EmbeddedConfig) -> Result<Embedded, EmbeddedError> {
         let bus = InProcessBus::new();
         let metrics = Arc::new(Metrics::default());
-        // The simulated switches keep their tables across restarts, as real ones do.
-        let fabric = match config.storage {
-            Storage::Durable => SwitchFabric::open_in(&config.network, &config.data_dir)?,
-            Storage::WithoutFsync => SwitchFabric::new(&config.network),
+        let southbound = match &config.switches {
+            Switches::Simulated(network) => {
+                // The simulated switches keep their tables across restarts, as real ones do.
+                let fabric = match config.storage {
+                    Storage::Durable => SwitchFabric::open_in(network, &config.data_dir)?,
+                    Storage::WithoutFsync => SwitchFabric::new(network),
+                };
+                let fabric = Arc::new(Mutex::new(fabric));
+                let simulator = Simulator::on_bus(fabric.clone(), &bus);
+                Southbound::Simulated { fabric, simulator }
+            }
+            Switches::OpenFlow(speaker) => Southbound::OpenFlow(OpenFlowSpeaker::start(
+                *speaker,
+                bus.sb_commands.receiver(),
+                bus.sb_responses.clone(),
+                bus.sb_events.clone(),
+            )?),
         };
-        let fabric = Arc::new(Mutex::new(fabric));
-        let simulator = Simulator::on_bus(fabric.clone(), &bus);
         let flow_log = RedbFlowLog::open_in(
             &config.data_dir,
             config.history_retention_ms,
@@ -106,15 +138,31 @@ impl Embedded {
         let topology = LiveTopology::start(live, ports, metrics.clone())?;
         Ok(Embedded {
             bus,
-            fabric,
             metrics,
             topology: Some(topology),
-            simulator: Some(simulator),
+            southbound: Some(southbound),
         })
     }
 
-    /// The REST API of `hubspoke up`: the northbound shim, its metrics, and the simulator's
-    /// `/sim/` control API on one router. Call it once: the shim consumes the bus's answers.
+    /// The simulated switches, unless real ones are programmed.
+    pub fn fabric(&self) -> Option<&Arc<Mutex<SwitchFabric>>> {
+        match &self.southbound {
+            Some(Southbound::Simulated { fabric, .. }) => Some(fabric),
+            _ => None,
+        }
+    }
+
+    /// Where OpenFlow switches connect, when they are the ones programmed.
+    pub fn openflow_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.southbound {
+            Some(Southbound::OpenFlow(speaker)) => Some(speaker.local_addr()),
+            _ => None,
+        }
+    }
+
+    /// The REST API of `hubspoke up`: the northbound shim, its metrics, and (with the
+    /// simulator) its `/sim/` control API on one router. Call it once: the shim consumes the
+    /// bus's answers.
     pub fn router(&self, request_timeout: Duration) -> Router {
         let metrics = self.metrics.clone();
         let readiness = self
@@ -130,9 +178,11 @@ impl Embedded {
             metrics: Arc::new(move || metrics.render()),
             readiness,
         };
-        northbound
-            .router()
-            .merge(sim_router(self.fabric.clone(), self.bus.sb_events.clone()))
+        let router = northbound.router();
+        match self.fabric() {
+            Some(fabric) => router.merge(sim_router(fabric.clone(), self.bus.sb_events.clone())),
+            None => router,
+        }
     }
 
     pub fn stop(mut self) {
@@ -143,8 +193,10 @@ impl Embedded {
         if let Some(topology) = self.topology.take() {
             topology.stop();
         }
-        if let Some(simulator) = self.simulator.take() {
-            simulator.stop();
+        match self.southbound.take() {
+            Some(Southbound::Simulated { simulator, .. }) => simulator.stop(),
+            Some(Southbound::OpenFlow(speaker)) => speaker.stop(),
+            None => {}
         }
     }
 }
@@ -175,7 +227,9 @@ mod tests {
     async fn the_shim_and_the_simulator_api_share_one_router() {
         let data = tempfile::tempdir().expect("a data directory");
         let embedded = Embedded::start(EmbeddedConfig {
-            network: Arc::new(Network::generate("grid:3x3").unwrap().unwrap()),
+            switches: Switches::Simulated(Arc::new(
+                Network::generate("grid:3x3").unwrap().unwrap(),
+            )),
             workers: 1,
             settings: Settings::default(),
             data_dir: data.path().to_path_buf(),

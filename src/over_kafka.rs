@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::middleware::from_fn;
 use axum::Router;
-use hubspoke_bus::{InProcessBus, InboundSource};
+use hubspoke_bus::{publish_network_events, InProcessBus, InboundSource, NetworkEvents};
 use hubspoke_fsm::network::Network;
 use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use hubspoke_kafka::{
@@ -19,10 +19,7 @@ use hubspoke_kafka::{
 use hubspoke_northbound::Northbound;
 use hubspoke_rest::Readiness;
 use hubspoke_rest::{correlation_middleware, health_routes, not_found_fallback};
-use hubspoke_switch_sim::{
-    publish_network_events, sim_router, FabricError, NetworkEvents, Simulator, SimulatorHandle,
-    SwitchFabric,
-};
+use hubspoke_switch_sim::{sim_router, FabricError, Simulator, SimulatorHandle, SwitchFabric};
 use hubspoke_topology::cluster::ClusterWatch;
 use hubspoke_topology::dataflow::Settings;
 use hubspoke_topology::live::{BusPorts, LiveConfig, LiveError, LiveTopology};

@@ -280,6 +280,8 @@ pub struct SbResponse {
 pub enum SbEvent {
     SwitchAdded {
         switch_id: SwitchId,
+        /// Its highest port number: its ports are numbered up to it (with gaps, on a real
+        /// switch).
         ports: u32,
     },
     SwitchRemoved {

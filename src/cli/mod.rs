@@ -3,6 +3,7 @@
 
 pub mod kafka_args;
 pub mod load;
+pub mod openflow_args;
 pub mod operation_args;
 pub mod parts;
 pub mod serve;

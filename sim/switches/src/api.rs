@@ -6,41 +6,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use hubspoke_bus::Publish;
+use hubspoke_bus::{publish_network_events, NetworkEvents};
 use hubspoke_fsm::dataplane::{PortVlan, Trace};
 use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
-use hubspoke_fsm::{
-    Envelope, Isl, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN,
-};
+use hubspoke_fsm::{Isl, SbAction, SbCommand, SbErrorCode, SbOutcome, SwitchId, MAX_VLAN};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::fabric::{FabricError, SwitchFabric};
 use super::faults::Faults;
-use hubspoke_bus::clock::now_ms;
 use hubspoke_rest::{correlation_middleware, ApiError, CorrelationId, JsonBody, PathParams};
 
 type Fabric = Arc<Mutex<SwitchFabric>>;
 
 /// Where the control API publishes the network events its changes cause (`sb.events`).
-pub type NetworkEvents = Arc<dyn Publish<Envelope<SbEvent>>>;
-
 #[derive(Clone)]
 struct SimState {
     fabric: Fabric,
     events: NetworkEvents,
-}
-
-/// Publishes network events, keyed by the switch they are about.
-pub fn publish_network_events(to: &NetworkEvents, events: Vec<SbEvent>, correlation_id: &str) {
-    for event in events {
-        to.publish(Envelope::new(
-            correlation_id,
-            event.switch_id().to_string(),
-            now_ms(),
-            event,
-        ));
-    }
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,7 +390,7 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use hubspoke_bus::Topic;
     use hubspoke_fsm::network::Network;
-    use hubspoke_fsm::{SbAction, SbCommand};
+    use hubspoke_fsm::{Envelope, SbAction, SbCommand, SbEvent};
     use serde_json::Value;
     use tower::ServiceExt;
 

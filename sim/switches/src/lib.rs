@@ -8,7 +8,7 @@ pub mod network_spec;
 pub mod simulator;
 pub mod store;
 
-pub use api::{publish_network_events, sim_router, FaultsRequest, NetworkEvents, RuleView};
+pub use api::{sim_router, FaultsRequest, RuleView};
 pub use fabric::{FabricError, SwitchFabric, DEFAULT_TABLE_CAPACITY};
 pub use faults::{roll, FaultDecision, FaultPlan, Faults, FaultsError};
 pub use network_spec::{load_network, NetworkSpecError};

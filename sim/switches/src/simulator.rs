@@ -8,11 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use hubspoke_bus::{InProcessBus, Publish};
+use hubspoke_bus::{publish_network_events, InProcessBus, NetworkEvents, Publish};
 use hubspoke_fsm::{Envelope, SbCommand, SbErrorCode, SbOutcome, SbResponse};
 use parking_lot::Mutex;
 
-use super::api::{publish_network_events, NetworkEvents};
 use super::fabric::SwitchFabric;
 use super::faults::FaultDecision;
 use hubspoke_bus::clock::now_ms;

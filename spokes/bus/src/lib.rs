@@ -29,6 +29,21 @@ pub trait Publish<T>: Send + Sync {
     fn publish(&self, message: T);
 }
 
+/// Where a southbound (the simulator, the OpenFlow speaker) reports the network: `sb.events`.
+pub type NetworkEvents = Arc<dyn Publish<Envelope<SbEvent>>>;
+
+/// Publishes network events, keyed by the switch they are about.
+pub fn publish_network_events(to: &NetworkEvents, events: Vec<SbEvent>, correlation_id: &str) {
+    for event in events {
+        to.publish(Envelope::new(
+            correlation_id,
+            event.switch_id().to_string(),
+            clock::now_ms(),
+            event,
+        ));
+    }
+}
+
 /// One topic: an unbounded channel plus the wakers of its consumers.
 pub struct Topic<T> {
     sender: Sender<T>,

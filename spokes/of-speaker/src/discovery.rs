@@ -43,13 +43,19 @@ impl Discovery {
         }
     }
 
-    /// A switch connected with its ports that are up (number → speed in kbps).
-    pub fn switch_connected(&mut self, switch_id: SwitchId, ports: BTreeMap<u32, u32>) -> SbEvent {
-        let count = u32::try_from(ports.len()).unwrap_or(u32::MAX);
-        self.switches.insert(switch_id, ports);
+    /// A switch connected with its ports that are up (number → speed in kbps). Its
+    /// `switch_added` gives its highest port number, up or not: a switch's ports are numbered
+    /// up to it (a real switch's, with gaps).
+    pub fn switch_connected(
+        &mut self,
+        switch_id: SwitchId,
+        highest_port: u32,
+        up: BTreeMap<u32, u32>,
+    ) -> SbEvent {
+        self.switches.insert(switch_id, up);
         SbEvent::SwitchAdded {
             switch_id,
-            ports: count,
+            ports: highest_port,
         }
     }
 
@@ -57,9 +63,9 @@ impl Discovery {
     pub fn switch_disconnected(&mut self, switch_id: SwitchId) -> Vec<SbEvent> {
         self.switches.remove(&switch_id);
         let mut events = vec![SbEvent::SwitchRemoved { switch_id }];
-        events.extend(self.take_down(|isl, _| {
-            isl.src_switch == switch_id || isl.dst_switch == switch_id
-        }));
+        events.extend(
+            self.take_down(|isl, _| isl.src_switch == switch_id || isl.dst_switch == switch_id),
+        );
         events
     }
 
@@ -164,8 +170,8 @@ mod tests {
             timeout_ms: 3_000,
             default_capacity_kbps: 10_000_000,
         });
-        discovery.switch_connected(A, [(1, 0), (10, 0)].into());
-        discovery.switch_connected(B, [(1, 1_000_000)].into());
+        discovery.switch_connected(A, 10, [(1, 0), (10, 0)].into());
+        discovery.switch_connected(B, 1, [(1, 1_000_000)].into());
         discovery
     }
 

@@ -15,8 +15,8 @@
 
 use hubspoke_fsm::SwitchId;
 use hubspoke_openflow::consts::{OFPCML_NO_BUFFER, OFPP_CONTROLLER, OFPP_TABLE, OFP_NO_BUFFER};
-use hubspoke_openflow::{Action, FlowMod, FlowModCommand, Instruction, Match, Message, Oxm};
 use hubspoke_openflow::PacketOut;
+use hubspoke_openflow::{Action, FlowMod, FlowModCommand, Instruction, Match, Message, Oxm};
 
 use crate::vlan::ETH_TYPE_8021Q;
 
@@ -78,7 +78,14 @@ impl Stamped {
                 switch_id,
                 port,
                 speed_kbps,
-            } => (DISCOVERY_MAC, KIND_DISCOVERY, switch_id, port, speed_kbps, 0),
+            } => (
+                DISCOVERY_MAC,
+                KIND_DISCOVERY,
+                switch_id,
+                port,
+                speed_kbps,
+                0,
+            ),
             Probe::Ping {
                 switch_id,
                 port,

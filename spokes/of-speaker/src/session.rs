@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, HashMap};
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{Envelope, MeterEntry, SbAction, SbCommand, SbErrorCode, SbOutcome, SwitchId};
 use hubspoke_openflow::consts::{
-    OFPMF_KBPS, OFPMMFC_METER_EXISTS, OFPET_METER_MOD_FAILED, OFPM_ALL, OFPPC_PORT_DOWN,
+    OFPET_METER_MOD_FAILED, OFPMF_KBPS, OFPMMFC_METER_EXISTS, OFPM_ALL, OFPPC_PORT_DOWN,
     OFPPR_DELETE, OFPPS_LINK_DOWN, OFPP_MAX,
 };
 use hubspoke_openflow::{
-    ErrorMessage, FlowStats, Frame, MeterBand, MeterConfig, MeterMod, MeterModCommand, Message,
+    ErrorMessage, FlowStats, Frame, Message, MeterBand, MeterConfig, MeterMod, MeterModCommand,
     MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketIn, Port,
 };
 
@@ -86,7 +86,10 @@ pub enum Output {
         outcome: SbOutcome,
     },
     /// A packet the switch sent up, from one of its known ports.
-    PacketIn { in_port: u32, data: Vec<u8> },
+    PacketIn {
+        in_port: u32,
+        data: Vec<u8>,
+    },
     /// Something from the switch this session does not act on, and why (to log).
     Ignored(String),
     /// The connection cannot go on (to log); every command in flight has been answered.
@@ -186,9 +189,12 @@ impl Session {
         matches!(self.phase, Phase::Ready(_))
     }
 
-    /// Whether `port` is one the switch reported.
-    pub fn has_port(&self, port: u32) -> bool {
-        self.ports.contains_key(&port)
+    /// The ports that are up now, and their speeds (kbps, 0 when they report none).
+    pub fn ports_up(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.ports
+            .iter()
+            .filter(|(_, state)| state.up)
+            .map(|(port, state)| (*port, state.speed_kbps))
     }
 
     /// Commands sent and not answered yet.
@@ -214,7 +220,9 @@ impl Session {
         let xid = frame.xid;
         match frame.message {
             Message::Hello | Message::EchoReply(_) => vec![],
-            Message::EchoRequest(data) => vec![Output::Send(Frame::new(xid, Message::EchoReply(data)))],
+            Message::EchoRequest(data) => {
+                vec![Output::Send(Frame::new(xid, Message::EchoReply(data)))]
+            }
             Message::FeaturesReply(features) if self.phase == Phase::Features => {
                 self.phase = Phase::Ports(SwitchId(features.datapath_id));
                 vec![self.send(Message::MultipartRequest(MultipartRequest {
@@ -247,7 +255,9 @@ impl Session {
             return self.ports_known(switch_id);
         }
         let Some(key) = self.xids.get(&xid).copied() else {
-            return vec![Output::Ignored(format!("a multipart reply to unknown xid {xid}"))];
+            return vec![Output::Ignored(format!(
+                "a multipart reply to unknown xid {xid}"
+            ))];
         };
         let Some(flight) = self.in_flight.get_mut(&key) else {
             return vec![];
@@ -343,14 +353,18 @@ impl Session {
             }
         }
         let Some(key) = self.xids.get(&xid).copied() else {
-            return vec![Output::Ignored(format!("a barrier reply to unknown xid {xid}"))];
+            return vec![Output::Ignored(format!(
+                "a barrier reply to unknown xid {xid}"
+            ))];
         };
         match self.in_flight.get_mut(&key).map(|f| &mut f.awaiting) {
             Some(Awaiting::Barrier {
                 xid: awaited,
                 refusal,
             }) if *awaited == xid => {
-                let outcome = refusal.take().map_or(SbOutcome::Success, |e| error_outcome(&e));
+                let outcome = refusal
+                    .take()
+                    .map_or(SbOutcome::Success, |e| error_outcome(&e));
                 self.finish(key, outcome)
             }
             // The first barrier of an install that went on behind a second one.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use hubspoke::embedded::{Embedded, EmbeddedConfig, Storage};
+use hubspoke::embedded::{Embedded, EmbeddedConfig, Storage, Switches};
 use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::Publish;
 use hubspoke_fsm::{
@@ -54,7 +54,7 @@ impl Rig {
         let network = load_network(NETWORK).expect("the benchmark network");
         let data = tempfile::tempdir().expect("a temporary data directory");
         let embedded = Embedded::start(EmbeddedConfig {
-            network: Arc::new(network),
+            switches: Switches::Simulated(Arc::new(network)),
             workers,
             settings,
             data_dir: data.path().to_path_buf(),
@@ -87,7 +87,8 @@ impl Rig {
             ..Faults::default()
         };
         self.embedded
-            .fabric
+            .fabric()
+            .expect("the benches run on the simulator")
             .lock()
             .set_faults(None, faults)
             .expect("faults set");

@@ -7,7 +7,7 @@ use hubspoke_fsm::segments::SegmentKind;
 use hubspoke_fsm::{Envelope, SbAction, SbCommand, SbErrorCode, SbOutcome, SwitchId};
 use hubspoke_openflow::consts::*;
 use hubspoke_openflow::{
-    ErrorMessage, FlowStats, Frame, FrameReader, Match, MeterBand, MeterConfig, Message,
+    ErrorMessage, FlowStats, Frame, FrameReader, Match, Message, MeterBand, MeterConfig,
     MultipartReply, MultipartReplyBody, MultipartRequestBody, Oxm, PacketIn, Port, PortName,
     PortStatus, SwitchFeatures,
 };
@@ -57,7 +57,9 @@ fn connected() -> Session {
     let (mut session, out) = Session::start(SessionSettings::default(), 0);
     let opening: Vec<Message> = sent(&out).into_iter().map(|f| f.message).collect();
     assert_eq!(opening, vec![Message::Hello, Message::FeaturesRequest]);
-    assert!(session.receive(1, Frame::new(100, Message::Hello)).is_empty());
+    assert!(session
+        .receive(1, Frame::new(100, Message::Hello))
+        .is_empty());
     let features = SwitchFeatures {
         datapath_id: SWITCH.0,
         n_buffers: 0,
@@ -86,7 +88,10 @@ fn connected() -> Session {
     let out = session.receive(2, reply(0, vec![port(11, 1_000_000), port(OFPP_LOCAL, 0)]));
     let rules = sent(&out);
     assert_eq!(rules.len(), 3, "two system rules and a barrier: {rules:?}");
-    assert!(!session.is_ready(), "ready only once the system rules are in");
+    assert!(
+        !session.is_ready(),
+        "ready only once the system rules are in"
+    );
     let barrier = rules[2].xid;
     let out = session.receive(3, Frame::new(barrier, Message::BarrierReply));
     let expected: BTreeMap<u32, PortState> = [
@@ -144,7 +149,10 @@ fn an_install_is_answered_by_its_barrier() {
     let out = session.command(10, command(SbAction::Install, Some(32)));
     let frames = sent(&out);
     let kinds: Vec<u8> = frames.iter().map(|f| f.message.msg_type()).collect();
-    assert_eq!(kinds, vec![OFPT_METER_MOD, OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST]);
+    assert_eq!(
+        kinds,
+        vec![OFPT_METER_MOD, OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST]
+    );
     assert_eq!(session.in_flight(), 1);
     let out = session.receive(11, Frame::new(frames[2].xid, Message::BarrierReply));
     assert_eq!(answers(&out), vec![SbOutcome::Success]);
@@ -333,7 +341,13 @@ fn a_silent_switch_is_asked_then_closed_and_a_forgotten_command_times_out() {
     let (mut session, _) = Session::start(settings, 0);
     assert!(session.tick(50).is_empty());
     let echo = sent(&session.tick(150));
-    assert!(matches!(echo[..], [Frame { message: Message::EchoRequest(_), .. }]));
+    assert!(matches!(
+        echo[..],
+        [Frame {
+            message: Message::EchoRequest(_),
+            ..
+        }]
+    ));
     assert!(session.tick(200).is_empty(), "one echo per silence");
     assert!(matches!(session.tick(301).last(), Some(Output::Close(_))));
 
@@ -401,7 +415,10 @@ fn what_a_broken_switch_sends_is_ignored_with_a_reason() {
             }),
         )
     };
-    assert!(matches!(session.receive(1, packet(42))[..], [Output::Ignored(_)]));
+    assert!(matches!(
+        session.receive(1, packet(42))[..],
+        [Output::Ignored(_)]
+    ));
     assert_eq!(
         session.receive(1, packet(10)),
         vec![Output::PacketIn {

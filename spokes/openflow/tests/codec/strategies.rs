@@ -183,14 +183,18 @@ fn any_meter_mod() -> impl Strategy<Value = MeterMod> {
         Just(MeterModCommand::Modify),
         Just(MeterModCommand::Delete),
     ];
-    (command, any::<u16>(), any::<u32>(), vec(any_meter_band(), 0..3)).prop_map(
-        |(command, flags, meter_id, bands)| MeterMod {
+    (
+        command,
+        any::<u16>(),
+        any::<u32>(),
+        vec(any_meter_band(), 0..3),
+    )
+        .prop_map(|(command, flags, meter_id, bands)| MeterMod {
             command,
             flags,
             meter_id,
             bands,
-        },
-    )
+        })
 }
 
 fn any_flow_stats() -> impl Strategy<Value = FlowStats> {
@@ -250,7 +254,10 @@ fn any_multipart_request() -> impl Strategy<Value = MultipartRequest> {
         Just(MultipartRequestBody::PortDesc),
         flow,
         any::<u32>().prop_map(|meter_id| MultipartRequestBody::MeterConfig { meter_id }),
-        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]), bytes(40))
+        (
+            unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]),
+            bytes(40)
+        )
             .prop_map(|(mp_type, body)| MultipartRequestBody::Unknown { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartRequest { flags, body })
@@ -261,7 +268,10 @@ fn any_multipart_reply() -> impl Strategy<Value = MultipartReply> {
         vec(any_port(), 0..3).prop_map(MultipartReplyBody::PortDesc),
         vec(any_flow_stats(), 0..3).prop_map(MultipartReplyBody::Flow),
         vec(any_meter_config(), 0..3).prop_map(MultipartReplyBody::MeterConfig),
-        (unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]), bytes(40))
+        (
+            unknown(&[OFPMP_FLOW, OFPMP_PORT_DESC, OFPMP_METER_CONFIG]),
+            bytes(40)
+        )
             .prop_map(|(mp_type, body)| MultipartReplyBody::Unknown { mp_type, body }),
     ];
     (any::<u16>(), body).prop_map(|(flags, body)| MultipartReply { flags, body })
