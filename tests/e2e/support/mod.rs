@@ -4,6 +4,7 @@ mod api;
 pub mod crash;
 pub mod exact;
 pub mod flows;
+pub mod ovs;
 pub mod reroute;
 
 pub use api::Api;
@@ -208,7 +209,7 @@ impl Broker {
     pub fn start(name: &str) -> Broker {
         let state =
             std::env::temp_dir().join(format!("hubspoke-broker-{}-{name}", std::process::id()));
-        let output = Command::new(broker_script())
+        let output = Command::new(script("broker.sh"))
             .arg("start")
             .env("TANSU_STATE", &state)
             .stderr(Stdio::inherit())
@@ -242,7 +243,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new(broker_script())
+        let _ = Command::new(script("broker.sh"))
             .arg("stop")
             .env("TANSU_STATE", &self.state)
             .status();
@@ -250,8 +251,11 @@ impl Drop for Broker {
     }
 }
 
-fn broker_script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh")
+/// `scripts/NAME` of this repository.
+pub fn script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 /// A loopback port nothing listens on now (for a process that must be told its port).
