@@ -421,15 +421,23 @@ impl ResourcePool {
     }
 
     /// Records what the switches report. Flows already on a link that went down keep their
-    /// reservation until they are moved off it. Returns a switch that came back (known, and
-    /// reported gone before).
+    /// reservation until they are moved off it. Returns a switch that connected again, or
+    /// connected holding (or owing) rules of flows: whatever happened to its tables while
+    /// nobody watched (a power cycle, a restarted speaker or topology, a hand at its console)
+    /// is for the keeper to find and repair. A switch new to an empty topology has nothing
+    /// to repair.
     pub fn apply_network_event(&mut self, event: &SbEvent) -> Option<SwitchId> {
         match *event {
             SbEvent::SwitchAdded { switch_id, ports } => {
-                let was_gone = self.switches.get(&switch_id).is_some_and(|s| !s.up);
+                let seen_before = self.switches.contains_key(&switch_id)
+                    || self
+                        .flows_on_switch
+                        .get(&switch_id)
+                        .is_some_and(|f| !f.is_empty())
+                    || self.owed.on(switch_id).next().is_some();
                 self.network.add_switch(switch_id, ports);
                 self.announce_switch(switch_id, ports, true);
-                return was_gone.then_some(switch_id);
+                return seen_before.then_some(switch_id);
             }
             SbEvent::SwitchRemoved { switch_id } => {
                 let ports = self.switches.get(&switch_id).map_or(0, |s| s.value);

@@ -1,5 +1,7 @@
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{FlowEndpoint, FlowRequest, RemovalDebt, Reservation, Resources};
+use hubspoke_fsm::{
+    FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, RemovalDebt, Reservation, Resources,
+};
 
 use super::*;
 
@@ -206,6 +208,31 @@ fn a_switch_coming_back_pays_its_debt_at_once() {
     assert!(
         sent.iter().any(|(_, a, _)| *a == SbAction::Dump),
         "and the switch is synced"
+    );
+}
+
+#[test]
+fn a_switch_that_connects_again_or_holds_flows_is_synced_and_a_new_one_is_not() {
+    let mut pool = pool();
+    let added = |switch: u64| SbEvent::SwitchAdded {
+        switch_id: SwitchId(switch),
+        ports: 48,
+    };
+    // Connected again without a removal in between: a restarted speaker.
+    assert_eq!(pool.apply_network_event(&added(2)), Some(SwitchId(2)));
+    // A topology restarted with its flows recovered has never seen the switches, but a
+    // switch that holds a recovered flow's rules may have lost them meanwhile.
+    let mut restarted = ResourcePool::new();
+    let resources = pool.allocate(&request("f", 10)).expect("a path");
+    let mut record = FlowRecord::new(request("f", 10), 0);
+    record.resources = Some(resources);
+    record.status = FlowStatus::Up;
+    restarted.restore(&record);
+    assert_eq!(restarted.apply_network_event(&added(1)), Some(SwitchId(1)));
+    assert_eq!(
+        restarted.apply_network_event(&added(7)),
+        None,
+        "a switch new to the topology, with no flow on it, has nothing to repair"
     );
 }
 
