@@ -9,5 +9,6 @@ mod embedded;
 mod exact;
 mod kafka;
 mod load;
+mod openflow;
 mod ovs;
 mod support;

@@ -159,12 +159,12 @@ async fn settled(api: &Api, limit: Duration) -> Vec<Value> {
     .await
 }
 
-/// Waits until every switch validates as holding exactly what hubspoke expects there, with
-/// nothing owed: the keeper's sweep has repaired what was missing and the removal debt is
-/// paid.
-pub async fn switches_validate(api: &Api, limit: Duration) {
+/// Waits until each of switches 1..=`switches` validates as holding exactly what hubspoke
+/// expects there, with nothing owed: the keeper's sweep has repaired what was missing and
+/// the removal debt is paid.
+pub async fn switches_validate(api: &Api, switches: u64, limit: Duration) {
     eventually_explained(limit, "every switch validated proper", || async {
-        for n in 1..=SWITCHES {
+        for n in 1..=switches {
             let url = api.nb(&format!("/v2/switches/{}/validate", switch_id(n)));
             let Ok(response) = api.client.get(&url).send().await else {
                 return Err(format!("GET {url} failed"));
@@ -331,7 +331,7 @@ pub async fn churn_then_exact(api: &Api) {
 pub async fn clear_and_check(api: &Api) {
     api.put_faults(&json!({})).await;
     all_up(api, Duration::from_secs(120)).await;
-    switches_validate(api, Duration::from_secs(120)).await;
+    switches_validate(api, SWITCHES, Duration::from_secs(120)).await;
     let up = assert_data_plane_exact(api).await;
     assert!(up.len() >= CHURN.len() / 2, "{} UP", up.len());
     let fresh: Vec<Value> = (1000..1100).map(flow_body).collect();

@@ -388,6 +388,18 @@ impl ResourcePool {
     }
 
     /// How many switches were ever announced.
+    /// The switches up now that hold rules of flows, in id order.
+    pub fn switches_holding_flows(&self) -> Vec<SwitchId> {
+        let mut switches: Vec<SwitchId> = self
+            .flows_on_switch
+            .iter()
+            .filter(|(switch_id, flows)| !flows.is_empty() && self.switch_up(switch_id))
+            .map(|(switch_id, _)| *switch_id)
+            .collect();
+        switches.sort_unstable();
+        switches
+    }
+
     pub fn switch_count(&self) -> usize {
         self.switches.len()
     }

@@ -12,7 +12,7 @@ mod answers;
 pub mod operator;
 mod reroutes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hubspoke_fsm::create::FlowCreate;
@@ -140,6 +140,9 @@ struct FlowSlot {
     record: Option<FlowRecord>,
     operation: Option<Operation>,
     reroute: RerouteState,
+    /// Switches the keeper found the flow's rules missing on while a repair of another one
+    /// ran: repaired next, one after the other.
+    repairs_waiting: BTreeSet<SwitchId>,
 }
 
 impl FlowSlot {
@@ -436,9 +439,11 @@ impl Hub {
     }
 
     /// The keeper found the flow's rules missing or different on a switch: an idle flow with
-    /// a path gets them installed again. A busy one is left to its operation (which sets its
-    /// rules anyway); the next sweep looks again. A DOWN flow whose path is not broken (a
-    /// rollback could not put its old ingress back) is synced instead: all its rules, and UP.
+    /// a path gets them installed again. A flow busy repairing another switch repairs this one
+    /// next (switches that connect together lose their tables together); one busy otherwise
+    /// is left to its operation (which sets its rules anyway), and the next sweep looks
+    /// again. A DOWN flow whose path is not broken (a rollback could not put its old ingress
+    /// back) is synced instead: all its rules, and UP.
     fn repair(
         &mut self,
         now_ms: u64,
@@ -446,21 +451,24 @@ impl Hub {
         switch_id: SwitchId,
         out: &mut Vec<HubOutput>,
     ) {
-        let Some(slot) = self.flows.get(flow_id) else {
+        let Some(slot) = self.flows.get_mut(flow_id) else {
             return;
         };
-        let Some(record) = slot.record.as_ref().filter(|r| r.resources.is_some()) else {
-            return;
-        };
-        if slot.operation.is_some() {
+        if let Some(operation) = &slot.operation {
+            if matches!(operation.machine, Machine::Repair(_)) {
+                slot.repairs_waiting.insert(switch_id);
+            }
             return;
         }
+        let Some(record) = slot.record.clone().filter(|r| r.resources.is_some()) else {
+            return;
+        };
         let prefix = format!("{flow_id}:{now_ms}");
         let machine = if slot.is_down() && !slot.reroute.path_is_down() {
-            self.sync_machine(record.clone(), prefix)
+            self.sync_machine(record, prefix)
         } else {
             Machine::Repair(
-                FlowRepair::new(record, switch_id, self.timeouts, prefix).state_machine(),
+                FlowRepair::new(&record, switch_id, self.timeouts, prefix).state_machine(),
             )
         };
         let correlation_id = format!("repair:{flow_id}:{now_ms}");
@@ -676,7 +684,11 @@ impl Hub {
                 gone.reroute.cancel(flow_id, out);
             }
         } else {
+            let next_repair = slot.repairs_waiting.pop_first();
             self.after_operation(now_ms, flow_id, out);
+            if let Some(switch_id) = next_repair {
+                self.repair(now_ms, flow_id, switch_id, out);
+            }
         }
     }
 }

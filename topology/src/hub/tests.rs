@@ -2,6 +2,7 @@ use hubspoke_fsm::{FlowEndpoint, FlowRequest, Isl, Resources, SbAction, SwitchId
 
 use super::*;
 use crate::allocator::AllocationResult;
+use hubspoke_speaker::{ReportOutcome, Requester, SpeakerReport};
 
 fn request(flow_id: &str) -> FlowRequest {
     let endpoint = |n| FlowEndpoint {
@@ -314,4 +315,76 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
         ]
     );
     assert_eq!(metrics.reroutes_started.get(), 3);
+}
+
+/// Every command the hub sent, answered as succeeded: `(switch, action)` of each.
+fn succeed_all(hub: &mut Hub, now_ms: u64, out: &mut Vec<HubOutput>) -> Vec<(SwitchId, SbAction)> {
+    let runs: Vec<(String, String, SwitchId, SbAction)> = out
+        .iter()
+        .filter_map(|o| match o {
+            HubOutput::Speaker(SpeakerRequest::Run {
+                correlation_id,
+                command_id,
+                segment,
+                action,
+                ..
+            }) => Some((
+                correlation_id.clone(),
+                command_id.clone(),
+                segment.switch_id,
+                *action,
+            )),
+            _ => None,
+        })
+        .collect();
+    out.clear();
+    for (correlation_id, command_id, _, _) in &runs {
+        let report = SpeakerReport {
+            requester: Requester::Hub,
+            flow_id: "f1".into(),
+            correlation_id: correlation_id.clone(),
+            command_id: command_id.clone(),
+            outcome: ReportOutcome::Succeeded,
+        };
+        hub.input(now_ms, HubInput::Report(report), out);
+    }
+    runs.into_iter().map(|(_, _, s, a)| (s, a)).collect()
+}
+
+#[test]
+fn switches_that_lost_a_busy_flows_rules_are_repaired_one_after_the_other() {
+    let (mut hub, _) = hub();
+    let mut record = FlowRecord::new(request("f1"), 10);
+    record.resources = Some(resources());
+    record.status = FlowStatus::Up;
+    let mut out = Vec::new();
+    hub.restore(
+        1000,
+        [RecoveredFlow {
+            record,
+            interrupted: None,
+        }],
+        [],
+        &mut out,
+    );
+    out.clear();
+    let repair = |switch| HubInput::Repair {
+        flow_id: "f1".into(),
+        switch_id: SwitchId(switch),
+    };
+    hub.input(2000, repair(1), &mut out);
+    // Both switches connected again together: the keeper asks for the second one while the
+    // repair of the first runs.
+    hub.input(2001, repair(2), &mut out);
+    let mut repaired = Vec::new();
+    for now in 2002..2010 {
+        repaired.extend(
+            succeed_all(&mut hub, now, &mut out)
+                .into_iter()
+                .filter(|(_, action)| *action == SbAction::Install)
+                .map(|(switch, _)| switch),
+        );
+    }
+    repaired.dedup();
+    assert_eq!(repaired, vec![SwitchId(1), SwitchId(2)]);
 }

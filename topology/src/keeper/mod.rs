@@ -172,11 +172,16 @@ impl Keeper {
         self.stats
     }
 
-    /// At start: the debt a restarted topology found is tried at once, and the sweep begins.
+    /// At start: the debt a restarted topology found is tried at once, the switches it knows
+    /// that hold its flows are synced (their tables may have changed while it was down), and
+    /// the sweep begins.
     pub fn start(&mut self, now_ms: u64, pool: &ResourcePool, out: &mut Vec<KeeperOutput>) {
         let owing: Vec<SwitchId> = pool.owed().switches().collect();
         for switch_id in owing {
             self.pay(pool, switch_id, out);
+        }
+        for switch_id in pool.switches_holding_flows() {
+            self.queue_sync(switch_id, out);
         }
         self.arm_sweep(now_ms, pool, out);
     }

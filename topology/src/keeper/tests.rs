@@ -236,6 +236,29 @@ fn a_switch_that_connects_again_or_holds_flows_is_synced_and_a_new_one_is_not() 
     );
 }
 
+#[test]
+fn a_restarted_topology_syncs_the_switches_its_recovered_flows_are_on() {
+    let resources = pool().allocate(&request("f", 10)).expect("a path");
+    let mut record = FlowRecord::new(request("f", 10), 0);
+    record.resources = Some(resources);
+    record.status = FlowStatus::Up;
+    let mut restarted = pool();
+    restarted.restore(&record);
+    let mut keeper = Keeper::new(settings());
+    let mut out = Vec::new();
+    keeper.start(0, &restarted, &mut out);
+    let dumped: Vec<SwitchId> = commands(&out)
+        .into_iter()
+        .filter(|(_, action, _)| *action == SbAction::Dump)
+        .map(|(_, _, query)| query.switch_id)
+        .collect();
+    assert_eq!(
+        dumped,
+        vec![SwitchId(1), SwitchId(2)],
+        "two syncs at a time, the third queued"
+    );
+}
+
 fn dumped(rules: Vec<FlowSegment>) -> ReportOutcome {
     ReportOutcome::Listed {
         rules,

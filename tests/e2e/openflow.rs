@@ -1,0 +1,273 @@
+//! `hubspoke up --switches openflow` programming real Open vSwitch bridges (`support::ovs`),
+//! judged by real frames: each flow's frame, sent in at one endpoint with its VLAN, leaves at
+//! the other with that one's VLAN, both ways; a deleted flow leaves no rule, no meter and no
+//! frame; a failed link moves its flows and the frames follow; the data plane keeps carrying
+//! frames while hubspoke is dead, and a restarted hubspoke finds and repairs what changed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::exact::switches_validate;
+use crate::support::ovs::{At, Ovs};
+use crate::support::{free_port, Api, Hubspoke};
+
+const GRID: &str = "grid:3x3";
+const SWITCHES: u64 = 9;
+const GRID_ISLS: usize = 24;
+const ALL_UP: Duration = Duration::from_secs(60);
+
+/// `hubspoke up` with its speaker on a free port, and a grid of bridges connected to it.
+fn hubspoke_and_bridges() -> (Hubspoke, Ovs, SocketAddr) {
+    let speaker: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let hub = Hubspoke::up(&up_args(speaker));
+    let ovs = Ovs::start(GRID, speaker);
+    (hub, ovs, speaker)
+}
+
+fn up_args(speaker: SocketAddr) -> Vec<&'static str> {
+    let speaker: &'static str = Box::leak(speaker.to_string().into_boxed_str());
+    vec!["--switches", "openflow", "--openflow-listen", speaker]
+}
+
+fn switch_id(n: u64) -> String {
+    format!("00:00:00:00:00:00:00:{n:02x}")
+}
+
+/// Flow `i` from switch i%9+1 to (i*4+3)%9+1 (one-switch flows included) on the bridges'
+/// edge ports: tagged 100+i on port 10 (every tenth one untagged on port 12), to 1000+i on
+/// port 11.
+fn flow_body(i: u64) -> Value {
+    let (src_port, src_vlan) = if i % 10 == 0 { (12, 0) } else { (10, 100 + i) };
+    json!({
+        "flow_id": format!("of-{i}"),
+        "source": {"switch_id": switch_id(i % SWITCHES + 1), "port_number": src_port, "vlan_id": src_vlan},
+        "destination": {"switch_id": switch_id((i * 4 + 3) % SWITCHES + 1), "port_number": 11, "vlan_id": 1000 + i},
+        "maximum_bandwidth": 10_000,
+        "description": "a flow on Open vSwitch",
+    })
+}
+
+/// A flow's endpoints as the harness names them.
+fn ends(flow: &Value) -> (At, At) {
+    let end = |e: &Value| -> At {
+        let switch = e["switch_id"].as_str().expect("switch");
+        let n = u64::from_str_radix(switch.rsplit(':').next().expect("id"), 16).expect("hex");
+        (
+            n,
+            e["port_number"].as_u64().expect("port") as u32,
+            e["vlan_id"].as_u64().expect("vlan") as u16,
+        )
+    };
+    (end(&flow["source"]), end(&flow["destination"]))
+}
+
+/// A frame of every flow arrives both ways, with the far end's VLAN.
+fn frames_flow_both_ways(ovs: &Ovs, flows: &[Value]) {
+    for flow in flows {
+        let (src, dst) = ends(flow);
+        for (from, to) in [(src, dst), (dst, src)] {
+            if let Err(e) = ovs.expect_delivered(from, to) {
+                panic!("flow {}: {from:?} → {to:?}: {e:?}", flow["flow_id"]);
+            }
+        }
+    }
+}
+
+async fn create_up(api: &Api, count: u64) -> Vec<Value> {
+    for i in 0..count {
+        api.create(&flow_body(i)).await;
+    }
+    api.flows_when(count as usize, ALL_UP, "every flow UP", |f| {
+        f["status"] == "UP"
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_flows_on_open_vswitch_carry_frames_both_ways_and_leave_nothing_when_deleted() {
+    let (hub, ovs, _) = hubspoke_and_bridges();
+    let api = hub.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    let flows = create_up(&api, 50).await;
+    frames_flow_both_ways(&ovs, &flows);
+    switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+
+    for flow in &flows {
+        api.delete(flow["flow_id"].as_str().expect("id")).await;
+    }
+    api.flows_when(0, ALL_UP, "every flow gone", |_| true).await;
+    for n in 1..=SWITCHES {
+        assert_eq!(
+            ovs.hubspoke_rules(n),
+            Vec::<String>::new(),
+            "rules left on s{n}"
+        );
+        assert_eq!(
+            ovs.dump_meters(n),
+            Vec::<String>::new(),
+            "meters left on s{n}"
+        );
+    }
+    let (src, dst) = ends(&flows[1]);
+    ovs.expect_not_delivered(src, (dst.0, dst.1))
+        .expect("a deleted flow carries nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_link_moves_its_flows_and_the_frames_follow() {
+    let (hub, ovs, _) = hubspoke_and_bridges();
+    let api = hub.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    let flows = create_up(&api, 12).await;
+    // The first link of the first flow that crosses one.
+    let crossing = flows
+        .iter()
+        .find(|f| f["path"].as_array().is_some_and(|p| p.len() > 1))
+        .expect("a flow across switches");
+    let path = crossing["path"].as_array().expect("path");
+    let hop = |i: usize| {
+        let id = path[i]["switch_id"].as_str().expect("switch");
+        u64::from_str_radix(id.rsplit(':').next().expect("id"), 16).expect("hex")
+    };
+    let (a, b) = (hop(0), hop(1));
+    ovs.fail_link(a, b);
+
+    let crosses = |f: &Value| {
+        f["path"].as_array().is_some_and(|p| {
+            p.windows(2).any(|w| {
+                let pair = [&w[0]["switch_id"], &w[1]["switch_id"]];
+                pair == [&json!(switch_id(a)), &json!(switch_id(b))]
+                    || pair == [&json!(switch_id(b)), &json!(switch_id(a))]
+            })
+        })
+    };
+    let moved = api
+        .flows_when(
+            flows.len(),
+            ALL_UP,
+            "every flow UP off the failed link",
+            |f| f["status"] == "UP" && !crosses(f),
+        )
+        .await;
+    frames_flow_both_ways(&ovs, &moved);
+    switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_plane_outlives_a_killed_hubspoke_and_the_restart_repairs_what_changed() {
+    let (mut hub, ovs, speaker) = hubspoke_and_bridges();
+    let api = hub.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    let flows = create_up(&api, 10).await;
+
+    hub.process.kill();
+    frames_flow_both_ways(&ovs, &flows);
+    // While nobody watches: a rule of a flow goes, and a stray rule in hubspoke's cookie
+    // space comes.
+    let (src, dst) = ends(&flows[1]);
+    let vlan_match = if src.2 == 0 {
+        "vlan_tci=0x0000/0x1fff".to_string()
+    } else {
+        format!("dl_vlan={}", src.2)
+    };
+    ovs.ofctl(&[
+        "del-flows",
+        "--strict",
+        &format!("s{}", src.0),
+        &format!("priority=32768,in_port={},{vlan_match}", src.1),
+    ]);
+    ovs.ofctl(&[
+        "add-flow",
+        "s5",
+        "cookie=0x4000000000abcdef,priority=32768,in_port=13,dl_vlan=7,actions=output:12",
+    ]);
+    ovs.expect_not_delivered(src, (dst.0, dst.1))
+        .expect("the removed rule carried the flow");
+
+    let restarted = Hubspoke::up_in(hub.data.clone(), &up_args(speaker));
+    ovs.reconnect();
+    let api = restarted.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    api.flows_when(flows.len(), ALL_UP, "every flow UP again", |f| {
+        f["status"] == "UP"
+    })
+    .await;
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the stray rule removed",
+        || async {
+            ovs.hubspoke_rules(5)
+                .iter()
+                .all(|rule| !rule.contains("0x4000000000abcdef"))
+                .then_some(())
+        },
+    )
+    .await;
+    crate::support::eventually(Duration::from_secs(30), "the lost rule back", || async {
+        ovs.expect_delivered(src, dst).ok()
+    })
+    .await;
+    frames_flow_both_ways(&ovs, &flows);
+    switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+    // Nothing is stuck: a new flow comes up and carries frames.
+    let more = api.create_and_wait_up(&flow_body(40)).await;
+    frames_flow_both_ways(&ovs, &[more]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_refusing_a_rule_rolls_the_flow_back_cleanly() {
+    let (hub, ovs, _) = hubspoke_and_bridges();
+    let api = hub.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    // The middle switch's table refuses any rule beyond the two system rules it has.
+    ovs.run(
+        "ovs-vsctl",
+        &[
+            "--",
+            "--id=@table",
+            "create",
+            "Flow_Table",
+            "flow_limit=2",
+            "overflow_policy=refuse",
+            "--",
+            "set",
+            "Bridge",
+            "s5",
+            "flow_tables:0=@table",
+        ],
+    );
+    // From switch 4 to switch 6, two hops through switch 5: the rules of switches 4 and 6
+    // go in, switch 5 refuses its own, and the create must take back what went in.
+    let body = json!({
+        "flow_id": "refused",
+        "source": {"switch_id": switch_id(4), "port_number": 10, "vlan_id": 300},
+        "destination": {"switch_id": switch_id(6), "port_number": 10, "vlan_id": 301},
+        "maximum_bandwidth": 10_000,
+        "description": "through a switch that refuses",
+    });
+    api.create(&body).await;
+    let flow = api
+        .flow_when_within(ALL_UP, "refused", "the create settled", |f| {
+            f["status"] != "IN_PROGRESS"
+        })
+        .await;
+    assert_eq!(flow["status"], "DOWN", "{flow}");
+    let history = api.history("refused").await.to_string();
+    assert!(history.contains("TABLE_FULL"), "{history}");
+    // A DOWN flow is tried again after a while (5 s, then longer): between two tries no
+    // switch holds anything of it.
+    crate::support::eventually(
+        Duration::from_secs(20),
+        "nothing left on any switch",
+        || async {
+            (1..=SWITCHES)
+                .all(|n| ovs.hubspoke_rules(n).is_empty() && ovs.dump_meters(n).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+}
