@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
 use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
-use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt, SwitchId};
+use crate::{
+    FlowEndpoint, FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt, SwitchId,
+};
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,12 +178,17 @@ pub enum SbAction {
     /// List the switch's rules of one flow (switch validation): see
     /// [`FlowSegment::dump_query`].
     Dump,
+    /// Send a probe packet into the network as if it arrived at the segment's match (its
+    /// switch, `in_port` and `in_vlan`: a flow direction's ingress rule), and catch it where
+    /// it leaves: [`SbOutcome::Pinged`] if that is exactly [`SbCommand::ping_exit`],
+    /// [`SbOutcome::PingLost`] otherwise.
+    Ping,
 }
 
 impl SbAction {
     /// Whether the switch's tables stay as they are.
     pub fn is_read_only(self) -> bool {
-        matches!(self, SbAction::Verify | SbAction::Dump)
+        matches!(self, SbAction::Verify | SbAction::Dump | SbAction::Ping)
     }
 }
 
@@ -191,7 +198,13 @@ pub struct SbCommand {
     pub command_id: String,
     pub attempt: u32,
     pub action: SbAction,
+    /// The rule acted on; for a ping, the ingress rule of the direction pinged, whose match
+    /// is where the probe enters.
     pub segment: FlowSegment,
+    /// For a ping: where the probe must leave the network (the direction's destination
+    /// endpoint: switch, port, VLAN). `None` for every other action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_exit: Option<FlowEndpoint>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -239,6 +252,15 @@ pub enum SbOutcome {
     Error {
         code: SbErrorCode,
         message: String,
+    },
+    /// A ping's probe left the network at its `ping_exit`, `latency_ns` after it was sent.
+    Pinged {
+        latency_ns: u64,
+    },
+    /// A ping's probe did not arrive at its `ping_exit`: it was dropped, looped, or left
+    /// elsewhere (the reason says where).
+    PingLost {
+        reason: String,
     },
 }
 
@@ -494,7 +516,7 @@ mod tests {
     #[test]
     fn southbound_messages_round_trip() {
         for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
-            round_trip(Envelope::new(
+            let json = round_trip(Envelope::new(
                 "c",
                 "flow-1",
                 1,
@@ -503,9 +525,46 @@ mod tests {
                     attempt: 2,
                     action,
                     segment: segment(),
+                    ping_exit: None,
                 },
             ));
+            assert!(!json.contains("ping_exit"), "{json}");
         }
+        let ping = round_trip(SbCommand {
+            command_id: "switch/1/7".into(),
+            attempt: 1,
+            action: SbAction::Ping,
+            segment: segment(),
+            ping_exit: Some(request().destination),
+        });
+        assert!(ping.contains(r#""action":"ping""#), "{ping}");
+        assert!(
+            ping.contains(r#""ping_exit":{"switch_id":"00:00:00:00:00:00:00:03","port_number":11,"vlan_id":0}"#),
+            "{ping}"
+        );
+        assert!(SbAction::Ping.is_read_only());
+        let pinged = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 1,
+            switch_id: SwitchId(1),
+            outcome: SbOutcome::Pinged { latency_ns: 1234 },
+        });
+        assert!(
+            pinged.contains(r#""result":"pinged","latency_ns":1234"#),
+            "{pinged}"
+        );
+        let lost = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 1,
+            switch_id: SwitchId(1),
+            outcome: SbOutcome::PingLost {
+                reason: "no rule".into(),
+            },
+        });
+        assert!(
+            lost.contains(r#""result":"ping_lost","reason":"no rule""#),
+            "{lost}"
+        );
         let ok = round_trip(SbResponse {
             command_id: "x".into(),
             attempt: 1,

@@ -246,6 +246,7 @@ mod tests {
                 attempt: 1,
                 action,
                 segment,
+                ping_exit: None,
             },
         )
     }

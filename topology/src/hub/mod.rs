@@ -558,6 +558,16 @@ impl Hub {
                 outcome: ReportOutcome::Listed { rules, .. },
                 ..
             }) => OpEvent::RulesListed { command_id, rules },
+            // A hub sends no pings: a switch that answers one of its commands with a ping's
+            // result answered wrong.
+            HubInput::Report(SpeakerReport {
+                command_id,
+                outcome: outcome @ (ReportOutcome::Pinged { .. } | ReportOutcome::PingLost { .. }),
+                ..
+            }) => OpEvent::CommandFailed {
+                command_id,
+                reason: format!("the switch answered with a ping's result: {outcome:?}"),
+            },
             HubInput::PathAffected { affected, .. } => {
                 self.path_affected(now_ms, &flow_id, affected, out);
                 return;

@@ -298,7 +298,10 @@ impl Keeper {
                             out.extend(paid_events(now_ms, paid.flow_id, rule));
                         }
                     }
-                    ReportOutcome::Failed { .. } | ReportOutcome::Listed { .. } => {
+                    ReportOutcome::Failed { .. }
+                    | ReportOutcome::Listed { .. }
+                    | ReportOutcome::Pinged { .. }
+                    | ReportOutcome::PingLost { .. } => {
                         schedule.round_failed = true;
                     }
                 }
@@ -308,7 +311,9 @@ impl Keeper {
                 let dumped = match report.outcome {
                     ReportOutcome::Listed { rules, meters } => Ok((rules, meters)),
                     ReportOutcome::Failed { reason } => Err(reason),
-                    ReportOutcome::Succeeded => Err("the switch answered no rules".into()),
+                    ReportOutcome::Succeeded
+                    | ReportOutcome::Pinged { .. }
+                    | ReportOutcome::PingLost { .. } => Err("the switch answered no rules".into()),
                 };
                 let Some(pending) = self.inspections.get_mut(&inspection) else {
                     return;
