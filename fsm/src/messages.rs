@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ping::FlowPingResponse;
 use crate::segments::FlowSegment;
 use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use crate::{
@@ -79,6 +80,14 @@ pub enum NbRequest {
     ValidateFlow {
         flow_id: FlowId,
     },
+    /// A probe sent into the flow's ingress each way and caught where the flow leaves the
+    /// network. Answered by the switch keeper, like a validation. `timeout_ms` bounds the wait
+    /// for each direction's answer ([`crate::ping::DEFAULT_PING_TIMEOUT_MS`] when left out).
+    PingFlow {
+        flow_id: FlowId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
     /// What the switch holds against what hubspoke expects there.
     ValidateSwitch {
         switch_id: SwitchId,
@@ -101,7 +110,8 @@ impl NbRequest {
             NbRequest::RerouteFlow { flow_id }
             | NbRequest::SyncFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
-            | NbRequest::ValidateFlow { flow_id } => Some(flow_id),
+            | NbRequest::ValidateFlow { flow_id }
+            | NbRequest::PingFlow { flow_id, .. } => Some(flow_id),
             NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } | NbRequest::Ping => {
                 None
             }
@@ -125,6 +135,7 @@ impl NbRequest {
         matches!(
             self,
             NbRequest::ValidateFlow { .. }
+                | NbRequest::PingFlow { .. }
                 | NbRequest::ValidateSwitch { .. }
                 | NbRequest::SyncSwitch { .. }
                 | NbRequest::Ping
@@ -166,6 +177,7 @@ pub enum NbResponse {
     FlowValidation { validation: Box<FlowValidation> },
     SwitchValidation { validation: Box<SwitchValidation> },
     SwitchSync { sync: Box<SwitchSync> },
+    FlowPing { ping: FlowPingResponse },
     Pong,
 }
 
@@ -511,6 +523,26 @@ mod tests {
         round_trip(NbResponse::Error {
             error: ErrorBody::new(404, "not-found", "Switch not found", "no such switch"),
         });
+        let ping = NbRequest::PingFlow {
+            flow_id: "flow-1".into(),
+            timeout_ms: Some(500),
+        };
+        assert!(ping.is_for_keeper());
+        assert_eq!(ping.key(), "flow-1");
+        let json = round_trip(ping);
+        assert_eq!(
+            json,
+            r#"{"type":"ping_flow","flow_id":"flow-1","timeout_ms":500}"#
+        );
+        let without_timeout: NbRequest =
+            serde_json::from_str(r#"{"type":"ping_flow","flow_id":"flow-1"}"#).unwrap();
+        assert_eq!(
+            without_timeout,
+            NbRequest::PingFlow {
+                flow_id: "flow-1".into(),
+                timeout_ms: None
+            }
+        );
     }
 
     #[test]

@@ -345,6 +345,7 @@ impl Hub {
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
             NbRequest::ValidateFlow { .. }
+            | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping => return None,
@@ -526,6 +527,7 @@ impl Hub {
             | NbRequest::RerouteFlow { .. }
             | NbRequest::SyncFlow { .. }
             | NbRequest::ValidateFlow { .. }
+            | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping => {}
