@@ -10,4 +10,5 @@ mod exact;
 mod kafka;
 mod load;
 mod ovs;
+mod ping;
 mod support;
