@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
-use crate::SwitchId;
+use crate::{FlowEndpoint, SwitchId};
 
 /// What a rule matches: the port a packet came in on and its VLAN (0: untagged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,6 +38,26 @@ pub struct PortVlan {
     pub port: u32,
     /// 0: untagged.
     pub vlan: u16,
+}
+
+impl From<&FlowEndpoint> for PortVlan {
+    fn from(endpoint: &FlowEndpoint) -> Self {
+        PortVlan {
+            switch_id: endpoint.switch_id,
+            port: endpoint.port_number,
+            vlan: endpoint.vlan_id,
+        }
+    }
+}
+
+impl std::fmt::Display for PortVlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "switch {} port {} vlan {}",
+            self.switch_id, self.port, self.vlan
+        )
+    }
 }
 
 /// One rule a traced packet went through.
@@ -79,6 +99,25 @@ impl Trace {
     /// Whether the packet left the network exactly at `at`.
     pub fn delivered_at(&self, at: &PortVlan) -> bool {
         self.end == TraceEnd::Delivered(*at)
+    }
+
+    /// Why the packet did not leave the network exactly at `exit`, in words; `None` when it
+    /// did.
+    pub fn missed(&self, exit: &PortVlan) -> Option<String> {
+        Some(match &self.end {
+            TraceEnd::Delivered(at) if at == exit => return None,
+            TraceEnd::Delivered(at) => format!("it left at {at}, not at {exit}"),
+            TraceEnd::NoRule(at) => format!("no rule matched it at {at}: dropped there"),
+            TraceEnd::Ambiguous { at, cookies } => {
+                let cookies: Vec<String> = cookies.iter().map(|c| format!("{c:#x}")).collect();
+                format!("rules {} all matched it at {at}", cookies.join(", "))
+            }
+            TraceEnd::Loop(at) => format!("it looped: it came back to {at}"),
+            TraceEnd::LinkDown { from } => {
+                format!("it was sent over a link that is down, from {from}")
+            }
+            TraceEnd::Unknown(at) => format!("it reached {at}, whose rules are unknown"),
+        })
     }
 }
 
@@ -231,12 +270,7 @@ mod tests {
 
     fn endpoints() -> (PortVlan, PortVlan) {
         let flow = request(1, 3);
-        let end = |e: &crate::FlowEndpoint| PortVlan {
-            switch_id: e.switch_id,
-            port: e.port_number,
-            vlan: e.vlan_id,
-        };
-        (end(&flow.source), end(&flow.destination))
+        ((&flow.source).into(), (&flow.destination).into())
     }
 
     #[test]
@@ -246,6 +280,12 @@ mod tests {
         let (source, destination) = endpoints();
         let forward = trace(&tables, source);
         assert!(forward.delivered_at(&destination), "{forward:?}");
+        assert_eq!(forward.missed(&destination), None);
+        let elsewhere = forward.missed(&source).unwrap_or_default();
+        assert!(
+            elsewhere.contains(&format!("left at {destination}, not at {source}")),
+            "{elsewhere}"
+        );
         assert_eq!(forward.hops.len(), 3, "ingress, transit, egress");
         let back = trace(&tables, destination);
         assert!(back.delivered_at(&source), "{back:?}");
@@ -262,6 +302,11 @@ mod tests {
             .collect();
         let stopped = trace(&Tables::new("linear:3", without_transit), source);
         assert!(matches!(stopped.end, TraceEnd::NoRule(at) if at.switch_id == SwitchId(2)));
+        let why = stopped.missed(&source).unwrap_or_default();
+        assert!(
+            why.starts_with("no rule matched it at switch 00:00:00:00:00:00:00:02 port"),
+            "{why}"
+        );
 
         let mut doubled = rules.clone();
         let mut stale = rules[1].clone();
@@ -277,6 +322,9 @@ mod tests {
         tables.down.insert((SwitchId(1), rules[0].out_port));
         let cut = trace(&tables, source);
         assert!(matches!(cut.end, TraceEnd::LinkDown { .. }), "{cut:?}");
+        assert!(cut
+            .missed(&source)
+            .is_some_and(|why| why.contains("link that is down")));
 
         // Switch 2 sends the packet back where it came from, and switch 1 sends it on again.
         let (to_2, from_1) = (rules[0].out_port, rules[1].in_port);
@@ -292,5 +340,8 @@ mod tests {
         looping[0].out_vlan = 5;
         let round = trace(&Tables::new("linear:3", looping), source);
         assert!(matches!(round.end, TraceEnd::Loop(_)), "{round:?}");
+        assert!(round
+            .missed(&source)
+            .is_some_and(|why| why.starts_with("it looped")));
     }
 }

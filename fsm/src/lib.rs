@@ -11,6 +11,7 @@ pub mod messages;
 pub mod model;
 pub mod network;
 pub mod operation;
+pub mod ping;
 pub mod repair;
 pub mod reroute;
 pub mod sync;

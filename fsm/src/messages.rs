@@ -2,9 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ping::FlowPingResponse;
 use crate::segments::FlowSegment;
 use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
-use crate::{FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt, SwitchId};
+use crate::{
+    FlowEndpoint, FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt, SwitchId,
+};
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,14 @@ pub enum NbRequest {
     ValidateFlow {
         flow_id: FlowId,
     },
+    /// A probe sent into the flow's ingress each way and caught where the flow leaves the
+    /// network. Answered by the switch keeper, like a validation. `timeout_ms` bounds the wait
+    /// for each direction's answer ([`crate::ping::DEFAULT_PING_TIMEOUT_MS`] when left out).
+    PingFlow {
+        flow_id: FlowId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
     /// What the switch holds against what hubspoke expects there.
     ValidateSwitch {
         switch_id: SwitchId,
@@ -99,7 +110,8 @@ impl NbRequest {
             NbRequest::RerouteFlow { flow_id }
             | NbRequest::SyncFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
-            | NbRequest::ValidateFlow { flow_id } => Some(flow_id),
+            | NbRequest::ValidateFlow { flow_id }
+            | NbRequest::PingFlow { flow_id, .. } => Some(flow_id),
             NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } | NbRequest::Ping => {
                 None
             }
@@ -123,6 +135,7 @@ impl NbRequest {
         matches!(
             self,
             NbRequest::ValidateFlow { .. }
+                | NbRequest::PingFlow { .. }
                 | NbRequest::ValidateSwitch { .. }
                 | NbRequest::SyncSwitch { .. }
                 | NbRequest::Ping
@@ -164,6 +177,7 @@ pub enum NbResponse {
     FlowValidation { validation: Box<FlowValidation> },
     SwitchValidation { validation: Box<SwitchValidation> },
     SwitchSync { sync: Box<SwitchSync> },
+    FlowPing { ping: FlowPingResponse },
     Pong,
 }
 
@@ -176,12 +190,17 @@ pub enum SbAction {
     /// List the switch's rules of one flow (switch validation): see
     /// [`FlowSegment::dump_query`].
     Dump,
+    /// Send a probe packet into the network as if it arrived at the segment's match (its
+    /// switch, `in_port` and `in_vlan`: a flow direction's ingress rule), and catch it where
+    /// it leaves: [`SbOutcome::Pinged`] if that is exactly [`SbCommand::ping_exit`],
+    /// [`SbOutcome::PingLost`] otherwise.
+    Ping,
 }
 
 impl SbAction {
     /// Whether the switch's tables stay as they are.
     pub fn is_read_only(self) -> bool {
-        matches!(self, SbAction::Verify | SbAction::Dump)
+        matches!(self, SbAction::Verify | SbAction::Dump | SbAction::Ping)
     }
 }
 
@@ -191,7 +210,13 @@ pub struct SbCommand {
     pub command_id: String,
     pub attempt: u32,
     pub action: SbAction,
+    /// The rule acted on; for a ping, the ingress rule of the direction pinged, whose match
+    /// is where the probe enters.
     pub segment: FlowSegment,
+    /// For a ping: where the probe must leave the network (the direction's destination
+    /// endpoint: switch, port, VLAN). `None` for every other action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_exit: Option<FlowEndpoint>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -239,6 +264,15 @@ pub enum SbOutcome {
     Error {
         code: SbErrorCode,
         message: String,
+    },
+    /// A ping's probe left the network at its `ping_exit`, `latency_ns` after it was sent.
+    Pinged {
+        latency_ns: u64,
+    },
+    /// A ping's probe did not arrive at its `ping_exit`: it was dropped, looped, or left
+    /// elsewhere (the reason says where).
+    PingLost {
+        reason: String,
     },
 }
 
@@ -505,12 +539,32 @@ mod tests {
         round_trip(NbResponse::Error {
             error: ErrorBody::new(404, "not-found", "Switch not found", "no such switch"),
         });
+        let ping = NbRequest::PingFlow {
+            flow_id: "flow-1".into(),
+            timeout_ms: Some(500),
+        };
+        assert!(ping.is_for_keeper());
+        assert_eq!(ping.key(), "flow-1");
+        let json = round_trip(ping);
+        assert_eq!(
+            json,
+            r#"{"type":"ping_flow","flow_id":"flow-1","timeout_ms":500}"#
+        );
+        let without_timeout: NbRequest =
+            serde_json::from_str(r#"{"type":"ping_flow","flow_id":"flow-1"}"#).unwrap();
+        assert_eq!(
+            without_timeout,
+            NbRequest::PingFlow {
+                flow_id: "flow-1".into(),
+                timeout_ms: None
+            }
+        );
     }
 
     #[test]
     fn southbound_messages_round_trip() {
         for action in [SbAction::Install, SbAction::Remove, SbAction::Verify] {
-            round_trip(Envelope::new(
+            let json = round_trip(Envelope::new(
                 "c",
                 "flow-1",
                 1,
@@ -519,9 +573,46 @@ mod tests {
                     attempt: 2,
                     action,
                     segment: segment(),
+                    ping_exit: None,
                 },
             ));
+            assert!(!json.contains("ping_exit"), "{json}");
         }
+        let ping = round_trip(SbCommand {
+            command_id: "switch/1/7".into(),
+            attempt: 1,
+            action: SbAction::Ping,
+            segment: segment(),
+            ping_exit: Some(request().destination),
+        });
+        assert!(ping.contains(r#""action":"ping""#), "{ping}");
+        assert!(
+            ping.contains(r#""ping_exit":{"switch_id":"00:00:00:00:00:00:00:03","port_number":11,"vlan_id":0}"#),
+            "{ping}"
+        );
+        assert!(SbAction::Ping.is_read_only());
+        let pinged = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 1,
+            switch_id: SwitchId(1),
+            outcome: SbOutcome::Pinged { latency_ns: 1234 },
+        });
+        assert!(
+            pinged.contains(r#""result":"pinged","latency_ns":1234"#),
+            "{pinged}"
+        );
+        let lost = round_trip(SbResponse {
+            command_id: "x".into(),
+            attempt: 1,
+            switch_id: SwitchId(1),
+            outcome: SbOutcome::PingLost {
+                reason: "no rule".into(),
+            },
+        });
+        assert!(
+            lost.contains(r#""result":"ping_lost","reason":"no rule""#),
+            "{lost}"
+        );
         let ok = round_trip(SbResponse {
             command_id: "x".into(),
             attempt: 1,

@@ -11,4 +11,5 @@ mod kafka;
 mod load;
 mod openflow;
 mod ovs;
+mod ping;
 mod support;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::ping::arrived;
 use crate::support::exact::switches_validate;
 use crate::support::ovs::{At, Ovs};
 use crate::support::{free_port, Api, Hubspoke};
@@ -41,7 +42,11 @@ fn switch_id(n: u64) -> String {
 /// edge ports: tagged 100+i on port 10 (every tenth one untagged on port 12), to 1000+i on
 /// port 11.
 fn flow_body(i: u64) -> Value {
-    let (src_port, src_vlan) = if i % 10 == 0 { (12, 0) } else { (10, 100 + i) };
+    let (src_port, src_vlan) = if i.is_multiple_of(10) {
+        (12, 0)
+    } else {
+        (10, 100 + i)
+    };
     json!({
         "flow_id": format!("of-{i}"),
         "source": {"switch_id": switch_id(i % SWITCHES + 1), "port_number": src_port, "vlan_id": src_vlan},
@@ -95,6 +100,7 @@ async fn fifty_flows_on_open_vswitch_carry_frames_both_ways_and_leave_nothing_wh
     let flows = create_up(&api, 50).await;
     frames_flow_both_ways(&ovs, &flows);
     switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+    pings_follow_the_rules(&api, &ovs, &flows).await;
 
     for flow in &flows {
         api.delete(flow["flow_id"].as_str().expect("id")).await;
@@ -115,6 +121,46 @@ async fn fifty_flows_on_open_vswitch_carry_frames_both_ways_and_leave_nothing_wh
     let (src, dst) = ends(&flows[1]);
     ovs.expect_not_delivered(src, (dst.0, dst.1))
         .expect("a deleted flow carries nothing");
+}
+
+/// Every flow across switches answers its ping both ways; a flow whose ingress rule is taken
+/// away by hand loses the probes of that direction, and the other direction still arrives.
+/// One-switch flows cannot be pinged on OpenFlow switches, and say so.
+async fn pings_follow_the_rules(api: &Api, ovs: &Ovs, flows: &[Value]) {
+    for flow in flows {
+        let id = flow["flow_id"].as_str().expect("id");
+        let (status, answer) = api.ping(id, Value::Null).await;
+        assert_eq!(status, 200, "{answer}");
+        let (src, dst) = ends(flow);
+        if src.0 == dst.0 {
+            assert_eq!(answer["forward"]["ping_success"], false, "{answer}");
+            continue;
+        }
+        for direction in ["forward", "reverse"] {
+            assert!(arrived(&answer[direction]), "{id} {direction}: {answer}");
+        }
+    }
+    let (src, dst) = ends(&flows[1]);
+    assert_ne!(src.0, dst.0, "flow 1 crosses switches");
+    ovs.ofctl(&[
+        "del-flows",
+        "--strict",
+        &format!("s{}", src.0),
+        &format!("priority=32768,in_port={},dl_vlan={}", src.1, src.2),
+    ]);
+    let (_, answer) = api.ping("of-1", json!({"timeout": 500})).await;
+    assert_eq!(answer["forward"]["ping_success"], false, "{answer}");
+    assert!(arrived(&answer["reverse"]), "{answer}");
+    api.sync("of-1").await;
+    crate::support::eventually(
+        Duration::from_secs(20),
+        "of-1 pinged again once synced",
+        || async {
+            let (_, answer) = api.ping("of-1", json!({"timeout": 500})).await;
+            arrived(&answer["forward"]).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,3 +112,8 @@ fn flapping_link_then_one_batch() {
 fn delete_owes_unconfirmed_removals() {
     run_case("delete_owes_unconfirmed_removals");
 }
+
+#[test]
+fn ping_flow() {
+    run_case("ping_flow");
+}

@@ -230,6 +230,7 @@ fn change_rule(
         attempt: 1,
         action,
         segment,
+        ping_exit: None,
     };
     let outcome = match change(rule.clone()) {
         Some(changed) => fabric.apply(&command(SbAction::Install, changed)),
@@ -453,6 +454,7 @@ mod tests {
             attempt: 1,
             action: SbAction::Install,
             segment,
+            ping_exit: None,
         });
         let (status, body) = call(&fabric, "GET", &format!("/sim/switches/{S1}/rules"), "").await;
         assert_eq!(status, StatusCode::OK);
@@ -629,6 +631,7 @@ mod tests {
             attempt: 1,
             action: SbAction::Install,
             segment: rule,
+            ping_exit: None,
         };
         fabric.lock().apply(&install);
         let body = format!(r#"{{"switch_id":"{S1}","in_port":10,"vlan_id":100}}"#);

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use hubspoke_fsm::dataplane::{trace, DataPlane, LinkEnd, PortVlan, RuleMatch, Trace};
 use hubspoke_fsm::network::Network;
@@ -230,6 +231,10 @@ impl SwitchFabric {
                 ));
                 continue;
             }
+            if command.action == SbAction::Ping {
+                outcomes.push(self.ping(command));
+                continue;
+            }
             if self.store.is_none() || command.action.is_read_only() {
                 outcomes.push(switch.act(command, self.table_capacity));
                 continue;
@@ -436,6 +441,45 @@ impl SwitchFabric {
         trace(self, start)
     }
 
+    /// A ping: the probe enters at the segment's match (as if it arrived on that port with
+    /// that VLAN) and is traced through the tables; `Pinged` when it leaves exactly at the
+    /// command's `ping_exit` and that switch answers its controller (it reports the probe),
+    /// `PingLost` with the reason otherwise. The latency is the measured time of the trace:
+    /// the simulated data plane's own time. The injected latency delays the answer, as it
+    /// does every command's, but is the control channel's, not the data plane's.
+    fn ping(&self, command: &SbCommand) -> SbOutcome {
+        let Some(exit) = &command.ping_exit else {
+            return error(
+                SbErrorCode::BadCommand,
+                "a ping must say where its probe leaves the network (ping_exit)",
+            );
+        };
+        let segment = &command.segment;
+        let start = PortVlan {
+            switch_id: segment.switch_id,
+            port: segment.in_port,
+            vlan: segment.in_vlan,
+        };
+        let exit = PortVlan::from(exit);
+        let sent = Instant::now();
+        let trace = self.trace(start);
+        let latency_ns = u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if let Some(reason) = trace.missed(&exit) {
+            return SbOutcome::PingLost {
+                reason: format!("the probe sent in at {start} was lost: {reason}"),
+            };
+        }
+        if self.is_available(exit.switch_id) != Some(true) {
+            return SbOutcome::PingLost {
+                reason: format!(
+                    "the probe left at {exit}, but switch {} does not answer its controller to report it",
+                    exit.switch_id
+                ),
+            };
+        }
+        SbOutcome::Pinged { latency_ns }
+    }
+
     pub fn is_link_up(&self, isl: &Isl) -> bool {
         !self.down.contains(isl)
     }
@@ -540,6 +584,11 @@ impl SimSwitch {
                     .collect();
                 SbOutcome::Rules { rules, meters }
             }
+            // The fabric answers a ping: it traces across switches (`SwitchFabric::ping`).
+            SbAction::Ping => error(
+                SbErrorCode::BadCommand,
+                "a ping is traced through the whole fabric, not one switch",
+            ),
             SbAction::Verify => match self.rules.get(&segment.rule_match()) {
                 Some(rule) if rule == segment => SbOutcome::Success,
                 Some(rule) => error(

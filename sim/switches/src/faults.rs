@@ -140,6 +140,7 @@ mod tests {
                 meter_id: None,
                 bandwidth: 0,
             },
+            ping_exit: None,
         }
     }
 

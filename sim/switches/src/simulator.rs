@@ -239,6 +239,7 @@ mod tests {
                 attempt: 1,
                 action,
                 segment,
+                ping_exit: None,
             },
         )
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use hubspoke_fsm::ping::FlowPingResponse;
 use hubspoke_fsm::{HistoryEntry, SwitchId};
 use hubspoke_mutations::{any_json_value, mutations};
 use proptest::prelude::*;
@@ -147,6 +148,10 @@ fn check(call: &Call, answer: &Answer, ok_body: fn(&Value) -> bool) -> Result<()
 
 fn is_flow(body: &Value) -> bool {
     serde_json::from_value::<FlowJson>(body.clone()).is_ok()
+}
+
+fn is_flow_ping(body: &Value) -> bool {
+    serde_json::from_value::<FlowPingResponse>(body.clone()).is_ok()
 }
 
 fn is_history(body: &Value) -> bool {
@@ -355,6 +360,11 @@ fn flow_reroutes_are_answered_or_explained() {
 #[test]
 fn flow_histories_are_answered_or_explained() {
     fuzz_flow_path("GET", "/history", is_history);
+}
+
+#[test]
+fn flow_pings_are_answered_or_explained() {
+    fuzz_flow_path("POST", "/ping", is_flow_ping);
 }
 
 /// `%41` → `A`; anything that is not an escape stays as it is.

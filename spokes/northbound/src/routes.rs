@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubspoke_bus::Publish;
+use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};
 use hubspoke_fsm::switch_id::InvalidSwitchId;
 use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
@@ -26,7 +27,7 @@ use crate::view::{FlowView, HistoryQuery, NetworkView};
 use hubspoke_bus::clock::now_ms;
 use hubspoke_rest::{
     correlation_middleware, health_routes, method_not_allowed_fallback, not_found_fallback,
-    ApiError, CorrelationId, JsonBody, PathParams, Readiness,
+    ApiError, CorrelationId, JsonBody, OptionalJsonBody, PathParams, Readiness,
 };
 
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +87,7 @@ pub fn nb_router(state: NbState) -> Router {
         .route("/v2/flows/{flow_id}/sync", post(sync_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
         .route("/v2/flows/{flow_id}/validate", get(validate_flow))
+        .route("/v2/flows/{flow_id}/ping", post(ping_flow))
         .route("/v2/switches", get(switches))
         .route("/v2/switches/{switch_id}/validate", get(validate_switch))
         .route("/v2/switches/{switch_id}/sync", post(sync_switch))
@@ -358,6 +360,54 @@ async fn validate_flow(
     match ask_for(&state, &id, NbRequest::ValidateFlow { flow_id }).await? {
         NbResponse::FlowValidation { validation } => Ok(Json(*validation)),
         other => Err(unexpected(other)),
+    }
+}
+
+/// The body of `POST /v2/flows/{flow_id}/ping`, which may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PingBody {
+    /// How long each direction's probe is waited for, in milliseconds.
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// `POST /v2/flows/{flow_id}/ping`: a probe sent into the flow's ingress each way, as if it
+/// arrived on the direction's source port with its VLAN, and caught where the flow leaves
+/// the network: per direction, whether it arrived and its latency in nanoseconds.
+async fn ping_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+    OptionalJsonBody(body): OptionalJsonBody<PingBody>,
+) -> Result<Json<FlowPingResponse>, ApiError> {
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
+    let timeout_ms = ping_timeout(body.and_then(|b| b.timeout), state.request_timeout)?;
+    if state.view.get(&flow_id).is_none() {
+        return Err(flow_not_found(&flow_id));
+    }
+    let request = NbRequest::PingFlow {
+        flow_id,
+        timeout_ms: Some(timeout_ms),
+    };
+    match ask_for(&state, &id, request).await? {
+        NbResponse::FlowPing { ping } => Ok(Json(ping)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// How long each probe is waited for: the asked `timeout`, or 2 s. At most half the
+/// request's own timeout (a lost probe is answered as lost well before the request gives
+/// up) and a minute.
+fn ping_timeout(asked: Option<u64>, request_timeout: Duration) -> Result<u64, ApiError> {
+    let request_ms = u64::try_from(request_timeout.as_millis()).unwrap_or(u64::MAX);
+    let most = MAX_PING_TIMEOUT_MS.min(request_ms / 2).max(1);
+    match asked {
+        None => Ok(DEFAULT_PING_TIMEOUT_MS.min(most)),
+        Some(ms) if (1..=most).contains(&ms) => Ok(ms),
+        Some(ms) => Err(ApiError::bad_request(format!(
+            "timeout must be 1 to {most} ms (a minute, and half the request timeout, at most), not {ms}"
+        ))),
     }
 }
 

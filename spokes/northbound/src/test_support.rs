@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use hubspoke_bus::Publish;
 use hubspoke_fsm::dataplane::{PortVlan, Trace, TraceEnd};
 use hubspoke_fsm::network::Network;
+use hubspoke_fsm::ping::{FlowPingResponse, UniFlowPingOutput};
 use hubspoke_fsm::validation::{
     DirectionCheck, FlowValidation, MeterValidation, RuleValidation, SwitchSync, SwitchValidation,
 };
@@ -163,6 +164,17 @@ fn fake_topology(
             NbRequest::ValidateFlow { flow_id } => match flows.get(flow_id) {
                 Some(record) => NbResponse::FlowValidation {
                     validation: Box::new(delivered_both_ways(record)),
+                },
+                None => error(409, "no-path", "Flow has no path"),
+            },
+            NbRequest::PingFlow { flow_id, .. } => match flows.get(flow_id) {
+                Some(_) => NbResponse::FlowPing {
+                    ping: FlowPingResponse {
+                        flow_id: flow_id.clone(),
+                        forward: UniFlowPingOutput::arrived(1_000),
+                        reverse: UniFlowPingOutput::arrived(2_000),
+                        error: None,
+                    },
                 },
                 None => error(409, "no-path", "Flow has no path"),
             },

@@ -380,6 +380,74 @@ async fn a_flow_is_synced_and_an_unknown_one_is_404() {
     assert_error(&unknown, StatusCode::NOT_FOUND, "corr-x");
 }
 
+/// The ping requests that reached the fake topology: their timeouts.
+fn pings_seen(shim: &Shim) -> Vec<Option<u64>> {
+    shim.seen
+        .try_iter()
+        .filter_map(|request| match request.payload {
+            NbRequest::PingFlow { timeout_ms, .. } => Some(timeout_ms),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flow_is_pinged_with_or_without_a_timeout_and_bad_pings_are_explained() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    create(&shim, "flow-p", 9).await;
+    let ping = |body: &'static str| {
+        call(
+            &shim.router,
+            "POST",
+            "/v2/flows/flow-p/ping",
+            Some("corr-ping"),
+            body,
+        )
+    };
+    let pinged = ping("").await;
+    assert_eq!(pinged.status, StatusCode::OK, "{}", pinged.text);
+    assert_eq!(
+        pinged.body,
+        json!({
+            "flow_id": "flow-p",
+            "forward": {"ping_success": true, "error": null, "latency": 1000},
+            "reverse": {"ping_success": true, "error": null, "latency": 2000},
+            "error": null
+        })
+    );
+    assert_eq!(
+        pings_seen(&shim),
+        vec![Some(2_000)],
+        "the default timeout is sent"
+    );
+    for (body, timeout) in [(r#"{"timeout": 300}"#, Some(300)), ("{}", Some(2_000))] {
+        let answer = call(&shim.router, "POST", "/v2/flows/flow-p/ping", None, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{body}: {}", answer.text);
+        assert_eq!(pings_seen(&shim), vec![timeout], "{body}");
+    }
+    for body in [
+        r#"{"timeout": 0}"#,
+        r#"{"timeout": 2501}"#,
+        r#"{"timeout": -1}"#,
+        r#"{"timeout": "fast"}"#,
+        r#"{"tmeout": 300}"#,
+        "{not json",
+    ] {
+        let answer = ping(body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "corr-ping");
+    }
+    let unknown = call(
+        &shim.router,
+        "POST",
+        "/v2/flows/nope/ping",
+        Some("corr-nope"),
+        "",
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-nope");
+    assert!(pings_seen(&shim).is_empty(), "nothing more was published");
+}
+
 #[tokio::test]
 async fn requests_the_shim_can_judge_alone_never_reach_the_bus() {
     let shim = shim(Duration::from_secs(5), Deletes::Forget);

@@ -12,8 +12,8 @@
 //! - dump: [`dump_request`] (and the switch's meters), then [`dumped`].
 //!
 //! Around them, also pure: one switch's connection as a state machine ([`session`]), the
-//! probes that find the ISLs and ping flows ([`probe`]), and the ISLs they find
-//! ([`discovery`]).
+//! probes that find the ISLs and ping flows ([`probe`]), the ISLs they find ([`discovery`]),
+//! and the flow pings in flight ([`pings`]).
 //!
 //! [`SbCommand`]: hubspoke_fsm::SbCommand
 //! [`SbOutcome`]: hubspoke_fsm::SbOutcome
@@ -21,6 +21,7 @@
 pub mod discovery;
 mod errors;
 mod install;
+pub mod pings;
 pub mod probe;
 mod remove;
 mod reply;

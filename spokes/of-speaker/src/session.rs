@@ -486,46 +486,55 @@ impl Session {
             )];
         }
         let action = command.payload.action;
-        let messages = match action {
+        // The barrier's xid is known once it is sent, below.
+        let barrier = || Awaiting::Barrier {
+            xid: 0,
+            refusal: None,
+        };
+        let planned = match action {
             SbAction::Install => match self.unknown_port(segment) {
                 Some(port) => Err((
                     SbErrorCode::BadCommand,
                     format!("port {port} does not exist on switch {}", segment.switch_id),
                 )),
-                None => install(segment).map_err(|e| (e.code(), e.to_string())),
+                None => install(segment)
+                    .map(|messages| (messages, barrier()))
+                    .map_err(|e| (e.code(), e.to_string())),
             },
-            SbAction::Remove => remove(segment).map_err(|e| (e.code(), e.to_string())),
-            SbAction::Verify => Ok(vec![Message::MultipartRequest(crate::verify_request(
-                segment,
-            ))]),
-            SbAction::Dump => Ok(vec![
-                Message::MultipartRequest(dump_request(segment)),
-                Message::MultipartRequest(MultipartRequest {
-                    flags: 0,
-                    body: MultipartRequestBody::MeterConfig { meter_id: OFPM_ALL },
-                }),
-            ]),
+            SbAction::Remove => remove(segment)
+                .map(|messages| (messages, barrier()))
+                .map_err(|e| (e.code(), e.to_string())),
+            SbAction::Verify => Ok((
+                vec![Message::MultipartRequest(crate::verify_request(segment))],
+                Awaiting::Verify(Vec::new()),
+            )),
+            SbAction::Dump => Ok((
+                vec![
+                    Message::MultipartRequest(dump_request(segment)),
+                    Message::MultipartRequest(MultipartRequest {
+                        flags: 0,
+                        body: MultipartRequestBody::MeterConfig { meter_id: OFPM_ALL },
+                    }),
+                ],
+                Awaiting::Dump {
+                    flows: None,
+                    meters: None,
+                    partial_flows: Vec::new(),
+                    partial_meters: Vec::new(),
+                },
+            )),
+            // Two switches take part in a ping: the speaker sends it (see `crate::pings`).
+            SbAction::Ping => Err((
+                SbErrorCode::BadCommand,
+                "a ping is not one switch's command".into(),
+            )),
         };
-        let messages = match messages {
-            Ok(messages) => messages,
+        let (messages, awaiting) = match planned {
+            Ok(planned) => planned,
             Err((code, message)) => return vec![answer(command, code, message)],
         };
         let key = self.next_key;
         self.next_key += 1;
-        let awaiting = match action {
-            // The barrier's xid is known once it is sent, below.
-            SbAction::Install | SbAction::Remove => Awaiting::Barrier {
-                xid: 0,
-                refusal: None,
-            },
-            SbAction::Verify => Awaiting::Verify(Vec::new()),
-            SbAction::Dump => Awaiting::Dump {
-                flows: None,
-                meters: None,
-                partial_flows: Vec::new(),
-                partial_meters: Vec::new(),
-            },
-        };
         self.in_flight.insert(
             key,
             InFlight {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubspoke_fsm::{Envelope, SbCommand, SwitchId};
+use hubspoke_fsm::{Envelope, SbAction, SbCommand, SwitchId};
 use hubspoke_of_speaker::probe::{self, Probe, Stamped};
 use hubspoke_of_speaker::session::{Output, PortState, Session};
 use hubspoke_openflow::{encode_into, Frame, FrameReader};
@@ -133,6 +133,10 @@ impl Connection {
 
     fn letter(&mut self, letter: ToSwitch) -> Next {
         match letter {
+            ToSwitch::Command(command) if command.payload.action == SbAction::Ping => {
+                self.ping(*command);
+                Next::Go
+            }
             ToSwitch::Command(command) => {
                 let out = self.session.command(self.shared.clock_ms(), *command);
                 self.act(out)
@@ -142,6 +146,29 @@ impl Connection {
                 Next::Go
             }
             ToSwitch::Close(reason) => Next::Close(reason),
+        }
+    }
+
+    /// Sends a flow's ping into this switch, its ingress; the exit switch's connection
+    /// catches it.
+    fn ping(&mut self, command: Envelope<SbCommand>) {
+        if !self.session.is_ready() {
+            self.shared
+                .unavailable(&command, "its handshake is not done");
+            return;
+        }
+        let now = self.shared.clock_ns();
+        let sent = self
+            .shared
+            .pings
+            .lock()
+            .send(self.shared.instance, now, command);
+        match sent {
+            Ok(packet) => self.write(&Frame::new(0, packet)),
+            Err(refused) => {
+                let (command, outcome) = *refused;
+                self.shared.answer(&command, outcome);
+            }
         }
     }
 
@@ -260,8 +287,13 @@ impl Connection {
                     self.shared.publish(vec![up], "probe arrived");
                 }
             }
-            Probe::Ping { .. } => {
-                tracing::debug!(in_port, "a ping this speaker is not waiting for");
+            Probe::Ping { id, .. } => {
+                let now = self.shared.clock_ns();
+                let caught = self.shared.pings.lock().caught(now, id, switch_id, in_port);
+                match caught {
+                    Some((command, outcome)) => self.shared.answer(&command, outcome),
+                    None => tracing::debug!(in_port, id, "a ping answered already"),
+                }
             }
         }
     }

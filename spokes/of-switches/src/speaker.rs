@@ -11,6 +11,7 @@ use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::{publish_network_events, NetworkEvents, Publish};
 use hubspoke_fsm::{Envelope, SbCommand, SbErrorCode, SbEvent, SbOutcome, SbResponse, SwitchId};
 use hubspoke_of_speaker::discovery::{Discovery, DiscoverySettings};
+use hubspoke_of_speaker::pings::Pings;
 use hubspoke_of_speaker::session::SessionSettings;
 use parking_lot::Mutex;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -71,12 +72,22 @@ pub(crate) struct Shared {
     events: NetworkEvents,
     switches: Mutex<HashMap<SwitchId, Link>>,
     pub(crate) discovery: Mutex<Discovery>,
+    pub(crate) pings: Mutex<Pings>,
 }
+
+/// A ping not caught by then is answered lost (the topology gave up on it already: a ping
+/// waits at most a minute there).
+const PING_EXPIRY_NS: u64 = 60_000_000_000;
 
 impl Shared {
     /// Milliseconds since the speaker started: the sessions' and discovery's clock.
     pub(crate) fn clock_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Nanoseconds since the speaker started: the pings' clock.
+    pub(crate) fn clock_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn answer(&self, command: &Envelope<SbCommand>, outcome: SbOutcome) {
@@ -174,6 +185,7 @@ impl OpenFlowSpeaker {
             events,
             switches: Mutex::new(HashMap::new()),
             discovery: Mutex::new(Discovery::new(config.discovery)),
+            pings: Mutex::new(Pings::default()),
         });
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -289,8 +301,16 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener, stopped: Re
     info!("OpenFlow speaker stopping: closing every switch's connection");
 }
 
-/// ISLs whose probes stopped go down; every connected switch sends the next probes.
+/// ISLs whose probes stopped go down; every connected switch sends the next probes; pings
+/// long lost are answered.
 fn discovery_round(shared: &Shared) {
+    let lost = shared
+        .pings
+        .lock()
+        .expire(shared.clock_ns(), PING_EXPIRY_NS);
+    for (command, outcome) in lost {
+        shared.answer(&command, outcome);
+    }
     let stale = shared.discovery.lock().tick(shared.clock_ms());
     if !stale.is_empty() {
         warn!(

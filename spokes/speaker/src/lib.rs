@@ -1,14 +1,17 @@
 //! The speaker worker, the spoke that talks to switches: it turns hub requests into southbound
 //! commands, keeps them pending, matches responses by command id *and* attempt, retries with
-//! back-off, and reports success or failure to the hub. Pure logic: time comes in as `now_ms`,
-//! and commands, reports and deadlines go out through [`SpeakerOutput`].
+//! back-off, and reports success or failure to the hub. A ping is one probe: it is never
+//! retried, and one not answered within its own timeout is reported lost. Pure logic: time
+//! comes in as `now_ms`, and commands, reports and deadlines go out through [`SpeakerOutput`].
 
 pub mod deadline;
 
 use std::collections::{BTreeSet, HashMap};
 
 use hubspoke_fsm::segments::FlowSegment;
-use hubspoke_fsm::{stable_hash, Envelope, MeterEntry, SbAction, SbCommand, SbOutcome, SbResponse};
+use hubspoke_fsm::{
+    stable_hash, Envelope, FlowEndpoint, MeterEntry, SbAction, SbCommand, SbOutcome, SbResponse,
+};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -71,6 +74,18 @@ pub enum SpeakerRequest {
         action: SbAction,
         segment: FlowSegment,
     },
+    /// Send a probe into the network at `segment`'s match (a flow direction's ingress rule)
+    /// and have it caught where it must leave (`exit`): one attempt, reported
+    /// [`ReportOutcome::PingLost`] if not answered within `timeout_ms`.
+    Ping {
+        requester: Requester,
+        flow_id: String,
+        correlation_id: String,
+        command_id: String,
+        segment: FlowSegment,
+        exit: FlowEndpoint,
+        timeout_ms: u64,
+    },
     /// Forget every pending command of the flow (the operation moved on: rollback or deadline).
     Abandon { flow_id: String },
 }
@@ -78,7 +93,9 @@ pub enum SpeakerRequest {
 impl SpeakerRequest {
     pub fn flow_id(&self) -> &str {
         match self {
-            SpeakerRequest::Run { flow_id, .. } | SpeakerRequest::Abandon { flow_id } => flow_id,
+            SpeakerRequest::Run { flow_id, .. }
+            | SpeakerRequest::Ping { flow_id, .. }
+            | SpeakerRequest::Abandon { flow_id } => flow_id,
         }
     }
 }
@@ -92,6 +109,14 @@ pub enum ReportOutcome {
         meters: Vec<MeterEntry>,
     },
     Failed {
+        reason: String,
+    },
+    /// A ping's probe arrived where it had to leave.
+    Pinged {
+        latency_ns: u64,
+    },
+    /// A ping's probe did not arrive there, or no answer came in time.
+    PingLost {
         reason: String,
     },
 }
@@ -126,6 +151,10 @@ struct Pending {
     correlation_id: String,
     action: SbAction,
     segment: FlowSegment,
+    /// A ping's exit; `None` for every other command.
+    ping_exit: Option<FlowEndpoint>,
+    /// How long each attempt waits for its answer.
+    response_timeout_ms: u64,
     attempt: u32,
     /// The generation of the deadline now registered for this command.
     generation: u64,
@@ -177,26 +206,42 @@ impl SpeakerWorker {
                 action,
                 segment,
             } => {
-                if self.pending.contains_key(&command_id) {
-                    debug!(%flow_id, %correlation_id, %command_id, "command already pending, not sent twice");
-                    return;
-                }
-                self.by_flow
-                    .entry(flow_id.clone())
-                    .or_default()
-                    .insert(command_id.clone());
                 let pending = Pending {
                     requester,
                     flow_id,
                     correlation_id,
                     action,
                     segment,
+                    ping_exit: None,
+                    response_timeout_ms: self.policy.response_timeout_ms,
                     attempt: 1,
                     generation: 0,
                     phase: Phase::AwaitingResponse,
                 };
-                self.pending.insert(command_id.clone(), pending);
-                self.send_attempt(now_ms, &command_id, out);
+                self.start(now_ms, command_id, pending, out);
+            }
+            SpeakerRequest::Ping {
+                requester,
+                flow_id,
+                correlation_id,
+                command_id,
+                segment,
+                exit,
+                timeout_ms,
+            } => {
+                let pending = Pending {
+                    requester,
+                    flow_id,
+                    correlation_id,
+                    action: SbAction::Ping,
+                    segment,
+                    ping_exit: Some(exit),
+                    response_timeout_ms: timeout_ms,
+                    attempt: 1,
+                    generation: 0,
+                    phase: Phase::AwaitingResponse,
+                };
+                self.start(now_ms, command_id, pending, out);
             }
             SpeakerRequest::Abandon { flow_id } => {
                 for command_id in self.by_flow.remove(&flow_id).unwrap_or_default() {
@@ -209,6 +254,27 @@ impl SpeakerWorker {
                 }
             }
         }
+    }
+
+    /// Sends the first attempt of a new command; one already pending is not sent twice.
+    fn start(
+        &mut self,
+        now_ms: u64,
+        command_id: String,
+        pending: Pending,
+        out: &mut Vec<SpeakerOutput>,
+    ) {
+        if self.pending.contains_key(&command_id) {
+            debug!(flow_id = %pending.flow_id, correlation_id = %pending.correlation_id, %command_id,
+                "command already pending, not sent twice");
+            return;
+        }
+        self.by_flow
+            .entry(pending.flow_id.clone())
+            .or_default()
+            .insert(command_id.clone());
+        self.pending.insert(command_id.clone(), pending);
+        self.send_attempt(now_ms, &command_id, out);
     }
 
     pub fn response(&mut self, now_ms: u64, response: &SbResponse, out: &mut Vec<SpeakerOutput>) {
@@ -230,8 +296,21 @@ impl SpeakerWorker {
             key: timer_key(&pending.flow_id, command_id),
             generation: pending.generation,
         }));
+        let is_ping = pending.action == SbAction::Ping;
         match &response.outcome {
             SbOutcome::Success => self.finish(command_id, ReportOutcome::Succeeded, out),
+            SbOutcome::Pinged { latency_ns } => {
+                let pinged = ReportOutcome::Pinged {
+                    latency_ns: *latency_ns,
+                };
+                self.finish(command_id, pinged, out)
+            }
+            SbOutcome::PingLost { reason } => {
+                let lost = ReportOutcome::PingLost {
+                    reason: reason.clone(),
+                };
+                self.finish(command_id, lost, out)
+            }
             SbOutcome::Rules { rules, meters } => {
                 let listed = ReportOutcome::Listed {
                     rules: rules.clone(),
@@ -244,7 +323,8 @@ impl SpeakerWorker {
                     "{code} from switch {} on attempt {}: {message}",
                     response.switch_id, response.attempt
                 );
-                if code.is_retryable() {
+                // A ping is one probe, answered within its caller's timeout: not retried.
+                if code.is_retryable() && !is_ping {
                     self.retry_or_fail(now_ms, command_id, failure, out);
                 } else {
                     self.fail(command_id, failure, out);
@@ -269,6 +349,15 @@ impl SpeakerWorker {
             return;
         }
         match pending.phase {
+            Phase::AwaitingResponse if pending.action == SbAction::Ping => {
+                let reason = format!(
+                    "no answer from switch {} within {} ms",
+                    pending.segment.switch_id, pending.response_timeout_ms
+                );
+                debug!(flow_id = %pending.flow_id, correlation_id = %pending.correlation_id,
+                    %command_id, %reason, "ping lost");
+                self.finish(command_id, ReportOutcome::PingLost { reason }, out);
+            }
             Phase::AwaitingResponse => {
                 let failure = format!(
                     "no response from switch {} to attempt {}",
@@ -324,6 +413,7 @@ impl SpeakerWorker {
             attempt: pending.attempt,
             action: pending.action,
             segment: pending.segment.clone(),
+            ping_exit: pending.ping_exit.clone(),
         };
         out.push(SpeakerOutput::Command(Envelope::new(
             pending.correlation_id.clone(),
@@ -334,7 +424,7 @@ impl SpeakerWorker {
         out.push(SpeakerOutput::Deadline(DeadlineRequest::Register {
             key: timer_key(&pending.flow_id, command_id),
             generation: pending.generation,
-            at_ms: now_ms + self.policy.response_timeout_ms,
+            at_ms: now_ms.saturating_add(pending.response_timeout_ms),
         }));
     }
 

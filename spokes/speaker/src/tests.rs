@@ -1,5 +1,5 @@
 use hubspoke_fsm::segments::SegmentKind;
-use hubspoke_fsm::{SbErrorCode, SwitchId};
+use hubspoke_fsm::{FlowEndpoint, SbErrorCode, SwitchId};
 
 use super::*;
 
@@ -226,6 +226,96 @@ fn a_repeated_request_for_a_pending_command_is_not_sent_twice() {
     worker.request(0, run("c:1"), &mut out);
     worker.request(0, run("c:1"), &mut out);
     assert_eq!(commands(&out).len(), 1);
+}
+
+fn ping(command_id: &str) -> SpeakerRequest {
+    SpeakerRequest::Ping {
+        requester: Requester::Keeper,
+        flow_id: "switch/2".into(),
+        correlation_id: "c1".into(),
+        command_id: command_id.into(),
+        segment: segment(),
+        exit: FlowEndpoint {
+            switch_id: SwitchId(3),
+            port_number: 7,
+            vlan_id: 70,
+        },
+        timeout_ms: 500,
+    }
+}
+
+#[test]
+fn a_ping_carries_its_exit_waits_its_own_timeout_and_its_answer_is_final() {
+    for (outcome, reported) in [
+        (
+            SbOutcome::Pinged { latency_ns: 42 },
+            ReportOutcome::Pinged { latency_ns: 42 },
+        ),
+        (
+            SbOutcome::PingLost {
+                reason: "no rule".into(),
+            },
+            ReportOutcome::PingLost {
+                reason: "no rule".into(),
+            },
+        ),
+    ] {
+        let mut worker = SpeakerWorker::new(RetryPolicy::default());
+        let mut out = Vec::new();
+        worker.request(1000, ping("p:1"), &mut out);
+        let Some(SpeakerOutput::Command(envelope)) = out.first() else {
+            panic!("the probe is sent first: {out:?}")
+        };
+        assert_eq!(envelope.payload.action, SbAction::Ping);
+        assert_eq!(envelope.payload.segment, segment());
+        assert_eq!(
+            envelope.payload.ping_exit.as_ref().map(|e| e.port_number),
+            Some(7)
+        );
+        assert_eq!(
+            registered(&out),
+            Some((1, 1500)),
+            "the ping's timeout, not the policy's"
+        );
+        out.clear();
+        worker.response(1010, &response("p:1", 1, outcome), &mut out);
+        assert_eq!(report(&out), Some(reported));
+        assert_eq!(registered(&out), None, "not retried");
+        assert_eq!(worker.pending_count(), 0);
+    }
+}
+
+#[test]
+fn an_unanswered_ping_is_lost_and_a_failed_one_not_retried() {
+    let mut worker = SpeakerWorker::new(RetryPolicy::default());
+    let mut out = Vec::new();
+    worker.request(0, ping("p:1"), &mut out);
+    let (generation, at_ms) = registered(&out).unwrap();
+    out.clear();
+    worker.timeout(at_ms, &timer_key("switch/2", "p:1"), generation, &mut out);
+    match report(&out) {
+        Some(ReportOutcome::PingLost { reason }) => {
+            assert!(reason.contains("within 500 ms"), "{reason}")
+        }
+        other => panic!("expected a lost ping, got {other:?}"),
+    }
+    assert!(commands(&out).is_empty(), "no second probe");
+    assert_eq!(worker.pending_count(), 0);
+
+    out.clear();
+    worker.request(0, ping("p:2"), &mut out);
+    out.clear();
+    worker.response(
+        1,
+        &response("p:2", 1, error(SbErrorCode::SwitchUnavailable)),
+        &mut out,
+    );
+    assert!(
+        matches!(report(&out), Some(ReportOutcome::Failed { ref reason }) if reason.contains("SWITCH_UNAVAILABLE")),
+        "{out:?}"
+    );
+    assert_eq!(registered(&out), None, "a ping is not retried");
+    assert_eq!(worker.stats().retries, 0);
 }
 
 #[test]

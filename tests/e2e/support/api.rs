@@ -129,6 +129,24 @@ impl Api {
         self.ok(&format!("reroute {id}"), request).await;
     }
 
+    /// `POST /v2/flows/{id}/ping` with `body` (none when `Value::Null`): the status and the
+    /// body.
+    pub async fn ping(&self, flow_id: &str, body: Value) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.nb(&format!("/v2/flows/{flow_id}/ping")));
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("POST ping");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     pub async fn sync(&self, id: &str) {
         let request = self.client.post(self.nb(&format!("/v2/flows/{id}/sync")));
         self.ok(&format!("sync {id}"), request).await;

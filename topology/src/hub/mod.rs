@@ -348,6 +348,7 @@ impl Hub {
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
             NbRequest::ValidateFlow { .. }
+            | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping => return None,
@@ -534,6 +535,7 @@ impl Hub {
             | NbRequest::RerouteFlow { .. }
             | NbRequest::SyncFlow { .. }
             | NbRequest::ValidateFlow { .. }
+            | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping => {}
@@ -566,6 +568,16 @@ impl Hub {
                 outcome: ReportOutcome::Listed { rules, .. },
                 ..
             }) => OpEvent::RulesListed { command_id, rules },
+            // A hub sends no pings: a switch that answers one of its commands with a ping's
+            // result answered wrong.
+            HubInput::Report(SpeakerReport {
+                command_id,
+                outcome: outcome @ (ReportOutcome::Pinged { .. } | ReportOutcome::PingLost { .. }),
+                ..
+            }) => OpEvent::CommandFailed {
+                command_id,
+                reason: format!("the switch answered with a ping's result: {outcome:?}"),
+            },
             HubInput::PathAffected { affected, .. } => {
                 self.path_affected(now_ms, &flow_id, affected, out);
                 return;

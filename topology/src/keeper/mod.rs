@@ -7,6 +7,8 @@
 //! - It validates a switch (`GET /v2/switches/{id}/validate`) and a flow
 //!   (`GET /v2/flows/{id}/validate`) against what the allocator's reservations expect, from a
 //!   dump of the switches.
+//! - It pings a flow (`POST /v2/flows/{id}/ping`): a probe into the ingress of each direction
+//!   of the path the flow holds, caught (or not) where the flow leaves the network.
 //! - It syncs a switch (`POST /v2/switches/{id}/sync`): excess rules are removed here (owed
 //!   until confirmed gone); a flow whose rules are missing or differ is repaired by its own
 //!   hub, the only one that installs a flow's rules, so a repair never races an operation on
@@ -21,17 +23,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use hubspoke_fsm::dataplane::{trace, DataPlane, LinkEnd, PortVlan, RuleMatch};
+use hubspoke_fsm::ping::{
+    probes, FlowPingResponse, PingDirection, UniFlowPingOutput, DEFAULT_PING_TIMEOUT_MS,
+    MAX_PING_TIMEOUT_MS,
+};
 use hubspoke_fsm::segments::{flow_segments, FlowSegment};
 use hubspoke_fsm::validation::{
     validate_switch, DirectionCheck, FlowSwitchRules, FlowValidation, RuleEntry, SwitchSync,
 };
 use hubspoke_fsm::{
     stable_hash, Envelope, ErrorBody, FlowEvent, FlowId, HistoryEntry, MeterEntry, NbRequest,
-    NbResponse, SbAction, SwitchId,
+    NbResponse, Reservation, SbAction, SwitchId,
 };
 use hubspoke_speaker::deadline::DeadlineRequest;
 use hubspoke_speaker::{ReportOutcome, Requester, SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
+use tracing::{debug, info_span};
 
 use crate::allocator::ResourcePool;
 use crate::coordinator::{Deadline, TimerKey};
@@ -117,7 +124,24 @@ struct Inspection {
 
 enum Purpose {
     Pay(FlowSegment),
-    Dump { inspection: u64 },
+    Dump {
+        inspection: u64,
+    },
+    /// One direction's probe of a flow ping.
+    Ping {
+        ping: u64,
+        direction: PingDirection,
+    },
+}
+
+/// A flow ping waiting for its probes.
+struct PingRound {
+    reply: Reply,
+    flow_id: FlowId,
+    /// What the flow held when the probes were sent.
+    pinged: Reservation,
+    forward: Option<UniFlowPingOutput>,
+    reverse: Option<UniFlowPingOutput>,
 }
 
 struct InFlight {
@@ -145,6 +169,7 @@ pub struct Keeper {
     in_flight: HashMap<String, InFlight>,
     debt: HashMap<SwitchId, DebtSchedule>,
     inspections: HashMap<u64, Inspection>,
+    pings: HashMap<u64, PingRound>,
     /// Switches waiting for a sync (they came back, or the sweep reached them).
     sync_queue: VecDeque<SwitchId>,
     syncing: HashSet<SwitchId>,
@@ -229,6 +254,13 @@ impl Keeper {
                 (Ask::ValidateSwitch(reply), vec![switch_id])
             }
             NbRequest::SyncSwitch { switch_id } => (Ask::SyncSwitch(Some(reply)), vec![switch_id]),
+            NbRequest::PingFlow {
+                flow_id,
+                timeout_ms,
+            } => {
+                self.ping_flow(now_ms, pool, reply, flow_id, timeout_ms, out);
+                return;
+            }
             NbRequest::ValidateFlow { flow_id } => {
                 let (current, pending) = pool.reservations_of(&flow_id);
                 let switches: BTreeSet<SwitchId> = current
@@ -238,13 +270,7 @@ impl Keeper {
                     .map(|rule| rule.switch_id)
                     .collect();
                 if current.is_none() {
-                    let error = ErrorBody::new(
-                        409,
-                        "no-path",
-                        "Flow has no path",
-                        format!("flow {flow_id} holds no reserved path, or does not exist"),
-                    );
-                    out.push(respond(&reply, now_ms, NbResponse::Error { error }));
+                    out.push(respond(&reply, now_ms, no_path(&flow_id)));
                     return;
                 }
                 (
@@ -303,7 +329,10 @@ impl Keeper {
                             out.extend(paid_events(now_ms, paid.flow_id, rule));
                         }
                     }
-                    ReportOutcome::Failed { .. } | ReportOutcome::Listed { .. } => {
+                    ReportOutcome::Failed { .. }
+                    | ReportOutcome::Listed { .. }
+                    | ReportOutcome::Pinged { .. }
+                    | ReportOutcome::PingLost { .. } => {
                         schedule.round_failed = true;
                     }
                 }
@@ -313,7 +342,9 @@ impl Keeper {
                 let dumped = match report.outcome {
                     ReportOutcome::Listed { rules, meters } => Ok((rules, meters)),
                     ReportOutcome::Failed { reason } => Err(reason),
-                    ReportOutcome::Succeeded => Err("the switch answered no rules".into()),
+                    ReportOutcome::Succeeded
+                    | ReportOutcome::Pinged { .. }
+                    | ReportOutcome::PingLost { .. } => Err("the switch answered no rules".into()),
                 };
                 let Some(pending) = self.inspections.get_mut(&inspection) else {
                     return;
@@ -325,7 +356,119 @@ impl Keeper {
                     }
                 }
             }
+            Purpose::Ping { ping, direction } => {
+                let answer = match report.outcome {
+                    ReportOutcome::Pinged { latency_ns } => UniFlowPingOutput::arrived(latency_ns),
+                    ReportOutcome::PingLost { reason } | ReportOutcome::Failed { reason } => {
+                        UniFlowPingOutput::failed(reason)
+                    }
+                    ReportOutcome::Succeeded | ReportOutcome::Listed { .. } => {
+                        UniFlowPingOutput::failed("the switch answered the ping without a result")
+                    }
+                };
+                self.probe_answered(now_ms, pool, ping, direction, answer, out);
+            }
         }
+    }
+
+    /// Sends a probe each way into the path the flow holds; the answer goes once both are
+    /// back. The speaker answers each probe within `timeout_ms` (a lost one included).
+    fn ping_flow(
+        &mut self,
+        now_ms: u64,
+        pool: &ResourcePool,
+        reply: Reply,
+        flow_id: FlowId,
+        timeout_ms: Option<u64>,
+        out: &mut Vec<KeeperOutput>,
+    ) {
+        let _span =
+            info_span!("keeper", flow_id = %flow_id, correlation_id = %reply.correlation_id)
+                .entered();
+        let Some(current) = pool.reservations_of(&flow_id).0 else {
+            out.push(respond(&reply, now_ms, no_path(&flow_id)));
+            return;
+        };
+        let timeout_ms = timeout_ms
+            .unwrap_or(DEFAULT_PING_TIMEOUT_MS)
+            .clamp(1, MAX_PING_TIMEOUT_MS);
+        self.next_id += 1;
+        let ping = self.next_id;
+        for probe in probes(&current.request, &current.resources) {
+            debug!(direction = ?probe.direction, switch_id = %probe.ingress.switch_id, timeout_ms,
+                "flow ping: probe sent");
+            let purpose = Purpose::Ping {
+                ping,
+                direction: probe.direction,
+            };
+            let (key, command_id) = self.track(probe.ingress.switch_id, purpose);
+            out.push(KeeperOutput::Speaker(SpeakerRequest::Ping {
+                requester: Requester::Keeper,
+                flow_id: key,
+                correlation_id: reply.correlation_id.clone(),
+                command_id,
+                segment: probe.ingress,
+                exit: probe.exit,
+                timeout_ms,
+            }));
+        }
+        let round = PingRound {
+            reply,
+            flow_id,
+            pinged: current.clone(),
+            forward: None,
+            reverse: None,
+        };
+        self.pings.insert(ping, round);
+    }
+
+    /// One probe of a flow ping came back: with both, the ping is answered.
+    fn probe_answered(
+        &mut self,
+        now_ms: u64,
+        pool: &ResourcePool,
+        ping: u64,
+        direction: PingDirection,
+        answer: UniFlowPingOutput,
+        out: &mut Vec<KeeperOutput>,
+    ) {
+        let Some(round) = self.pings.get_mut(&ping) else {
+            return;
+        };
+        let _span = info_span!("keeper", flow_id = %round.flow_id, correlation_id = %round.reply.correlation_id)
+            .entered();
+        debug!(?direction, ?answer, "flow ping: probe answered");
+        let slot = match direction {
+            PingDirection::Forward => &mut round.forward,
+            PingDirection::Reverse => &mut round.reverse,
+        };
+        *slot = Some(answer);
+        if round.forward.is_none() || round.reverse.is_none() {
+            return;
+        }
+        let Some(PingRound {
+            reply,
+            flow_id,
+            pinged,
+            forward: Some(forward),
+            reverse: Some(reverse),
+        }) = self.pings.remove(&ping)
+        else {
+            return;
+        };
+        let error = (pool.reservations_of(&flow_id).0 != Some(&pinged)).then(|| {
+            format!(
+                "flow {flow_id} changed while it was pinged (moved, updated or removed): the \
+                 results are of the path it had when the probes were sent"
+            )
+        });
+        let ping = FlowPingResponse {
+            flow_id,
+            forward,
+            reverse,
+            error,
+        };
+        out.push(respond(&reply, now_ms, NbResponse::FlowPing { ping }));
     }
 
     pub fn timer(
@@ -485,6 +628,16 @@ impl Keeper {
         }
     }
 
+    /// A command about to be sent to `switch_id`, for `purpose`: its key and its id.
+    fn track(&mut self, switch_id: SwitchId, purpose: Purpose) -> (String, String) {
+        self.next_id += 1;
+        let key = switch_key(switch_id);
+        let command_id = format!("{key}/{}", self.next_id);
+        self.in_flight
+            .insert(command_id.clone(), InFlight { switch_id, purpose });
+        (key, command_id)
+    }
+
     fn send(
         &mut self,
         switch_id: SwitchId,
@@ -493,11 +646,7 @@ impl Keeper {
         purpose: Purpose,
         out: &mut Vec<KeeperOutput>,
     ) {
-        self.next_id += 1;
-        let key = switch_key(switch_id);
-        let command_id = format!("{key}/{}", self.next_id);
-        self.in_flight
-            .insert(command_id.clone(), InFlight { switch_id, purpose });
+        let (key, command_id) = self.track(switch_id, purpose);
         out.push(KeeperOutput::Speaker(SpeakerRequest::Run {
             requester: Requester::Keeper,
             flow_id: key.clone(),
@@ -579,14 +728,7 @@ impl Keeper {
                     Some(validation) => NbResponse::FlowValidation {
                         validation: Box::new(validation),
                     },
-                    None => NbResponse::Error {
-                        error: ErrorBody::new(
-                            409,
-                            "no-path",
-                            "Flow has no path",
-                            format!("flow {flow_id} no longer holds a reserved path"),
-                        ),
-                    },
+                    None => no_path(&flow_id),
                 };
                 out.push(respond(&reply, now_ms, response));
             }
@@ -651,6 +793,18 @@ impl Keeper {
             validation,
         }
     }
+}
+
+/// 409: the flow holds no reserved path (it is DOWN without one, or gone), so it has no rules
+/// to validate or ping.
+fn no_path(flow_id: &str) -> NbResponse {
+    let error = ErrorBody::new(
+        409,
+        "no-path",
+        "Flow has no path",
+        format!("flow {flow_id} holds no reserved path, or does not exist"),
+    );
+    NbResponse::Error { error }
 }
 
 fn respond(reply: &Reply, now_ms: u64, response: NbResponse) -> KeeperOutput {
@@ -724,15 +878,8 @@ fn validate_flow(
         })
         .collect();
     let tables = HeldTables { held, pool };
-    let end = |e: &hubspoke_fsm::FlowEndpoint| PortVlan {
-        switch_id: e.switch_id,
-        port: e.port_number,
-        vlan: e.vlan_id,
-    };
-    let (source, destination) = (
-        end(&current.request.source),
-        end(&current.request.destination),
-    );
+    let source = PortVlan::from(&current.request.source);
+    let destination = PortVlan::from(&current.request.destination);
     let forward = DirectionCheck::new(source, destination, trace(&tables, source));
     let reverse = DirectionCheck::new(destination, source, trace(&tables, destination));
     Some(FlowValidation::new(

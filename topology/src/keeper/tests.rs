@@ -1,7 +1,5 @@
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{
-    FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, RemovalDebt, Reservation, Resources,
-};
+use hubspoke_fsm::{FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, RemovalDebt, Resources};
 
 use super::*;
 
@@ -390,4 +388,134 @@ fn the_sweep_goes_through_the_switches_a_few_at_a_time() {
         "one sync at a time: switch 2 waits for switch 1's"
     );
     assert_eq!(keeper.stats().sweeps, 2);
+}
+
+/// The probes among `out`: (command id, where it enters, where it must leave, timeout).
+fn probes_sent(out: &[KeeperOutput]) -> Vec<(String, FlowSegment, FlowEndpoint, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            KeeperOutput::Speaker(SpeakerRequest::Ping {
+                requester: Requester::Keeper,
+                correlation_id,
+                command_id,
+                segment,
+                exit,
+                timeout_ms,
+                ..
+            }) if correlation_id == "corr-ping" => Some((
+                command_id.clone(),
+                segment.clone(),
+                exit.clone(),
+                *timeout_ms,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ping_request(flow_id: &str, timeout_ms: Option<u64>) -> Envelope<NbRequest> {
+    Envelope::new(
+        "corr-ping",
+        flow_id,
+        5,
+        NbRequest::PingFlow {
+            flow_id: flow_id.into(),
+            timeout_ms,
+        },
+    )
+}
+
+fn answered(out: &[KeeperOutput]) -> Option<NbResponse> {
+    out.iter().find_map(|o| match o {
+        KeeperOutput::Response(r) if r.correlation_id == "corr-ping" => Some(r.payload.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_flow_ping_probes_each_ingress_and_answers_when_both_are_back() {
+    let mut pool = pool();
+    pool.allocate(&request("f", 10)).unwrap();
+    let mut keeper = Keeper::new(settings());
+    let mut out = Vec::new();
+    keeper.request(5, &pool, ping_request("f", Some(300)), &mut out);
+    let sent = probes_sent(&out);
+    assert_eq!(sent.len(), 2, "{out:?}");
+    let (forward, reverse) = (&sent[0], &sent[1]);
+    assert_eq!(
+        (forward.1.switch_id, forward.1.in_port, forward.1.in_vlan),
+        (SwitchId(1), 10, 100),
+        "the forward probe enters as a packet on the source port and VLAN"
+    );
+    assert_eq!(forward.2, request("f", 10).destination);
+    assert_eq!(
+        (reverse.1.switch_id, reverse.2.switch_id),
+        (SwitchId(3), SwitchId(1))
+    );
+    assert!(sent.iter().all(|probe| probe.3 == 300));
+    assert_eq!(answered(&out), None);
+
+    out.clear();
+    keeper.report(
+        6,
+        &mut pool,
+        report(&forward.0, ReportOutcome::Pinged { latency_ns: 1234 }),
+        &mut out,
+    );
+    assert_eq!(answered(&out), None, "the reverse probe is still out");
+    let lost = ReportOutcome::PingLost {
+        reason: "no rule matched it at switch 2".into(),
+    };
+    keeper.report(7, &mut pool, report(&reverse.0, lost), &mut out);
+    let Some(NbResponse::FlowPing { ping }) = answered(&out) else {
+        panic!("no ping answer: {out:?}");
+    };
+    assert_eq!(ping.flow_id, "f");
+    assert_eq!(ping.forward, UniFlowPingOutput::arrived(1234));
+    assert_eq!(
+        ping.reverse,
+        UniFlowPingOutput::failed("no rule matched it at switch 2")
+    );
+    assert_eq!(ping.error, None);
+}
+
+#[test]
+fn a_ping_of_a_flow_without_a_path_is_refused_and_one_that_moved_is_flagged() {
+    let mut pool = pool();
+    let mut keeper = Keeper::new(settings());
+    let mut out = Vec::new();
+    keeper.request(5, &pool, ping_request("nope", None), &mut out);
+    assert!(
+        matches!(answered(&out), Some(NbResponse::Error { error }) if error.status == 409),
+        "{out:?}"
+    );
+    assert!(probes_sent(&out).is_empty());
+
+    out.clear();
+    pool.allocate(&request("f", 10)).unwrap();
+    keeper.request(5, &pool, ping_request("f", None), &mut out);
+    let sent = probes_sent(&out);
+    assert!(
+        sent.iter().all(|probe| probe.3 == DEFAULT_PING_TIMEOUT_MS),
+        "{sent:?}"
+    );
+    pool.free("f");
+    out.clear();
+    for (command_id, ..) in &sent {
+        let failed = ReportOutcome::Failed {
+            reason: "SWITCH_UNAVAILABLE".into(),
+        };
+        keeper.report(6, &mut pool, report(command_id, failed), &mut out);
+    }
+    let Some(NbResponse::FlowPing { ping }) = answered(&out) else {
+        panic!("no ping answer: {out:?}");
+    };
+    assert!(!ping.forward.ping_success && !ping.reverse.ping_success);
+    assert_eq!(ping.forward.error.as_deref(), Some("SWITCH_UNAVAILABLE"));
+    assert!(
+        ping.error
+            .as_deref()
+            .is_some_and(|e| e.contains("changed while it was pinged")),
+        "{ping:?}"
+    );
 }

@@ -52,6 +52,7 @@ fn install(fabric: &mut SwitchFabric, switch: u64, cookie: u64, meter_id: Option
         attempt: 1,
         action: SbAction::Install,
         segment,
+        ping_exit: None,
     };
     assert_eq!(fabric.apply(&command), SbOutcome::Success);
 }
@@ -69,6 +70,7 @@ fn remove(fabric: &mut SwitchFabric, switch: u64, cookie: u64) {
         attempt: 1,
         action: SbAction::Remove,
         segment,
+        ping_exit: None,
     };
     assert_eq!(fabric.apply(&command), SbOutcome::Success);
 }
@@ -240,6 +242,7 @@ fn a_reset_footprint_undoes_a_command() {
             attempt: 1,
             action,
             segment,
+            ping_exit: None,
         };
         assert_eq!(switch.act(&command, 10), SbOutcome::Success);
         let after = switch.footprint_like(&before);

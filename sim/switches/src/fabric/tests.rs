@@ -1,5 +1,7 @@
 use super::*;
-use hubspoke_fsm::segments::SegmentKind;
+use hubspoke_fsm::ping::{probes, Probe};
+use hubspoke_fsm::segments::{flow_segments, SegmentKind, FORWARD_COOKIE_FLAG};
+use hubspoke_fsm::{FlowEndpoint, FlowRequest, Resources};
 
 fn fabric() -> SwitchFabric {
     SwitchFabric::with_table_capacity(&Network::generate("linear:3").unwrap().unwrap(), 3)
@@ -26,12 +28,16 @@ fn command(action: SbAction, segment: FlowSegment) -> SbCommand {
         attempt: 1,
         action,
         segment,
+        ping_exit: None,
     }
 }
 
 fn code(outcome: SbOutcome) -> Option<SbErrorCode> {
     match outcome {
-        SbOutcome::Success | SbOutcome::Rules { .. } => None,
+        SbOutcome::Success
+        | SbOutcome::Rules { .. }
+        | SbOutcome::Pinged { .. }
+        | SbOutcome::PingLost { .. } => None,
         SbOutcome::Error { code, .. } => Some(code),
     }
 }
@@ -323,4 +329,129 @@ fn a_traced_packet_follows_the_rules_across_links() {
         fabric.trace(start).end,
         hubspoke_fsm::dataplane::TraceEnd::LinkDown { .. }
     ));
+}
+
+/// Flow "p" from port 10 VLAN 100 of switch 1 to port 11 VLAN 200 of switch 3 of linear:3,
+/// its rules installed; its two probes, forward first.
+fn pinged_flow(fabric: &mut SwitchFabric) -> (Vec<FlowSegment>, Vec<Probe>) {
+    let network = Network::generate("linear:3").unwrap().unwrap();
+    let path = network
+        .shortest_path(SwitchId(1), SwitchId(3), 0, |_| Some(u64::MAX))
+        .unwrap();
+    let end = |switch, port_number, vlan_id| FlowEndpoint {
+        switch_id: SwitchId(switch),
+        port_number,
+        vlan_id,
+    };
+    let request = FlowRequest {
+        flow_id: "p".into(),
+        source: end(1, 10, 100),
+        destination: end(3, 11, 200),
+        maximum_bandwidth: 0,
+        description: String::new(),
+    };
+    let resources = Resources {
+        cookie: 5,
+        transit_vlans: vec![300, 301],
+        forward_meter: None,
+        reverse_meter: None,
+        forward_path: path,
+    };
+    let rules = flow_segments(&request, &resources);
+    for rule in &rules {
+        assert_eq!(
+            fabric.apply(&command(SbAction::Install, rule.clone())),
+            SbOutcome::Success
+        );
+    }
+    (rules, probes(&request, &resources))
+}
+
+fn ping(probe: &Probe) -> SbCommand {
+    SbCommand {
+        ping_exit: Some(probe.exit.clone()),
+        ..command(SbAction::Ping, probe.ingress.clone())
+    }
+}
+
+fn lost_reason(outcome: SbOutcome) -> String {
+    match outcome {
+        SbOutcome::PingLost { reason } => reason,
+        other => panic!("expected a lost ping, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_probe_through_a_flows_rules_arrives_both_ways() {
+    let mut fabric = SwitchFabric::new(&Network::generate("linear:3").unwrap().unwrap());
+    let (_, probes) = pinged_flow(&mut fabric);
+    for probe in &probes {
+        let outcome = fabric.apply(&ping(probe));
+        assert!(
+            matches!(outcome, SbOutcome::Pinged { latency_ns } if latency_ns > 0),
+            "{:?}: {outcome:?}",
+            probe.direction
+        );
+    }
+    let mut wrong_exit = ping(&probes[0]);
+    if let Some(exit) = wrong_exit.ping_exit.as_mut() {
+        exit.vlan_id = 201;
+    }
+    let reason = lost_reason(fabric.apply(&wrong_exit));
+    assert!(
+        reason.contains("it left at switch 00:00:00:00:00:00:00:03 port 11 vlan 200, not at"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_probe_is_lost_where_a_rule_was_removed_by_hand() {
+    let mut fabric = SwitchFabric::new(&Network::generate("linear:3").unwrap().unwrap());
+    let (rules, probes) = pinged_flow(&mut fabric);
+    let forward_transit = rules
+        .iter()
+        .find(|r| r.kind == SegmentKind::Transit && r.cookie & FORWARD_COOKIE_FLAG != 0)
+        .unwrap();
+    fabric.apply(&command(SbAction::Remove, forward_transit.clone()));
+    let reason = lost_reason(fabric.apply(&ping(&probes[0])));
+    assert!(
+        reason.contains("sent in at switch 00:00:00:00:00:00:00:01 port 10 vlan 100"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("no rule matched it at switch 00:00:00:00:00:00:00:02"),
+        "{reason}"
+    );
+    assert!(
+        matches!(fabric.apply(&ping(&probes[1])), SbOutcome::Pinged { .. }),
+        "the reverse direction still arrives"
+    );
+}
+
+#[test]
+fn a_probe_needs_a_live_path_and_switches_that_answer() {
+    let mut fabric = SwitchFabric::new(&Network::generate("linear:3").unwrap().unwrap());
+    let (_, probes) = pinged_flow(&mut fabric);
+    fabric.fail_link(SwitchId(2), SwitchId(3)).unwrap();
+    let reason = lost_reason(fabric.apply(&ping(&probes[0])));
+    assert!(reason.contains("link that is down"), "{reason}");
+    fabric.restore_link(SwitchId(2), SwitchId(3)).unwrap();
+
+    fabric.fail_switch(SwitchId(1)).unwrap();
+    assert_eq!(
+        code(fabric.apply(&ping(&probes[0]))),
+        Some(SbErrorCode::SwitchUnavailable),
+        "a switch that does not answer cannot send the probe"
+    );
+    let reason = lost_reason(fabric.apply(&ping(&probes[1])));
+    assert!(
+        reason.contains("does not answer its controller to report it"),
+        "{reason}"
+    );
+
+    let without_exit = command(SbAction::Ping, probes[1].ingress.clone());
+    assert_eq!(
+        code(fabric.apply(&without_exit)),
+        Some(SbErrorCode::BadCommand)
+    );
 }

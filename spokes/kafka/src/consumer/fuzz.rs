@@ -229,6 +229,7 @@ fn sb_commands() -> Vec<Vec<u8>> {
                     attempt: 2,
                     action,
                     segment: segment(),
+                    ping_exit: None,
                 },
             )
         })

@@ -131,6 +131,7 @@ fn command(action: SbAction, meter: Option<u32>) -> Envelope<SbCommand> {
             attempt: 1,
             action,
             segment: segment(SegmentKind::Ingress, 0, 300, meter),
+            ping_exit: None,
         },
     )
 }
@@ -245,6 +246,7 @@ fn a_dump_waits_for_the_flows_and_the_meters() {
             attempt: 1,
             action: SbAction::Dump,
             segment: hubspoke_fsm::segments::FlowSegment::dump_query(SWITCH, 0),
+            ping_exit: None,
         },
     );
     let frames = sent(&session.command(10, query));
