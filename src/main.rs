@@ -33,6 +33,9 @@ enum Command {
     Nb(cli::parts::NbArgs),
     /// The southbound switch simulator over Kafka, with its /sim/ control API.
     Sb(cli::parts::SbArgs),
+    /// The OpenFlow 1.3 speaker over Kafka, in place of `sb`: real switches (Open vSwitch,
+    /// hardware) connect to it.
+    Speaker(cli::parts::SpeakerArgs),
     /// Print the messages of Kafka topics as they arrive.
     Tail(cli::tail::TailArgs),
     /// Many northbound clients against a running hubspoke: creates flows, waits for them to
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::Topology(args) => cli::parts::topology(args),
         Command::Nb(args) => cli::parts::nb(args),
         Command::Sb(args) => cli::parts::sb(args),
+        Command::Speaker(args) => cli::parts::speaker(args),
         Command::Tail(args) => cli::tail::tail(args),
         Command::Load(args) => cli::load::load(args),
     }

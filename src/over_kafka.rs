@@ -17,6 +17,7 @@ use hubspoke_kafka::{
     KafkaProducer, KafkaSettings, Membership, TopicName, WorkerSeat,
 };
 use hubspoke_northbound::Northbound;
+use hubspoke_of_switches::{OpenFlowSpeaker, SpeakerConfig, SpeakerError};
 use hubspoke_rest::Readiness;
 use hubspoke_rest::{correlation_middleware, health_routes, not_found_fallback};
 use hubspoke_switch_sim::{sim_router, FabricError, Simulator, SimulatorHandle, SwitchFabric};
@@ -40,7 +41,12 @@ pub enum OverKafkaError {
     Topology(#[from] LiveError),
     #[error("opening the simulated switches' store: {0}")]
     Switches(#[from] FabricError),
+    #[error(transparent)]
+    Speaker(#[from] SpeakerError),
 }
+
+/// The consumer group of `sb.commands`: the simulator's or the speaker's, whichever runs.
+const SB_GROUP: &str = "hubspoke-sb";
 
 #[derive(Clone, Debug)]
 pub struct TopologyConfig {
@@ -196,6 +202,39 @@ pub fn start_nb(
     })
 }
 
+/// The OpenFlow speaker over Kafka: real switches connect to it; it keeps its consumer and
+/// its threads running while it lives.
+pub struct SpeakerPart {
+    pub speaker: OpenFlowSpeaker,
+    _commands: ConsumerHandle,
+}
+
+/// Takes `sb.commands` (in the southbound's group, so it stands where `hubspoke sb` would),
+/// answers them on `sb.responses`, and reports the switches and links it finds on
+/// `sb.events`.
+pub fn start_speaker(
+    kafka: &KafkaSettings,
+    producer: &KafkaProducer,
+    config: SpeakerConfig,
+) -> Result<SpeakerPart, OverKafkaError> {
+    let local = InProcessBus::new();
+    let commands = spawn_consumer(
+        kafka,
+        TopicName::SbCommands,
+        Membership::Group(SB_GROUP),
+        local.sb_commands.clone(),
+        producer.clone(),
+    )?;
+    let responses = Arc::new(producer.publisher::<SbResponse>(kafka.topic(TopicName::SbResponses)));
+    let events: NetworkEvents =
+        Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents)));
+    let speaker = OpenFlowSpeaker::start(config, local.sb_commands.receiver(), responses, events)?;
+    Ok(SpeakerPart {
+        speaker,
+        _commands: commands,
+    })
+}
+
 /// The switch simulator over Kafka with its `/sim/` control API; it keeps its consumer and
 /// its thread running while it lives.
 pub struct SbPart {
@@ -216,7 +255,7 @@ pub fn start_sb(
     let commands = spawn_consumer(
         kafka,
         TopicName::SbCommands,
-        Membership::Group("hubspoke-sb"),
+        Membership::Group(SB_GROUP),
         local.sb_commands.clone(),
         producer.clone(),
     )?;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::Router;
 use hubspoke::over_kafka::{
-    start_nb, start_sb, start_topology, topology_process_readiness, GroupAssignment, TopologyConfig,
+    start_nb, start_sb, start_speaker, start_topology, topology_process_readiness, GroupAssignment,
+    TopologyConfig,
 };
 use hubspoke_rest::health_routes;
 use hubspoke_switch_sim::load_network;
@@ -21,6 +22,7 @@ use hubspoke_topology::metrics::Metrics;
 use tracing::info;
 
 use super::kafka_args::KafkaArgs;
+use super::openflow_args::OpenFlowArgs;
 use super::operation_args::OperationArgs;
 use super::serve::{serve, serve_in_background};
 
@@ -108,6 +110,18 @@ pub struct SbArgs {
     data_dir: Option<std::path::PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct SpeakerArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Address of `/health` and `/ready` (8081, where `hubspoke sb` would serve: one of the
+    /// two runs).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    openflow: OpenFlowArgs,
+}
+
 /// The topology serves `/health`, `/ready` and `/metrics` from the start (not ready while
 /// it waits for its peers and recovers), and exits non-zero when its cluster fails.
 pub fn topology(args: TopologyArgs) -> anyhow::Result<()> {
@@ -189,6 +203,20 @@ pub fn sb(args: SbArgs) -> anyhow::Result<()> {
     let sb = start_sb(&settings, &producer, &network, args.data_dir.as_deref())?;
     serve("hubspoke sb", args.listen, sb.router.clone())?;
     drop(sb);
+    producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+/// `hubspoke speaker`: the OpenFlow speaker in place of the simulator, serving until a
+/// signal. Ready once it listens for switches and consumes the commands.
+pub fn speaker(args: SpeakerArgs) -> anyhow::Result<()> {
+    let (settings, producer) = args.kafka.connect()?;
+    let part = start_speaker(&settings, &producer, args.openflow.speaker_config())?;
+    info!(switches = %part.speaker.local_addr(), "OpenFlow speaker running over Kafka");
+    let app =
+        health_routes(hubspoke_rest::Readiness::new()).fallback(hubspoke_rest::not_found_fallback);
+    serve("hubspoke speaker", args.listen, app)?;
+    drop(part);
     producer.flush(Duration::from_secs(5));
     Ok(())
 }

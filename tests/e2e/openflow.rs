@@ -317,3 +317,67 @@ async fn a_switch_refusing_a_rule_rolls_the_flow_back_cleanly() {
     )
     .await;
 }
+
+/// `hubspoke speaker` as a process of its own over Kafka.
+fn kafka_speaker(kafka: &str, speaker: SocketAddr) -> crate::support::Process {
+    let speaker = speaker.to_string();
+    crate::support::Process::start(&[
+        "speaker",
+        "--kafka",
+        kafka,
+        "--listen",
+        "127.0.0.1:0",
+        "--openflow-listen",
+        &speaker,
+    ])
+}
+
+/// Over Kafka every part is a process: the speaker killed with SIGKILL, then the topology.
+/// Frames of UP flows keep flowing while either is dead; after each restart the switches
+/// (reconnected, or known to the restarted topology) are synced, what changed meanwhile is
+/// repaired, and new flows still come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_the_speaker_or_the_topology_dies_and_the_data_plane_does_not_notice() {
+    let broker = crate::support::Broker::start("openflow");
+    let kafka = broker.address.as_str();
+    let speaker: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let mut topology = crate::support::Process::start(&["topology", "--kafka", kafka]);
+    let mut speaker_process = kafka_speaker(kafka, speaker);
+    let nb = crate::support::kafka_nb(kafka);
+    let api = Api::new(nb.url(), nb.url());
+    let ovs = Ovs::start(GRID, speaker);
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    let flows = create_up(&api, 10).await;
+    frames_flow_both_ways(&ovs, &flows);
+
+    speaker_process.kill();
+    frames_flow_both_ways(&ovs, &flows);
+    let (src, dst) = ends(&flows[1]);
+    ovs.ofctl(&[
+        "del-flows",
+        "--strict",
+        &format!("s{}", src.0),
+        &format!("priority=32768,in_port={},dl_vlan={}", src.1, src.2),
+    ]);
+    let _speaker_again = kafka_speaker(kafka, speaker);
+    ovs.reconnect();
+    crate::support::eventually(Duration::from_secs(60), "the lost rule back", || async {
+        ovs.expect_delivered(src, dst).ok()
+    })
+    .await;
+    switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+
+    topology.kill();
+    frames_flow_both_ways(&ovs, &flows);
+    let _topology_again = crate::support::Process::start(&["topology", "--kafka", kafka]);
+    api.flows_when(flows.len(), ALL_UP, "every flow UP", |f| {
+        f["status"] == "UP"
+    })
+    .await;
+    let more = api.create_and_wait_up(&flow_body(41)).await;
+    frames_flow_both_ways(&ovs, &flows);
+    frames_flow_both_ways(&ovs, &[more]);
+    switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+}
