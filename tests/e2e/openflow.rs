@@ -381,3 +381,67 @@ async fn over_kafka_the_speaker_or_the_topology_dies_and_the_data_plane_does_not
     frames_flow_both_ways(&ovs, &[more]);
     switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
 }
+
+/// The README's walk-through on Open vSwitch, its lines run as written (but for the ports and
+/// directories, which are this test's own), against `hubspoke up --switches openflow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walk_through_on_open_vswitch() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let block = readme
+        .split("<!-- openflow walk-through -->")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the walk-through's block in README.md");
+    let speaker: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("an address");
+    let hub = Hubspoke::up(&up_args(speaker));
+    let scratch = tempfile::tempdir().expect("a directory");
+    let state = scratch.path().join("ovs");
+    let script = block
+        .lines()
+        .filter(|line| !line.starts_with("cargo run"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("localhost:8080", hub.base.trim_start_matches("http://"))
+        .replace("127.0.0.1:6653", &speaker.to_string())
+        .replace("/tmp/", &format!("{}/", scratch.path().display()));
+    let run = std::process::Command::new("timeout")
+        .args(["300", "bash", "-euo", "pipefail", "-c", &script])
+        .env("OVS_STATE", &state)
+        .current_dir(root)
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    if !run.status.success() {
+        let _ = std::process::Command::new(root.join("scripts/ovs.sh"))
+            .args(["stop", "--dir"])
+            .arg(&state)
+            .status();
+        panic!(
+            "the walk-through failed ({}):\n{stdout}\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    assert_eq!(
+        stdout.matches(r#""ping_success":true"#).count(),
+        2,
+        "the ping arrived both ways: {stdout}"
+    );
+    assert!(
+        stdout.contains("meter:32") && stdout.contains("dl_vlan=100"),
+        "the ingress rule dumped: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#""missing":[],"misconfigured":[]"#) && stdout.contains(r#""excess":[]"#),
+        "the validation is clean: {stdout}"
+    );
+    let left = crate::support::ovs::read_pcap(&scratch.path().join("s9-p10.pcap"));
+    assert!(
+        left.iter().any(|frame| frame.has_vlan(200)),
+        "the frame left s9 port 10 with VLAN 200: {left:?}"
+    );
+}

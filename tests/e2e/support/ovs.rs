@@ -145,7 +145,7 @@ impl fmt::Display for Frame {
 
 /// The frames of a classic pcap file (either byte order); a record still being written is
 /// left for the next read.
-fn read_pcap(path: &Path) -> Vec<Frame> {
+pub fn read_pcap(path: &Path) -> Vec<Frame> {
     let data = std::fs::read(path).unwrap_or_default();
     let little = match data.get(..4) {
         Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]) => true,
