@@ -3,7 +3,7 @@
 # interfaces) as a network of OpenFlow 1.3 switches, for tests and people. Each instance lives
 # in a directory of its own (--dir DIR, else $OVS_STATE, else ${TMPDIR:-/tmp}/hubspoke-ovs), so
 # parallel tests never clash.
-#   scripts/ovs.sh start SPEC --controller HOST:PORT [--dir DIR] [--edge-ports N]
+#   scripts/ovs.sh start SPEC --controller HOST:PORT [--dir DIR] [--edge-ports N] [--edge-from P]
 #       installs openvswitch-switch with apt if ovs-vswitchd is missing, starts ovsdb-server and
 #       ovs-vswitchd in DIR, builds SPEC and then gives every switch its controller (so a switch
 #       connects with its ISLs already joined). Prints the instance's export lines (as `env`)
@@ -54,8 +54,10 @@
 # (options:pstream on the end of the link's first switch, options:stream on the other), not
 # patch ports: OVS 3.1 patch ports ignore mod-port down ("Operation not supported" in the
 # log, exit status 0, port stays LIVE). Edge ports (default 4, --edge-ports N) are type=dummy,
-# numbered from 10, or from the last ISL port + 1 on a switch whose ISL ports reach 10
-# (meshes of 11 and more).
+# numbered from 10 (--edge-from P), or from the last ISL port + 1 on a switch whose ISL ports
+# reach it (meshes of 11 and more). `--edge-from 1` numbers them right after the ISL ports, so
+# that a switch's ports are 1 to its highest with no gap, as hubspoke models a switch (the
+# load generator picks edge ports that way).
 # Packets: `ovs-appctl netdev-dummy/receive sN-pP FLOW` injects a frame on a port;
 # `ovs-vsctl set interface sN-pP options:tx_pcap=FILE` captures what leaves it (ISLs too).
 set -euo pipefail
@@ -69,7 +71,7 @@ say() { echo "ovs.sh: $*" >&2; }
 # --- options, anywhere on the command line ----------------------------------------------
 CMD="${1:-}"; [ $# -gt 0 ] && shift
 ARGS=(); DIR="${OVS_STATE:-${TMPDIR:-/tmp}/hubspoke-ovs}"; CONTROLLER=""
-EDGE="${OVS_EDGE_PORTS:-4}"; CLEAN=0
+EDGE="${OVS_EDGE_PORTS:-4}"; EDGE_FROM=10; CLEAN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) DIR="${2:?--dir needs a directory}"; shift 2 ;;
@@ -78,6 +80,8 @@ while [ $# -gt 0 ]; do
     --controller=*) CONTROLLER="${1#*=}"; shift ;;
     --edge-ports) EDGE="${2:?--edge-ports needs a number}"; shift 2 ;;
     --edge-ports=*) EDGE="${1#*=}"; shift ;;
+    --edge-from) EDGE_FROM="${2:?--edge-from needs a port number}"; shift 2 ;;
+    --edge-from=*) EDGE_FROM="${1#*=}"; shift ;;
     --clean) CLEAN=1; shift ;;
     -*) die "unknown option $1" ;;
     *) ARGS+=("$1"); shift ;;
@@ -181,7 +185,8 @@ make_tables() {
     *) die "unknown network spec $spec: expected grid:RxC, mesh:N, ring:N or linear:N" ;;
   esac
   [[ "$EDGE" =~ ^[0-9]+$ ]] || die "--edge-ports must be a number"
-  awk -v kind="$kind" -v n="$n" -v rows="$rows" -v cols="$cols" -v edge="$EDGE" \
+  [[ "$EDGE_FROM" =~ ^[0-9]+$ ]] && [ "$EDGE_FROM" -ge 1 ] || die "--edge-from must be a port number"
+  awk -v kind="$kind" -v n="$n" -v rows="$rows" -v cols="$cols" -v edge="$EDGE" -v from="$EDGE_FROM" \
       -v links="$DIR/links.new" -v ports="$DIR/ports.new" '
     function link(a, b,   pa, pb) {
       pa = ++np[a]; pb = ++np[b]
@@ -206,7 +211,7 @@ make_tables() {
       printf "" > ports
       for (s = 1; s <= n; s++) {
         for (p = 1; p <= np[s]; p++) print s, p, "s" s "-p" p, "isl", peer[s, p] > ports
-        first = np[s] + 0 >= 10 ? np[s] + 1 : 10
+        first = np[s] + 0 >= from ? np[s] + 1 : from
         for (p = first; p < first + edge; p++) print s, p, "s" s "-p" p, "edge", "-", "-", "-" > ports
       }
     }' || { rm -f "$DIR/links.new" "$DIR/ports.new"; die "$spec: a switch would need more than 48 ISL ports"; }
@@ -368,12 +373,12 @@ lock_running() {
 }
 
 cmd_start() {
-  [ "${#ARGS[@]}" -eq 1 ] || die "usage: $0 start SPEC --controller HOST:PORT [--dir DIR] [--edge-ports N]"
+  [ "${#ARGS[@]}" -eq 1 ] || die "usage: $0 start SPEC --controller HOST:PORT [--dir DIR] [--edge-ports N] [--edge-from P]"
   [ -n "$CONTROLLER" ] || die "start needs --controller HOST:PORT"
   CONTROLLER="${CONTROLLER#tcp:}"
   [[ "$CONTROLLER" == *:* ]] || die "--controller must be HOST:PORT"
   local spec="${ARGS[0]}" want n t0
-  want="$spec $CONTROLLER $EDGE"
+  want="$spec $CONTROLLER $EDGE $EDGE_FROM"
   install_ovs
   lock
   touch "$DIR/.hubspoke-ovs"
