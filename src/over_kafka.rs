@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::middleware::from_fn;
 use axum::Router;
-use hubspoke_bus::{publish_network_events, InProcessBus, InboundSource, NetworkEvents};
+use hubspoke_bus::{publish_network_events, InProcessBus, InboundSource, NetworkEvents, Publish};
 use hubspoke_fsm::network::Network;
-use hubspoke_fsm::{NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
+use hubspoke_fsm::{Envelope, NbRequest, NbResponse, SbCommand, SbEvent, SbResponse};
 use hubspoke_kafka::{
     read_to_end, spawn_consumer, ConsumerHandle, KafkaError, KafkaFlowLog, KafkaInbound,
     KafkaProducer, KafkaSettings, Membership, TopicName, WorkerSeat,
@@ -217,22 +217,43 @@ pub fn start_speaker(
     producer: &KafkaProducer,
     config: SpeakerConfig,
 ) -> Result<SpeakerPart, OverKafkaError> {
-    let local = InProcessBus::new();
-    let commands = spawn_consumer(
-        kafka,
-        TopicName::SbCommands,
-        Membership::Group(SB_GROUP),
-        local.sb_commands.clone(),
-        producer.clone(),
-    )?;
-    let responses = Arc::new(producer.publisher::<SbResponse>(kafka.topic(TopicName::SbResponses)));
-    let events: NetworkEvents =
-        Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents)));
-    let speaker = OpenFlowSpeaker::start(config, local.sb_commands.receiver(), responses, events)?;
+    let sb = SouthboundPorts::over(kafka, producer)?;
+    let speaker = OpenFlowSpeaker::start(config, sb.commands, sb.responses, sb.events)?;
     Ok(SpeakerPart {
         speaker,
-        _commands: commands,
+        _commands: sb.consumer,
     })
+}
+
+/// What a southbound part (the simulator or the speaker) takes and gives over Kafka: the
+/// commands of `sb.commands` (in the southbound's group), and publishers for its answers and
+/// its network events.
+struct SouthboundPorts {
+    consumer: ConsumerHandle,
+    commands: crossbeam_channel::Receiver<Envelope<SbCommand>>,
+    responses: Arc<dyn Publish<Envelope<SbResponse>>>,
+    events: NetworkEvents,
+}
+
+impl SouthboundPorts {
+    fn over(kafka: &KafkaSettings, producer: &KafkaProducer) -> Result<Self, OverKafkaError> {
+        let local = InProcessBus::new();
+        let consumer = spawn_consumer(
+            kafka,
+            TopicName::SbCommands,
+            Membership::Group(SB_GROUP),
+            local.sb_commands.clone(),
+            producer.clone(),
+        )?;
+        Ok(SouthboundPorts {
+            consumer,
+            commands: local.sb_commands.receiver(),
+            responses: Arc::new(
+                producer.publisher::<SbResponse>(kafka.topic(TopicName::SbResponses)),
+            ),
+            events: Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents))),
+        })
+    }
 }
 
 /// The switch simulator over Kafka with its `/sim/` control API; it keeps its consumer and
@@ -251,23 +272,14 @@ pub fn start_sb(
     network: &Network,
     data_dir: Option<&Path>,
 ) -> Result<SbPart, OverKafkaError> {
-    let local = InProcessBus::new();
-    let commands = spawn_consumer(
-        kafka,
-        TopicName::SbCommands,
-        Membership::Group(SB_GROUP),
-        local.sb_commands.clone(),
-        producer.clone(),
-    )?;
+    let sb = SouthboundPorts::over(kafka, producer)?;
     let fabric = match data_dir {
         Some(dir) => SwitchFabric::open_in(network, dir)?,
         None => SwitchFabric::new(network),
     };
     let fabric = Arc::new(Mutex::new(fabric));
-    let responses = Arc::new(producer.publisher::<SbResponse>(kafka.topic(TopicName::SbResponses)));
-    let simulator = Simulator::spawn(fabric.clone(), local.sb_commands.receiver(), responses);
-    let network_events: NetworkEvents =
-        Arc::new(producer.publisher::<SbEvent>(kafka.topic(TopicName::SbEvents)));
+    let simulator = Simulator::spawn(fabric.clone(), sb.commands, sb.responses);
+    let network_events = sb.events;
     publish_network_events(&network_events, fabric.lock().announce(), "start");
     // Ready as soon as it serves: the network is announced and the commands are consumed.
     let router = sim_router(fabric, network_events)
@@ -276,7 +288,7 @@ pub fn start_sb(
         .layer(from_fn(correlation_middleware));
     Ok(SbPart {
         router,
-        _commands: commands,
+        _commands: sb.consumer,
         _simulator: simulator,
     })
 }

@@ -201,6 +201,13 @@ async fn a_failed_link_moves_its_flows_and_the_frames_follow() {
         .await;
     frames_flow_both_ways(&ovs, &moved);
     switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
+    // The link comes back when its probes do.
+    ovs.restore_link(a, b);
+    crate::support::eventually(Duration::from_secs(20), "every link UP again", || async {
+        let links = api.links().await;
+        (links.len() == GRID_ISLS && links.iter().all(|l| l["state"] == "UP")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,24 @@ fn hub() -> (Hub, Arc<Metrics>) {
     (hub, metrics)
 }
 
+/// A hub that recovered flow `f1`, UP on its path, with nothing in flight.
+fn hub_with_an_up_flow() -> (Hub, Arc<Metrics>) {
+    let (mut hub, metrics) = hub();
+    let mut record = FlowRecord::new(request("f1"), 10);
+    record.resources = Some(resources());
+    record.status = FlowStatus::Up;
+    hub.restore(
+        1000,
+        [RecoveredFlow {
+            record,
+            interrupted: None,
+        }],
+        [],
+        &mut Vec::new(),
+    );
+    (hub, metrics)
+}
+
 fn create(correlation_id: &str) -> Envelope<NbRequest> {
     Envelope::new(
         correlation_id,
@@ -246,21 +264,8 @@ fn registered_at(out: &[HubOutput], timer: HubTimer) -> Option<(u64, u64)> {
 /// up: it is retried, waiting longer after each failure in a row.
 #[test]
 fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
-    let (mut hub, metrics) = hub();
-    let mut record = FlowRecord::new(request("f1"), 10);
-    record.resources = Some(resources());
-    record.status = FlowStatus::Up;
+    let (mut hub, metrics) = hub_with_an_up_flow();
     let mut out = Vec::new();
-    hub.restore(
-        1000,
-        [RecoveredFlow {
-            record,
-            interrupted: None,
-        }],
-        [],
-        &mut out,
-    );
-    out.clear();
     hub.input(
         2000,
         HubInput::PathAffected {
@@ -353,21 +358,8 @@ fn succeed_all(hub: &mut Hub, now_ms: u64, out: &mut Vec<HubOutput>) -> Vec<(Swi
 
 #[test]
 fn switches_that_lost_a_busy_flows_rules_are_repaired_one_after_the_other() {
-    let (mut hub, _) = hub();
-    let mut record = FlowRecord::new(request("f1"), 10);
-    record.resources = Some(resources());
-    record.status = FlowStatus::Up;
+    let (mut hub, _) = hub_with_an_up_flow();
     let mut out = Vec::new();
-    hub.restore(
-        1000,
-        [RecoveredFlow {
-            record,
-            interrupted: None,
-        }],
-        [],
-        &mut out,
-    );
-    out.clear();
     let repair = |switch| HubInput::Repair {
         flow_id: "f1".into(),
         switch_id: SwitchId(switch),
