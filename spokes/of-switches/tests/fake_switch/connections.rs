@@ -1,9 +1,12 @@
-//! Connections that end: a switch that sends garbage, goes away, or connects again. Each
-//! costs that switch's connection and its commands in flight, nothing else.
+//! Connections that end: a switch that sends garbage, goes away, falls silent, or connects
+//! again. Each costs that switch's connection and its commands in flight, nothing else.
+
+use std::time::{Duration, Instant};
 
 use hubspoke_fsm::SbErrorCode;
+use hubspoke_openflow::Message;
 
-use crate::support::{install, ports, segment, Harness, WAIT};
+use crate::support::{install, ports, segment, Harness, Read, WAIT};
 
 /// Switch 1 sends `garbage` with a command in flight; switch 2 is not disturbed.
 fn garbage_costs_that_switch_only(garbage: &[u8]) {
@@ -46,6 +49,52 @@ fn a_switch_gone_in_the_middle_of_a_command_fails_it_and_is_removed() {
     h.expect_error(&in_flight, SbErrorCode::SwitchUnavailable);
     h.expect_removed(1);
     h.no_answer();
+}
+
+#[test]
+fn a_silent_switch_is_closed_after_three_echo_intervals() {
+    const ECHO_MS: u64 = 100;
+    let h = Harness::with(|config| config.session.echo_interval_ms = ECHO_MS);
+    let start = Instant::now();
+    let mut silent = h.connect(1, &ports(&[1, 2]));
+    silent.answers_echo = false;
+    let mut answering = h.connect(2, &ports(&[1, 2]));
+
+    // Both are read in turns; the answering one answers its echoes as it is read.
+    let slice = Duration::from_millis(5);
+    let mut echo_requested = None;
+    let closed = loop {
+        match silent.read(slice) {
+            Read::Frame(frame) if matches!(frame.message, Message::EchoRequest(_)) => {
+                echo_requested.get_or_insert(start.elapsed());
+            }
+            Read::Closed => break start.elapsed(),
+            Read::Frame(_) | Read::Quiet => {}
+        }
+        assert!(
+            !matches!(answering.read(slice), Read::Closed),
+            "the switch that answers its echoes was closed"
+        );
+        assert!(
+            start.elapsed() < WAIT,
+            "the silent switch is still connected"
+        );
+    };
+    let echo = Duration::from_millis(ECHO_MS);
+    let echo_requested = echo_requested.expect("an echo request before the connection closed");
+    assert!(echo_requested > echo, "{echo_requested:?}");
+    assert!(
+        closed > 3 * echo && closed < 3 * echo + Duration::from_millis(300),
+        "closed after {closed:?}"
+    );
+    h.expect_removed(1);
+
+    // The other, answering, outlives many intervals of silence of its own.
+    while start.elapsed() < 6 * echo {
+        assert!(!matches!(answering.read(slice), Read::Closed));
+    }
+    h.install_succeeds(&mut answering, &install("alive", segment(2, 1, 2)));
+    h.no_event();
 }
 
 #[test]

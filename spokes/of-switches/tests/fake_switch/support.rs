@@ -250,6 +250,8 @@ pub struct FakeSwitch {
     pub dpid: u64,
     stream: TcpStream,
     reader: FrameReader,
+    /// Whether it answers the speaker's ECHO_REQUESTs (while the test reads from it).
+    pub answers_echo: bool,
 }
 
 impl FakeSwitch {
@@ -263,6 +265,7 @@ impl FakeSwitch {
             dpid,
             stream,
             reader: FrameReader::new(),
+            answers_echo: true,
         };
         switch.send(1, Message::Hello);
         assert_eq!(switch.next().message, Message::Hello);
@@ -318,7 +321,8 @@ impl FakeSwitch {
             .expect("the fake switch writes");
     }
 
-    /// The next message from the speaker within `wait`, ECHO_REQUESTs answered and skipped.
+    /// The next message from the speaker within `wait`, ECHO_REQUESTs answered and skipped
+    /// when the switch answers them.
     pub fn read(&mut self, wait: Duration) -> Read {
         let until = Instant::now() + wait;
         let mut buffer = [0u8; 4096];
@@ -329,7 +333,7 @@ impl FakeSwitch {
                 .expect("the speaker sends OpenFlow 1.3");
             if let Some(frame) = frame {
                 match frame.message {
-                    Message::EchoRequest(data) => {
+                    Message::EchoRequest(data) if self.answers_echo => {
                         self.send(frame.xid, Message::EchoReply(data));
                         continue;
                     }
