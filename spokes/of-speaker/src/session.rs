@@ -50,6 +50,15 @@ impl Default for SessionSettings {
     }
 }
 
+impl SessionSettings {
+    /// How often the session wants [`Session::tick`]: a quarter of its shortest period, and
+    /// at least every half second. Ticked more rarely than its echo interval, a session would
+    /// close a switch for silence without ever having asked it for an echo.
+    pub fn tick_interval_ms(&self) -> u64 {
+        (self.echo_interval_ms.min(self.command_timeout_ms) / 4).clamp(1, 500)
+    }
+}
+
 /// A port as discovery needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortState {

@@ -75,7 +75,9 @@ async fn run(
     let mut next = connection.act(opening);
     let mut reader = FrameReader::new();
     let mut buffer = vec![0u8; 64 * 1024];
-    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        connection.shared.config.session.tick_interval_ms(),
+    ));
     while let Next::Go = next {
         if !connection.outgoing.is_empty() {
             let bytes = std::mem::take(&mut connection.outgoing);

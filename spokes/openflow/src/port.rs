@@ -9,7 +9,7 @@ use crate::wire::{Put, Reader};
 const PORT_LEN: usize = 64;
 const NAME_LEN: usize = 16;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Port {
     pub port_no: u32,
     pub hw_addr: [u8; 6],

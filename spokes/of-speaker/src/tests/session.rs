@@ -368,6 +368,33 @@ fn a_silent_switch_is_asked_then_closed_and_a_forgotten_command_times_out() {
 }
 
 #[test]
+fn ticked_as_it_asks_a_silent_switch_is_asked_for_an_echo_before_it_is_closed() {
+    for echo_interval_ms in [1, 3, 100, 1_000, 5_000, 60_000] {
+        let settings = SessionSettings {
+            echo_interval_ms,
+            ..SessionSettings::default()
+        };
+        let every = settings.tick_interval_ms();
+        assert!((1..=500).contains(&every), "{every}");
+        let (mut session, _) = Session::start(settings, 0);
+        let mut asked = false;
+        let closed_at = (1..)
+            .map(|n| n * every)
+            .find(|&now| {
+                let out = session.tick(now);
+                asked |= !sent(&out).is_empty();
+                matches!(out.last(), Some(Output::Close(_)))
+            })
+            .expect("closed at last");
+        assert!(asked, "interval {echo_interval_ms}: closed unasked");
+        assert!(
+            closed_at <= 3 * echo_interval_ms + every,
+            "interval {echo_interval_ms}: closed at {closed_at}"
+        );
+    }
+}
+
+#[test]
 fn a_port_change_reported_twice_is_one_change() {
     let mut session = connected();
     let mut down = port(10, 0);
