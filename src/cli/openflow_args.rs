@@ -13,10 +13,10 @@ pub struct OpenFlowArgs {
     #[arg(long, default_value = "127.0.0.1:6653")]
     openflow_listen: SocketAddr,
     /// How often every switch sends a discovery probe out of each port.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     discovery_interval_ms: u64,
     /// A link whose probes have not arrived for this long is down.
-    #[arg(long, default_value_t = 3_500)]
+    #[arg(long, default_value_t = 3_500, value_parser = clap::value_parser!(u64).range(1..))]
     discovery_timeout_ms: u64,
     /// The capacity of a link whose ports report no speed (Open vSwitch's dummy and patch
     /// ports report none), in kbps.
@@ -24,7 +24,7 @@ pub struct OpenFlowArgs {
     default_link_capacity_kbps: u64,
     /// Silence after which a switch is sent an echo request; three of them close its
     /// connection.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     echo_interval_ms: u64,
 }
 

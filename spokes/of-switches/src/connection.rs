@@ -23,6 +23,9 @@ pub(crate) enum ToSwitch {
     Close(String),
 }
 
+/// Bytes for a switch that may wait unsent: a switch that lets more pile up does not read.
+const MAX_UNSENT: usize = 16 * 1024 * 1024;
+
 /// What a connection is doing, for the loop.
 enum Next {
     Go,
@@ -57,7 +60,7 @@ pub(crate) async fn serve_connection(
 async fn run(
     shared: Arc<Shared>,
     id: u64,
-    mut socket: TcpStream,
+    socket: TcpStream,
     inbox: UnboundedSender<ToSwitch>,
     mut letters: UnboundedReceiver<ToSwitch>,
 ) {
@@ -78,16 +81,28 @@ async fn run(
     let mut ticks = tokio::time::interval(Duration::from_millis(
         connection.shared.config.session.tick_interval_ms(),
     ));
+    // Writing waits with reading, the inbox and the ticks: a switch that stops reading
+    // must not stop its connection from noticing (its silence, its commands' timeouts).
+    let (mut from_switch, mut to_switch) = socket.into_split();
+    let mut unsent: Vec<u8> = Vec::new();
     while let Next::Go = next {
-        if !connection.outgoing.is_empty() {
-            let bytes = std::mem::take(&mut connection.outgoing);
-            if let Err(e) = socket.write_all(&bytes).await {
-                next = Next::Close(format!("writing to the switch failed: {e}"));
-                break;
-            }
+        unsent.append(&mut connection.outgoing);
+        if unsent.len() > MAX_UNSENT {
+            next = Next::Close(format!(
+                "the switch does not read what it is sent ({} bytes wait)",
+                unsent.len()
+            ));
+            break;
         }
         next = tokio::select! {
-            read = socket.read(&mut buffer) => match read {
+            written = to_switch.write(&unsent), if !unsent.is_empty() => match written {
+                Ok(n) => {
+                    unsent.drain(..n);
+                    Next::Go
+                }
+                Err(e) => Next::Close(format!("writing to the switch failed: {e}")),
+            },
+            read = from_switch.read(&mut buffer) => match read {
                 Ok(0) => Next::Close("the switch closed the connection".into()),
                 Ok(n) => {
                     reader.push(&buffer[..n]);
@@ -110,7 +125,7 @@ async fn run(
         return;
     };
     connection.close(reason, &mut letters);
-    let _ = socket.shutdown().await;
+    let _ = to_switch.shutdown().await;
 }
 
 impl Connection {

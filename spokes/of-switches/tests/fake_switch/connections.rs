@@ -112,3 +112,28 @@ fn a_second_connection_of_a_switch_replaces_the_first() {
     h.install_succeeds(&mut second, &install("after", segment(1, 2, 3)));
     h.no_event();
 }
+
+/// A switch that stops reading while tens of megabytes of commands are sent to it (and is
+/// not silent long enough for its echo to be due): its connection does not wait on it
+/// forever. It is closed, and every command is answered.
+#[test]
+fn a_switch_that_stops_reading_is_closed_and_its_commands_answered() {
+    const COMMANDS: usize = 400_000;
+    let h = Harness::start();
+    let deaf = h.connect(1, &ports(&[1, 2]));
+    // About 45 MB: more than the socket buffers on both ends and the speaker's limit hold.
+    for n in 0..COMMANDS {
+        h.send(&install(&format!("flood-{n}"), segment(1, 1, 2)));
+    }
+    let start = Instant::now();
+    let mut answered = 0;
+    while answered < COMMANDS {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{answered} of {COMMANDS} commands answered: the connection is stuck writing"
+        );
+        answered += h.unavailable_until_quiet(Duration::from_millis(100));
+    }
+    h.expect_removed(1);
+    drop(deaf);
+}

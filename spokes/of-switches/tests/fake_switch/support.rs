@@ -147,6 +147,26 @@ impl Harness {
         }
     }
 
+    /// How many answers come before none has for `quiet`; each must be
+    /// `SWITCH_UNAVAILABLE`.
+    pub fn unavailable_until_quiet(&self, quiet: Duration) -> usize {
+        let mut count = 0;
+        while let Ok(response) = self.responses.recv_timeout(quiet) {
+            assert!(
+                matches!(
+                    response.payload.outcome,
+                    SbOutcome::Error {
+                        code: SbErrorCode::SwitchUnavailable,
+                        ..
+                    }
+                ),
+                "{response:?}"
+            );
+            count += 1;
+        }
+        count
+    }
+
     /// Nothing was answered (so far).
     pub fn no_answer(&self) {
         let stray: Vec<SbResponse> = self.responses.try_iter().map(|e| e.payload).collect();
