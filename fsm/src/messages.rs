@@ -314,9 +314,12 @@ pub struct SbResponse {
 pub enum SbEvent {
     SwitchAdded {
         switch_id: SwitchId,
-        /// Its highest port number: its ports are numbered up to it (with gaps, on a real
-        /// switch).
+        /// Its highest port number.
         ports: u32,
+        /// Its port numbers, when it does not have every one from 1 to `ports` (a real
+        /// switch's may have gaps); empty when it does.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        port_numbers: Vec<u32>,
     },
     SwitchRemoved {
         switch_id: SwitchId,
@@ -643,7 +646,8 @@ mod tests {
         for event in [
             SbEvent::SwitchAdded {
                 switch_id: SwitchId(1),
-                ports: 48,
+                ports: 13,
+                port_numbers: vec![1, 2, 10, 11, 12, 13],
             },
             SbEvent::SwitchRemoved {
                 switch_id: SwitchId(1),

@@ -14,7 +14,20 @@ pub const DEFAULT_SWITCH_PORTS: u32 = 48;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchInfo {
     pub switch_id: SwitchId,
+    /// Its highest port number.
     pub ports: u32,
+    /// Its port numbers, in order, when it does not have every one from 1 to `ports`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_numbers: Vec<u32>,
+}
+
+impl SwitchInfo {
+    pub fn has_port(&self, port: u32) -> bool {
+        match self.port_numbers.as_slice() {
+            [] => (1..=self.ports).contains(&port),
+            numbers => numbers.binary_search(&port).is_ok(),
+        }
+    }
 }
 
 /// A directed ISL with its capacity.
@@ -152,6 +165,7 @@ impl Network {
             .map(|n| SwitchInfo {
                 switch_id: SwitchId(n),
                 ports: DEFAULT_SWITCH_PORTS,
+                port_numbers: Vec::new(),
             })
             .collect();
         Network::new(switches, links).map_err(|e| e.to_string())
@@ -223,10 +237,20 @@ impl Network {
         Ok(network)
     }
 
-    /// Learns a switch, or its new port count, from what the switches announce.
-    pub fn add_switch(&mut self, switch_id: SwitchId, ports: u32) {
-        self.switches
-            .insert(switch_id, SwitchInfo { switch_id, ports });
+    /// Learns a switch, or its new ports, from what the switches announce (`port_numbers`
+    /// empty: 1 to `ports`).
+    pub fn add_switch(&mut self, switch_id: SwitchId, ports: u32, port_numbers: &[u32]) {
+        let mut port_numbers = port_numbers.to_vec();
+        port_numbers.sort_unstable();
+        port_numbers.dedup();
+        self.switches.insert(
+            switch_id,
+            SwitchInfo {
+                switch_id,
+                ports,
+                port_numbers,
+            },
+        );
     }
 
     /// Learns a directed ISL, or its new capacity, from what the switches announce. Unlike
@@ -251,6 +275,7 @@ impl Network {
         let switches = self.switches().map(|s| SbEvent::SwitchAdded {
             switch_id: s.switch_id,
             ports: s.ports,
+            port_numbers: s.port_numbers.clone(),
         });
         let isls = self.links.iter().map(|l| SbEvent::IslUp {
             isl: l.isl,
@@ -428,5 +453,18 @@ mod tests {
             .to_string()
             .contains("no port 9"));
         assert!(Network::from_json("{").is_err());
+    }
+
+    #[test]
+    fn a_switch_has_its_ports_gaps_and_all() {
+        let mut network = Network::default();
+        network.add_switch(SwitchId(1), 13, &[13, 1, 2, 10, 11, 12]);
+        network.add_switch(SwitchId(2), 4, &[]);
+        let gapped = network.switch(SwitchId(1)).expect("known");
+        assert!([1, 2, 10, 13].iter().all(|&p| gapped.has_port(p)));
+        assert!([0, 3, 9, 14].iter().all(|&p| !gapped.has_port(p)));
+        let whole = network.switch(SwitchId(2)).expect("known");
+        assert!((1..=4).all(|p| whole.has_port(p)));
+        assert!(!whole.has_port(0) && !whole.has_port(5));
     }
 }

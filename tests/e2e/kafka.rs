@@ -249,6 +249,7 @@ fn a_restarted_topology_reads_the_whole_network_again() {
             SbEvent::SwitchAdded {
                 switch_id,
                 ports: 48,
+                port_numbers: Vec::new(),
             },
         ));
         producer.flush(Duration::from_secs(10));

@@ -276,6 +276,18 @@ async fn a_switch_refusing_a_rule_rolls_the_flow_back_cleanly() {
     let (hub, ovs, _) = hubspoke_and_bridges();
     let api = hub.api();
     api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    // A port in the gap between a bridge's ISL ports and its edge ports (from 10) is none.
+    let gap = json!({
+        "flow_id": "gap",
+        "source": {"switch_id": switch_id(1), "port_number": 5, "vlan_id": 300},
+        "destination": {"switch_id": switch_id(9), "port_number": 10, "vlan_id": 301},
+        "maximum_bandwidth": 10_000,
+    });
+    let refused = api.client.post(api.nb("/v2/flows")).json(&gap).send().await;
+    let refused = refused.expect("an answer");
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap_or_default();
+    assert!(body.contains("has no port 5"), "{body}");
     // The middle switch's table refuses any rule beyond the two system rules it has.
     ovs.run(
         "ovs-vsctl",

@@ -415,6 +415,7 @@ impl SwitchFabric {
             events.push(SbEvent::SwitchAdded {
                 switch_id: *switch_id,
                 ports,
+                port_numbers: Vec::new(),
             });
         }
         for isl in after.isls.difference(&before.isls) {

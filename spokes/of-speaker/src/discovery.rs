@@ -43,19 +43,26 @@ impl Discovery {
         }
     }
 
-    /// A switch connected with its ports that are up (number → speed in kbps). Its
-    /// `switch_added` gives its highest port number, up or not: a switch's ports are numbered
-    /// up to it (a real switch's, with gaps).
+    /// A switch connected with `ports` (every one, up or not, in order) and those of them
+    /// that are up (number → speed in kbps). Its `switch_added` gives its highest port
+    /// number, and its port numbers when there are gaps below it.
     pub fn switch_connected(
         &mut self,
         switch_id: SwitchId,
-        highest_port: u32,
+        ports: &[u32],
         up: BTreeMap<u32, u32>,
     ) -> SbEvent {
         self.switches.insert(switch_id, up);
+        let highest = ports.last().copied().unwrap_or(0);
+        let port_numbers = if ports.iter().copied().eq(1..=highest) {
+            Vec::new()
+        } else {
+            ports.to_vec()
+        };
         SbEvent::SwitchAdded {
             switch_id,
-            ports: highest_port,
+            ports: highest,
+            port_numbers,
         }
     }
 
@@ -170,8 +177,19 @@ mod tests {
             timeout_ms: 3_000,
             default_capacity_kbps: 10_000_000,
         });
-        discovery.switch_connected(A, 10, [(1, 0), (10, 0)].into());
-        discovery.switch_connected(B, 1, [(1, 1_000_000)].into());
+        let added = discovery.switch_connected(A, &[1, 10], [(1, 0), (10, 0)].into());
+        assert_eq!(
+            added,
+            SbEvent::SwitchAdded {
+                switch_id: A,
+                ports: 10,
+                port_numbers: vec![1, 10],
+            }
+        );
+        let added = discovery.switch_connected(B, &[1], [(1, 1_000_000)].into());
+        assert!(
+            matches!(added, SbEvent::SwitchAdded { ports: 1, ref port_numbers, .. } if port_numbers.is_empty())
+        );
         discovery
     }
 

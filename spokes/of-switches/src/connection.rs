@@ -244,12 +244,12 @@ impl Connection {
             .filter(|(_, state)| state.up)
             .map(|(port, state)| (*port, state.speed_kbps))
             .collect();
-        let highest_port = ports.keys().max().copied().unwrap_or(0);
+        let numbers: Vec<u32> = ports.keys().copied().collect();
         let added = self
             .shared
             .discovery
             .lock()
-            .switch_connected(switch_id, highest_port, up);
+            .switch_connected(switch_id, &numbers, up);
         self.shared.publish(vec![added], "switch connected");
         // Its links are found by the probes it sends now and its neighbours' next round.
         self.send_probes();

@@ -440,14 +440,18 @@ impl ResourcePool {
     /// to repair.
     pub fn apply_network_event(&mut self, event: &SbEvent) -> Option<SwitchId> {
         match *event {
-            SbEvent::SwitchAdded { switch_id, ports } => {
+            SbEvent::SwitchAdded {
+                switch_id,
+                ports,
+                ref port_numbers,
+            } => {
                 let seen_before = self.switches.contains_key(&switch_id)
                     || self
                         .flows_on_switch
                         .get(&switch_id)
                         .is_some_and(|f| !f.is_empty())
                     || self.owed.on(switch_id).next().is_some();
-                self.network.add_switch(switch_id, ports);
+                self.network.add_switch(switch_id, ports, port_numbers);
                 self.announce_switch(switch_id, ports, true);
                 return seen_before.then_some(switch_id);
             }
@@ -870,7 +874,7 @@ impl ResourcePool {
         }
         let bad_port =
             |reason: String| ErrorBody::new(400, "data-invalid", "Invalid endpoint", reason);
-        if endpoint.port_number > switch.ports {
+        if !switch.has_port(endpoint.port_number) {
             return Err(bad_port(format!(
                 "switch {} has no port {}",
                 endpoint.switch_id, endpoint.port_number

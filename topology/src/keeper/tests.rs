@@ -196,6 +196,7 @@ fn a_switch_coming_back_pays_its_debt_at_once() {
     let back = pool.apply_network_event(&SbEvent::SwitchAdded {
         switch_id: SwitchId(2),
         ports: 48,
+        port_numbers: Vec::new(),
     });
     assert_eq!(back, Some(SwitchId(2)));
     keeper.switch_back(&pool, SwitchId(2), &mut out);
@@ -215,6 +216,7 @@ fn a_switch_that_connects_again_or_holds_flows_is_synced_and_a_new_one_is_not() 
     let added = |switch: u64| SbEvent::SwitchAdded {
         switch_id: SwitchId(switch),
         ports: 48,
+        port_numbers: Vec::new(),
     };
     // Connected again without a removal in between: a restarted speaker.
     assert_eq!(pool.apply_network_event(&added(2)), Some(SwitchId(2)));

@@ -23,7 +23,8 @@ fn the_announcement_is_the_whole_network() {
     assert_eq!(count(&events), (3, 0, 6, 0));
     assert!(events.contains(&SbEvent::SwitchAdded {
         switch_id: SwitchId(1),
-        ports: 48
+        ports: 48,
+        port_numbers: Vec::new(),
     }));
     assert!(events
         .iter()

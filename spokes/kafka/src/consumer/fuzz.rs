@@ -263,6 +263,7 @@ fn sb_events() -> Vec<Vec<u8>> {
             SbEvent::SwitchAdded {
                 switch_id: switch(1),
                 ports: 48,
+                port_numbers: Vec::new(),
             },
         ),
         envelope(

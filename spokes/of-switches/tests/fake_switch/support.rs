@@ -63,21 +63,29 @@ impl Harness {
     }
 
     /// A fake switch through its handshake, once the speaker has published its
-    /// `switch_added` with its highest port number (reserved ports, as LOCAL, are none).
+    /// `switch_added` with its highest port number and, when they have gaps, its port
+    /// numbers (reserved ports, as LOCAL, are none).
     pub fn connect(&self, dpid: u64, ports: &[Port]) -> FakeSwitch {
         let speaker = self.speaker.as_ref().expect("the speaker runs");
         let switch = FakeSwitch::connect(speaker.local_addr(), dpid, ports);
-        let highest = ports
+        let mut numbers: Vec<u32> = ports
             .iter()
             .map(|p| p.port_no)
             .filter(|&n| n <= OFPP_MAX)
-            .max()
-            .unwrap_or(0);
+            .collect();
+        numbers.sort_unstable();
+        let highest = numbers.last().copied().unwrap_or(0);
+        let port_numbers = if numbers.iter().copied().eq(1..=highest) {
+            Vec::new()
+        } else {
+            numbers
+        };
         assert_eq!(
             self.event(),
             SbEvent::SwitchAdded {
                 switch_id: SwitchId(dpid),
-                ports: highest
+                ports: highest,
+                port_numbers,
             }
         );
         switch
