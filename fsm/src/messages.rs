@@ -366,8 +366,22 @@ pub enum LinkStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SwitchState {
     pub switch_id: SwitchId,
+    /// Its highest port number.
     pub ports: u32,
+    /// Its port numbers, when it does not have every one from 1 to `ports`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_numbers: Vec<u32>,
     pub state: SwitchStatus,
+}
+
+impl SwitchState {
+    /// Its port numbers, in order.
+    pub fn each_port(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match self.port_numbers.as_slice() {
+            [] => Box::new(1..=self.ports),
+            numbers => Box::new(numbers.iter().copied()),
+        }
+    }
 }
 
 /// A directed ISL as the topology's network view sees it (`GET /v2/links`); bandwidths in kbps.

@@ -23,6 +23,7 @@ pub enum ViewChange {
     Switch {
         switch_id: SwitchId,
         ports: u32,
+        port_numbers: Vec<u32>,
         up: bool,
         diff: isize,
     },
@@ -91,9 +92,10 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
         ViewChange::Switch {
             switch_id,
             ports,
+            port_numbers,
             up,
             diff,
-        } => Some(((switch_id, (ports, up)), diff)),
+        } => Some(((switch_id, (ports, port_numbers, up)), diff)),
         _ => None,
     });
     let links = updates.clone().explode(|change| match change {
@@ -148,8 +150,8 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
             }
         });
     let switch_view = switches.reduce(|&switch_id, states, view| {
-        if let Some((&(ports, up), _)) = states.last() {
-            let state = if up {
+        if let Some(((ports, port_numbers, up), _)) = states.last() {
+            let state = if *up {
                 SwitchStatus::Active
             } else {
                 SwitchStatus::Inactive
@@ -157,7 +159,8 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
             view.push((
                 SwitchState {
                     switch_id,
-                    ports,
+                    ports: *ports,
+                    port_numbers: port_numbers.clone(),
                     state,
                 },
                 1,
@@ -395,6 +398,7 @@ mod tests {
                 .map(|s| ViewChange::Switch {
                     switch_id: s.switch_id,
                     ports: s.ports,
+                    port_numbers: s.port_numbers.clone(),
                     up: true,
                     diff: 1,
                 })

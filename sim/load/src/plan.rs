@@ -127,7 +127,9 @@ impl<'a> EndpointAllocator<'a> {
             .iter()
             .map(|switch| {
                 // A server announcing billions of ports must not make the generator list them.
-                let ports = (1..=switch.ports.min(MAX_PORTS))
+                let ports = switch
+                    .each_port()
+                    .take_while(|&port| port <= MAX_PORTS)
                     .filter(|&port| !isl_ports.contains(&(switch.switch_id, port)))
                     .collect::<Vec<_>>();
                 (switch.switch_id, ports)
@@ -294,6 +296,7 @@ mod tests {
         SwitchState {
             switch_id: SwitchId(n),
             ports,
+            port_numbers: Vec::new(),
             state,
         }
     }
@@ -363,6 +366,25 @@ mod tests {
         let ids: HashSet<_> = plan.flows.iter().map(|f| &f.flow_id).collect();
         assert_eq!(ids.len(), 500);
         assert!(plan.flows.iter().all(|f| f.flow_id.starts_with("run-")));
+    }
+
+    #[test]
+    fn only_ports_a_switch_has_are_endpoints() {
+        // Switch 1 has ports 1, 2 (its link to 2 is on port 2) and 10, 11: a real switch's gap.
+        let mut gapped = switch(1, 11, SwitchStatus::Active);
+        gapped.port_numbers = vec![1, 2, 10, 11];
+        let switches = [gapped, switch(2, 4, SwitchStatus::Active)];
+        let links = link(1, 2, LinkStatus::Up, 10_000);
+        let in_use = HashSet::new();
+        let plan = plan(&request(&switches, &links, &in_use, 200, false), &mut rng()).unwrap();
+        let ports: HashSet<u32> = plan
+            .flows
+            .iter()
+            .flat_map(|f| [&f.source, &f.destination])
+            .filter(|end| end.switch_id == SwitchId(1))
+            .map(|end| end.port_number)
+            .collect();
+        assert_eq!(ports, HashSet::from([1, 10, 11]));
     }
 
     #[test]

@@ -717,6 +717,7 @@ async fn the_network_health_and_metrics_are_served() {
         NetworkState::Switch(SwitchState {
             switch_id: SwitchId(2),
             ports: 48,
+            port_numbers: Vec::new(),
             state: SwitchStatus::Inactive,
         }),
         link(3, LinkStatus::Up, 10_000),

@@ -463,6 +463,7 @@ mod tests {
         NetworkState::Switch(SwitchState {
             switch_id: SwitchId(n),
             ports: 48,
+            port_numbers: Vec::new(),
             state,
         })
     }

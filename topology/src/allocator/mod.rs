@@ -163,7 +163,8 @@ pub struct ResourcePool {
     /// taken from the pool until those rules are gone.
     orphan_cookies: HashSet<u64>,
     /// Ordered, so the sweep goes round them in id order without sorting.
-    switches: BTreeMap<SwitchId, Announced<u32>>,
+    /// Each switch's highest port and port numbers (see `SwitchInfo`), and whether it is up.
+    switches: BTreeMap<SwitchId, Announced<(u32, Vec<u32>)>>,
     isls: HashMap<Isl, Announced<u64>>,
     /// Changes not yet handed to the network view.
     changes: Vec<ViewChange>,
@@ -452,11 +453,14 @@ impl ResourcePool {
                         .is_some_and(|f| !f.is_empty())
                     || self.owed.on(switch_id).next().is_some();
                 self.network.add_switch(switch_id, ports, port_numbers);
-                self.announce_switch(switch_id, ports, true);
+                self.announce_switch(switch_id, (ports, port_numbers.clone()), true);
                 return seen_before.then_some(switch_id);
             }
             SbEvent::SwitchRemoved { switch_id } => {
-                let ports = self.switches.get(&switch_id).map_or(0, |s| s.value);
+                let ports = self
+                    .switches
+                    .get(&switch_id)
+                    .map_or_else(Default::default, |s| s.value.clone());
                 self.announce_switch(switch_id, ports, false);
             }
             SbEvent::IslUp { isl, capacity } => {
@@ -472,22 +476,29 @@ impl ResourcePool {
         None
     }
 
-    fn announce_switch(&mut self, switch_id: SwitchId, ports: u32, up: bool) {
-        let new = Announced { value: ports, up };
-        if let Some(old) = self.switches.insert(switch_id, new) {
+    fn announce_switch(&mut self, switch_id: SwitchId, ports: (u32, Vec<u32>), up: bool) {
+        let new = Announced {
+            value: ports.clone(),
+            up,
+        };
+        if let Some(old) = self.switches.insert(switch_id, new.clone()) {
             if old == new {
                 return;
             }
+            let (highest, numbers) = old.value;
             self.changes.push(ViewChange::Switch {
                 switch_id,
-                ports: old.value,
+                ports: highest,
+                port_numbers: numbers,
                 up: old.up,
                 diff: -1,
             });
         }
+        let (highest, numbers) = ports;
         self.changes.push(ViewChange::Switch {
             switch_id,
-            ports,
+            ports: highest,
+            port_numbers: numbers,
             up,
             diff: 1,
         });

@@ -355,6 +355,7 @@ fn network_states() -> Vec<Vec<u8>> {
     let switch_state = NetworkState::Switch(SwitchState {
         switch_id: switch(2),
         ports: 48,
+        port_numbers: Vec::new(),
         state: SwitchStatus::Active,
     });
     let link_state = NetworkState::Link(LinkState {
