@@ -1,6 +1,7 @@
 //! One switch's connection: its socket, its [`Session`], and its inbox (commands, the
 //! discovery round's "send your probes", and "close").
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,9 +85,10 @@ async fn run(
     // Writing waits with reading, the inbox and the ticks: a switch that stops reading
     // must not stop its connection from noticing (its silence, its commands' timeouts).
     let (mut from_switch, mut to_switch) = socket.into_split();
-    let mut unsent: Vec<u8> = Vec::new();
+    // A ring: what a write took goes from the front without moving the rest.
+    let mut unsent: VecDeque<u8> = VecDeque::new();
     while let Next::Go = next {
-        unsent.append(&mut connection.outgoing);
+        unsent.extend(connection.outgoing.drain(..));
         if unsent.len() > MAX_UNSENT {
             next = Next::Close(format!(
                 "the switch does not read what it is sent ({} bytes wait)",
@@ -95,7 +97,7 @@ async fn run(
             break;
         }
         next = tokio::select! {
-            written = to_switch.write(&unsent), if !unsent.is_empty() => match written {
+            written = to_switch.write(unsent.as_slices().0), if !unsent.is_empty() => match written {
                 Ok(n) => {
                     unsent.drain(..n);
                     Next::Go
@@ -230,11 +232,7 @@ impl Connection {
         Next::Go
     }
 
-    fn connected(
-        &mut self,
-        switch_id: SwitchId,
-        ports: &std::collections::BTreeMap<u32, PortState>,
-    ) {
+    fn connected(&mut self, switch_id: SwitchId, ports: &BTreeMap<u32, PortState>) {
         tracing::Span::current().record("switch", tracing::field::display(switch_id));
         info!(ports = ports.len(), "switch connected");
         self.shared.register(switch_id, self.id, self.inbox.clone());

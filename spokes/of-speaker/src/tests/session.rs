@@ -21,16 +21,10 @@ const SWITCH: SwitchId = SwitchId(2);
 fn port(port_no: u32, speed: u32) -> Port {
     Port {
         port_no,
-        hw_addr: [0; 6],
         name: PortName::new(&format!("s2-p{port_no}")),
-        config: 0,
         state: OFPPS_LIVE,
-        curr: 0,
-        advertised: 0,
-        supported: 0,
-        peer: 0,
         curr_speed: speed,
-        max_speed: 0,
+        ..Port::default()
     }
 }
 
