@@ -165,6 +165,10 @@ impl Embedded {
     /// bus's answers.
     pub fn router(&self, request_timeout: Duration) -> Router {
         let metrics = self.metrics.clone();
+        let speaker_metrics = match &self.southbound {
+            Some(Southbound::OpenFlow(speaker)) => Some(speaker.metrics()),
+            _ => None,
+        };
         let readiness = self
             .topology
             .as_ref()
@@ -175,7 +179,13 @@ impl Embedded {
             flow_events: self.bus.flow_events.receiver(),
             network_states: self.bus.network_states.receiver(),
             request_timeout,
-            metrics: Arc::new(move || metrics.render()),
+            metrics: Arc::new(move || {
+                let mut text = metrics.render();
+                if let Some(speaker) = &speaker_metrics {
+                    text.push_str(&speaker.render());
+                }
+                text
+            }),
             readiness,
         };
         let router = northbound.router();

@@ -114,8 +114,8 @@ pub struct SbArgs {
 pub struct SpeakerArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// Address of `/health` and `/ready` (8081, where `hubspoke sb` would serve: one of the
-    /// two runs).
+    /// Address of `/health`, `/ready` and `/metrics` (8081, where `hubspoke sb` would serve:
+    /// one of the two runs).
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
     #[command(flatten)]
@@ -213,8 +213,17 @@ pub fn speaker(args: SpeakerArgs) -> anyhow::Result<()> {
     let (settings, producer) = args.kafka.connect()?;
     let part = start_speaker(&settings, &producer, args.openflow.speaker_config())?;
     info!(switches = %part.speaker.local_addr(), "OpenFlow speaker running over Kafka");
-    let app =
-        health_routes(hubspoke_rest::Readiness::new()).fallback(hubspoke_rest::not_found_fallback);
+    let metrics = part.speaker.metrics();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move { text }
+            }),
+        )
+        .merge(health_routes(hubspoke_rest::Readiness::new()))
+        .fallback(hubspoke_rest::not_found_fallback);
     serve("hubspoke speaker", args.listen, app)?;
     drop(part);
     producer.flush(Duration::from_secs(5));

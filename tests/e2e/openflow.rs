@@ -98,6 +98,8 @@ async fn fifty_flows_on_open_vswitch_carry_frames_both_ways_and_leave_nothing_wh
     let api = hub.api();
     api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
     let flows = create_up(&api, 50).await;
+    assert_eq!(api.metric("openflow_switches_connected").await, SWITCHES);
+    assert!(api.metric("openflow_commands").await >= 50 * 4);
     frames_flow_both_ways(&ovs, &flows);
     switches_validate(&api, SWITCHES, Duration::from_secs(30)).await;
     pings_follow_the_rules(&api, &ovs, &flows).await;

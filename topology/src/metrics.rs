@@ -1,45 +1,10 @@
 //! Counters shared by the workers of a topology, rendered in the Prometheus text format.
 
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use hubspoke_bus::metrics::render;
+pub use hubspoke_bus::metrics::{Counter, Gauge};
 use parking_lot::Mutex;
-
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    pub fn add(&self, delta: i64) {
-        self.0.fetch_add(delta, Ordering::Relaxed);
-    }
-
-    pub fn set(&self, value: i64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 macro_rules! metrics {
     (counters { $($counter:ident: $counter_help:literal,)* } gauges { $($gauge:ident: $gauge_help:literal,)* }) => {
@@ -80,12 +45,6 @@ impl NextDeadline {
     pub fn earliest(&self) -> Option<u64> {
         self.0.lock().values().min().copied()
     }
-}
-
-fn render(text: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(text, "# HELP hubspoke_{name} {help}");
-    let _ = writeln!(text, "# TYPE hubspoke_{name} {kind}");
-    let _ = writeln!(text, "hubspoke_{name} {value}");
 }
 
 metrics! {

@@ -6,11 +6,13 @@
 //!   publishers, competing consumers (like one Kafka consumer group), and a wake-up hook so a
 //!   timely source is activated when a message arrives instead of polling.
 //! - [`clock`]: the wall clock every envelope is stamped with.
+//! - [`metrics`]: counters and gauges, rendered for `/metrics`.
 //! - [`flow_log`]: the durable log of flow events, with group commit and its embedded (redb)
 //!   implementation.
 
 pub mod clock;
 pub mod flow_log;
+pub mod metrics;
 
 use std::sync::Arc;
 

@@ -145,7 +145,10 @@ impl Connection {
                 Err(e) if e.is_fatal() => {
                     return Next::Close(format!("the switch sent what is not OpenFlow 1.3: {e}"));
                 }
-                Err(e) => warn!(error = %e, "a message from the switch does not decode; skipped"),
+                Err(e) => {
+                    self.shared.metrics.messages_ignored.inc();
+                    warn!(error = %e, "a message from the switch does not decode; skipped");
+                }
             }
         }
     }
@@ -225,7 +228,10 @@ impl Connection {
                 Output::PortChanged { port, state } => self.port_changed(port, state),
                 Output::Answer { command, outcome } => self.shared.answer(&command, outcome),
                 Output::PacketIn { in_port, data } => self.packet_in(in_port, &data),
-                Output::Ignored(reason) => warn!(reason, "ignored what the switch sent"),
+                Output::Ignored(reason) => {
+                    self.shared.metrics.messages_ignored.inc();
+                    warn!(reason, "ignored what the switch sent");
+                }
                 Output::Close(reason) => return Next::Close(reason),
             }
         }
@@ -316,6 +322,7 @@ impl Connection {
     /// The connection ends: what was in flight and what waits in the inbox is answered
     /// `SWITCH_UNAVAILABLE`, and a switch that was connected here is gone with its ISLs.
     fn close(&mut self, reason: String, letters: &mut UnboundedReceiver<ToSwitch>) {
+        self.shared.metrics.connections_closed.inc();
         let out = self.session.close(reason.clone());
         for output in out {
             if let Output::Answer { command, outcome } = output {

@@ -20,6 +20,8 @@
 //! [`Discovery`]: hubspoke_of_speaker::discovery::Discovery
 
 mod connection;
+mod metrics;
 mod speaker;
 
+pub use metrics::SpeakerMetrics;
 pub use speaker::{OpenFlowSpeaker, SpeakerConfig, SpeakerError};

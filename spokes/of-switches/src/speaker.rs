@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tracing::{info, warn};
 
 use crate::connection::{serve_connection, ToSwitch};
+use crate::metrics::SpeakerMetrics;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpeakerConfig {
@@ -73,6 +74,7 @@ pub(crate) struct Shared {
     switches: Mutex<HashMap<SwitchId, Link>>,
     pub(crate) discovery: Mutex<Discovery>,
     pub(crate) pings: Mutex<Pings>,
+    pub(crate) metrics: Arc<SpeakerMetrics>,
 }
 
 /// A ping not caught by then is answered lost (the topology gave up on it already: a ping
@@ -94,6 +96,7 @@ impl Shared {
         let sent = &command.payload;
         tracing::debug!(correlation_id = %command.correlation_id, command_id = %sent.command_id,
             attempt = sent.attempt, switch = %sent.segment.switch_id, ?outcome, "speaker answers");
+        self.metrics.answered(&outcome);
         self.responses.publish(command.answered(now_ms(), outcome));
     }
 
@@ -108,6 +111,7 @@ impl Shared {
     pub(crate) fn publish(&self, events: Vec<SbEvent>, why: &str) {
         for event in &events {
             info!(?event, why, "network event");
+            self.metrics.published(event);
         }
         publish_network_events(&self.events, events, why);
     }
@@ -124,10 +128,13 @@ impl Shared {
             .switches
             .lock()
             .insert(switch_id, Link { connection, inbox });
-        if let Some(old) = old {
-            let _ = old.inbox.send(ToSwitch::Close(
-                "the switch connected again on another connection".into(),
-            ));
+        match old {
+            Some(old) => {
+                let _ = old.inbox.send(ToSwitch::Close(
+                    "the switch connected again on another connection".into(),
+                ));
+            }
+            None => self.metrics.switches_connected.add(1),
         }
     }
 
@@ -138,6 +145,7 @@ impl Shared {
         match switches.get(&switch_id) {
             Some(link) if link.connection == connection => {
                 switches.remove(&switch_id);
+                self.metrics.switches_connected.add(-1);
                 true
             }
             _ => false,
@@ -155,6 +163,7 @@ impl Shared {
 /// The running speaker. Dropping it closes every switch's connection and stops its threads.
 pub struct OpenFlowSpeaker {
     local_addr: SocketAddr,
+    metrics: Arc<SpeakerMetrics>,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -177,6 +186,7 @@ impl OpenFlowSpeaker {
         listener
             .set_nonblocking(true)
             .map_err(SpeakerError::Start)?;
+        let metrics = Arc::new(SpeakerMetrics::default());
         let shared = Arc::new(Shared {
             config,
             instance: instance_id(),
@@ -186,6 +196,7 @@ impl OpenFlowSpeaker {
             switches: Mutex::new(HashMap::new()),
             discovery: Mutex::new(Discovery::new(config.discovery)),
             pings: Mutex::new(Pings::default()),
+            metrics: metrics.clone(),
         });
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -207,6 +218,7 @@ impl OpenFlowSpeaker {
         info!(%local_addr, "OpenFlow speaker listening for switches");
         Ok(OpenFlowSpeaker {
             local_addr,
+            metrics,
             stop: Some(stop),
             threads: vec![io, hand_over],
         })
@@ -215,6 +227,10 @@ impl OpenFlowSpeaker {
     /// Where switches connect.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    pub fn metrics(&self) -> Arc<SpeakerMetrics> {
+        self.metrics.clone()
     }
 
     pub fn stop(mut self) {
@@ -253,10 +269,12 @@ fn hand_over(shared: &Shared, commands: &Receiver<Envelope<SbCommand>>, stopped:
             recv(commands) -> command => match command {
                 Ok(command) => {
                     let switch_id = command.payload.segment.switch_id;
-                    if let Err(ToSwitch::Command(command)) =
-                        shared.send_to(switch_id, ToSwitch::Command(Box::new(command)))
-                    {
-                        shared.unavailable(&command, "not connected to the speaker");
+                    match shared.send_to(switch_id, ToSwitch::Command(Box::new(command))) {
+                        Ok(()) => shared.metrics.commands.inc(),
+                        Err(ToSwitch::Command(command)) => {
+                            shared.unavailable(&command, "not connected to the speaker");
+                        }
+                        Err(_) => {}
                     }
                 }
                 Err(_) => return,

@@ -26,6 +26,18 @@ fn garbage_costs_that_switch_only(garbage: &[u8]) {
 
     h.install_succeeds(&mut good, &install("good", segment(2, 1, 2)));
     h.no_event();
+    let metrics = h.metrics();
+    assert_eq!(metrics.switches_connected.get(), 1);
+    assert_eq!(metrics.connections_closed.get(), 1);
+    // The install on the bad switch and the good one's were handed over; the one after the
+    // close found no switch.
+    assert_eq!(metrics.commands.get(), 2);
+    assert_eq!(metrics.commands_unavailable.get(), 2);
+    let text = metrics.render();
+    assert!(
+        text.contains("hubspoke_openflow_switches_connected 1\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -91,6 +91,10 @@ impl Harness {
         switch
     }
 
+    pub fn metrics(&self) -> std::sync::Arc<hubspoke_of_switches::SpeakerMetrics> {
+        self.speaker.as_ref().expect("the speaker runs").metrics()
+    }
+
     pub fn send(&self, command: &Envelope<SbCommand>) {
         self.bus.sb_commands.publish(command.clone());
     }
