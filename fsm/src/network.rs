@@ -203,7 +203,7 @@ impl Network {
                 let switch = network.switches.get(&isl.src_switch).ok_or_else(|| {
                     invalid(format!("link uses unknown switch {}", isl.src_switch))
                 })?;
-                if isl.src_port == 0 || isl.src_port > switch.ports {
+                if !switch.has_port(isl.src_port) {
                     return Err(invalid(format!(
                         "switch {} has no port {}",
                         isl.src_switch, isl.src_port
@@ -301,14 +301,6 @@ impl Network {
         self.isl_ports
             .get(&switch_id)
             .is_some_and(|ports| ports.contains(&port))
-    }
-
-    /// Ports of a switch that carry no ISL: where flows may start and end.
-    pub fn edge_ports(&self, switch_id: SwitchId) -> Vec<u32> {
-        let ports = self.switches.get(&switch_id).map_or(0, |s| s.ports);
-        (1..=ports)
-            .filter(|&p| !self.is_isl_port(switch_id, p))
-            .collect()
     }
 
     /// The fewest-hop path from `src` to `dst` whose every ISL, in both directions, is usable
@@ -446,7 +438,8 @@ mod tests {
             "links":[{"src_switch":"00:00:00:00:00:00:00:01","src_port":1,"dst_switch":"00:00:00:00:00:00:00:02","dst_port":1,"capacity":1000}]}"#;
         let network = Network::from_json(good).unwrap();
         assert_eq!(network.links().len(), 2);
-        assert_eq!(network.edge_ports(SwitchId(1)), vec![2, 3, 4]);
+        assert!(network.is_isl_port(SwitchId(1), 1));
+        assert!((2..=4).all(|port| !network.is_isl_port(SwitchId(1), port)));
         let bad_port = good.replace("\"src_port\":1", "\"src_port\":9");
         assert!(Network::from_json(&bad_port)
             .unwrap_err()
