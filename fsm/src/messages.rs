@@ -505,6 +505,7 @@ mod tests {
             },
             maximum_bandwidth: 10_000,
             description: "a flow".into(),
+            pinned: false,
         }
     }
 

@@ -30,6 +30,10 @@ pub struct FlowRequest {
     pub maximum_bandwidth: u64,
     #[serde(default)]
     pub description: String,
+    /// Never moved automatically (OpenKilda's `pinned`): a failure of its path makes it DOWN
+    /// on that path until the path is whole again, and a manual reroute is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 impl FlowRequest {
@@ -213,6 +217,7 @@ mod tests {
             },
             maximum_bandwidth: 1000,
             description: String::new(),
+            pinned: false,
         }
     }
 

@@ -114,6 +114,74 @@ async fn a_create_goes_around_a_failed_link() {
     );
 }
 
+/// A pinned flow is never moved: a failure of its path makes it DOWN on that path (an
+/// unpinned flow beside it is rerouted), it comes back UP on the same path when the link does,
+/// and a manual reroute is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_flow_waits_for_its_path_and_refuses_a_reroute() {
+    let hub = Hubspoke::up(&["--network", "ring:4", "--reroute-delay-ms", "100"]);
+    let api = hub.api();
+    let body = |id: &str, port: u32, pinned: bool| {
+        json!({
+            "flow_id": id,
+            "source": {"switch_id": switch_id(1), "port_number": port},
+            "destination": {"switch_id": switch_id(2), "port_number": port},
+            "maximum_bandwidth": 1000,
+            "pinned": pinned,
+        })
+    };
+    let pinned = api.create_and_wait_up(&body("pinned", 10, true)).await;
+    assert_eq!(pinned["pinned"], true, "{pinned}");
+    let free = api.create_and_wait_up(&body("free", 11, false)).await;
+    let switches = |flow: &serde_json::Value| -> Vec<serde_json::Value> {
+        flow["path"]
+            .as_array()
+            .map(|path| path.iter().map(|node| node["switch_id"].clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        switches(&free),
+        switches(&pinned),
+        "both take the one-hop path"
+    );
+
+    api.fail_link(1, 2).await;
+    let moved = api
+        .flow_when("free", "the unpinned flow moved", |f| {
+            f["status"] == "UP" && switches(f) != switches(&pinned)
+        })
+        .await;
+    assert_eq!(moved["path"].as_array().map(Vec::len), Some(4), "{moved}");
+    let down = api
+        .flow_when("pinned", "the pinned flow DOWN", |f| f["status"] == "DOWN")
+        .await;
+    assert_eq!(down["path"], pinned["path"], "it stays on its path: {down}");
+    assert!(
+        down["status_info"]
+            .as_str()
+            .is_some_and(|s| s.contains("pinned")),
+        "{down}"
+    );
+
+    let refused = api
+        .client
+        .post(api.nb("/v2/flows/pinned/reroute"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), 409);
+    let error: serde_json::Value = refused.json().await.expect("a JSON error");
+    assert_eq!(error["error_type"], "flow-pinned", "{error}");
+
+    api.restore_link(1, 2).await;
+    let back = api
+        .flow_when("pinned", "the pinned flow UP again", |f| {
+            f["status"] == "UP"
+        })
+        .await;
+    assert_eq!(back["path"], pinned["path"], "{back}");
+}
+
 /// Two links of grid:3x3 fail one after the other under 100 flows (see
 /// `support::reroute::two_busiest_links_fail`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

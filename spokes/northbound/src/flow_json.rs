@@ -20,6 +20,7 @@ pub struct FlowJson {
     pub destination: FlowEndpoint,
     pub maximum_bandwidth: u64,
     pub description: String,
+    pub pinned: bool,
     pub status: FlowStatus,
     pub status_info: Option<String>,
     pub path: Vec<PathNode>,
@@ -36,6 +37,7 @@ impl From<&FlowRecord> for FlowJson {
             destination: request.destination.clone(),
             maximum_bandwidth: request.maximum_bandwidth,
             description: request.description.clone(),
+            pinned: request.pinned,
             status: record.status,
             status_info: record.status_info.clone(),
             path: record
@@ -90,6 +92,7 @@ mod tests {
             },
             maximum_bandwidth: 100,
             description: "d".into(),
+            pinned: false,
         }
     }
 

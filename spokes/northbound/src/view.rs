@@ -274,6 +274,7 @@ mod tests {
             },
             maximum_bandwidth: 1000,
             description: String::new(),
+            pinned: false,
         };
         let mut record = FlowRecord::new(request, created_ms);
         record.version = version;

@@ -591,30 +591,38 @@ impl ResourcePool {
             self.check_endpoint(endpoint, &request.flow_id)?;
         }
         let holding = self.holdings.get(&request.flow_id);
-        let path = self
-            .network
-            .shortest_path(
-                request.source.switch_id,
-                request.destination.switch_id,
-                request.maximum_bandwidth,
-                |isl| {
-                    let own = holding.map_or(0, |h| h.bandwidth_on(isl));
-                    self.usable(isl).map(|free| free + own)
-                },
-            )
-            .ok_or_else(|| {
-                ErrorBody::new(
-                    503,
-                    "no-path",
-                    "Not enough bandwidth or no path found",
-                    format!(
-                        "no path from {} to {} has {} kbps available",
-                        request.source.switch_id,
-                        request.destination.switch_id,
-                        request.maximum_bandwidth
-                    ),
+        let usable = |isl: &Isl| {
+            let own = holding.map_or(0, |h| h.bandwidth_on(isl));
+            self.usable(isl).map(|free| free + own)
+        };
+        // A pinned flow that holds a path keeps it, or has none.
+        let pinned_to = holding
+            .and_then(|h| h.current.as_ref())
+            .filter(|_| request.pinned);
+        let path = match pinned_to {
+            Some(current) => pinned_path(request, &current.resources.forward_path, usable)?,
+            None => self
+                .network
+                .shortest_path(
+                    request.source.switch_id,
+                    request.destination.switch_id,
+                    request.maximum_bandwidth,
+                    usable,
                 )
-            })?;
+                .ok_or_else(|| {
+                    ErrorBody::new(
+                        503,
+                        "no-path",
+                        "Not enough bandwidth or no path found",
+                        format!(
+                            "no path from {} to {} has {} kbps available",
+                            request.source.switch_id,
+                            request.destination.switch_id,
+                            request.maximum_bandwidth
+                        ),
+                    )
+                })?,
+        };
         let resources = self.take_ids(request, path)?;
         let reservation = Reservation {
             request: request.clone(),
@@ -923,5 +931,43 @@ fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
         .flat_map(|isl| [*isl, isl.reversed()])
 }
 
+/// The path a pinned flow holds, if it still joins the request's switches and every ISL of it
+/// can carry the request both ways (`usable`: what each ISL has free for the flow).
+fn pinned_path(
+    request: &FlowRequest,
+    path: &[Isl],
+    usable: impl Fn(&Isl) -> Option<u64>,
+) -> Result<Vec<Isl>, ErrorBody> {
+    let (src, dst) = (request.source.switch_id, request.destination.switch_id);
+    let joins = match (path.first(), path.last()) {
+        (Some(first), Some(last)) => first.src_switch == src && last.dst_switch == dst,
+        _ => src == dst,
+    };
+    if !joins {
+        return Err(ErrorBody::new(
+            400,
+            "flow-pinned",
+            "Flow is pinned",
+            format!(
+                "flow {} is pinned to its path, which does not join {src} and {dst}: unpin it to move its endpoints to other switches",
+                request.flow_id
+            ),
+        ));
+    }
+    let carries = |isl: &Isl| usable(isl).is_some_and(|kbps| kbps >= request.maximum_bandwidth);
+    match path.iter().find(|isl| !carries(isl) || !carries(&isl.reversed())) {
+        Some(isl) => Err(ErrorBody::new(
+            503,
+            "pinned-path-unavailable",
+            "The pinned path is unavailable",
+            format!(
+                "flow {} is pinned to its path, and its ISL {}:{} -> {}:{} is down or lacks {} kbps",
+                request.flow_id, isl.src_switch, isl.src_port, isl.dst_switch, isl.dst_port,
+                request.maximum_bandwidth
+            ),
+        )),
+        None => Ok(path.to_vec()),
+    }
+}
 #[cfg(test)]
 mod tests;

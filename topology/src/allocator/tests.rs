@@ -23,6 +23,7 @@ fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> Flow
         },
         maximum_bandwidth: bandwidth,
         description: String::new(),
+        pinned: false,
     }
 }
 
@@ -56,6 +57,58 @@ fn allocation_reserves_both_directions_and_free_gives_everything_back() {
         ),
         (1, vec![2, 2], Some(32)),
         "ids are reused"
+    );
+}
+
+#[test]
+fn a_pinned_flow_keeps_its_path_or_gets_none() {
+    let mut pool = pool("ring:4");
+    let pinned = FlowRequest {
+        pinned: true,
+        ..request("p", 1, 2, 10, 1000)
+    };
+    let held = pool.allocate(&pinned).expect("a path");
+    pool.commit("p");
+    // A bigger bandwidth on the same path: still that path.
+    let bigger = FlowRequest {
+        maximum_bandwidth: 2000,
+        ..pinned.clone()
+    };
+    let moved = pool
+        .reallocate(&bigger)
+        .expect("the pinned path carries it");
+    assert_eq!(moved.forward_path, held.forward_path);
+    pool.release_pending("p");
+    // Its ISL down: no other path for it.
+    let isl = held.forward_path[0];
+    pool.apply_network_event(&SbEvent::IslDown { isl });
+    let down = pool.reallocate(&pinned).expect_err("pinned");
+    assert_eq!(
+        (down.status, down.error_type.as_str()),
+        (503, "pinned-path-unavailable")
+    );
+    // Unpinned, it goes around.
+    let free = FlowRequest {
+        pinned: false,
+        ..pinned.clone()
+    };
+    assert_eq!(
+        pool.reallocate(&free).expect("around").forward_path.len(),
+        3
+    );
+    pool.release_pending("p");
+    // Pinned to a path that does not join other switches: refused, not moved.
+    let elsewhere = FlowRequest {
+        destination: FlowEndpoint {
+            switch_id: SwitchId(3),
+            ..pinned.destination.clone()
+        },
+        ..pinned
+    };
+    let refused = pool.reallocate(&elsewhere).expect_err("pinned");
+    assert_eq!(
+        (refused.status, refused.error_type.as_str()),
+        (400, "flow-pinned")
     );
 }
 

@@ -504,6 +504,9 @@ impl Hub {
             ));
         }
         let exists = slot.is_some_and(|s| s.record.is_some());
+        let pinned = slot
+            .and_then(|s| s.record.as_ref())
+            .is_some_and(|r| r.request.pinned);
         match &envelope.payload {
             NbRequest::CreateFlow { flow } => {
                 flow.validate().map_err(|reason| {
@@ -530,6 +533,14 @@ impl Hub {
                 flow.validate().map_err(|reason| {
                     ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
                 })?;
+            }
+            NbRequest::RerouteFlow { .. } if pinned => {
+                return Err(ErrorBody::new(
+                    409,
+                    "flow-pinned",
+                    "Flow is pinned",
+                    format!("flow {flow_id} is pinned to its path: it is never moved (unpin it with an update first)"),
+                ));
             }
             NbRequest::DeleteFlow { .. }
             | NbRequest::RerouteFlow { .. }
