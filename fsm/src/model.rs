@@ -31,8 +31,10 @@ pub struct FlowRequest {
     #[serde(default)]
     pub description: String,
     /// Never moved automatically (OpenKilda's `pinned`): a failure of its path makes it DOWN
-    /// on that path until the path is whole again, and a manual reroute is refused.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// on that path until the path is whole again, and a manual reroute is refused. Always
+    /// serialized: between timely processes a request travels as bincode, which has no
+    /// optional fields.
+    #[serde(default)]
     pub pinned: bool,
 }
 
