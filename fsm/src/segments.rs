@@ -47,19 +47,38 @@ pub struct FlowSegment {
     pub bandwidth: u64,
 }
 
+/// What a switch keeps of a segment's rule: its cookie, match, actions and meter. Not the
+/// segment's kind, and its bandwidth only through its meter's rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldRule {
+    pub cookie: u64,
+    pub in_port: u32,
+    /// 0: untagged.
+    pub in_vlan: u16,
+    pub out_port: u32,
+    /// 0: leaves untagged.
+    pub out_vlan: u16,
+    pub meter_id: Option<u32>,
+}
+
 impl FlowSegment {
+    /// What a switch keeps of this rule.
+    pub fn held(&self) -> HeldRule {
+        HeldRule {
+            cookie: self.cookie,
+            in_port: self.in_port,
+            in_vlan: self.in_vlan,
+            out_port: self.out_port,
+            out_vlan: self.out_vlan,
+            meter_id: self.meter_id,
+        }
+    }
+
     /// Whether `held` (a rule as a switch lists it) is this rule as a switch holds it: the
-    /// same switch, match, cookie, actions (out port and VLAN) and meter. A switch keeps
-    /// neither the segment's kind nor its bandwidth (the meter's rate is checked with the
-    /// meters), so a real switch's rule is judged on what it has.
+    /// same switch and [`HeldRule`]. The meter's rate is checked with the meters, so a real
+    /// switch's rule is judged on what it has.
     pub fn is_held_as(&self, held: &FlowSegment) -> bool {
-        self.switch_id == held.switch_id
-            && self.cookie == held.cookie
-            && self.in_port == held.in_port
-            && self.in_vlan == held.in_vlan
-            && self.out_port == held.out_port
-            && self.out_vlan == held.out_vlan
-            && self.meter_id == held.meter_id
+        self.switch_id == held.switch_id && self.held() == held.held()
     }
 
     /// What a dump command carries: the switch, and the flow cookie id whose rules (both
@@ -86,12 +105,17 @@ impl FlowSegment {
     /// Whether the rule is in hubspoke's cookie space (one direction flag and a flow cookie
     /// id): anything else on a switch is somebody else's, and hubspoke leaves it alone.
     pub fn is_hubspoke_cookie(&self) -> bool {
-        let direction = self.cookie & (FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG);
-        let id = self.cookie_id();
-        (direction == FORWARD_COOKIE_FLAG || direction == REVERSE_COOKIE_FLAG)
-            && id != 0
-            && id < COOKIE_ID_LIMIT
+        is_hubspoke_cookie(self.cookie)
     }
+}
+
+/// Whether `cookie` is in hubspoke's cookie space: one direction flag and a flow cookie id.
+pub fn is_hubspoke_cookie(cookie: u64) -> bool {
+    let direction = cookie & (FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG);
+    let id = cookie & !(FORWARD_COOKIE_FLAG | REVERSE_COOKIE_FLAG);
+    (direction == FORWARD_COOKIE_FLAG || direction == REVERSE_COOKIE_FLAG)
+        && id != 0
+        && id < COOKIE_ID_LIMIT
 }
 
 /// Every rule of a flow, forward direction first.

@@ -24,14 +24,14 @@ fn hubspoke_and_bridges() -> (Hubspoke, Ovs, SocketAddr) {
     let speaker: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("an address");
-    let hub = Hubspoke::up(&up_args(speaker));
+    let hub = Hubspoke::up(&up_args(&speaker.to_string()));
     let ovs = Ovs::start(GRID, speaker);
     (hub, ovs, speaker)
 }
 
-fn up_args(speaker: SocketAddr) -> Vec<&'static str> {
-    let speaker: &'static str = Box::leak(speaker.to_string().into_boxed_str());
-    vec!["--switches", "openflow", "--openflow-listen", speaker]
+/// `hubspoke up`'s flags for OpenFlow switches connecting to `speaker` (an address).
+fn up_args(speaker: &str) -> [&str; 4] {
+    ["--switches", "openflow", "--openflow-listen", speaker]
 }
 
 fn switch_id(n: u64) -> String {
@@ -243,7 +243,7 @@ async fn the_data_plane_outlives_a_killed_hubspoke_and_the_restart_repairs_what_
     ovs.expect_not_delivered(src, (dst.0, dst.1))
         .expect("the removed rule carried the flow");
 
-    let restarted = Hubspoke::up_in(hub.data.clone(), &up_args(speaker));
+    let restarted = Hubspoke::up_in(hub.data.clone(), &up_args(&speaker.to_string()));
     ovs.reconnect();
     let api = restarted.api();
     api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
@@ -418,7 +418,7 @@ async fn the_readme_walk_through_on_open_vswitch() {
     let speaker: SocketAddr = format!("127.0.0.1:{}", free_port())
         .parse()
         .expect("an address");
-    let hub = Hubspoke::up(&up_args(speaker));
+    let hub = Hubspoke::up(&up_args(&speaker.to_string()));
     let scratch = tempfile::tempdir().expect("a directory");
     let state = scratch.path().join("ovs");
     let script = block

@@ -34,9 +34,9 @@ mod vlan;
 mod tests;
 
 pub use errors::{error_code, error_outcome};
-pub use install::install;
+pub use install::{install, meter_modify};
 pub use remove::remove;
 pub use reply::{dumped, verify_outcome, Dumped};
-pub use rule::{SwitchRule, TranslateError, Unreadable, PRIORITY};
+pub use rule::{read_rule, rule_of, OpenFlowRule, TranslateError, Unreadable, PRIORITY};
 pub use stats::{dump_request, verify_request};
 pub use vlan::ETH_TYPE_8021Q;

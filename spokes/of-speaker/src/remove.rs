@@ -10,12 +10,12 @@
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_openflow::{FlowMod, FlowModCommand, Message, MeterMod, MeterModCommand};
 
-use crate::rule::{SwitchRule, TranslateError, PRIORITY};
+use crate::rule::{rule_of, OpenFlowRule, TranslateError, PRIORITY};
 
 /// The messages of a remove, in order: FLOW_MOD delete_strict (by match, priority and the
 /// whole cookie, any output), METER_MOD delete (metered segments), BARRIER_REQUEST.
 pub fn remove(segment: &FlowSegment) -> Result<Vec<Message>, TranslateError> {
-    let rule = SwitchRule::of(segment)?;
+    let rule = rule_of(segment)?;
     // FlowMod's default out_port and out_group are OFPP_ANY and OFPG_ANY: no output filter.
     let flow = FlowMod {
         cookie: rule.cookie,

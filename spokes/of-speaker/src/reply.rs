@@ -14,7 +14,9 @@ use hubspoke_fsm::segments::{FlowSegment, SegmentKind};
 use hubspoke_fsm::{MeterEntry, SbErrorCode, SbOutcome, SwitchId};
 use hubspoke_openflow::FlowStats;
 
-use crate::rule::{SwitchRule, Unreadable, PRIORITY};
+use hubspoke_fsm::segments::HeldRule;
+
+use crate::rule::{read_rule, rule_of, Unreadable, PRIORITY};
 
 /// What a dump found: the rules and meters as the simulator lists them, and the entries that
 /// are not the shape of any segment (left out of the answer; the speaker logs them).
@@ -38,14 +40,14 @@ impl Dumped {
 /// segment's rule, `MISSING_RULE` otherwise. `stats` is the reply to
 /// [`verify_request`](crate::verify_request): the entries with the segment's cookie.
 pub fn verify_outcome(segment: &FlowSegment, stats: &[FlowStats]) -> SbOutcome {
-    let expected = match SwitchRule::of(segment) {
+    let expected = match rule_of(segment) {
         Ok(rule) => rule,
         Err(e) => return error(e.code(), e.to_string()),
     };
     let at_match = stats
         .iter()
         .filter(|entry| entry.priority == PRIORITY)
-        .filter_map(|entry| SwitchRule::read(entry).ok())
+        .filter_map(|entry| read_rule(entry).ok())
         .filter(|rule| (rule.in_port, rule.in_vlan) == (expected.in_port, expected.in_vlan))
         .find(|rule| rule.cookie == expected.cookie);
     match at_match {
@@ -75,7 +77,7 @@ pub fn dumped(query: &FlowSegment, stats: &[FlowStats], meters: &[MeterEntry]) -
     let mut rules = Vec::new();
     let mut unreadable = Vec::new();
     for entry in stats {
-        match SwitchRule::read(entry) {
+        match read_rule(entry) {
             Ok(rule) => rules.push(segment(query.switch_id, rule, meters)),
             Err(why) => unreadable.push((entry.cookie, why)),
         }
@@ -96,7 +98,7 @@ pub fn dumped(query: &FlowSegment, stats: &[FlowStats], meters: &[MeterEntry]) -
 }
 
 /// The segment a rule reads as on `switch_id`; see the module's note on kind and bandwidth.
-fn segment(switch_id: SwitchId, rule: SwitchRule, meters: &[MeterEntry]) -> FlowSegment {
+fn segment(switch_id: SwitchId, rule: HeldRule, meters: &[MeterEntry]) -> FlowSegment {
     let kind = match (rule.meter_id, rule.in_vlan, rule.out_vlan) {
         (Some(_), _, _) => SegmentKind::Ingress,
         (None, 0, out) if out != 0 => SegmentKind::Ingress,

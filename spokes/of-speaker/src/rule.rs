@@ -1,12 +1,13 @@
 //! A segment as an OpenFlow switch holds it: a flow entry with the segment's cookie, matching
 //! its in_port and VLAN exactly, metering if it has a meter, then changing the VLAN and
-//! sending the packet out. Every translation goes through [`SwitchRule`], so install,
-//! remove, verify and dump agree on what a segment looks like on the wire.
+//! sending the packet out. Every translation goes through [`rule_of`] and [`OpenFlowRule`], and
+//! every dump comes back through [`read_rule`], so install, remove, verify and dump agree on
+//! what a segment looks like on the wire.
 //!
 //! A switch keeps less than a segment says: not its kind, and a bandwidth only through its
-//! meter. [`SwitchRule`] is what it keeps, the fields a validation's rule entry shows.
+//! meter. [`HeldRule`] (fsm's, what validation compares) is what it keeps.
 
-use hubspoke_fsm::segments::FlowSegment;
+use hubspoke_fsm::segments::{FlowSegment, HeldRule};
 use hubspoke_fsm::{SbErrorCode, MAX_VLAN};
 use hubspoke_openflow::consts::{OFPM_MAX, OFPP_MAX, OFPVID_NONE, OFPVID_PRESENT};
 use hubspoke_openflow::{Action, FlowStats, Instruction, Match, Oxm};
@@ -53,49 +54,35 @@ pub enum Unreadable {
     Actions(&'static str),
 }
 
-/// What a switch holds of a segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SwitchRule {
-    pub cookie: u64,
-    pub in_port: u32,
-    /// 0: untagged.
-    pub in_vlan: u16,
-    pub out_port: u32,
-    /// 0: leaves untagged.
-    pub out_vlan: u16,
-    pub meter_id: Option<u32>,
+/// The segment's rule, if a switch can hold it as it is.
+pub fn rule_of(segment: &FlowSegment) -> Result<HeldRule, TranslateError> {
+    for (name, port) in [("in_port", segment.in_port), ("out_port", segment.out_port)] {
+        if port == 0 || port > OFPP_MAX {
+            return Err(TranslateError::Port { name, port });
+        }
+    }
+    for (name, vlan) in [("in_vlan", segment.in_vlan), ("out_vlan", segment.out_vlan)] {
+        if vlan > MAX_VLAN {
+            return Err(TranslateError::Vlan { name, vlan });
+        }
+    }
+    if let Some(meter_id) = segment.meter_id.filter(|&m| m == 0 || m > OFPM_MAX) {
+        return Err(TranslateError::Meter(meter_id));
+    }
+    Ok(segment.held())
 }
 
-impl SwitchRule {
-    /// The segment's rule, if a switch can hold it as it is.
-    pub fn of(segment: &FlowSegment) -> Result<SwitchRule, TranslateError> {
-        for (name, port) in [("in_port", segment.in_port), ("out_port", segment.out_port)] {
-            if port == 0 || port > OFPP_MAX {
-                return Err(TranslateError::Port { name, port });
-            }
-        }
-        for (name, vlan) in [("in_vlan", segment.in_vlan), ("out_vlan", segment.out_vlan)] {
-            if vlan > MAX_VLAN {
-                return Err(TranslateError::Vlan { name, vlan });
-            }
-        }
-        if let Some(meter_id) = segment.meter_id.filter(|&m| m == 0 || m > OFPM_MAX) {
-            return Err(TranslateError::Meter(meter_id));
-        }
-        Ok(SwitchRule {
-            cookie: segment.cookie,
-            in_port: segment.in_port,
-            in_vlan: segment.in_vlan,
-            out_port: segment.out_port,
-            out_vlan: segment.out_vlan,
-            meter_id: segment.meter_id,
-        })
-    }
+/// A held rule as OpenFlow says it.
+pub trait OpenFlowRule {
+    fn matching(&self) -> Match;
+    fn instructions(&self) -> Vec<Instruction>;
+}
 
+impl OpenFlowRule for HeldRule {
     /// in_port and vlan_vid, both exact; an untagged in_vlan matches OVS's "no VLAN"
     /// (`OFPVID_NONE`), so that a tagged packet never takes an untagged endpoint's rule.
     /// In (class, field) order, as [`Match::normalized`] puts a switch's report.
-    pub fn matching(&self) -> Match {
+    fn matching(&self) -> Match {
         let vlan = match self.in_vlan {
             0 => Oxm::no_vlan(),
             vid => Oxm::vlan(vid),
@@ -105,7 +92,7 @@ impl SwitchRule {
 
     /// The meter first, where there is one, then the VLAN change and the output: the order
     /// the spec runs them in, and the order OVS reports them.
-    pub fn instructions(&self) -> Vec<Instruction> {
+    fn instructions(&self) -> Vec<Instruction> {
         let mut actions = vlan_actions(self.in_vlan, self.out_vlan);
         actions.push(Action::Output {
             port: self.out_port,
@@ -117,39 +104,39 @@ impl SwitchRule {
             .chain([Instruction::ApplyActions(actions)])
             .collect()
     }
+}
 
-    /// The rule a switch reports, read back, at any priority, with the match normalised as
-    /// OVS reports it.
-    pub fn read(stats: &FlowStats) -> Result<SwitchRule, Unreadable> {
-        if stats.table_id != 0 {
-            return Err(Unreadable::Table(stats.table_id));
-        }
-        let (in_port, in_vlan) = match stats.matching.normalized().fields.as_slice() {
-            [Oxm::InPort(port), Oxm::VlanVid { value, mask: None }] => {
-                match (*value, value & OFPVID_PRESENT) {
-                    (OFPVID_NONE, _) => (*port, 0),
-                    (value, OFPVID_PRESENT) if value & 0x0fff != 0 => (*port, value & 0x0fff),
-                    _ => return Err(Unreadable::Match),
-                }
-            }
-            _ => return Err(Unreadable::Match),
-        };
-        let (meter_id, actions) = match stats.instructions.as_slice() {
-            [Instruction::ApplyActions(actions)] => (None, actions),
-            [Instruction::Meter(meter), Instruction::ApplyActions(actions)]
-            | [Instruction::ApplyActions(actions), Instruction::Meter(meter)] => {
-                (Some(*meter), actions)
-            }
-            _ => return Err(Unreadable::Instructions),
-        };
-        let (out_port, out_vlan) = read_actions(in_vlan, actions)?;
-        Ok(SwitchRule {
-            cookie: stats.cookie,
-            in_port,
-            in_vlan,
-            out_port,
-            out_vlan,
-            meter_id,
-        })
+/// The rule a switch reports, read back, at any priority, with the match normalised as OVS
+/// reports it.
+pub fn read_rule(stats: &FlowStats) -> Result<HeldRule, Unreadable> {
+    if stats.table_id != 0 {
+        return Err(Unreadable::Table(stats.table_id));
     }
+    let (in_port, in_vlan) = match stats.matching.normalized().fields.as_slice() {
+        [Oxm::InPort(port), Oxm::VlanVid { value, mask: None }] => {
+            match (*value, value & OFPVID_PRESENT) {
+                (OFPVID_NONE, _) => (*port, 0),
+                (value, OFPVID_PRESENT) if value & 0x0fff != 0 => (*port, value & 0x0fff),
+                _ => return Err(Unreadable::Match),
+            }
+        }
+        _ => return Err(Unreadable::Match),
+    };
+    let (meter_id, actions) = match stats.instructions.as_slice() {
+        [Instruction::ApplyActions(actions)] => (None, actions),
+        [Instruction::Meter(meter), Instruction::ApplyActions(actions)]
+        | [Instruction::ApplyActions(actions), Instruction::Meter(meter)] => {
+            (Some(*meter), actions)
+        }
+        _ => return Err(Unreadable::Instructions),
+    };
+    let (out_port, out_vlan) = read_actions(in_vlan, actions)?;
+    Ok(HeldRule {
+        cookie: stats.cookie,
+        in_port,
+        in_vlan,
+        out_port,
+        out_vlan,
+        meter_id,
+    })
 }

@@ -26,11 +26,13 @@ use hubspoke_openflow::consts::{
     OFPPR_DELETE, OFPPS_LINK_DOWN, OFPP_MAX,
 };
 use hubspoke_openflow::{
-    ErrorMessage, FlowStats, Frame, Message, MeterBand, MeterConfig, MeterMod, MeterModCommand,
-    MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketIn, Port,
+    ErrorMessage, FlowStats, Frame, Message, MeterBand, MeterConfig, MultipartReply,
+    MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketIn, Port,
 };
 
-use crate::{dump_request, dumped, error_outcome, install, probe, remove, verify_outcome};
+use crate::{
+    dump_request, dumped, error_outcome, install, meter_modify, probe, remove, verify_outcome,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionSettings {
@@ -415,19 +417,9 @@ impl Session {
         if flight.command.payload.action != SbAction::Install {
             return None;
         }
-        let segment = flight.command.payload.segment.clone();
-        let Ok(messages) = install(&segment) else {
-            return None;
-        };
-        let Some(Message::MeterMod(add)) = messages.into_iter().next() else {
-            return None;
-        };
-        let modify = Message::MeterMod(MeterMod {
-            command: MeterModCommand::Modify,
-            ..add
-        });
+        let modify = meter_modify(&flight.command.payload.segment).ok()??;
         let out = vec![
-            self.send_for(key, modify),
+            self.send_for(key, Message::MeterMod(modify)),
             self.send_for(key, Message::BarrierRequest),
         ];
         self.await_last_barrier(key);

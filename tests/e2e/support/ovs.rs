@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hubspoke_fsm::segments::FlowSegment;
-use hubspoke_fsm::SwitchId;
+use hubspoke_fsm::segments::is_hubspoke_cookie;
 
 /// How long a probe may take to show up where it should leave.
 pub const DELIVERY_LIMIT: Duration = Duration::from_secs(5);
@@ -497,10 +496,7 @@ impl Ovs {
                     .strip_prefix("cookie=0x")
                     .and_then(|rest| rest.split(',').next())
                     .and_then(|hex| u64::from_str_radix(hex, 16).ok());
-                // The rule itself is FlowSegment's; a dump query is a segment with a cookie.
-                cookie.is_some_and(|c| {
-                    FlowSegment::dump_query(SwitchId(switch), c).is_hubspoke_cookie()
-                })
+                cookie.is_some_and(is_hubspoke_cookie)
             })
             .collect()
     }

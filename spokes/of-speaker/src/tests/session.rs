@@ -15,6 +15,7 @@ use proptest::prelude::*;
 
 use super::segment;
 use crate::session::{Output, PortState, Session, SessionSettings};
+use crate::OpenFlowRule;
 
 const SWITCH: SwitchId = SwitchId(2);
 
@@ -197,7 +198,7 @@ fn a_verify_joins_the_parts_of_its_reply() {
     let mut session = connected();
     let verify = command(SbAction::Verify, None);
     let frames = sent(&session.command(10, verify.clone()));
-    let rule = crate::SwitchRule::of(&verify.payload.segment).unwrap();
+    let rule = crate::rule_of(&verify.payload.segment).unwrap();
     let stats = FlowStats {
         table_id: 0,
         duration_sec: 0,
