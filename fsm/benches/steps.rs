@@ -32,7 +32,7 @@ fn request() -> FlowRequest {
         destination: endpoint(3, 41, 20),
         maximum_bandwidth: 1000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

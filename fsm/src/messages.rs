@@ -505,7 +505,7 @@ mod tests {
             },
             maximum_bandwidth: 10_000,
             description: "a flow".into(),
-            pinned: false,
+            ..Default::default()
         }
     }
 

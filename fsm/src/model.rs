@@ -12,7 +12,7 @@ pub const MAX_VLAN: u16 = 4094;
 const MAX_FLOW_ID_LEN: usize = 128;
 
 /// One end of a flow: a port of a switch, optionally a VLAN on it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FlowEndpoint {
     pub switch_id: SwitchId,
     pub port_number: u32,
@@ -20,8 +20,25 @@ pub struct FlowEndpoint {
     pub vlan_id: u16,
 }
 
-/// What a northbound client asks for (`POST /v2/flows`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a flow's path is chosen (OpenKilda's `path_computation_strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathComputationStrategy {
+    /// The cheapest path: the lowest sum of ISL costs.
+    #[default]
+    Cost,
+    /// The lowest total latency.
+    Latency,
+    /// The cheapest path whose latency is at most `max_latency`; failing that, at most
+    /// `max_latency_tier2`, and the flow is DEGRADED.
+    MaxLatency,
+    /// The cheapest path, ties going to the most available bandwidth.
+    CostAndAvailableBandwidth,
+}
+
+/// What a northbound client asks for (`POST /v2/flows`). Every field is always serialized:
+/// between timely processes a request travels as bincode, which has no optional fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowRequest {
     pub flow_id: FlowId,
     pub source: FlowEndpoint,
@@ -31,11 +48,35 @@ pub struct FlowRequest {
     #[serde(default)]
     pub description: String,
     /// Never moved automatically (OpenKilda's `pinned`): a failure of its path makes it DOWN
-    /// on that path until the path is whole again, and a manual reroute is refused. Always
-    /// serialized: between timely processes a request travels as bincode, which has no
-    /// optional fields.
+    /// on that path until the path is whole again, and a manual reroute is refused.
     #[serde(default)]
     pub pinned: bool,
+    #[serde(default)]
+    pub path_computation_strategy: PathComputationStrategy,
+    /// Milliseconds, for `MAX_LATENCY`: the highest total latency of a path.
+    #[serde(default)]
+    pub max_latency: Option<u64>,
+    /// Milliseconds, for `MAX_LATENCY`: the limit of a DEGRADED path when no path is within
+    /// `max_latency`.
+    #[serde(default)]
+    pub max_latency_tier2: Option<u64>,
+    /// A second path sharing no ISL with the primary, installed beside it and swapped to when
+    /// the primary fails.
+    #[serde(default)]
+    pub allocate_protected_path: bool,
+    /// Joins the diversity group of that flow: their paths share no ISL where possible.
+    #[serde(default)]
+    pub diverse_flow_id: Option<FlowId>,
+    /// Lower is more important (OpenKilda's meaning); none is the least important.
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// Path search ignores available bandwidth for this flow.
+    #[serde(default)]
+    pub ignore_bandwidth: bool,
+    /// A reroute that finds no path with the bandwidth leaves the flow DOWN instead of
+    /// DEGRADED on a path without it.
+    #[serde(default)]
+    pub strict_bandwidth: bool,
 }
 
 impl FlowRequest {
@@ -52,6 +93,52 @@ impl FlowRequest {
         }
         if self.source == self.destination {
             return Err("source and destination are the same endpoint".to_string());
+        }
+        self.validate_options()
+    }
+
+    /// The flow options that exclude or need each other.
+    fn validate_options(&self) -> Result<(), String> {
+        if self.ignore_bandwidth && self.strict_bandwidth {
+            return Err("ignore_bandwidth and strict_bandwidth cannot both be set".to_string());
+        }
+        if self.path_computation_strategy == PathComputationStrategy::MaxLatency
+            && self.max_latency.is_none()
+        {
+            return Err("path_computation_strategy MAX_LATENCY needs max_latency".to_string());
+        }
+        if let (Some(tier1), Some(tier2)) = (self.max_latency, self.max_latency_tier2) {
+            if tier2 < tier1 {
+                return Err("max_latency_tier2 must be at least max_latency".to_string());
+            }
+        }
+        if self.diverse_flow_id.as_deref() == Some(self.flow_id.as_str()) {
+            return Err("diverse_flow_id names the flow itself".to_string());
+        }
+        if self.allocate_protected_path {
+            if self.source.switch_id == self.destination.switch_id {
+                return Err("a one-switch flow cannot have a protected path".to_string());
+            }
+            if self.pinned {
+                return Err("a pinned flow cannot have a protected path".to_string());
+            }
+        }
+        for (name, unbuilt) in [
+            (
+                "path_computation_strategy",
+                self.path_computation_strategy != PathComputationStrategy::Cost,
+            ),
+            ("max_latency", self.max_latency.is_some()),
+            ("max_latency_tier2", self.max_latency_tier2.is_some()),
+            ("allocate_protected_path", self.allocate_protected_path),
+            ("diverse_flow_id", self.diverse_flow_id.is_some()),
+            ("priority", self.priority.is_some()),
+            ("ignore_bandwidth", self.ignore_bandwidth),
+            ("strict_bandwidth", self.strict_bandwidth),
+        ] {
+            if unbuilt {
+                return Err(format!("{name} is not supported yet"));
+            }
         }
         Ok(())
     }
@@ -219,7 +306,7 @@ mod tests {
             },
             maximum_bandwidth: 1000,
             description: String::new(),
-            pinned: false,
+            ..Default::default()
         }
     }
 
@@ -251,6 +338,36 @@ mod tests {
         let mut r = request();
         r.destination = r.source.clone();
         assert!(r.validate().unwrap_err().contains("same endpoint"));
+    }
+
+    #[test]
+    fn flow_options_that_exclude_or_need_each_other_are_refused() {
+        let refused = |change: fn(&mut FlowRequest)| {
+            let mut r = request();
+            change(&mut r);
+            r.validate().unwrap_err()
+        };
+        assert!(
+            refused(|r| (r.ignore_bandwidth, r.strict_bandwidth) = (true, true))
+                .contains("cannot both")
+        );
+        assert!(
+            refused(|r| r.path_computation_strategy = PathComputationStrategy::MaxLatency)
+                .contains("needs max_latency")
+        );
+        assert!(
+            refused(|r| (r.max_latency, r.max_latency_tier2) = (Some(10), Some(5)))
+                .contains("at least max_latency")
+        );
+        assert!(refused(|r| r.diverse_flow_id = Some("f1".into())).contains("itself"));
+        assert!(refused(|r| {
+            r.allocate_protected_path = true;
+            r.destination.switch_id = r.source.switch_id;
+        })
+        .contains("one-switch"));
+        assert!(
+            refused(|r| (r.allocate_protected_path, r.pinned) = (true, true)).contains("pinned")
+        );
     }
 
     #[test]

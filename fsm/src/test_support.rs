@@ -22,7 +22,7 @@ pub fn request(src: u64, dst: u64) -> FlowRequest {
         },
         maximum_bandwidth: 1000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

@@ -111,7 +111,7 @@ fn request(flow: usize, src: u64, dst: u64) -> FlowRequest {
         destination: end(dst, if src == dst { 21 } else { 20 }),
         maximum_bandwidth: 1_000_000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

@@ -95,7 +95,7 @@ pub fn plan(request: &PlanRequest<'_>, rng: &mut StdRng) -> Result<Plan, PlanErr
             destination,
             maximum_bandwidth: bandwidth_kbps,
             description: format!("hubspoke load {}", request.run_prefix),
-            pinned: false,
+            ..Default::default()
         });
     }
     Ok(Plan {

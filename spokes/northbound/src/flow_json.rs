@@ -1,6 +1,8 @@
 //! The flow as the REST contract shows it.
 
-use hubspoke_fsm::{FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, Resources, SwitchId};
+use hubspoke_fsm::{
+    FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, PathComputationStrategy, Resources, SwitchId,
+};
 use serde::{Deserialize, Serialize};
 
 use hubspoke_bus::clock::rfc3339_ms;
@@ -21,6 +23,14 @@ pub struct FlowJson {
     pub maximum_bandwidth: u64,
     pub description: String,
     pub pinned: bool,
+    pub path_computation_strategy: PathComputationStrategy,
+    pub max_latency: Option<u64>,
+    pub max_latency_tier2: Option<u64>,
+    pub allocate_protected_path: bool,
+    pub diverse_flow_id: Option<String>,
+    pub priority: Option<u32>,
+    pub ignore_bandwidth: bool,
+    pub strict_bandwidth: bool,
     pub status: FlowStatus,
     pub status_info: Option<String>,
     pub path: Vec<PathNode>,
@@ -38,6 +48,14 @@ impl From<&FlowRecord> for FlowJson {
             maximum_bandwidth: request.maximum_bandwidth,
             description: request.description.clone(),
             pinned: request.pinned,
+            path_computation_strategy: request.path_computation_strategy,
+            max_latency: request.max_latency,
+            max_latency_tier2: request.max_latency_tier2,
+            allocate_protected_path: request.allocate_protected_path,
+            diverse_flow_id: request.diverse_flow_id.clone(),
+            priority: request.priority,
+            ignore_bandwidth: request.ignore_bandwidth,
+            strict_bandwidth: request.strict_bandwidth,
             status: record.status,
             status_info: record.status_info.clone(),
             path: record
@@ -92,7 +110,7 @@ mod tests {
             },
             maximum_bandwidth: 100,
             description: "d".into(),
-            pinned: false,
+            ..Default::default()
         }
     }
 

@@ -274,7 +274,7 @@ mod tests {
             },
             maximum_bandwidth: 1000,
             description: String::new(),
-            pinned: false,
+            ..Default::default()
         };
         let mut record = FlowRecord::new(request, created_ms);
         record.version = version;

@@ -193,7 +193,7 @@ pub fn create_request(flow_id: &str, n: usize) -> Envelope<NbRequest> {
         destination: endpoint(3),
         maximum_bandwidth: 1000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     };
     Envelope::new(
         format!("bench-{flow_id}"),

@@ -23,7 +23,7 @@ fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> Flow
         },
         maximum_bandwidth: bandwidth,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

@@ -16,7 +16,7 @@ fn request(flow_id: &str) -> FlowRequest {
         destination: endpoint(2),
         maximum_bandwidth: 1000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

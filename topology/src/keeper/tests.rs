@@ -27,7 +27,7 @@ fn request(flow_id: &str, port: u32) -> FlowRequest {
         destination: end(3),
         maximum_bandwidth: 1000,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     }
 }
 

@@ -349,7 +349,7 @@ fn pinged_flow(fabric: &mut SwitchFabric) -> (Vec<FlowSegment>, Vec<Probe>) {
         destination: end(3, 11, 200),
         maximum_bandwidth: 0,
         description: String::new(),
-        pinned: false,
+        ..Default::default()
     };
     let resources = Resources {
         cookie: 5,

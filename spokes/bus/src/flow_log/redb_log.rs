@@ -226,7 +226,7 @@ mod tests {
                 destination: endpoint(2),
                 maximum_bandwidth: 1,
                 description: String::new(),
-                pinned: false,
+                ..Default::default()
             },
             0,
         );

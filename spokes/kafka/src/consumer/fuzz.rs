@@ -145,7 +145,7 @@ fn flow_request(flow_id: &str) -> FlowRequest {
         },
         maximum_bandwidth: 10_000,
         description: "customer A to B".into(),
-        pinned: false,
+        ..Default::default()
     }
 }
 
