@@ -114,6 +114,11 @@ fn delete_owes_unconfirmed_removals() {
 }
 
 #[test]
+fn priority_and_degraded_reroute() {
+    run_case("priority_and_degraded_reroute");
+}
+
+#[test]
 fn ping_flow() {
     run_case("ping_flow");
 }

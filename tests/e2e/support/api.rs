@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::flows::{switch_id, GRID_ISLS, SWITCHES};
 use super::{eventually, eventually_explained};
@@ -95,6 +95,39 @@ impl Api {
             .find_map(|l| l.strip_prefix(&line))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    /// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
+    pub async fn trace(&self, endpoint: &Value) -> Value {
+        let body = json!({
+            "switch_id": endpoint["switch_id"],
+            "in_port": endpoint["port_number"],
+            "vlan_id": endpoint["vlan_id"],
+        });
+        let response = self
+            .client
+            .post(self.sim("/sim/trace"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /sim/trace");
+        assert_eq!(response.status(), 200, "trace from {endpoint}");
+        response.json().await.expect("a trace")
+    }
+
+    /// A packet entering at each end of the flow leaves at the other, with its VLAN.
+    pub async fn assert_delivered_both_ways(&self, flow: &Value) {
+        for (from, to) in [
+            (&flow["source"], &flow["destination"]),
+            (&flow["destination"], &flow["source"]),
+        ] {
+            let trace = self.trace(from).await;
+            assert!(
+                leaves_at(&trace, to),
+                "flow {}: a packet from {from} must leave at {to}; it went: {trace}",
+                flow["flow_id"]
+            );
+        }
     }
 
     /// `POST /v2/flows`, answered 200; the flow as answered.
@@ -241,4 +274,13 @@ impl Api {
         let path = format!("/sim/links/{}/{}/{change}", switch_id(a), switch_id(b));
         self.ok(&path, self.client.post(self.sim(&path))).await;
     }
+}
+
+/// Whether the traced packet left the network at the endpoint, with its VLAN.
+pub fn leaves_at(trace: &Value, endpoint: &Value) -> bool {
+    let end = &trace["end"];
+    end["result"] == "delivered"
+        && end["switch_id"] == endpoint["switch_id"]
+        && end["port"] == endpoint["port_number"]
+        && end["vlan"] == endpoint["vlan_id"]
 }
