@@ -119,6 +119,11 @@ fn priority_and_degraded_reroute() {
 }
 
 #[test]
+fn patch_flow() {
+    run_case("patch_flow");
+}
+
+#[test]
 fn ping_flow() {
     run_case("ping_flow");
 }
