@@ -476,6 +476,19 @@ pub enum FlowEvent {
         flow_id: Option<FlowId>,
         rules: Vec<FlowSegment>,
     },
+    /// The flow's diversity group changed (none: it left its group, or was deleted). Written by
+    /// the allocator, which keeps the groups; the newest one per flow is its membership.
+    DiverseGroup {
+        flow_id: FlowId,
+        group: Option<String>,
+    },
+    /// From the network view: the flow's installed path shares an ISL with `with`, a member of
+    /// its diversity group (`shared`), or no longer does. Derived, so not recovered.
+    PathShared {
+        flow_id: FlowId,
+        with: FlowId,
+        shared: bool,
+    },
     /// A topology generation began (its envelope carries the same epoch). Over Kafka a
     /// restarted topology writes one into every partition of the flow log, so from there on
     /// its readers drop what the dead generation still produces.
@@ -702,6 +715,16 @@ mod tests {
                 details: String::new(),
                 correlation_id: "c".into(),
             },
+        });
+        let json = round_trip(FlowEvent::DiverseGroup {
+            flow_id: "f".into(),
+            group: Some("g".into()),
+        });
+        assert!(json.contains(r#""type":"diverse_group""#), "{json}");
+        round_trip(FlowEvent::PathShared {
+            flow_id: "f".into(),
+            with: "g".into(),
+            shared: true,
         });
     }
 

@@ -64,7 +64,8 @@ pub struct FlowRequest {
     /// the primary fails.
     #[serde(default)]
     pub allocate_protected_path: bool,
-    /// Joins the diversity group of that flow: their paths share no ISL where possible.
+    /// Joins the diversity group of that flow (or forms one with it): the members' paths share
+    /// no ISL, and no switch but their endpoints, where the network allows.
     #[serde(default)]
     pub diverse_flow_id: Option<FlowId>,
     /// Lower is more important (OpenKilda's meaning); none is the least important.
@@ -144,7 +145,6 @@ impl FlowRequest {
             ("max_latency", self.max_latency.is_some()),
             ("max_latency_tier2", self.max_latency_tier2.is_some()),
             ("allocate_protected_path", self.allocate_protected_path),
-            ("diverse_flow_id", self.diverse_flow_id.is_some()),
         ] {
             if unbuilt {
                 return Err(format!("{name} is not supported yet"));
@@ -457,6 +457,11 @@ mod tests {
     #[test]
     fn a_well_formed_request_validates() {
         assert_eq!(request().validate(), Ok(()));
+        let diverse = FlowRequest {
+            diverse_flow_id: Some("f2".into()),
+            ..request()
+        };
+        assert_eq!(diverse.validate(), Ok(()));
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!          │                  │                    flows on down links
 //!          ├─ sb events ──────┼─► allocator ─┬──────────► allocations
 //!          │                  │              ├─► network view ─► flows on down links
-//!          │                  │              │               └─► network states (out)
+//!          │                  │              │               ├─► network states (out)
+//!          │                  │              │               └─► paths shared in a diversity
+//!          │                  │              │                   group (flow events, out)
 //!          │                  │              └─► "network improved" (broadcast) ─► hub
 //!          │                  ├─► speaker requests ─► speaker ◄── feedback(+1): speaker timeouts
 //!          └─ sb responses ─────────────────────────►    ├─► reports
@@ -152,6 +154,7 @@ pub fn build<'scope>(
         Known {
             network: recovery.network.clone(),
             reservations: recovery.flows.iter().map(|f| f.record.clone()).collect(),
+            groups: recovery.groups.clone(),
             debts: recovery.debts.clone(),
             at_ms: recovery.at_ms,
         }
@@ -257,8 +260,20 @@ pub fn build<'scope>(
     Outbound {
         sb_commands: speaker.commands,
         nb_responses: hub.responses.concat(allocator.responses),
-        flow_events: hub.events.concat(allocator.events),
-        network_states: stamped(view.states),
+        flow_events: hub.events.concat(allocator.events).concat(stamped(
+            view.shared,
+            |(flow_id, with, shared)| {
+                (
+                    flow_id.clone(),
+                    FlowEvent::PathShared {
+                        flow_id,
+                        with,
+                        shared,
+                    },
+                )
+            },
+        )),
+        network_states: stamped(view.states, |state| (state.key(), state)),
     }
 }
 
@@ -296,19 +311,22 @@ fn improves(change: &ViewChange) -> bool {
     )
 }
 
-/// Network states as bus messages, keyed by switch or link, stamped with their time.
-fn stamped<'scope>(
-    states: StreamVec<'scope, Time, NetworkState>,
-) -> StreamVec<'scope, Time, Envelope<NetworkState>> {
-    states.unary(Pipeline, "Stamp", |_capability, _info| {
+/// What the network view derives as bus messages (`message` gives the key and payload),
+/// stamped with their time.
+fn stamped<'scope, D: 'static, P: Clone + 'static>(
+    derived: StreamVec<'scope, Time, D>,
+    message: impl Fn(D) -> (String, P) + 'static,
+) -> StreamVec<'scope, Time, Envelope<P>> {
+    derived.unary(Pipeline, "Stamp", |_capability, _info| {
         move |input, output| {
             input.for_each_stamp(|capability, data| {
                 let Some(&now) = capability.least() else {
                     return;
                 };
                 let mut session = output.session(&capability);
-                for state in data.flat_map(|batch| batch.drain(..)) {
-                    session.give(Envelope::new("network-view", state.key(), now, state));
+                for item in data.flat_map(|batch| batch.drain(..)) {
+                    let (key, payload) = message(item);
+                    session.give(Envelope::new("network-view", key, now, payload));
                 }
             });
         }

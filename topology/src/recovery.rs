@@ -122,6 +122,8 @@ pub struct Recovery {
     pub answers: HashMap<String, Envelope<NbResponse>>,
     /// The removal debt not yet paid.
     pub debts: Vec<RecoveredDebt>,
+    /// The diversity group of each recovered flow in one, by flow id.
+    pub groups: Vec<(FlowId, String)>,
     /// This start's topology generation: one past the newest the log has seen. Every
     /// process of a cluster reads the log before any of them writes (timely connects them
     /// only once all have started), so they agree on it.
@@ -136,6 +138,7 @@ impl Recovery {
         let mut last_operation: HashMap<String, String> = HashMap::new();
         let mut answers = HashMap::new();
         let mut ledger = DebtLedger::default();
+        let mut groups: BTreeMap<FlowId, Option<String>> = BTreeMap::new();
         let mut newest_epoch = 0;
         for event in events {
             let Envelope {
@@ -178,6 +181,10 @@ impl Recovery {
                 }
                 FlowEvent::ExcessOwed { rules } => ledger.owe(None, rules),
                 FlowEvent::RemovalPaid { flow_id, rules } => ledger.pay(flow_id, &rules),
+                FlowEvent::DiverseGroup { flow_id, group } => {
+                    groups.insert(flow_id, group);
+                }
+                FlowEvent::PathShared { .. } => {}
                 FlowEvent::GenerationStarted { epoch } => newest_epoch = newest_epoch.max(epoch),
             }
         }
@@ -194,13 +201,26 @@ impl Recovery {
             })
             .collect();
         flows.sort_by(|a, b| a.record.flow_id().cmp(b.record.flow_id()));
+        let groups = groups
+            .into_iter()
+            .filter(|(flow_id, _)| records_kept(&flows, flow_id))
+            .filter_map(|(flow_id, group)| group.map(|group| (flow_id, group)))
+            .collect();
         Recovery {
             at_ms,
             flows,
             network: Vec::new(),
             answers,
             debts: ledger.outstanding(),
+            groups,
             generation: newest_epoch + 1,
         }
     }
+}
+
+/// Whether the log still holds a record of the flow (`flows` sorted by flow id).
+fn records_kept(flows: &[RecoveredFlow], flow_id: &str) -> bool {
+    flows
+        .binary_search_by(|f| f.record.flow_id().cmp(flow_id))
+        .is_ok()
 }

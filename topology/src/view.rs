@@ -1,6 +1,7 @@
 //! The network view, in differential dataflow: switches, links with their capacity, flow
-//! reservations and installed paths are collections; available bandwidth per link and the
-//! flows whose path uses a down link are maintained from them incrementally.
+//! reservations, installed paths and diversity groups are collections; available bandwidth
+//! per link, the flows whose path uses a down link and the members of a diversity group whose
+//! paths share an ISL are maintained from them incrementally.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +50,12 @@ pub enum ViewChange {
         flow_id: FlowId,
         diff: isize,
     },
+    /// `flow_id` is a member of the diversity group.
+    GroupMember {
+        group: String,
+        flow_id: FlowId,
+        diff: isize,
+    },
 }
 
 /// What the view emits: only what changed, at the time it changed.
@@ -57,6 +64,10 @@ pub struct ViewStreams<'scope> {
     /// goes down, `(flow_id, false)` when none is down any more (or the flow left such a path).
     /// Only changes, never repeats.
     pub affected: StreamVec<'scope, Time, (FlowId, bool)>,
+    /// Members of a diversity group whose installed paths share a link: `(flow, other,
+    /// true)` when they start to, `(flow, other, false)` when they no longer do; both ways
+    /// round. Only changes.
+    pub shared: StreamVec<'scope, Time, (FlowId, FlowId, bool)>,
     /// The new state of every switch and link whose state changed at that time.
     pub states: StreamVec<'scope, Time, NetworkState>,
 }
@@ -116,8 +127,16 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
         } => Some((((isl, flow_id), bandwidth), diff)),
         _ => None,
     });
-    let paths = updates.explode(|change| match change {
+    let paths = updates.clone().explode(|change| match change {
         ViewChange::Path { isl, flow_id, diff } => Some(((isl, flow_id), diff)),
+        _ => None,
+    });
+    let members = updates.explode(|change| match change {
+        ViewChange::GroupMember {
+            group,
+            flow_id,
+            diff,
+        } => Some(((flow_id, group), diff)),
         _ => None,
     });
 
@@ -169,7 +188,25 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     });
 
     let down = links.filter(|(_, (_, up))| !up).map(|(isl, _)| isl);
-    let affected = paths.semijoin(down).map(|(_, flow_id)| flow_id).distinct();
+    let affected = paths
+        .clone()
+        .semijoin(down)
+        .map(|(_, flow_id)| flow_id)
+        .distinct();
+
+    // The links (one direction stands for both) each member's path uses, keyed by group and
+    // link: two members under one key share it.
+    let member_links = paths
+        .map(|(isl, flow_id)| (flow_id, isl.min(isl.reversed())))
+        .distinct()
+        .join(members)
+        .map(|(flow_id, (link, group))| ((group, link), flow_id));
+    let shared = member_links
+        .clone()
+        .join(member_links)
+        .filter(|(_, (flow, other))| flow != other)
+        .map(|(_, pair)| pair)
+        .distinct();
 
     // A reduce emits `-old +new` for a key that changed: the new state is the `+`.
     let states = at_own_time(link_view, |(_, link), diff| {
@@ -180,6 +217,7 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     }));
     ViewStreams {
         affected: at_own_time(affected, |flow_id, diff| Some((flow_id, diff > 0))),
+        shared: at_own_time(shared, |(flow, other), diff| Some((flow, other, diff > 0))),
         states,
     }
 }
@@ -241,6 +279,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct Emitted {
         affected: Vec<(FlowId, bool)>,
+        shared: Vec<(FlowId, FlowId, bool)>,
         links: Vec<LinkState>,
         switches: Vec<SwitchState>,
     }
@@ -267,6 +306,16 @@ mod tests {
                             let mut emitted = into.lock().unwrap();
                             let at = emitted.entry(*stamp.expect_singleton()).or_default();
                             at.affected.extend(data.iter().cloned());
+                        }
+                    })
+                    .probe_with(&probe);
+                let into = sink.clone();
+                view.shared
+                    .inspect_core(move |event| {
+                        if let Ok((stamp, data)) = event {
+                            let mut emitted = into.lock().unwrap();
+                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
+                            at.shared.extend(data.iter().cloned());
                         }
                     })
                     .probe_with(&probe);
@@ -308,6 +357,7 @@ mod tests {
         let mut emitted = std::mem::take(&mut *emitted.lock().unwrap());
         for at in emitted.values_mut() {
             at.affected.sort();
+            at.shared.sort();
             at.links.sort();
             at.switches.sort();
         }
@@ -335,6 +385,14 @@ mod tests {
     fn path(isl: Isl, flow_id: &str, diff: isize) -> ViewChange {
         ViewChange::Path {
             isl,
+            flow_id: flow_id.to_string(),
+            diff,
+        }
+    }
+
+    fn member(group: &str, flow_id: &str, diff: isize) -> ViewChange {
+        ViewChange::GroupMember {
+            group: group.to_string(),
             flow_id: flow_id.to_string(),
             diff,
         }
@@ -532,6 +590,42 @@ mod tests {
         assert_eq!(emitted[&2].affected, vec![("f".to_string(), true)]);
         assert_eq!(emitted[&3].affected, vec![("f".to_string(), false)]);
         assert!(emitted[&3].links.is_empty());
+    }
+
+    #[test]
+    fn view_members_sharing_a_link_are_reported_both_ways_until_they_part() {
+        let (a, b, c) = (isl(1, 2), isl(2, 3), isl(1, 3));
+        let both_ways = |flow: &str, isl: Isl, diff: isize| {
+            vec![path(isl, flow, diff), path(isl.reversed(), flow, diff)]
+        };
+        let pair = |shared: bool| {
+            vec![
+                ("f1".to_string(), "f2".to_string(), shared),
+                ("f2".to_string(), "f1".to_string(), shared),
+            ]
+        };
+        let emitted = run(
+            2,
+            vec![
+                // f1 on 1-2-3, f2 on 1-3, f3 (no group) on 1-2: nothing shared in the group.
+                [
+                    both_ways("f1", a, 1),
+                    both_ways("f1", b, 1),
+                    both_ways("f2", c, 1),
+                    both_ways("f3", a, 1),
+                    vec![member("g", "f1", 1), member("g", "f2", 1)],
+                ]
+                .concat(),
+                // f2 moves onto 2-3 (listed the other way round): it shares that link with f1.
+                [both_ways("f2", c, -1), both_ways("f2", b.reversed(), 1)].concat(),
+                // f1 leaves the group: nothing shared.
+                vec![member("g", "f1", -1)],
+            ],
+            true,
+        );
+        assert!(emitted.get(&1).is_none_or(|at| at.shared.is_empty()));
+        assert_eq!(emitted[&2].shared, pair(true));
+        assert_eq!(emitted[&3].shared, pair(false));
     }
 
     #[test]

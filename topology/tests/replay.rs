@@ -127,3 +127,8 @@ fn patch_flow() {
 fn ping_flow() {
     run_case("ping_flow");
 }
+
+#[test]
+fn diverse_pair() {
+    run_case("diverse_pair");
+}

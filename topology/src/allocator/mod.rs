@@ -14,7 +14,12 @@
 //! not confirmed: the removal debt) is not given back when the flow lets go of it. Its
 //! cookie, VLANs, meters, endpoints and bandwidth stay taken until the last of those rules is
 //! confirmed gone, so nothing new can collide with a rule left behind.
+//!
+//! Diversity: a flow in a diversity group gets a path that shares no ISL and no switch (but
+//! its endpoints) with the other members' paths; failing that, no ISL; failing that, the
+//! best path there is (the network view reports the ISLs it shares). See `diversity`.
 
+pub mod diversity;
 mod ids;
 pub mod operator;
 pub mod owed;
@@ -33,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::view::ViewChange;
 use crate::wire::Json;
+use diversity::{DiversityGroups, GroupId};
 use ids::IdPool;
 use owed::OwedRules;
 
@@ -170,8 +176,19 @@ pub struct ResourcePool {
     /// Each switch's highest port and port numbers (see `SwitchInfo`), and whether it is up.
     switches: BTreeMap<SwitchId, Announced<(u32, Vec<u32>)>>,
     isls: HashMap<Isl, Announced<u64>>,
+    groups: DiversityGroups,
+    /// Group changes not yet written to the flow log: (flow, its group now).
+    group_changes: Vec<(FlowId, Option<GroupId>)>,
     /// Changes not yet handed to the network view.
     changes: Vec<ViewChange>,
+}
+
+/// What a diverse path keeps away from: the other members' ISLs (both directions) and
+/// switches (but the flow's own endpoints).
+#[derive(Default)]
+struct Avoid {
+    isls: HashSet<Isl>,
+    switches: HashSet<SwitchId>,
 }
 
 impl Default for ResourcePool {
@@ -189,6 +206,8 @@ impl Default for ResourcePool {
             orphan_cookies: HashSet::new(),
             switches: BTreeMap::new(),
             isls: HashMap::new(),
+            groups: DiversityGroups::default(),
+            group_changes: Vec::new(),
             changes: Vec::new(),
         }
     }
@@ -265,6 +284,12 @@ impl ResourcePool {
         if let Some(path) = path {
             self.paths_changed(&flow_id, &path, 1);
         }
+    }
+
+    /// Puts a flow back in the diversity group the flow log last gave it.
+    pub fn restore_group(&mut self, flow_id: &str, group: GroupId) {
+        self.set_group(flow_id, Some(group));
+        self.group_changes.clear();
     }
 
     /// Takes a reservation's ids and endpoints back from the pools, as its record holds them.
@@ -608,6 +633,7 @@ impl ResourcePool {
         for endpoint in [&request.source, &request.destination] {
             self.check_endpoint(endpoint, &request.flow_id)?;
         }
+        let avoid = self.avoid_for(request)?;
         let holding = self.holdings.get(&request.flow_id);
         let usable = |isl: &Isl| {
             let own = holding.map_or(0, |h| h.bandwidth_on(isl));
@@ -621,13 +647,7 @@ impl ResourcePool {
         let search = |bandwidth: u64| match pinned_to {
             Some(path) => pinned_path(request, path, bandwidth, usable),
             None => self
-                .network
-                .shortest_path(
-                    request.source.switch_id,
-                    request.destination.switch_id,
-                    bandwidth,
-                    usable,
-                )
+                .diverse_path(request, &avoid, bandwidth, usable)
                 .ok_or_else(|| no_path(request, bandwidth)),
         };
         let chosen = choose_path(request, reallocation, search)?;
@@ -646,11 +666,161 @@ impl ResourcePool {
         });
         if !pending {
             self.paths_changed(&flow_id, &resources, 1);
+            self.join_group(request, None);
         }
         for endpoint in [&request.source, &request.destination] {
             self.endpoints.insert(endpoint.clone(), flow_id.clone());
         }
         Ok(resources)
+    }
+
+    /// The fewest-hop path for `request` with `bandwidth` that keeps away from the other
+    /// members' switches and ISLs, else from their ISLs, else the fewest-hop path there is.
+    fn diverse_path(
+        &self,
+        request: &FlowRequest,
+        avoid: &Avoid,
+        bandwidth: u64,
+        usable: impl Fn(&Isl) -> Option<u64>,
+    ) -> Option<Vec<Isl>> {
+        let tiers: &[(bool, bool)] = if avoid.isls.is_empty() {
+            &[(false, false)]
+        } else {
+            &[(true, true), (true, false), (false, false)]
+        };
+        let path = tiers.iter().find_map(|&(isls, switches)| {
+            self.network.shortest_path(
+                request.source.switch_id,
+                request.destination.switch_id,
+                bandwidth,
+                |isl| {
+                    let avoided = (isls && avoid.isls.contains(isl))
+                        || (switches
+                            && (avoid.switches.contains(&isl.src_switch)
+                                || avoid.switches.contains(&isl.dst_switch)));
+                    if avoided {
+                        None
+                    } else {
+                        usable(isl)
+                    }
+                },
+            )
+        })?;
+        if path.iter().any(|isl| avoid.isls.contains(isl)) {
+            tracing::info!(
+                flow_id = %request.flow_id,
+                "no diverse path: the flow shares ISLs with its diversity group"
+            );
+        }
+        Some(path)
+    }
+
+    /// What the request's flow keeps away from: the paths (current and pending) of the
+    /// other members of the group the request puts it in.
+    fn avoid_for(&self, request: &FlowRequest) -> Result<Avoid, ErrorBody> {
+        let mut others: BTreeSet<&FlowId> = BTreeSet::new();
+        match membership(request, self.current_request(&request.flow_id)) {
+            Membership::Join(partner) => {
+                self.check_partner(request, partner)?;
+                others.insert(partner);
+                others.extend(self.groups.members(&self.groups.group_for(partner)));
+            }
+            Membership::Stay => {
+                if let Some(group) = self.groups.group_of(&request.flow_id) {
+                    others.extend(self.groups.members(group));
+                }
+            }
+            Membership::Leave => {}
+        }
+        let mut avoid = Avoid::default();
+        let reservations = others
+            .into_iter()
+            .filter(|other| **other != request.flow_id)
+            .filter_map(|other| self.holdings.get(other))
+            .flat_map(|h| h.current.iter().chain(&h.pending));
+        for reservation in reservations {
+            avoid.isls.extend(reserved_isls(&reservation.resources));
+            avoid.switches.extend(switches_of(reservation));
+        }
+        for endpoint in [&request.source, &request.destination] {
+            avoid.switches.remove(&endpoint.switch_id);
+        }
+        Ok(avoid)
+    }
+
+    /// The flow a request names as its diversity partner must exist, and neither may be a
+    /// one-switch flow (it has no ISL to keep apart), as in OpenKilda.
+    fn check_partner(&self, request: &FlowRequest, partner: &str) -> Result<(), ErrorBody> {
+        let Some(partner_request) = self.current_request(partner) else {
+            return Err(ErrorBody::new(
+                404,
+                "not-found",
+                "Flow not found",
+                format!("diverse_flow_id {partner} names no flow"),
+            ));
+        };
+        let one_switch = [request, partner_request]
+            .into_iter()
+            .find(|r| r.source.switch_id == r.destination.switch_id);
+        if let Some(one_switch) = one_switch {
+            return Err(ErrorBody::new(
+                400,
+                "data-invalid",
+                "Invalid flow request",
+                format!(
+                    "flow {} is a one-switch flow: it cannot be in a diversity group",
+                    one_switch.flow_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn current_request(&self, flow_id: &str) -> Option<&FlowRequest> {
+        self.holdings
+            .get(flow_id)
+            .and_then(|h| h.current.as_ref())
+            .map(|c| &c.request)
+    }
+
+    /// The flow's reservation for `request` took effect (`previous`: the request it
+    /// replaces): it joins or leaves a group as the request says. A partner deleted meanwhile
+    /// leaves it in none.
+    fn join_group(&mut self, request: &FlowRequest, previous: Option<&FlowRequest>) {
+        match membership(request, previous) {
+            Membership::Join(partner) if self.current_request(partner).is_some() => {
+                let group = self.groups.group_for(partner);
+                self.set_group(partner, Some(group.clone()));
+                self.set_group(&request.flow_id, Some(group));
+            }
+            Membership::Join(_) | Membership::Leave => self.set_group(&request.flow_id, None),
+            Membership::Stay => {}
+        }
+    }
+
+    fn set_group(&mut self, flow_id: &str, group: Option<GroupId>) {
+        let changes = self.groups.set(flow_id, group.clone());
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            self.changes.push(ViewChange::GroupMember {
+                group: change.group,
+                flow_id: change.flow_id,
+                diff: if change.joined { 1 } else { -1 },
+            });
+        }
+        self.group_changes.push((flow_id.to_string(), group));
+    }
+
+    /// The group changes made since the last call, for the flow log.
+    pub fn take_group_changes(&mut self) -> Vec<(FlowId, Option<GroupId>)> {
+        std::mem::take(&mut self.group_changes)
+    }
+
+    /// The diversity group the flow is in.
+    pub fn group_of(&self, flow_id: &str) -> Option<&GroupId> {
+        self.groups.group_of(flow_id)
     }
 
     fn take_ids(
@@ -794,12 +964,14 @@ impl ResourcePool {
             h.current = h.pending.take();
             new = h.current.clone();
         });
+        let previous = old.as_ref().map(|o| o.request.clone());
         if let Some(old) = old {
             self.paths_changed(flow_id, &old.resources, -1);
             self.let_go(flow_id, old);
         }
         if let Some(new) = new {
             self.paths_changed(flow_id, &new.resources, 1);
+            self.join_group(&new.request, previous.as_ref());
         }
     }
 
@@ -832,6 +1004,7 @@ impl ResourcePool {
         if let Some(pending) = pending {
             self.let_go(flow_id, pending);
         }
+        self.set_group(flow_id, None);
     }
 
     /// A reservation the flow no longer uses goes back, unless some of its rules are owed:
@@ -939,6 +1112,26 @@ impl ResourcePool {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// What a request does to its flow's diversity group.
+enum Membership<'a> {
+    /// It names a partner the request it replaces did not: it joins the partner's group.
+    Join(&'a FlowId),
+    /// It names the partner it named (a reroute keeps its group even if the partner is gone
+    /// since), or none as before (a flow others joined stays in their group).
+    Stay,
+    /// It names no partner any more.
+    Leave,
+}
+
+fn membership<'a>(request: &'a FlowRequest, previous: Option<&FlowRequest>) -> Membership<'a> {
+    let named_before = previous.and_then(|p| p.diverse_flow_id.as_ref());
+    match &request.diverse_flow_id {
+        Some(partner) if named_before != Some(partner) => Membership::Join(partner),
+        None if named_before.is_some() => Membership::Leave,
+        _ => Membership::Stay,
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hubspoke_fsm::{
-    Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, Reallocation, SbEvent, SwitchId,
+    Envelope, FlowEvent, FlowId, FlowRecord, NbRequest, NbResponse, Reallocation, SbEvent, SwitchId,
 };
 use hubspoke_speaker::{SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
+use super::diversity::GroupId;
 use super::{AllocatorRequest, ResourcePool};
 use crate::coordinator::Deadline;
 use crate::dataflow::{ship, Time};
@@ -61,6 +62,8 @@ pub struct Known {
     /// The records a restarted topology found, whose resources are taken back before
     /// anything else is allocated.
     pub reservations: Vec<FlowRecord>,
+    /// The diversity group of each flow in one, as the flow log last gave it.
+    pub groups: Vec<(FlowId, GroupId)>,
     /// The removal debt a restarted topology found: its reservations stay quarantined.
     pub debts: Vec<RecoveredDebt>,
     /// When the topology started: what the view learns from this enters at that time.
@@ -149,6 +152,9 @@ pub fn allocator_operator<'scope>(
         }
         for record in &known.reservations {
             pool.restore(record);
+        }
+        for (flow_id, group) in &known.groups {
+            pool.restore_group(flow_id, group.clone());
         }
         for debt in &known.debts {
             debt.restore_into(&mut pool);
@@ -331,6 +337,14 @@ fn handle(
         request => {
             if let Some(result) = pool.handle(request) {
                 buffers.results.push(HubInput::Allocation(result));
+            }
+            for (flow_id, group) in pool.take_group_changes() {
+                buffers.events.push(Envelope::new(
+                    "diversity-group",
+                    flow_id.clone(),
+                    now,
+                    FlowEvent::DiverseGroup { flow_id, group },
+                ));
             }
         }
     }

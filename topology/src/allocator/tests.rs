@@ -1,6 +1,6 @@
 use super::*;
 
-fn pool(spec: &str) -> ResourcePool {
+pub(super) fn pool(spec: &str) -> ResourcePool {
     let mut pool = ResourcePool::new();
     for event in Network::generate(spec).unwrap().unwrap().announcement() {
         pool.apply_network_event(&event);
@@ -8,7 +8,7 @@ fn pool(spec: &str) -> ResourcePool {
     pool
 }
 
-fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> FlowRequest {
+pub(super) fn request(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> FlowRequest {
     FlowRequest {
         flow_id: flow_id.into(),
         source: FlowEndpoint {

@@ -126,10 +126,11 @@ impl RedbFlowLog {
     }
 }
 
-/// The positions compaction keeps: each live flow's newest record; history and other events
-/// newer than `cutoff_ms`, or of a flow whose operation is still running.
+/// The positions compaction keeps: each live flow's newest record and diversity group; history
+/// and other events newer than `cutoff_ms`, or of a flow whose operation is still running.
 fn retained(events: &[(u64, Envelope<FlowEvent>)], cutoff_ms: u64) -> HashSet<u64> {
     let mut newest_record: HashMap<&str, u64> = HashMap::new();
+    let mut newest_group: HashMap<&str, u64> = HashMap::new();
     let mut removed: HashSet<&str> = HashSet::new();
     let mut running: HashSet<&str> = HashSet::new();
     for (position, event) in events {
@@ -147,6 +148,9 @@ fn retained(events: &[(u64, Envelope<FlowEvent>)], cutoff_ms: u64) -> HashSet<u6
                 removed.insert(flow_id);
                 running.remove(flow_id.as_str());
             }
+            FlowEvent::DiverseGroup { flow_id, .. } => {
+                newest_group.insert(flow_id, *position);
+            }
             _ => {}
         }
     }
@@ -158,6 +162,9 @@ fn retained(events: &[(u64, Envelope<FlowEvent>)], cutoff_ms: u64) -> HashSet<u6
             match &event.payload {
                 FlowEvent::Updated { .. } if !removed.contains(flow_id) => {
                     newest_record.get(flow_id) == Some(position)
+                }
+                FlowEvent::DiverseGroup { .. } if !removed.contains(flow_id) => {
+                    recent || newest_group.get(flow_id) == Some(position)
                 }
                 _ => recent,
             }
@@ -338,5 +345,43 @@ mod tests {
             "a's record is superseded by its removal; b is running"
         );
         assert_eq!(retained(&events, 100), HashSet::from([3, 4]));
+    }
+
+    #[test]
+    fn a_live_flows_newest_diversity_group_outlives_the_retention() {
+        let group = |at: u64, flow_id: &str, group: Option<&str>| {
+            Envelope::new(
+                "c",
+                flow_id,
+                at,
+                FlowEvent::DiverseGroup {
+                    flow_id: flow_id.into(),
+                    group: group.map(str::to_string),
+                },
+            )
+        };
+        let events: Vec<(u64, Envelope<FlowEvent>)> = vec![
+            (0, updated(10, record("a", FlowStatus::Up, 1))),
+            (1, group(10, "a", Some("g"))),
+            (2, group(20, "a", Some("h"))),
+            (3, group(20, "b", Some("h"))),
+            (
+                4,
+                Envelope::new(
+                    "c",
+                    "b",
+                    30,
+                    FlowEvent::Removed {
+                        flow_id: "b".into(),
+                        version: 2,
+                    },
+                ),
+            ),
+        ];
+        assert_eq!(
+            retained(&events, 100),
+            HashSet::from([0, 2]),
+            "a's group stays; a removed flow's goes with it"
+        );
     }
 }
