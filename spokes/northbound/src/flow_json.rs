@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use hubspoke_bus::clock::rfc3339_ms;
 
+use crate::view::Diversity;
+
 /// One switch of a flow's forward path, with the ports traffic enters and leaves by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathNode {
@@ -28,6 +30,9 @@ pub struct FlowJson {
     pub max_latency_tier2: Option<u64>,
     pub allocate_protected_path: bool,
     pub diverse_flow_id: Option<String>,
+    /// The other flows of its diversity group (OpenKilda's `diverse_with`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diverse_with: Vec<String>,
     pub priority: Option<u32>,
     pub ignore_bandwidth: bool,
     pub strict_bandwidth: bool,
@@ -53,6 +58,7 @@ impl From<&FlowRecord> for FlowJson {
             max_latency_tier2: request.max_latency_tier2,
             allocate_protected_path: request.allocate_protected_path,
             diverse_flow_id: request.diverse_flow_id.clone(),
+            diverse_with: Vec::new(),
             priority: request.priority,
             ignore_bandwidth: request.ignore_bandwidth,
             strict_bandwidth: request.strict_bandwidth,
@@ -66,6 +72,21 @@ impl From<&FlowRecord> for FlowJson {
             created: rfc3339_ms(record.created_ms),
             last_updated: rfc3339_ms(record.last_updated_ms),
         }
+    }
+}
+
+impl FlowJson {
+    /// The flow as a member of its diversity group: its other members, and (when nothing
+    /// else is to be said of an UP flow) the members its path could not keep apart from.
+    pub fn with_diversity(mut self, diversity: Diversity) -> Self {
+        self.diverse_with = diversity.diverse_with;
+        if self.status_info.is_none() && !diversity.shares_path_with.is_empty() {
+            self.status_info = Some(format!(
+                "no diverse path: shares ISLs with {}",
+                diversity.shares_path_with.join(", ")
+            ));
+        }
+        self
     }
 }
 
@@ -174,5 +195,25 @@ mod tests {
         let text = serde_json::to_value(&json).unwrap();
         assert_eq!(text["status"], "IN_PROGRESS");
         assert_eq!(text["destination"]["vlan_id"], 7);
+    }
+
+    #[test]
+    fn a_member_shows_its_group_and_says_which_paths_it_shares() {
+        let mut record = FlowRecord::new(request(1, 3), 1);
+        record.status = FlowStatus::Up;
+        let diversity = |shares: &[&str]| Diversity {
+            diverse_with: vec!["g".into(), "h".into()],
+            shares_path_with: shares.iter().map(|f| f.to_string()).collect(),
+        };
+        let diverse = FlowJson::from(&record).with_diversity(diversity(&[]));
+        assert_eq!(diverse.diverse_with, vec!["g", "h"]);
+        assert_eq!(diverse.status_info, None);
+        let shared = FlowJson::from(&record).with_diversity(diversity(&["h"]));
+        assert_eq!(
+            shared.status_info.as_deref(),
+            Some("no diverse path: shares ISLs with h")
+        );
+        let alone = serde_json::to_value(FlowJson::from(&record)).unwrap();
+        assert!(alone.get("diverse_with").is_none(), "{alone}");
     }
 }

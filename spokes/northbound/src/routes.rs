@@ -15,8 +15,8 @@ use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIM
 use hubspoke_fsm::switch_id::InvalidSwitchId;
 use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
-    validate_flow_id, Envelope, FlowPatch, FlowRequest, HistoryEntry, LinkState, NbRequest,
-    NbResponse, SwitchId, SwitchState,
+    validate_flow_id, Envelope, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, LinkState,
+    NbRequest, NbResponse, SwitchId, SwitchState,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -278,7 +278,10 @@ async fn ask_for(
 }
 
 async fn list_flows(State(state): State<NbState>) -> Json<Vec<FlowJson>> {
-    Json(state.view.list().iter().map(FlowJson::from).collect())
+    let json = |record: &FlowRecord| {
+        FlowJson::from(record).with_diversity(state.view.diversity(record.flow_id()))
+    };
+    Json(state.view.list().iter().map(json).collect())
 }
 
 async fn get_flow(
@@ -290,7 +293,9 @@ async fn get_flow(
         .view
         .get(&flow_id)
         .ok_or_else(|| flow_not_found(&flow_id))?;
-    Ok(Json(FlowJson::from(&record)))
+    Ok(Json(
+        FlowJson::from(&record).with_diversity(state.view.diversity(&flow_id)),
+    ))
 }
 
 /// The query of `GET /v2/flows/{flow_id}/history`, as text: the handler says what is wrong

@@ -1,7 +1,7 @@
 //! The read models (the query side of CQRS): flow records and history as the topology
 //! publishes them on `flow.events`, and switches and links as it publishes them on `network`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,6 +24,51 @@ struct ViewState {
     flows: BTreeMap<FlowId, FlowRecord>,
     history: HashMap<FlowId, Vec<HistoryEntry>>,
     tombstones: HashMap<FlowId, Tombstone>,
+    group_of: HashMap<FlowId, String>,
+    members: HashMap<String, BTreeSet<FlowId>>,
+    /// The members of its diversity group each flow's path shares an ISL with.
+    shared: HashMap<FlowId, BTreeSet<FlowId>>,
+}
+
+/// A flow's diversity group as the read model knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diversity {
+    /// The other members of its group.
+    pub diverse_with: Vec<FlowId>,
+    /// The members its path shares an ISL with (no diverse path was found).
+    pub shares_path_with: Vec<FlowId>,
+}
+
+impl ViewState {
+    fn set_group(&mut self, flow_id: &str, group: Option<&String>) {
+        if let Some(old) = self.group_of.remove(flow_id) {
+            if let Some(members) = self.members.get_mut(&old) {
+                members.remove(flow_id);
+                if members.is_empty() {
+                    self.members.remove(&old);
+                }
+            }
+        }
+        if let Some(group) = group {
+            self.group_of.insert(flow_id.to_string(), group.clone());
+            self.members
+                .entry(group.clone())
+                .or_default()
+                .insert(flow_id.to_string());
+        }
+    }
+
+    fn set_shared(&mut self, flow_id: &str, with: &str, shared: bool) {
+        let others = self.shared.entry(flow_id.to_string()).or_default();
+        if shared {
+            others.insert(with.to_string());
+        } else {
+            others.remove(with);
+            if others.is_empty() {
+                self.shared.remove(flow_id);
+            }
+        }
+    }
 }
 
 /// Cheap to clone: every clone reads and writes the same model.
@@ -62,6 +107,14 @@ impl FlowView {
                 let at = entries.partition_point(|e| e.timestamp_ms <= entry.timestamp_ms);
                 entries.insert(at, entry.clone());
             }
+            FlowEvent::DiverseGroup { flow_id, group } => {
+                self.state.write().set_group(flow_id, group.as_ref())
+            }
+            FlowEvent::PathShared {
+                flow_id,
+                with,
+                shared,
+            } => self.state.write().set_shared(flow_id, with, *shared),
             // For the topology's deduplication, the removal debt and fencing; replies reach the
             // shim on their own topic, and the debt is the switch keeper's to show.
             FlowEvent::Answered { .. }
@@ -117,6 +170,31 @@ impl FlowView {
 
     pub fn get(&self, flow_id: &str) -> Option<FlowRecord> {
         self.state.read().flows.get(flow_id).cloned()
+    }
+
+    /// The flow's diversity group: its other members, and those its path shares an ISL with.
+    pub fn diversity(&self, flow_id: &str) -> Diversity {
+        let state = self.state.read();
+        let diverse_with = state
+            .group_of
+            .get(flow_id)
+            .and_then(|group| state.members.get(group))
+            .into_iter()
+            .flatten()
+            .filter(|member| *member != flow_id)
+            .cloned()
+            .collect();
+        let shares_path_with = state
+            .shared
+            .get(flow_id)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        Diversity {
+            diverse_with,
+            shares_path_with,
+        }
     }
 
     /// Every flow, by flow id.
@@ -311,6 +389,52 @@ mod tests {
         let _updater = spawn_view_updater(view.clone(), receiver);
         assert_eq!(view.list().len(), queued);
         assert_eq!(view.events_applied(), queued as u64);
+    }
+
+    #[test]
+    fn a_flow_shows_the_other_members_of_its_group_and_the_paths_it_shares() {
+        let view = FlowView::new();
+        let group = |flow_id: &str, group: Option<&str>| {
+            event(
+                FlowEvent::DiverseGroup {
+                    flow_id: flow_id.into(),
+                    group: group.map(str::to_string),
+                },
+                10,
+            )
+        };
+        for flow_id in ["a", "b", "c"] {
+            view.apply_event(&group(flow_id, Some("a")));
+        }
+        view.apply_event(&group("other", Some("x")));
+        view.apply_event(&event(
+            FlowEvent::PathShared {
+                flow_id: "c".into(),
+                with: "a".into(),
+                shared: true,
+            },
+            20,
+        ));
+        let c = view.diversity("c");
+        assert_eq!(c.diverse_with, vec!["a", "b"]);
+        assert_eq!(c.shares_path_with, vec!["a"]);
+        view.apply_event(&group("a", None));
+        view.apply_event(&event(
+            FlowEvent::PathShared {
+                flow_id: "c".into(),
+                with: "a".into(),
+                shared: false,
+            },
+            30,
+        ));
+        assert_eq!(
+            view.diversity("c"),
+            Diversity {
+                diverse_with: vec!["b".into()],
+                shares_path_with: Vec::new(),
+            }
+        );
+        assert_eq!(view.diversity("a"), Diversity::default());
     }
 
     #[test]
