@@ -5,6 +5,7 @@
 mod cluster;
 mod compose;
 mod crash;
+mod diversity;
 mod embedded;
 mod exact;
 mod kafka;

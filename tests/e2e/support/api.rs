@@ -115,8 +115,10 @@ impl Api {
         response.json().await.expect("a trace")
     }
 
-    /// A packet entering at each end of the flow leaves at the other, with its VLAN.
-    pub async fn assert_delivered_both_ways(&self, flow: &Value) {
+    /// A packet entering at each end of the flow leaves at the other, with its VLAN. Returns
+    /// the two traces.
+    pub async fn assert_delivered_both_ways(&self, flow: &Value) -> Vec<Value> {
+        let mut traces = Vec::with_capacity(2);
         for (from, to) in [
             (&flow["source"], &flow["destination"]),
             (&flow["destination"], &flow["source"]),
@@ -127,7 +129,9 @@ impl Api {
                 "flow {}: a packet from {from} must leave at {to}; it went: {trace}",
                 flow["flow_id"]
             );
+            traces.push(trace);
         }
+        traces
     }
 
     /// `POST /v2/flows`, answered 200; the flow as answered.

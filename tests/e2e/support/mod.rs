@@ -2,6 +2,7 @@
 
 mod api;
 pub mod crash;
+pub mod diversity;
 pub mod exact;
 pub mod flows;
 pub mod ovs;
