@@ -124,12 +124,6 @@ impl FlowRequest {
             }
         }
         for (name, unbuilt) in [
-            (
-                "path_computation_strategy",
-                self.path_computation_strategy != PathComputationStrategy::Cost,
-            ),
-            ("max_latency", self.max_latency.is_some()),
-            ("max_latency_tier2", self.max_latency_tier2.is_some()),
             ("allocate_protected_path", self.allocate_protected_path),
             ("diverse_flow_id", self.diverse_flow_id.is_some()),
             ("priority", self.priority.is_some()),
@@ -368,6 +362,10 @@ mod tests {
         assert!(
             refused(|r| (r.allocate_protected_path, r.pinned) = (true, true)).contains("pinned")
         );
+        let mut latency_bound = request();
+        latency_bound.path_computation_strategy = PathComputationStrategy::MaxLatency;
+        (latency_bound.max_latency, latency_bound.max_latency_tier2) = (Some(10), Some(20));
+        assert_eq!(latency_bound.validate(), Ok(()));
     }
 
     #[test]

@@ -705,6 +705,8 @@ fn link(src_port: u32, state: LinkStatus, available_bandwidth: u64) -> NetworkSt
         capacity: 10_000,
         max_bandwidth: 10_000,
         available_bandwidth,
+        latency_ns: 1_000_000,
+        cost: 700,
     })
 }
 

@@ -16,8 +16,10 @@
 //! confirmed gone, so nothing new can collide with a rule left behind.
 
 mod ids;
+mod links;
 pub mod operator;
 pub mod owed;
+mod paths;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -26,12 +28,12 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, RemovalDebt, Reservation,
-    Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, RemovalDebt,
+    Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::view::ViewChange;
+use crate::view::{LinkProps, ViewChange};
 use crate::wire::Json;
 use ids::IdPool;
 use owed::OwedRules;
@@ -165,7 +167,9 @@ pub struct ResourcePool {
     /// Ordered, so the sweep goes round them in id order without sorting.
     /// Each switch's highest port and port numbers (see `SwitchInfo`), and whether it is up.
     switches: BTreeMap<SwitchId, Announced<(u32, Vec<u32>)>>,
-    isls: HashMap<Isl, Announced<u64>>,
+    isls: HashMap<Isl, Announced<LinkProps>>,
+    /// What operators changed of each directed ISL: it outlives the ISL going down and up.
+    link_patches: HashMap<Isl, LinkPatch>,
     /// Changes not yet handed to the network view.
     changes: Vec<ViewChange>,
 }
@@ -185,6 +189,7 @@ impl Default for ResourcePool {
             orphan_cookies: HashSet::new(),
             switches: BTreeMap::new(),
             isls: HashMap::new(),
+            link_patches: HashMap::new(),
             changes: Vec::new(),
         }
     }
@@ -463,9 +468,19 @@ impl ResourcePool {
                     .map_or_else(Default::default, |s| s.value.clone());
                 self.announce_switch(switch_id, ports, false);
             }
-            SbEvent::IslUp { isl, capacity } => {
-                self.network.add_isl(isl, capacity);
-                self.announce_isl(isl, capacity, true);
+            SbEvent::IslUp {
+                isl,
+                capacity,
+                latency_ns,
+                cost,
+            } => {
+                let announced = LinkProps {
+                    capacity,
+                    max_bandwidth: capacity,
+                    latency_ns,
+                    cost,
+                };
+                self.link_up(isl, announced);
             }
             SbEvent::IslDown { isl } => {
                 if let Some(known) = self.isls.get(&isl).copied() {
@@ -504,25 +519,22 @@ impl ResourcePool {
         });
     }
 
-    fn announce_isl(&mut self, isl: Isl, capacity: u64, up: bool) {
-        let new = Announced {
-            value: capacity,
-            up,
-        };
+    fn announce_isl(&mut self, isl: Isl, props: LinkProps, up: bool) {
+        let new = Announced { value: props, up };
         if let Some(old) = self.isls.insert(isl, new) {
             if old == new {
                 return;
             }
             self.changes.push(ViewChange::Link {
                 isl,
-                capacity: old.value,
+                props: old.value,
                 up: old.up,
                 diff: -1,
             });
         }
         self.changes.push(ViewChange::Link {
             isl,
-            capacity,
+            props,
             up,
             diff: 1,
         });
@@ -540,10 +552,10 @@ impl ResourcePool {
         up.then(|| self.available(isl))
     }
 
-    /// Bandwidth not reserved on `isl`.
+    /// Bandwidth flows may still reserve on `isl`: its max bandwidth less what is reserved.
     pub fn available(&self, isl: &Isl) -> u64 {
-        let capacity = self.isls.get(isl).map_or(0, |i| i.value);
-        capacity.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
+        let max_bandwidth = self.isls.get(isl).map_or(0, |i| i.value.max_bandwidth);
+        max_bandwidth.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
     }
 
     /// Reserves a new flow's path and resources.
@@ -601,27 +613,7 @@ impl ResourcePool {
             .filter(|_| request.pinned);
         let path = match pinned_to {
             Some(current) => pinned_path(request, &current.resources.forward_path, usable)?,
-            None => self
-                .network
-                .shortest_path(
-                    request.source.switch_id,
-                    request.destination.switch_id,
-                    request.maximum_bandwidth,
-                    usable,
-                )
-                .ok_or_else(|| {
-                    ErrorBody::new(
-                        503,
-                        "no-path",
-                        "Not enough bandwidth or no path found",
-                        format!(
-                            "no path from {} to {} has {} kbps available",
-                            request.source.switch_id,
-                            request.destination.switch_id,
-                            request.maximum_bandwidth
-                        ),
-                    )
-                })?,
+            None => paths::path_for(&self.network, request, usable)?.isls,
         };
         let resources = self.take_ids(request, path)?;
         let reservation = Reservation {

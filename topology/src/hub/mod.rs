@@ -351,7 +351,9 @@ impl Hub {
             | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
-            | NbRequest::Ping => return None,
+            | NbRequest::Ping
+            | NbRequest::PatchLink { .. }
+            | NbRequest::FindPaths { .. } => return None,
         })
     }
 
@@ -549,7 +551,9 @@ impl Hub {
             | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
-            | NbRequest::Ping => {}
+            | NbRequest::Ping
+            | NbRequest::PatchLink { .. }
+            | NbRequest::FindPaths { .. } => {}
         }
         Ok(())
     }
