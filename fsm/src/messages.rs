@@ -126,6 +126,16 @@ pub struct LinkPatch {
     pub max_bandwidth: Option<u64>,
 }
 
+impl LinkPatch {
+    /// Checks what can be checked without the link.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cost.is_none() && self.max_bandwidth.is_none() {
+            return Err("give cost, max_bandwidth or both".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// The question of `GET /v2/network/paths`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathsQuery {

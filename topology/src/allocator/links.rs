@@ -62,9 +62,7 @@ impl ResourcePool {
     /// reserved: a max bandwidth below it only stops new reservations there.
     pub fn patch_link(&mut self, isl: Isl, patch: &LinkPatch) -> Result<Vec<LinkState>, ErrorBody> {
         let bad = |why: String| ErrorBody::new(400, "data-invalid", "Invalid link patch", why);
-        if patch.cost.is_none() && patch.max_bandwidth.is_none() {
-            return Err(bad("give cost, max_bandwidth or both".to_string()));
-        }
+        patch.validate().map_err(bad)?;
         let directions = [isl, isl.reversed()];
         let mut known = Vec::new();
         for direction in directions {
