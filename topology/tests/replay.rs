@@ -59,6 +59,11 @@ fn create_happy() {
 }
 
 #[test]
+fn create_latency() {
+    run_case("create_latency");
+}
+
+#[test]
 fn create_retry_dropped_response() {
     run_case("create_retry_dropped_response");
 }
