@@ -98,8 +98,13 @@ pub struct Network {
     switches: BTreeMap<SwitchId, SwitchInfo>,
     links: Vec<Link>,
     isl_ports: HashMap<SwitchId, BTreeSet<u32>>,
-    /// Outgoing ISL indices (into `links`) per switch, in port order for deterministic search.
-    outgoing: HashMap<SwitchId, Vec<usize>>,
+    /// Each switch at an end of an ISL, numbered densely so that a search keeps its state
+    /// in vectors.
+    nodes: HashMap<SwitchId, usize>,
+    /// Outgoing ISL indices (into `links`) per node, in port order for deterministic search.
+    outgoing: Vec<Vec<usize>>,
+    /// The node each ISL (by index into `links`) leads to.
+    link_to: Vec<usize>,
 }
 
 /// The JSON form of a network: switches and bidirectional links.
@@ -267,11 +272,9 @@ impl Network {
                         isl.src_port, isl.src_switch
                     )));
                 }
-                network
-                    .outgoing
-                    .entry(isl.src_switch)
-                    .or_default()
-                    .push(network.links.len());
+                let (from, to) = (network.node(isl.src_switch), network.node(isl.dst_switch));
+                network.outgoing[from].push(network.links.len());
+                network.link_to.push(to);
                 network.links.push(link);
             }
         }
@@ -299,18 +302,30 @@ impl Network {
     /// the far switch may be announced later.
     pub fn add_isl(&mut self, link: Link) {
         let isl = link.isl;
-        let outgoing = self.outgoing.entry(isl.src_switch).or_default();
+        let (from, to) = (self.node(isl.src_switch), self.node(isl.dst_switch));
+        let outgoing = &mut self.outgoing[from];
         if let Some(&index) = outgoing.iter().find(|&&i| self.links[i].isl == isl) {
             self.links[index] = link;
             return;
         }
         let at = outgoing.partition_point(|&i| self.links[i].isl.src_port < isl.src_port);
         outgoing.insert(at, self.links.len());
+        self.link_to.push(to);
         self.links.push(link);
         self.isl_ports
             .entry(isl.src_switch)
             .or_default()
             .insert(isl.src_port);
+    }
+
+    /// The node number of a switch, new ones numbered in order of appearance.
+    fn node(&mut self, switch_id: SwitchId) -> usize {
+        let next = self.nodes.len();
+        let node = *self.nodes.entry(switch_id).or_insert(next);
+        if node == next {
+            self.outgoing.push(Vec::new());
+        }
+        node
     }
 
     /// The events a switch fabric with all of this network up would announce.

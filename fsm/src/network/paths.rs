@@ -6,7 +6,8 @@
 //! the path found first, exploring ports in order, so every answer is deterministic.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
 
@@ -69,11 +70,11 @@ impl PathWeight {
     }
 }
 
-/// What a spur search of Yen's algorithm must avoid.
+/// What a spur search of Yen's algorithm must avoid: links (few) and nodes.
 #[derive(Default)]
 struct Bans {
-    links: HashSet<usize>,
-    switches: HashSet<SwitchId>,
+    links: Vec<usize>,
+    switches: Vec<usize>,
 }
 
 /// The bandwidth a link (by index) offers the flow in both directions, `None` if unusable.
@@ -118,7 +119,7 @@ impl Network {
         count: usize,
         usable: impl Fn(&Isl) -> Option<u64>,
     ) -> Vec<FoundPath> {
-        let offer = self.offer(bandwidth, &usable);
+        let offer = self.remembered(self.offer(bandwidth, &usable));
         self.yen(src, dst, weight, count, &offer)
             .into_iter()
             .map(|(links, totals)| self.found(&links, totals))
@@ -136,7 +137,7 @@ impl Network {
         limit_ns: u64,
         usable: impl Fn(&Isl) -> Option<u64>,
     ) -> Option<FoundPath> {
-        let offer = self.offer(bandwidth, &usable);
+        let offer = self.remembered(self.offer(bandwidth, &usable));
         let within = |(links, totals): &(Vec<usize>, Totals)| {
             (totals.latency_ns <= limit_ns).then(|| self.found(links, *totals))
         };
@@ -162,6 +163,22 @@ impl Network {
             let there = usable(&isl).filter(|&kbps| kbps >= bandwidth)?;
             let back = usable(&isl.reversed()).filter(|&kbps| kbps >= bandwidth)?;
             Some(there.min(back))
+        }
+    }
+
+    /// `offer`, asked once per link however many searches ask (Yen's spur searches).
+    fn remembered<'a>(
+        &self,
+        offer: impl Fn(usize) -> Option<u64> + 'a,
+    ) -> impl Fn(usize) -> Option<u64> + 'a {
+        let known = RefCell::new(vec![None; self.links.len()]);
+        move |index| {
+            if let Some(offered) = known.borrow()[index] {
+                return offered;
+            }
+            let offered = offer(index);
+            known.borrow_mut()[index] = Some(offered);
+            offered
         }
     }
 
@@ -195,27 +212,39 @@ impl Network {
         offer: Offer,
         bans: &Bans,
     ) -> Option<(Vec<usize>, Totals)> {
-        // Per switch reached: its rank, totals and the link it was reached by.
-        let mut reached: HashMap<SwitchId, (Rank, Totals, Option<usize>)> = HashMap::new();
-        let mut settled: HashSet<SwitchId> = HashSet::new();
+        let (Some(&from), Some(&to)) = (self.nodes.get(&src), self.nodes.get(&dst)) else {
+            return (src == dst).then_some((Vec::new(), start));
+        };
+        // Per node reached: its rank, totals and the link it was reached by.
+        let mut reached: Vec<Option<(Rank, Totals, Option<usize>)>> = vec![None; self.outgoing.len()];
+        let mut settled = vec![false; self.outgoing.len()];
+        for &banned in &bans.switches {
+            settled[banned] = true;
+        }
         let mut heap = BinaryHeap::new();
         let mut order = 0u64;
-        reached.insert(src, (weight.rank(&start), start, None));
-        heap.push(Reverse((weight.rank(&start), order, src)));
+        reached[from] = Some((weight.rank(&start), start, None));
+        heap.push(Reverse((weight.rank(&start), order, from)));
         while let Some(Reverse((_, _, at))) = heap.pop() {
-            if !settled.insert(at) {
+            if std::mem::replace(&mut settled[at], true) {
                 continue;
             }
-            if at == dst {
-                return Some(self.walk_back(&reached, src, dst));
+            let Some((_, totals, _)) = reached[at] else {
+                continue;
+            };
+            if at == to {
+                return Some((self.walk_back(&reached, to), totals));
             }
-            let totals = reached[&at].1;
-            for &index in self.outgoing.get(&at).into_iter().flatten() {
-                let next = self.links[index].isl.dst_switch;
-                if settled.contains(&next)
-                    || bans.links.contains(&index)
-                    || bans.switches.contains(&next)
-                {
+            for &index in &self.outgoing[at] {
+                let next = self.link_to[index];
+                if settled[next] || bans.links.contains(&index) {
+                    continue;
+                }
+                // The rank if the link offered everything is the best it can give: a next
+                // switch reached as well already need not ask the link (`offer` is the costly
+                // part of a search).
+                let hoped = weight.rank(&self.extend(totals, index, u64::MAX));
+                if reached[next].is_some_and(|(known, ..)| known <= hoped) {
                     continue;
                 }
                 let Some(offered) = offer(index) else {
@@ -223,10 +252,10 @@ impl Network {
                 };
                 let totals = self.extend(totals, index, offered);
                 let rank = weight.rank(&totals);
-                if reached.get(&next).is_some_and(|(known, ..)| *known <= rank) {
+                if reached[next].is_some_and(|(known, ..)| known <= rank) {
                     continue;
                 }
-                reached.insert(next, (rank, totals, Some(index)));
+                reached[next] = Some((rank, totals, Some(index)));
                 order += 1;
                 heap.push(Reverse((rank, order, next)));
             }
@@ -234,24 +263,20 @@ impl Network {
         None
     }
 
-    /// The links by which `dst` was reached, from `src`, and their totals.
+    /// The links by which node `to` was reached, from where the search started.
     fn walk_back(
         &self,
-        reached: &HashMap<SwitchId, (Rank, Totals, Option<usize>)>,
-        src: SwitchId,
-        dst: SwitchId,
-    ) -> (Vec<usize>, Totals) {
+        reached: &[Option<(Rank, Totals, Option<usize>)>],
+        to: usize,
+    ) -> Vec<usize> {
         let mut links = Vec::new();
-        let mut cursor = dst;
-        while cursor != src {
-            let Some(index) = reached[&cursor].2 else {
-                break;
-            };
+        let mut cursor = to;
+        while let Some((_, _, Some(index))) = reached[cursor] {
             links.push(index);
-            cursor = self.links[index].isl.src_switch;
+            cursor = self.nodes[&self.links[index].isl.src_switch];
         }
         links.reverse();
-        (links, reached[&dst].1)
+        links
     }
 
     /// Yen's k shortest loopless paths.
@@ -286,11 +311,13 @@ impl Network {
                 let mut bans = Bans::default();
                 for (path, _) in &best {
                     if path.len() > spur_at && path[..spur_at] == *root {
-                        bans.links.insert(path[spur_at]);
+                        bans.links.push(path[spur_at]);
                     }
                 }
-                bans.switches
-                    .extend(root.iter().map(|&i| self.links[i].isl.src_switch));
+                bans.switches.extend(
+                    root.iter()
+                        .filter_map(|&i| self.nodes.get(&self.links[i].isl.src_switch)),
+                );
                 if let Some((spur, totals)) =
                     self.search(spur_switch, dst, weight, root_totals, offer, &bans)
                 {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::flows::{switch_id, GRID_ISLS, SWITCHES};
 use super::{eventually, eventually_explained};
@@ -77,6 +77,24 @@ impl Api {
 
     pub async fn links(&self) -> Vec<Value> {
         self.list(self.nb("/v2/links")).await
+    }
+
+    /// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
+    pub async fn trace(&self, endpoint: &Value) -> Value {
+        let body = json!({
+            "switch_id": endpoint["switch_id"],
+            "in_port": endpoint["port_number"],
+            "vlan_id": endpoint["vlan_id"],
+        });
+        let response = self
+            .client
+            .post(self.sim("/sim/trace"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /sim/trace");
+        assert_eq!(response.status(), 200, "trace from {endpoint}");
+        response.json().await.expect("a trace")
     }
 
     /// The rules the simulated `switch` holds.

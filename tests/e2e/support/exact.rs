@@ -183,24 +183,6 @@ pub async fn switches_validate(api: &Api, switches: u64, limit: Duration) {
     .await;
 }
 
-/// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
-async fn trace(api: &Api, endpoint: &Value) -> Value {
-    let body = json!({
-        "switch_id": endpoint["switch_id"],
-        "in_port": endpoint["port_number"],
-        "vlan_id": endpoint["vlan_id"],
-    });
-    let response = api
-        .client
-        .post(api.sim("/sim/trace"))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /sim/trace");
-    assert_eq!(response.status(), 200, "trace from {endpoint}");
-    response.json().await.expect("a trace")
-}
-
 /// A rule as a packet meets it: (switch, cookie, in_port, in_vlan).
 type Met = (String, u64, u64, u64);
 
@@ -221,7 +203,7 @@ pub async fn assert_data_plane_exact(api: &Api) -> Vec<Value> {
             (&flow["source"], &flow["destination"]),
             (&flow["destination"], &flow["source"]),
         ] {
-            let trace = trace(api, from).await;
+            let trace = api.trace(from).await;
             let end = &trace["end"];
             let delivered = end["result"] == "delivered"
                 && end["switch_id"] == to["switch_id"]
