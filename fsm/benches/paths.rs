@@ -52,7 +52,10 @@ fn bench_paths(c: &mut Criterion) {
     for (name, weight) in [
         ("COST", PathWeight::Cost),
         ("LATENCY", PathWeight::Latency),
-        ("COST_AND_AVAILABLE_BANDWIDTH", PathWeight::CostThenBandwidth),
+        (
+            "COST_AND_AVAILABLE_BANDWIDTH",
+            PathWeight::CostThenBandwidth,
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {

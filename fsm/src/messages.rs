@@ -227,17 +227,33 @@ impl ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NbResponse {
-    Flow { flow: FlowRecord },
-    Error { error: ErrorBody },
-    FlowValidation { validation: Box<FlowValidation> },
-    SwitchValidation { validation: Box<SwitchValidation> },
-    SwitchSync { sync: Box<SwitchSync> },
-    FlowPing { ping: FlowPingResponse },
+    Flow {
+        flow: FlowRecord,
+    },
+    Error {
+        error: ErrorBody,
+    },
+    FlowValidation {
+        validation: Box<FlowValidation>,
+    },
+    SwitchValidation {
+        validation: Box<SwitchValidation>,
+    },
+    SwitchSync {
+        sync: Box<SwitchSync>,
+    },
+    FlowPing {
+        ping: FlowPingResponse,
+    },
     Pong,
     /// A patched link's two directions.
-    Links { links: Vec<LinkState> },
+    Links {
+        links: Vec<LinkState>,
+    },
     /// Candidate paths, best first.
-    Paths { paths: Vec<FoundPath> },
+    Paths {
+        paths: Vec<FoundPath>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

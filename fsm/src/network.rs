@@ -248,7 +248,10 @@ impl Network {
         }
         for link in bidirectional {
             for isl in [link.isl, link.isl.reversed()] {
-                let link = Link { isl, ..link.clone() };
+                let link = Link {
+                    isl,
+                    ..link.clone()
+                };
                 let switch = network.switches.get(&isl.src_switch).ok_or_else(|| {
                     invalid(format!("link uses unknown switch {}", isl.src_switch))
                 })?;

@@ -330,7 +330,11 @@ async fn flows_take_the_path_their_strategy_asks_for() {
     let hub = Hubspoke::up(&["--network", &network]);
     let api = hub.api();
     api.wait_for_network(5, 12).await;
-    let (via_2, via_3, via_5) = (json!(switch_id(2)), json!(switch_id(3)), json!(switch_id(5)));
+    let (via_2, via_3, via_5) = (
+        json!(switch_id(2)),
+        json!(switch_id(3)),
+        json!(switch_id(5)),
+    );
 
     let cheap = api
         .create_and_wait_up(&paths::routed_flow("cheap", 10, json!({})))
@@ -361,11 +365,7 @@ async fn flows_take_the_path_their_strategy_asks_for() {
 
     let patch = api
         .client
-        .patch(api.nb(&format!(
-            "/v2/links/{}/1/{}/1",
-            switch_id(1),
-            switch_id(2)
-        )))
+        .patch(api.nb(&format!("/v2/links/{}/1/{}/1", switch_id(1), switch_id(2))))
         .json(&json!({"cost": 10_000}))
         .send()
         .await
@@ -403,5 +403,8 @@ async fn flows_take_the_path_their_strategy_asks_for() {
         .iter()
         .filter_map(|p| p["latency_ns"].as_u64())
         .collect();
-    assert_eq!(latencies, vec![4 * paths::MS, 7 * paths::MS, 10 * paths::MS]);
+    assert_eq!(
+        latencies,
+        vec![4 * paths::MS, 7 * paths::MS, 10 * paths::MS]
+    );
 }

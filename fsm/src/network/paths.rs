@@ -5,8 +5,8 @@
 //! not use it. A path needs `bandwidth` free on each of its ISLs in both directions. Ties go to
 //! the path found first, exploring ports in order, so every answer is deterministic.
 
-use std::cmp::Reverse;
 use std::cell::RefCell;
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
 use serde::{Deserialize, Serialize};
@@ -104,7 +104,8 @@ impl Network {
         usable: impl Fn(&Isl) -> Option<u64>,
     ) -> Option<FoundPath> {
         let offer = self.offer(bandwidth, &usable);
-        let (links, totals) = self.search(src, dst, weight, Totals::EMPTY, &offer, &Bans::default())?;
+        let (links, totals) =
+            self.search(src, dst, weight, Totals::EMPTY, &offer, &Bans::default())?;
         Some(self.found(&links, totals))
     }
 
@@ -216,7 +217,8 @@ impl Network {
             return (src == dst).then_some((Vec::new(), start));
         };
         // Per node reached: its rank, totals and the link it was reached by.
-        let mut reached: Vec<Option<(Rank, Totals, Option<usize>)>> = vec![None; self.outgoing.len()];
+        let mut reached: Vec<Option<(Rank, Totals, Option<usize>)>> =
+            vec![None; self.outgoing.len()];
         let mut settled = vec![false; self.outgoing.len()];
         for &banned in &bans.switches {
             settled[banned] = true;

@@ -108,11 +108,7 @@ impl SwitchFabric {
         SwitchFabric {
             switches,
             isls: network.links().iter().map(|l| l.isl).collect(),
-            links: network
-                .links()
-                .iter()
-                .map(|l| (l.isl, l.clone()))
-                .collect(),
+            links: network.links().iter().map(|l| (l.isl, l.clone())).collect(),
             down: BTreeSet::new(),
             table_capacity,
             faults: FaultPlan::default(),

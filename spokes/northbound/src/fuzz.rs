@@ -419,7 +419,12 @@ fn link_patches_are_answered_or_explained() {
         6 => patch,
         1 => prop::collection::vec(any::<u8>(), 0..64),
     ];
-    let segments = (link_segment(), link_segment(), link_segment(), link_segment());
+    let segments = (
+        link_segment(),
+        link_segment(),
+        link_segment(),
+        link_segment(),
+    );
     let calls = (segments, body, content_type(), correlation_id()).prop_map(
         |((a, b, c, d), body, content_type, correlation_id)| Call {
             method: "PATCH",

@@ -476,7 +476,9 @@ async fn patch_link(
         text.parse::<u32>()
             .ok()
             .filter(|&port| port > 0)
-            .ok_or_else(|| ApiError::bad_request(format!("{name} must be a port number, not {text:?}")))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{name} must be a port number, not {text:?}"))
+            })
     };
     let isl = Isl {
         src_switch: parse_switch(&src_switch)?,

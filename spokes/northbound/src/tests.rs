@@ -962,19 +962,44 @@ async fn a_link_is_patched_both_ways_and_bad_patches_are_refused() {
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     let links = patched.body.as_array().expect("both directions");
     assert_eq!(links.len(), 2);
-    assert_eq!((&links[0]["src_switch"], &links[1]["src_switch"]), (&json!(one), &json!(two)));
+    assert_eq!(
+        (&links[0]["src_switch"], &links[1]["src_switch"]),
+        (&json!(one), &json!(two))
+    );
     assert!(links
         .iter()
         .all(|l| l["cost"] == 50 && l["max_bandwidth"] == 4000 && l["latency_ns"].is_u64()));
-    let sent = shim.seen.try_recv().expect("the patch went to the topology");
-    assert!(matches!(sent.payload, NbRequest::PatchLink { .. }), "{sent:?}");
+    let sent = shim
+        .seen
+        .try_recv()
+        .expect("the patch went to the topology");
+    assert!(
+        matches!(sent.payload, NbRequest::PatchLink { .. }),
+        "{sent:?}"
+    );
 
     let refused = [
         (format!("/v2/links/{one}/1/{two}/1"), "{}", "give cost"),
-        (format!("/v2/links/{one}/1/{two}/1"), r#"{"cost": -1}"#, "-1"),
-        (format!("/v2/links/{one}/1/{two}/1"), r#"{"latency": 5}"#, "unknown field"),
-        (format!("/v2/links/{one}/0/{two}/1"), r#"{"cost": 1}"#, "src_port"),
-        (format!("/v2/links/{one}/1/nope/1"), r#"{"cost": 1}"#, "nope"),
+        (
+            format!("/v2/links/{one}/1/{two}/1"),
+            r#"{"cost": -1}"#,
+            "-1",
+        ),
+        (
+            format!("/v2/links/{one}/1/{two}/1"),
+            r#"{"latency": 5}"#,
+            "unknown field",
+        ),
+        (
+            format!("/v2/links/{one}/0/{two}/1"),
+            r#"{"cost": 1}"#,
+            "src_port",
+        ),
+        (
+            format!("/v2/links/{one}/1/nope/1"),
+            r#"{"cost": 1}"#,
+            "nope",
+        ),
     ];
     for (uri, body, why) in refused {
         let answer = call(&shim.router, "PATCH", &uri, Some("corr-link"), body).await;
@@ -983,7 +1008,14 @@ async fn a_link_is_patched_both_ways_and_bad_patches_are_refused() {
     }
     assert!(shim.seen.try_recv().is_err(), "the shim judged those alone");
     let unknown = format!("/v2/links/{one}/7/{two}/7");
-    let answer = call(&shim.router, "PATCH", &unknown, Some("corr-none"), r#"{"cost": 1}"#).await;
+    let answer = call(
+        &shim.router,
+        "PATCH",
+        &unknown,
+        Some("corr-none"),
+        r#"{"cost": 1}"#,
+    )
+    .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "corr-none");
 }
 
@@ -999,13 +1031,20 @@ async fn network_paths_are_listed_in_openkilda_shape_and_bad_queries_refused() {
     let paths = answer.body["paths"].as_array().expect("paths");
     assert_eq!(paths.len(), 3);
     let latency = |p: &Value| p["latency_ns"].as_u64().expect("latency_ns");
-    assert!(paths.windows(2).all(|w| latency(&w[0]) <= latency(&w[1])), "best first");
+    assert!(
+        paths.windows(2).all(|w| latency(&w[0]) <= latency(&w[1])),
+        "best first"
+    );
     for path in paths {
         assert_eq!(path["latency"], path["latency_ns"]);
         assert_eq!(path["latency_ms"].as_u64(), Some(latency(path) / 1_000_000));
         assert!(path["bandwidth"].is_u64() && path["cost"].is_u64());
         let nodes = path["nodes"].as_array().expect("nodes");
-        assert_eq!(nodes.len(), 5, "a corner-to-corner path of grid:3x3 is 4 hops");
+        assert_eq!(
+            nodes.len(),
+            5,
+            "a corner-to-corner path of grid:3x3 is 4 hops"
+        );
         assert_eq!(nodes[0]["switch_id"], json!(one));
         assert!(nodes[0].get("input_port").is_none() && nodes[0]["output_port"].is_u64());
         assert_eq!(nodes[4]["switch_id"], json!(nine));

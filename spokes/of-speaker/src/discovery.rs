@@ -130,13 +130,12 @@ impl Discovery {
                 capacity,
             },
         );
-        (previous.map(|seen| seen.capacity) != Some(capacity))
-            .then_some(SbEvent::IslUp {
-                isl,
-                capacity,
-                latency_ns: DEFAULT_LINK_LATENCY_NS,
-                cost: DEFAULT_ISL_COST,
-            })
+        (previous.map(|seen| seen.capacity) != Some(capacity)).then_some(SbEvent::IslUp {
+            isl,
+            capacity,
+            latency_ns: DEFAULT_LINK_LATENCY_NS,
+            cost: DEFAULT_ISL_COST,
+        })
     }
 
     /// The ISLs whose probes stopped.

@@ -18,7 +18,11 @@ pub fn three_routes(dir: &Path) -> String {
         .map(|n| json!({"switch_id": switch_id(n), "ports": 20}))
         .collect();
     let mut links = Vec::new();
-    for (port, via, cost, latency_ns) in [(1, 2, 100, 5 * MS), (2, 5, 300, 7 * MS / 2), (3, 3, 500, 2 * MS)] {
+    for (port, via, cost, latency_ns) in [
+        (1, 2, 100, 5 * MS),
+        (2, 5, 300, 7 * MS / 2),
+        (3, 3, 500, 2 * MS),
+    ] {
         for (src, src_port, dst, dst_port) in [(1, port, via, 1), (via, 2, 4, port)] {
             links.push(json!({
                 "src_switch": switch_id(src), "src_port": src_port,

@@ -49,9 +49,9 @@ impl ResourcePool {
             NbRequest::PatchLink { isl, patch } => self
                 .patch_link(*isl, patch)
                 .map(|links| NbResponse::Links { links }),
-            NbRequest::FindPaths { query } => {
-                self.find_paths(query).map(|paths| NbResponse::Paths { paths })
-            }
+            NbRequest::FindPaths { query } => self
+                .find_paths(query)
+                .map(|paths| NbResponse::Paths { paths }),
             _ => return None,
         };
         Some(answer.unwrap_or_else(|error| NbResponse::Error { error }))
@@ -118,6 +118,8 @@ impl ResourcePool {
                 ));
             }
         }
-        Ok(paths::candidate_paths(&self.network, query, |isl| self.usable(isl)))
+        Ok(paths::candidate_paths(&self.network, query, |isl| {
+            self.usable(isl)
+        }))
     }
 }

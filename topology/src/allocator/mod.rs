@@ -613,7 +613,13 @@ impl ResourcePool {
             .filter(|_| request.pinned);
         let path = match pinned_to {
             Some(current) => pinned_path(request, &current.resources.forward_path, usable)?,
-            None => paths::path_for(&self.network, request, usable)?.isls,
+            None => {
+                let chosen = paths::path_for(&self.network, request, usable)?;
+                if let Some(reason) = &chosen.degraded {
+                    tracing::info!(flow_id = %request.flow_id, %reason, "path short of the request");
+                }
+                chosen.isls
+            }
         };
         let resources = self.take_ids(request, path)?;
         let reservation = Reservation {

@@ -42,9 +42,8 @@ pub(super) fn path_for(
 ) -> Result<Chosen, ErrorBody> {
     let (src, dst) = (request.source.switch_id, request.destination.switch_id);
     let bandwidth = request.maximum_bandwidth;
-    let no_path = |why: String| {
-        ErrorBody::new(503, "no-path", "Not enough bandwidth or no path found", why)
-    };
+    let no_path =
+        |why: String| ErrorBody::new(503, "no-path", "Not enough bandwidth or no path found", why);
     let strategy = request.path_computation_strategy;
     let tiers = match (strategy, request.max_latency) {
         (PathComputationStrategy::MaxLatency, Some(tier1)) => (tier1, request.max_latency_tier2),

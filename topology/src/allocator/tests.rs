@@ -1,5 +1,7 @@
 use super::*;
-use hubspoke_fsm::network::{FoundPath, Link, SwitchInfo, DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS};
+use hubspoke_fsm::network::{
+    FoundPath, Link, SwitchInfo, DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS,
+};
 use hubspoke_fsm::{PathComputationStrategy, PathsQuery};
 
 fn pool(spec: &str) -> ResourcePool {
@@ -484,9 +486,12 @@ fn four_routes() -> ResourcePool {
         })
         .collect();
     let mut links = Vec::new();
-    for (port, (via, cost, latency_ns)) in
-        (1..).zip([(2, 10, 5 * MS), (3, 50, MS), (5, 10, 3 * MS), (6, 30, 5 * MS / 4)])
-    {
+    for (port, (via, cost, latency_ns)) in (1..).zip([
+        (2, 10, 5 * MS),
+        (3, 50, MS),
+        (5, 10, 3 * MS),
+        (6, 30, 5 * MS / 4),
+    ]) {
         for (src, src_port, dst, dst_port) in [(1, port, via, 1), (via, 2, 4, port)] {
             let isl = Isl {
                 src_switch: SwitchId(src),
@@ -565,15 +570,27 @@ fn max_latency_falls_back_to_tier_2_degraded_or_finds_no_path() {
     let pool = four_routes();
     let usable = |isl: &Isl| pool.usable(isl);
     let tier1 = paths::path_for(&pool.network, &max_latency(6, Some(8)), usable).unwrap();
-    assert_eq!((tier1.isls[0].dst_switch, tier1.degraded), (SwitchId(5), None));
+    assert_eq!(
+        (tier1.isls[0].dst_switch, tier1.degraded),
+        (SwitchId(5), None)
+    );
     let tier2 = paths::path_for(&pool.network, &max_latency(1, Some(3)), usable).unwrap();
-    assert_eq!(tier2.isls[0].dst_switch, SwitchId(6), "the cheapest within tier 2");
+    assert_eq!(
+        tier2.isls[0].dst_switch,
+        SwitchId(6),
+        "the cheapest within tier 2"
+    );
     assert_eq!(
         tier2.degraded.as_deref(),
-        Some("no path within max_latency 1 ms: on a path of 2.500 ms, within max_latency_tier2 3 ms")
+        Some(
+            "no path within max_latency 1 ms: on a path of 2.500 ms, within max_latency_tier2 3 ms"
+        )
     );
     let neither = paths::path_for(&pool.network, &max_latency(1, Some(1)), usable).unwrap_err();
-    assert_eq!((neither.status, neither.error_type.as_str()), (503, "no-path"));
+    assert_eq!(
+        (neither.status, neither.error_type.as_str()),
+        (503, "no-path")
+    );
     assert!(neither.error_description.contains("within 1 ms"));
     let mut pool = pool;
     assert_eq!(
@@ -620,7 +637,11 @@ fn a_patched_link_steers_new_paths_both_ways_and_keeps_its_patch_when_it_comes_b
         });
     }
     pool.free("a");
-    assert_eq!(pool.available(&first_hop_via_2), 500, "the patch outlives the link going down");
+    assert_eq!(
+        pool.available(&first_hop_via_2),
+        500,
+        "the patch outlives the link going down"
+    );
     let changes = pool.take_view_changes();
     let shown = changes.iter().rev().find_map(|c| match c {
         ViewChange::Link { isl, props, .. } if *isl == first_hop_via_2 => Some(*props),
@@ -676,7 +697,11 @@ fn candidate_paths_come_best_first_by_the_strategy() {
     let by_cost = pool.find_paths(&query(PathComputationStrategy::Cost, None, 3));
     assert_eq!(vias(by_cost.unwrap()), vec![2, 5, 6]);
     let within = pool.find_paths(&query(PathComputationStrategy::MaxLatency, Some(3), 10));
-    assert_eq!(vias(within.unwrap()), vec![6, 3], "within 3 ms, cheapest first");
+    assert_eq!(
+        vias(within.unwrap()),
+        vec![6, 3],
+        "within 3 ms, cheapest first"
+    );
     pool.allocate(&FlowRequest {
         maximum_bandwidth: GBPS - 10,
         ..routed(PathComputationStrategy::Cost, "a", 10)
@@ -685,7 +710,10 @@ fn candidate_paths_come_best_first_by_the_strategy() {
     let paths = pool
         .find_paths(&query(PathComputationStrategy::Cost, None, 1))
         .unwrap();
-    assert_eq!(paths[0].available_bandwidth, 10, "what is left of the narrowest ISL");
+    assert_eq!(
+        paths[0].available_bandwidth, 10,
+        "what is left of the narrowest ISL"
+    );
     let unknown = PathsQuery {
         dst_switch: SwitchId(99),
         ..query(PathComputationStrategy::Cost, None, 1)

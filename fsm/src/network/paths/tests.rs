@@ -22,10 +22,14 @@ fn four_routes() -> Network {
         })
         .collect();
     let mut links = Vec::new();
-    for (port, (via, cost, latency_ns)) in
-        [(2, 10, 5 * MS), (3, 50, MS), (5, 10, 3 * MS), (6, 30, 5 * MS / 4)]
-            .into_iter()
-            .enumerate()
+    for (port, (via, cost, latency_ns)) in [
+        (2, 10, 5 * MS),
+        (3, 50, MS),
+        (5, 10, 3 * MS),
+        (6, 30, 5 * MS / 4),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let port = port as u32 + 1;
         for (src, src_port, dst, dst_port) in [(1, port, via, 1), (via, 2, 4, port)] {
@@ -79,18 +83,36 @@ fn cost_and_available_bandwidth_breaks_a_cost_tie_by_the_narrowest_link() {
     let network = four_routes();
     // Via 2 has 100 kbps free on its second hop's way back, via 5 has 500 everywhere.
     let usable = |isl: &Isl| {
-        Some(if isl.src_switch == SwitchId(4) && isl.dst_switch == SwitchId(2) {
-            100
-        } else {
-            500
-        })
+        Some(
+            if isl.src_switch == SwitchId(4) && isl.dst_switch == SwitchId(2) {
+                100
+            } else {
+                500
+            },
+        )
     };
-    assert_eq!(best(&network, PathWeight::Cost, usable), 2, "COST ignores it");
+    assert_eq!(
+        best(&network, PathWeight::Cost, usable),
+        2,
+        "COST ignores it"
+    );
     let path = network
-        .best_path(SwitchId(1), SwitchId(4), 1, PathWeight::CostThenBandwidth, usable)
+        .best_path(
+            SwitchId(1),
+            SwitchId(4),
+            1,
+            PathWeight::CostThenBandwidth,
+            usable,
+        )
         .expect("a path");
     assert_eq!((via(&path), path.available_bandwidth), (5, 500));
-    let only_via_2_is_free = |isl: &Isl| Some(if [isl.src_switch, isl.dst_switch].contains(&SwitchId(2)) { 900 } else { 100 });
+    let only_via_2_is_free = |isl: &Isl| {
+        Some(if [isl.src_switch, isl.dst_switch].contains(&SwitchId(2)) {
+            900
+        } else {
+            100
+        })
+    };
     assert_eq!(
         best(&network, PathWeight::CostThenBandwidth, only_via_2_is_free),
         2,
@@ -108,7 +130,11 @@ fn cheapest_within_a_latency_limit() {
     };
     assert_eq!(within(10 * MS), Some(2), "the cheapest is within");
     assert_eq!(within(6 * MS), Some(5), "the next cheapest is");
-    assert_eq!(within(3 * MS), Some(6), "the cheapest of those within, not the fastest");
+    assert_eq!(
+        within(3 * MS),
+        Some(6),
+        "the cheapest of those within, not the fastest"
+    );
     assert_eq!(within(2 * MS), Some(3), "only the fastest is within");
     assert_eq!(within(2 * MS - 1), None);
 }
@@ -117,28 +143,49 @@ fn cheapest_within_a_latency_limit() {
 fn a_search_avoids_what_is_not_usable_and_needs_bandwidth_both_ways() {
     let network = four_routes();
     let no_way_back_via_3 = |isl: &Isl| {
-        Some(if isl.src_switch == SwitchId(4) && isl.dst_switch == SwitchId(3) {
-            0
-        } else {
-            5
-        })
+        Some(
+            if isl.src_switch == SwitchId(4) && isl.dst_switch == SwitchId(3) {
+                0
+            } else {
+                5
+            },
+        )
     };
     assert_eq!(
         network
-            .best_path(SwitchId(1), SwitchId(4), 5, PathWeight::Latency, no_way_back_via_3)
+            .best_path(
+                SwitchId(1),
+                SwitchId(4),
+                5,
+                PathWeight::Latency,
+                no_way_back_via_3
+            )
             .map(|p| via(&p)),
         Some(6)
     );
     let without_switch_1_links = |isl: &Isl| (isl.src_switch != SwitchId(1)).then_some(5);
     assert!(network
-        .best_path(SwitchId(1), SwitchId(4), 0, PathWeight::Cost, without_switch_1_links)
+        .best_path(
+            SwitchId(1),
+            SwitchId(4),
+            0,
+            PathWeight::Cost,
+            without_switch_1_links
+        )
         .is_none());
 }
 
 #[test]
 fn yen_lists_every_route_best_first() {
     let network = four_routes();
-    let paths = network.best_paths(SwitchId(1), SwitchId(4), 1, PathWeight::Latency, 10, unlimited);
+    let paths = network.best_paths(
+        SwitchId(1),
+        SwitchId(4),
+        1,
+        PathWeight::Latency,
+        10,
+        unlimited,
+    );
     let order: Vec<u64> = paths.iter().map(via).collect();
     assert_eq!(order, vec![3, 6, 5, 2]);
     let latencies: Vec<u64> = paths.iter().map(|p| p.latency_ns).collect();
@@ -218,7 +265,10 @@ fn yen_agrees_with_enumerating_every_path() {
             switches.push(dst);
             let unique: BTreeSet<_> = switches.iter().collect();
             assert_eq!(unique.len(), switches.len(), "{spec}: {path:?} loops");
-            assert!(path.isls.windows(2).all(|w| w[0].dst_switch == w[1].src_switch));
+            assert!(path
+                .isls
+                .windows(2)
+                .all(|w| w[0].dst_switch == w[1].src_switch));
         }
     }
 }
