@@ -371,13 +371,15 @@ async fn flows_take_the_path_their_strategy_asks_for() {
         .await
         .expect("an answer");
     assert_eq!(patch.status(), 200);
-    let patched = api
-        .links()
-        .await
-        .into_iter()
-        .filter(|l| l["cost"] == 10_000)
-        .count();
-    assert_eq!(patched, 2, "both directions");
+    eventually(
+        Duration::from_secs(10),
+        "GET /v2/links shows both directions patched",
+        || async {
+            let links = api.links().await;
+            (links.iter().filter(|l| l["cost"] == 10_000).count() == 2).then_some(())
+        },
+    )
+    .await;
     let steered = api
         .create_and_wait_up(&paths::routed_flow("steered", 13, json!({})))
         .await;
