@@ -55,6 +55,7 @@ fn resources(network: &str, avoid: Option<u64>, cookie: u64) -> Resources {
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: path,
+        ..Default::default()
     }
 }
 
@@ -78,7 +79,7 @@ where
         handled += 1;
         for action in context.actions {
             match action {
-                Action::Allocate(_) | Action::Reallocate(_) => {
+                Action::Allocate(_) | Action::Reallocate { .. } => {
                     events.push_back(OpEvent::Allocated(allocated.clone()))
                 }
                 Action::Send { command_id, .. } => {

@@ -7,8 +7,8 @@ use crate::ping::FlowPingResponse;
 use crate::segments::FlowSegment;
 use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use crate::{
-    FlowEndpoint, FlowId, FlowRecord, FlowRequest, HistoryEntry, Isl, PathComputationStrategy,
-    RemovalDebt, SwitchId,
+    FlowEndpoint, FlowId, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, Isl,
+    PathComputationStrategy, RemovalDebt, SwitchId,
 };
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
@@ -65,6 +65,12 @@ pub enum NbRequest {
     /// Make-before-break change of bandwidth, endpoints or VLANs; `flow.flow_id` names the flow.
     UpdateFlow {
         flow: FlowRequest,
+    },
+    /// `PATCH /v2/flows/{id}`: the flow's request with the patch's fields in place, carried
+    /// out as an update against the record the hub holds (so no concurrent change is undone).
+    PatchFlow {
+        flow_id: FlowId,
+        patch: FlowPatch,
     },
     /// Move the flow onto the best path the network has now.
     RerouteFlow {
@@ -158,7 +164,8 @@ impl NbRequest {
             | NbRequest::SyncFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
             | NbRequest::ValidateFlow { flow_id }
-            | NbRequest::PingFlow { flow_id, .. } => Some(flow_id),
+            | NbRequest::PingFlow { flow_id, .. }
+            | NbRequest::PatchFlow { flow_id, .. } => Some(flow_id),
             NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping

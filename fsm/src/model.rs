@@ -97,6 +97,19 @@ impl FlowRequest {
         self.validate_options()
     }
 
+    /// Whether `other` differs from it only in what neither its rules nor its path depend on
+    /// (description, priority, pinned, strict_bandwidth): an update between them moves nothing.
+    pub fn same_path_and_rules(&self, other: &FlowRequest) -> bool {
+        let bookkeeping_cleared = |r: &FlowRequest| FlowRequest {
+            description: String::new(),
+            priority: None,
+            pinned: false,
+            strict_bandwidth: false,
+            ..r.clone()
+        };
+        bookkeeping_cleared(self) == bookkeeping_cleared(other)
+    }
+
     /// The flow options that exclude or need each other.
     fn validate_options(&self) -> Result<(), String> {
         if self.ignore_bandwidth && self.strict_bandwidth {
@@ -126,15 +139,110 @@ impl FlowRequest {
         for (name, unbuilt) in [
             ("allocate_protected_path", self.allocate_protected_path),
             ("diverse_flow_id", self.diverse_flow_id.is_some()),
-            ("priority", self.priority.is_some()),
-            ("ignore_bandwidth", self.ignore_bandwidth),
-            ("strict_bandwidth", self.strict_bandwidth),
         ] {
             if unbuilt {
                 return Err(format!("{name} is not supported yet"));
             }
         }
         Ok(())
+    }
+}
+
+/// One end of a flow as a patch changes it: the fields given replace the flow's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_id: Option<SwitchId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_number: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u16>,
+}
+
+impl EndpointPatch {
+    fn apply(&self, endpoint: &mut FlowEndpoint) {
+        replace(&mut endpoint.switch_id, &self.switch_id);
+        replace(&mut endpoint.port_number, &self.port_number);
+        replace(&mut endpoint.vlan_id, &self.vlan_id);
+    }
+}
+
+/// `PATCH /v2/flows/{id}` (OpenKilda's `FlowPatchV2`): the fields given replace the flow's,
+/// the others stay. A field it does not know is refused, never ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<EndpointPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<EndpointPatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_bandwidth: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_computation_strategy: Option<PathComputationStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_tier2: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocate_protected_path: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverse_flow_id: Option<FlowId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_bandwidth: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_bandwidth: Option<bool>,
+}
+
+impl FlowPatch {
+    /// The request with the patch's fields in place of its own.
+    pub fn applied_to(&self, request: &FlowRequest) -> FlowRequest {
+        let mut patched = request.clone();
+        if let Some(source) = &self.source {
+            source.apply(&mut patched.source);
+        }
+        if let Some(destination) = &self.destination {
+            destination.apply(&mut patched.destination);
+        }
+        replace(&mut patched.maximum_bandwidth, &self.maximum_bandwidth);
+        replace(&mut patched.description, &self.description);
+        replace(&mut patched.pinned, &self.pinned);
+        replace(
+            &mut patched.path_computation_strategy,
+            &self.path_computation_strategy,
+        );
+        replace(
+            &mut patched.allocate_protected_path,
+            &self.allocate_protected_path,
+        );
+        replace(&mut patched.ignore_bandwidth, &self.ignore_bandwidth);
+        replace(&mut patched.strict_bandwidth, &self.strict_bandwidth);
+        set(&mut patched.max_latency, &self.max_latency);
+        set(&mut patched.max_latency_tier2, &self.max_latency_tier2);
+        set(&mut patched.diverse_flow_id, &self.diverse_flow_id);
+        set(&mut patched.priority, &self.priority);
+        patched
+    }
+}
+
+/// A field a patch gives replaces the flow's.
+fn replace<T: Clone>(field: &mut T, given: &Option<T>) {
+    if let Some(value) = given {
+        *field = value.clone();
+    }
+}
+
+/// An optional field a patch gives is set; one it leaves out stays.
+fn set<T: Clone>(field: &mut Option<T>, given: &Option<T>) {
+    if given.is_some() {
+        field.clone_from(given);
     }
 }
 
@@ -186,7 +294,8 @@ impl Isl {
 }
 
 /// What the allocator reserved for a flow. The reverse path is the forward one reversed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Every field is always serialized (timely exchanges it as bincode).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// The flow's cookie id; the forward and reverse rules set a direction bit on it.
     pub cookie: u64,
@@ -200,6 +309,30 @@ pub struct Resources {
     pub reverse_meter: Option<u32>,
     /// ISLs from source to destination; empty for a one-switch flow.
     pub forward_path: Vec<Isl>,
+    /// The path was chosen without the flow's bandwidth (`ignore_bandwidth`, or a DEGRADED
+    /// reroute): nothing is reserved on its ISLs, so no link is ever over-committed.
+    #[serde(default)]
+    pub without_bandwidth: bool,
+    /// Why the reservation falls short of what the flow asks (no path with its bandwidth, or
+    /// within its latency): the flow is DEGRADED while it holds it.
+    #[serde(default)]
+    pub degraded: Option<String>,
+}
+
+/// Why a flow asks for a new reservation next to its current one: what the allocator may
+/// settle for, and in which order it serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reallocation {
+    /// A client asked (an update, a manual reroute): served at once; without a path that
+    /// satisfies the request it fails and the flow stays where it is.
+    Requested,
+    /// The network broke the flow's path or left it DOWN: served in priority order with the
+    /// other repairs of the moment. Without a path with the bandwidth it takes the best path
+    /// without it, DEGRADED, unless the flow is `strict_bandwidth`.
+    Repair,
+    /// A DEGRADED flow tries for a path that satisfies it: served in priority order; without
+    /// one it fails, and the flow stays DEGRADED where it is.
+    Upgrade,
 }
 
 /// A flow's request and what the allocator reserved for it: what its rules use. A record's
@@ -256,6 +389,17 @@ impl FlowRecord {
 
     pub fn flow_id(&self) -> &str {
         &self.request.flow_id
+    }
+
+    /// Its rules are in place: UP, or DEGRADED with the reason when its reservation falls
+    /// short of its request.
+    pub fn mark_in_place(&mut self) {
+        let degraded = self.resources.as_ref().and_then(|r| r.degraded.clone());
+        self.status = match degraded {
+            Some(_) => FlowStatus::Degraded,
+            None => FlowStatus::Up,
+        };
+        self.status_info = degraded;
     }
 
     /// The record after a change at `now_ms`.
@@ -366,6 +510,46 @@ mod tests {
         latency_bound.path_computation_strategy = PathComputationStrategy::MaxLatency;
         (latency_bound.max_latency, latency_bound.max_latency_tier2) = (Some(10), Some(20));
         assert_eq!(latency_bound.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_patch_replaces_the_fields_it_gives_and_refuses_ones_it_does_not_know() {
+        let patch: FlowPatch = serde_json::from_str(
+            r#"{"destination": {"vlan_id": 300}, "priority": 2, "description": "new"}"#,
+        )
+        .expect("a patch");
+        let before = request();
+        let patched = patch.applied_to(&before);
+        assert_eq!(patched.destination.vlan_id, 300);
+        assert_eq!(
+            patched.destination.port_number,
+            before.destination.port_number
+        );
+        assert_eq!(
+            (patched.priority, patched.description.as_str()),
+            (Some(2), "new")
+        );
+        assert_eq!(
+            FlowRequest {
+                destination: before.destination.clone(),
+                priority: None,
+                description: String::new(),
+                ..patched.clone()
+            },
+            before
+        );
+        assert!(
+            !patched.same_path_and_rules(&before),
+            "a new VLAN is a new rule"
+        );
+        let bookkeeping = FlowPatch {
+            priority: Some(1),
+            pinned: Some(true),
+            ..FlowPatch::default()
+        };
+        assert!(bookkeeping.applied_to(&before).same_path_and_rules(&before));
+        let unknown = serde_json::from_str::<FlowPatch>(r#"{"periodic_pings": true}"#);
+        assert!(unknown.unwrap_err().to_string().contains("periodic_pings"));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
 use crate::{
-    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, RemovalDebt, Reservation,
-    Resources, SbAction,
+    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation, RemovalDebt,
+    Reservation, Resources, SbAction,
 };
 
 /// How long an operation may take, in logical milliseconds.
@@ -75,7 +75,10 @@ pub enum Action {
     /// Make-before-break: reserve a new path and resources for `request` next to the ones the
     /// flow holds (its own bandwidth counts as available, so a shared ISL is not counted
     /// twice). Answered with `Allocated` or `AllocationFailed`.
-    Reallocate(FlowRequest),
+    Reallocate {
+        request: FlowRequest,
+        kind: Reallocation,
+    },
     /// The new reservation becomes the flow's; the old one is released.
     Commit,
     /// The new reservation is released; the flow keeps the old one.

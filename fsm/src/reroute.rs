@@ -15,7 +15,8 @@ use crate::operation::{
 };
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
-    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reservation, Resources, SbAction,
+    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation, Reservation,
+    Resources, SbAction,
 };
 
 /// Why a flow is moved.
@@ -96,6 +97,18 @@ impl FlowReroute {
         }
     }
 
+    /// What the allocator may settle for: a DEGRADED flow the network retries wants better
+    /// than it has; a flow the network broke or left DOWN takes what it can get.
+    fn reallocation(&self) -> Reallocation {
+        match self.kind {
+            RerouteKind::Update(_) | RerouteKind::Manual => Reallocation::Requested,
+            RerouteKind::Retry if self.status_before.0 == FlowStatus::Degraded => {
+                Reallocation::Upgrade
+            }
+            RerouteKind::PathDown | RerouteKind::Retry => Reallocation::Repair,
+        }
+    }
+
     fn timed_out(&self) -> String {
         format!("flow {} timed out", self.operation_name())
     }
@@ -145,7 +158,10 @@ impl FlowReroute {
         match event {
             OpEvent::Start => {
                 self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
-                context.push(Action::Reallocate(self.request.clone()));
+                context.push(Action::Reallocate {
+                    request: self.request.clone(),
+                    kind: self.reallocation(),
+                });
                 Transition(State::validating())
             }
             _ => Handled,
@@ -158,13 +174,24 @@ impl FlowReroute {
         match event {
             OpEvent::Allocated(resources) => {
                 self.new_resources = Some(resources.clone());
-                let same_path = self
-                    .flow
-                    .resources
-                    .as_ref()
-                    .is_some_and(|old| old.forward_path == resources.forward_path);
-                if same_path && !matches!(self.kind, RerouteKind::Update(_)) {
-                    context.details = "already on the best path".into();
+                // A reservation on the same path that reserves more, or falls short in
+                // another way, is still a move: its rules are installed anew.
+                let same_path = self.flow.resources.as_ref().is_some_and(|old| {
+                    old.forward_path == resources.forward_path
+                        && old.without_bandwidth == resources.without_bandwidth
+                        && old.degraded == resources.degraded
+                });
+                let stays = match self.kind {
+                    RerouteKind::Update(_)
+                        if !self.request.same_path_and_rules(&self.flow.request) =>
+                    {
+                        None
+                    }
+                    RerouteKind::Update(_) => Some("the path and rules stay as they are"),
+                    _ => Some("already on the best path"),
+                };
+                if let Some(why) = stays.filter(|_| same_path) {
+                    context.details = why.into();
                     return Transition(State::unchanged());
                 }
                 self.install
@@ -345,8 +372,7 @@ impl FlowReroute {
             r.request = request;
             r.resources = resources;
             r.target = None;
-            r.status = FlowStatus::Up;
-            r.status_info = None;
+            r.mark_in_place();
         });
         context.push(Action::Save(self.flow.clone()));
     }
@@ -361,9 +387,10 @@ impl FlowReroute {
     #[action]
     fn keep_path(&mut self, context: &mut OpContext) {
         context.push(Action::Release);
+        let request = self.request.clone();
         self.flow = self.flow.changed(context.now_ms, |r| {
-            r.status = FlowStatus::Up;
-            r.status_info = None;
+            r.request = request;
+            r.mark_in_place();
         });
         context.push(Action::Save(self.flow.clone()));
         context.push(Action::Respond(NbResponse::Flow {
@@ -397,6 +424,10 @@ impl FlowReroute {
             (RerouteKind::Manual | RerouteKind::Update(_), None)
                 if !self.old_segments.is_empty() =>
             {
+                self.status_before.clone()
+            }
+            // A DEGRADED flow found nothing better: it stays on its whole path.
+            (RerouteKind::Retry, None) if self.status_before.0 == FlowStatus::Degraded => {
                 self.status_before.clone()
             }
             _ => (FlowStatus::Down, Some(self.failure.clone())),

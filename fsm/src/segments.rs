@@ -232,6 +232,7 @@ mod tests {
             forward_meter: Some(32),
             reverse_meter: Some(33),
             forward_path: path,
+            ..Default::default()
         };
         let segments = flow_segments(&request(1, 3), &resources);
         let kinds: Vec<_> = segments.iter().map(|s| (s.switch_id.0, s.kind)).collect();
@@ -277,6 +278,7 @@ mod tests {
             forward_meter: None,
             reverse_meter: None,
             forward_path: vec![],
+            ..Default::default()
         };
         let segments = flow_segments(&request(4, 4), &resources);
         assert_eq!(segments.len(), 2);

@@ -308,8 +308,7 @@ impl FlowSync {
     #[action]
     fn mark_up(&mut self, context: &mut OpContext) {
         self.flow = self.flow.changed(context.now_ms, |r| {
-            r.status = FlowStatus::Up;
-            r.status_info = None;
+            r.mark_in_place();
             r.target = None;
         });
         context.push(Action::Save(self.flow.clone()));

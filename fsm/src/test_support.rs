@@ -42,6 +42,7 @@ pub fn resources(dst: u64) -> Resources {
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: path,
+        ..Default::default()
     }
 }
 

@@ -9,6 +9,14 @@ use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
 use crate::support::{eventually, Api, Hubspoke};
 use serde_json::{json, Value};
 
+/// The switches of a flow's path, in order.
+fn path_switches(flow: &Value) -> Vec<Value> {
+    flow["path"]
+        .as_array()
+        .map(|path| path.iter().map(|node| node["switch_id"].clone()).collect())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_flows_come_up_with_exact_rules_and_leave_nothing_behind() {
     let hub = Hubspoke::up(&["--network", "grid:3x3", "--workers", "2"]);
@@ -134,22 +142,16 @@ async fn a_pinned_flow_waits_for_its_path_and_refuses_a_reroute() {
     let pinned = api.create_and_wait_up(&body("pinned", 10, true)).await;
     assert_eq!(pinned["pinned"], true, "{pinned}");
     let free = api.create_and_wait_up(&body("free", 11, false)).await;
-    let switches = |flow: &serde_json::Value| -> Vec<serde_json::Value> {
-        flow["path"]
-            .as_array()
-            .map(|path| path.iter().map(|node| node["switch_id"].clone()).collect())
-            .unwrap_or_default()
-    };
     assert_eq!(
-        switches(&free),
-        switches(&pinned),
+        path_switches(&free),
+        path_switches(&pinned),
         "both take the one-hop path"
     );
 
     api.fail_link(1, 2).await;
     let moved = api
         .flow_when("free", "the unpinned flow moved", |f| {
-            f["status"] == "UP" && switches(f) != switches(&pinned)
+            f["status"] == "UP" && path_switches(f) != path_switches(&pinned)
         })
         .await;
     assert_eq!(moved["path"].as_array().map(Vec::len), Some(4), "{moved}");
@@ -181,6 +183,109 @@ async fn a_pinned_flow_waits_for_its_path_and_refuses_a_reroute() {
         })
         .await;
     assert_eq!(back["path"], pinned["path"], "{back}");
+}
+
+/// Priority and degraded service, then patches, on `ring:4` (10 Gbps links): `a` (4 Gbps,
+/// priority 5) and `b` (3 Gbps, priority 1) share link 1-2, `c` takes 5 of 4-3's 10 Gbps. When
+/// 1-2 fails the only way round is 1-4-3-2, with room for one of them: `b`, the more important,
+/// gets it; `a` is DEGRADED on the same path reserving nothing, and still carries packets. When
+/// `c` is deleted `a` gets its bandwidth and is UP. A patch of its description moves nothing; a
+/// patch of its bandwidth moves it onto new rules, make-before-break.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_more_important_flow_gets_the_detour_and_the_other_is_degraded_until_bandwidth_frees() {
+    let hub = Hubspoke::up(&["--network", "ring:4", "--reroute-delay-ms", "100"]);
+    let api = hub.api();
+    let body = |id: &str, src: u64, dst: u64, port: u32, gbps: u64, priority: Option<u32>| {
+        json!({
+            "flow_id": id,
+            "source": {"switch_id": switch_id(src), "port_number": port, "vlan_id": 100},
+            "destination": {"switch_id": switch_id(dst), "port_number": port, "vlan_id": 200},
+            "maximum_bandwidth": gbps * 1_000_000,
+            "priority": priority,
+        })
+    };
+    api.create_and_wait_up(&body("a", 1, 2, 10, 4, Some(5)))
+        .await;
+    api.create_and_wait_up(&body("b", 1, 2, 11, 3, Some(1)))
+        .await;
+    api.create_and_wait_up(&body("c", 4, 3, 12, 5, None)).await;
+
+    api.fail_link(1, 2).await;
+    let b = api
+        .flow_when("b", "b UP around the failure", |f| {
+            f["status"] == "UP" && f["path"].as_array().map(Vec::len) == Some(4)
+        })
+        .await;
+    let a = api
+        .flow_when("a", "a DEGRADED", |f| f["status"] == "DEGRADED")
+        .await;
+    assert!(
+        a["status_info"]
+            .as_str()
+            .is_some_and(|s| s.contains("4000000 kbps")),
+        "{a}"
+    );
+    assert_eq!(path_switches(&a), path_switches(&b), "the only way round");
+    for flow in [&a, &b] {
+        api.assert_delivered_both_ways(flow).await;
+    }
+    for link in api.links().await {
+        let (capacity, available) = (&link["capacity"], &link["available_bandwidth"]);
+        assert!(
+            available.as_u64() <= capacity.as_u64(),
+            "never over-committed: {link}"
+        );
+    }
+
+    api.delete("c").await;
+    let a = api
+        .flow_when("a", "a UP once c's bandwidth is free", |f| {
+            f["status"] == "UP"
+        })
+        .await;
+    api.assert_delivered_both_ways(&a).await;
+
+    let patch = |id: &str, patch: Value| {
+        api.client
+            .patch(api.nb(&format!("/v2/flows/{id}")))
+            .json(&patch)
+            .send()
+    };
+    let renamed = patch("a", json!({"description": "renamed", "priority": 2}))
+        .await
+        .expect("an answer");
+    assert_eq!(renamed.status(), 200);
+    let a_renamed = api
+        .flow_when("a", "a renamed and UP", |f| {
+            f["description"] == "renamed" && f["status"] == "UP"
+        })
+        .await;
+    assert_eq!(a_renamed["priority"], 2);
+    assert_eq!(a_renamed["path"], a["path"]);
+    let history = api.history("a").await;
+    assert!(
+        history
+            .to_string()
+            .contains("the path and rules stay as they are"),
+        "{history}"
+    );
+
+    let grown = patch("a", json!({"maximum_bandwidth": 5_000_000}))
+        .await
+        .expect("an answer");
+    assert_eq!(grown.status(), 200);
+    let a_grown = api
+        .flow_when("a", "a UP at 5 Gbps", |f| {
+            f["status"] == "UP" && f["maximum_bandwidth"] == 5_000_000
+        })
+        .await;
+    assert_eq!(a_grown["description"], "renamed", "the rest stays");
+    api.assert_delivered_both_ways(&a_grown).await;
+
+    let unknown = patch("a", json!({"periodic_pings": true}))
+        .await
+        .expect("an answer");
+    assert_eq!(unknown.status(), 400);
 }
 
 /// Two links of grid:3x3 fail one after the other under 100 flows (see
@@ -353,14 +458,43 @@ async fn flows_take_the_path_their_strategy_asks_for() {
             json!({"path_computation_strategy": "MAX_LATENCY", "max_latency": 8}),
         ))
         .await;
-    assert_eq!(
-        [paths::via(&cheap), paths::via(&quick), paths::via(&bounded)],
-        [via_2.clone(), via_3, via_5.clone()]
+    // Nothing is within 3 ms; via 3 (4 ms) is within tier 2.
+    api.create(&paths::routed_flow(
+        "tight",
+        14,
+        json!({"path_computation_strategy": "MAX_LATENCY", "max_latency": 3, "max_latency_tier2": 5}),
+    ))
+    .await;
+    let tight = api
+        .flow_when("tight", "the flow DEGRADED", |f| f["status"] == "DEGRADED")
+        .await;
+    assert!(
+        tight["status_info"]
+            .as_str()
+            .is_some_and(|s| s.contains("max_latency_tier2")),
+        "{tight}"
     );
-    let latency = paths::path_latency_ns(&api, &bounded).await;
-    assert!(latency <= 8 * paths::MS, "{latency} ns: {bounded}");
-    for flow in [&cheap, &quick, &bounded] {
-        paths::assert_packets_arrive(&api, flow).await;
+    assert_eq!(
+        [
+            paths::via(&cheap),
+            paths::via(&quick),
+            paths::via(&bounded),
+            paths::via(&tight)
+        ],
+        [via_2.clone(), via_3.clone(), via_5.clone(), via_3]
+    );
+    // Every MAX_LATENCY flow is within max_latency, or DEGRADED within max_latency_tier2.
+    for flow in [&bounded, &tight] {
+        let latency = paths::path_latency_ns(&api, flow).await;
+        let limit = |name: &str| flow[name].as_u64().map(|ms| ms * paths::MS);
+        let within = |name: &str| limit(name).is_some_and(|ns| latency <= ns);
+        assert!(
+            within("max_latency") || (flow["status"] == "DEGRADED" && within("max_latency_tier2")),
+            "{latency} ns: {flow}"
+        );
+    }
+    for flow in [&cheap, &quick, &bounded, &tight] {
+        api.assert_delivered_both_ways(flow).await;
     }
 
     let patch = api
@@ -384,7 +518,7 @@ async fn flows_take_the_path_their_strategy_asks_for() {
         .create_and_wait_up(&paths::routed_flow("steered", 13, json!({})))
         .await;
     assert_eq!(paths::via(&steered), via_5, "the dearer link is avoided");
-    paths::assert_packets_arrive(&api, &steered).await;
+    api.assert_delivered_both_ways(&steered).await;
 
     let candidates: Value = api
         .client

@@ -25,8 +25,7 @@ pub struct RecoveredFlow {
 /// Owed rules a restarted topology found, and what they use.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecoveredDebt {
-    /// A flow's, with the reservation its rules use (held again, quarantined). Boxed: a
-    /// reservation is large beside a list of rules.
+    /// A flow's, with the reservation its rules use (held again, quarantined).
     Flow {
         flow_id: FlowId,
         debt: Box<RemovalDebt>,

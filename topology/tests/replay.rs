@@ -64,6 +64,11 @@ fn create_latency() {
 }
 
 #[test]
+fn create_max_latency_tier2() {
+    run_case("create_max_latency_tier2");
+}
+
+#[test]
 fn create_retry_dropped_response() {
     run_case("create_retry_dropped_response");
 }
@@ -116,6 +121,16 @@ fn flapping_link_then_one_batch() {
 #[test]
 fn delete_owes_unconfirmed_removals() {
     run_case("delete_owes_unconfirmed_removals");
+}
+
+#[test]
+fn priority_and_degraded_reroute() {
+    run_case("priority_and_degraded_reroute");
+}
+
+#[test]
+fn patch_flow() {
+    run_case("patch_flow");
 }
 
 #[test]

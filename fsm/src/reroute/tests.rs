@@ -6,7 +6,7 @@ use crate::segments::{FORWARD_COOKIE_FLAG, REVERSE_COOKIE_FLAG};
 use crate::test_support::{
     self, owed, owed_before, record, request, resources, sends, step_failure,
 };
-use crate::SwitchId;
+use crate::{FlowRequest, Reallocation, SwitchId};
 
 type Harness = test_support::Harness<FlowReroute>;
 
@@ -85,6 +85,7 @@ fn detour() -> Resources {
         forward_meter: Some(33),
         reverse_meter: Some(33),
         forward_path: path,
+        ..Default::default()
     }
 }
 
@@ -171,7 +172,10 @@ fn start_marks_the_flow_in_progress_and_asks_for_a_new_reservation() {
     let actions = h.handle(OpEvent::Start);
     assert_eq!(h.state(), State::validating());
     assert!(actions.contains(&Action::ArmDeadline { after_ms: 30_000 }));
-    assert!(actions.contains(&Action::Reallocate(request(1, 3))));
+    assert!(actions.contains(&Action::Reallocate {
+        request: request(1, 3),
+        kind: Reallocation::Requested
+    }));
     let record = saved(&actions).unwrap();
     assert_eq!((record.status, record.version), (FlowStatus::InProgress, 2));
     assert_eq!(record.resources, Some(resources(3)));
@@ -284,7 +288,10 @@ fn an_update_on_the_same_path_still_installs_the_new_rules() {
     wanted.maximum_bandwidth = 5000;
     let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted.clone()));
     let started = h.handle(OpEvent::Start);
-    assert!(started.contains(&Action::Reallocate(wanted.clone())));
+    assert!(started.contains(&Action::Reallocate {
+        request: wanted.clone(),
+        kind: Reallocation::Requested
+    }));
     let allocated = h.handle(OpEvent::Allocated(same_path()));
     assert_eq!(
         h.state(),
@@ -302,6 +309,27 @@ fn an_update_on_the_same_path_still_installs_the_new_rules() {
         (record.request, record.status, record.resources),
         (wanted, FlowStatus::Up, Some(same_path()))
     );
+}
+
+/// A patch of what neither path nor rules depend on moves nothing: the new reservation goes
+/// back, no command is sent, and the record keeps its rules with the new request.
+#[test]
+fn an_update_of_bookkeeping_only_keeps_the_rules_and_saves_the_request() {
+    let wanted = FlowRequest {
+        description: "renamed".into(),
+        priority: Some(3),
+        ..request(1, 3)
+    };
+    let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted.clone()));
+    h.handle(OpEvent::Start);
+    let actions = h.handle(OpEvent::Allocated(same_path()));
+    assert_eq!(h.state(), State::unchanged());
+    assert!(sent(&actions).is_empty());
+    assert!(actions.contains(&Action::Release));
+    let record = saved(&actions).expect("saved");
+    assert_eq!(record.request, wanted);
+    assert_eq!(record.resources, Some(resources(3)));
+    assert_eq!(record.status, FlowStatus::Up);
 }
 
 #[test]
@@ -378,6 +406,56 @@ fn a_failed_allocation_leaves_a_path_down_flow_down_and_a_manual_one_as_it_was()
         assert_eq!((record.request, record.resources), old);
         assert_eq!(record.version, 3);
     }
+}
+
+/// A DEGRADED flow the network retries asks for an upgrade; finding none, it stays as it was.
+#[test]
+fn a_degraded_flow_that_finds_nothing_better_stays_degraded_on_its_path() {
+    let mut degraded = up_flow();
+    degraded.status = FlowStatus::Degraded;
+    degraded.status_info = Some("no path has 1000 kbps available".into());
+    let before = (degraded.status, degraded.status_info.clone());
+    let mut h = Harness::reroute(degraded, RerouteKind::Retry);
+    let started = h.handle(OpEvent::Start);
+    assert!(started.contains(&Action::Reallocate {
+        request: request(1, 3),
+        kind: Reallocation::Upgrade
+    }));
+    let error = ErrorBody::new(503, "no-path", "No path", "no path with 1000 kbps");
+    let actions = h.handle(OpEvent::AllocationFailed(error));
+    let record = saved(&actions).expect("saved");
+    assert_eq!((record.status, record.status_info), before);
+    assert_eq!(record.resources, Some(resources(3)));
+}
+
+/// A repair onto a reservation without the flow's bandwidth makes it DEGRADED, with why.
+#[test]
+fn a_path_down_flow_moved_onto_a_path_without_its_bandwidth_is_degraded() {
+    let mut h = Harness::reroute(up_flow(), RerouteKind::PathDown);
+    let started = h.handle(OpEvent::Start);
+    assert!(started.contains(&Action::Reallocate {
+        request: request(1, 3),
+        kind: Reallocation::Repair
+    }));
+    let short = Resources {
+        without_bandwidth: true,
+        degraded: Some("no path has 1000 kbps available".into()),
+        ..detour()
+    };
+    let mut actions = h.handle(OpEvent::Allocated(short.clone()));
+    while !h.state().is_finished() {
+        actions = h.succeed_all(&actions);
+    }
+    assert_eq!(h.state(), State::up());
+    let record = saved(&actions).expect("saved");
+    assert_eq!(
+        (record.status, record.status_info.as_deref()),
+        (
+            FlowStatus::Degraded,
+            Some("no path has 1000 kbps available")
+        )
+    );
+    assert_eq!(record.resources, Some(short));
 }
 
 /// Which rules a rollback removes at each step is the install sub-machine's (its tests);

@@ -15,8 +15,8 @@ use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIM
 use hubspoke_fsm::switch_id::InvalidSwitchId;
 use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
-    validate_flow_id, Envelope, FlowRequest, HistoryEntry, Isl, LinkPatch, LinkState, NbRequest,
-    NbResponse, PathComputationStrategy, PathsQuery, SwitchId, SwitchState,
+    validate_flow_id, Envelope, FlowPatch, FlowRequest, HistoryEntry, Isl, LinkPatch, LinkState,
+    NbRequest, NbResponse, PathComputationStrategy, PathsQuery, SwitchId, SwitchState,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -82,7 +82,10 @@ pub fn nb_router(state: NbState) -> Router {
         .route("/v2/flows", get(list_flows).post(create_flow))
         .route(
             "/v2/flows/{flow_id}",
-            get(get_flow).put(update_flow).delete(delete_flow),
+            get(get_flow)
+                .put(update_flow)
+                .patch(patch_flow)
+                .delete(delete_flow),
         )
         .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
         .route("/v2/flows/{flow_id}/sync", post(sync_flow))
@@ -142,6 +145,18 @@ async fn update_flow(
         .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
     flow.validate().map_err(ApiError::bad_request)?;
     ask(&state, &id, NbRequest::UpdateFlow { flow }).await
+}
+
+/// The fields given replace the flow's; the topology applies them to the record it holds and
+/// carries the result out as an update (make-before-break when the path must change).
+async fn patch_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+    JsonBody(patch): JsonBody<FlowPatch>,
+) -> Result<Json<FlowJson>, ApiError> {
+    validate_flow_id(&flow_id).map_err(ApiError::bad_request)?;
+    ask(&state, &id, NbRequest::PatchFlow { flow_id, patch }).await
 }
 
 async fn reroute_flow(

@@ -111,6 +111,17 @@ fn fake_topology(
                 }
                 NbResponse::Flow { flow: record }
             }
+            NbRequest::PatchFlow { flow_id, patch } => match flows.get_mut(flow_id) {
+                Some(record) => {
+                    *record = record.changed(1_700_000_001_000, |r| {
+                        r.request = patch.applied_to(&r.request);
+                    });
+                    NbResponse::Flow {
+                        flow: record.clone(),
+                    }
+                }
+                None => error(404, "not-found", "Flow not found"),
+            },
             NbRequest::UpdateFlow { flow } => match flows.get_mut(&flow.flow_id) {
                 Some(record) => {
                     *record = record.changed(1_700_000_001_000, |r| {
@@ -287,6 +298,7 @@ fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources 
         forward_meter: None,
         reverse_meter: None,
         forward_path: path,
+        ..Default::default()
     }
 }
 

@@ -276,6 +276,77 @@ async fn a_flow_is_updated_with_or_without_its_id_in_the_body() {
 }
 
 #[tokio::test]
+async fn flow_options_that_exclude_each_other_are_400_before_anything_is_published() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    let mut both: Value = serde_json::from_str(&flow_body("flow-b", 1, 40, 2, 40)).unwrap();
+    both["ignore_bandwidth"] = json!(true);
+    both["strict_bandwidth"] = json!(true);
+    let refused = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        Some("corr-both"),
+        &both.to_string(),
+    )
+    .await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "corr-both");
+    assert!(
+        refused.text.contains("cannot both be set"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        shim.seen.try_recv().is_err(),
+        "nothing reached the topology"
+    );
+}
+
+#[tokio::test]
+async fn a_patch_changes_only_the_fields_it_gives_and_refuses_unknown_ones() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    let created = call(
+        &shim.router,
+        "POST",
+        "/v2/flows",
+        None,
+        &flow_body("flow-p", 1, 40, 2, 40),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let patched = call(
+        &shim.router,
+        "PATCH",
+        "/v2/flows/flow-p",
+        None,
+        r#"{"description": "renamed", "destination": {"vlan_id": 300}}"#,
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["description"], "renamed");
+    assert_eq!(patched.body["destination"]["vlan_id"], 300);
+    assert_eq!(patched.body["destination"]["port_number"], 40);
+    assert_eq!(patched.body["maximum_bandwidth"], 1000);
+    let unknown = call(
+        &shim.router,
+        "PATCH",
+        "/v2/flows/flow-p",
+        Some("corr-unknown"),
+        r#"{"periodic_pings": true}"#,
+    )
+    .await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "corr-unknown");
+    let missing = call(
+        &shim.router,
+        "PATCH",
+        "/v2/flows/nobody",
+        Some("corr-missing"),
+        r#"{"description": "x"}"#,
+    )
+    .await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "corr-missing");
+}
+
+#[tokio::test]
 async fn an_update_names_the_flow_of_its_path_and_an_existing_one() {
     let shim = shim(Duration::from_secs(5), Deletes::Forget);
     let mismatched = call(

@@ -79,6 +79,24 @@ impl Api {
         self.list(self.nb("/v2/links")).await
     }
 
+    /// The rules the simulated `switch` holds.
+    pub async fn rules(&self, switch: &str) -> Vec<Value> {
+        self.list(self.sim(&format!("/sim/switches/{switch}/rules")))
+            .await
+    }
+
+    /// A counter from the Prometheus text of `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .ok("GET /metrics", self.client.get(self.nb("/metrics")))
+            .await;
+        let line = format!("hubspoke_{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     /// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
     pub async fn trace(&self, endpoint: &Value) -> Value {
         let body = json!({
@@ -97,22 +115,19 @@ impl Api {
         response.json().await.expect("a trace")
     }
 
-    /// The rules the simulated `switch` holds.
-    pub async fn rules(&self, switch: &str) -> Vec<Value> {
-        self.list(self.sim(&format!("/sim/switches/{switch}/rules")))
-            .await
-    }
-
-    /// A counter from the Prometheus text of `/metrics`.
-    pub async fn metric(&self, name: &str) -> u64 {
-        let text = self
-            .ok("GET /metrics", self.client.get(self.nb("/metrics")))
-            .await;
-        let line = format!("hubspoke_{name} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    /// A packet entering at each end of the flow leaves at the other, with its VLAN.
+    pub async fn assert_delivered_both_ways(&self, flow: &Value) {
+        for (from, to) in [
+            (&flow["source"], &flow["destination"]),
+            (&flow["destination"], &flow["source"]),
+        ] {
+            let trace = self.trace(from).await;
+            assert!(
+                leaves_at(&trace, to),
+                "flow {}: a packet from {from} must leave at {to}; it went: {trace}",
+                flow["flow_id"]
+            );
+        }
     }
 
     /// `POST /v2/flows`, answered 200; the flow as answered.
@@ -259,4 +274,13 @@ impl Api {
         let path = format!("/sim/links/{}/{}/{change}", switch_id(a), switch_id(b));
         self.ok(&path, self.client.post(self.sim(&path))).await;
     }
+}
+
+/// Whether the traced packet left the network at the endpoint, with its VLAN.
+pub fn leaves_at(trace: &Value, endpoint: &Value) -> bool {
+    let end = &trace["end"];
+    end["result"] == "delivered"
+        && end["switch_id"] == endpoint["switch_id"]
+        && end["port"] == endpoint["port_number"]
+        && end["vlan"] == endpoint["vlan_id"]
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::api::leaves_at;
 use super::flows::{links_add_up, switch_id};
 use super::{eventually_explained, Api};
 
@@ -204,13 +205,8 @@ pub async fn assert_data_plane_exact(api: &Api) -> Vec<Value> {
             (&flow["destination"], &flow["source"]),
         ] {
             let trace = api.trace(from).await;
-            let end = &trace["end"];
-            let delivered = end["result"] == "delivered"
-                && end["switch_id"] == to["switch_id"]
-                && end["port"] == to["port_number"]
-                && end["vlan"] == to["vlan_id"];
             assert!(
-                delivered,
+                leaves_at(&trace, to),
                 "flow {}: a packet from {from} must leave at {to}; it went: {trace}\n\
                  flows whose path enters a switch where a rule of another cookie took it: {:?}",
                 flow["flow_id"],

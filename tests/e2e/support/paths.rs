@@ -77,23 +77,3 @@ pub async fn path_latency_ns(api: &Api, flow: &Value) -> u64 {
         })
         .sum()
 }
-
-/// A packet entering at either end of the flow leaves at the other, in the simulator's
-/// tables.
-pub async fn assert_packets_arrive(api: &Api, flow: &Value) {
-    for (from, to) in [
-        (&flow["source"], &flow["destination"]),
-        (&flow["destination"], &flow["source"]),
-    ] {
-        let trace = api.trace(from).await;
-        let end = &trace["end"];
-        assert!(
-            end["result"] == "delivered"
-                && end["switch_id"] == to["switch_id"]
-                && end["port"] == to["port_number"]
-                && end["vlan"] == to["vlan_id"],
-            "flow {}: a packet from {from} must leave at {to}; it went: {trace}",
-            flow["flow_id"]
-        );
-    }
-}

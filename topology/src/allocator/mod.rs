@@ -28,8 +28,8 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, RemovalDebt,
-    Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, Reallocation,
+    RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,7 @@ use crate::view::{LinkProps, ViewChange};
 use crate::wire::Json;
 use ids::IdPool;
 use owed::OwedRules;
+use paths::Chosen;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
@@ -45,10 +46,12 @@ pub enum AllocatorRequest {
         flow_id: FlowId,
         request: FlowRequest,
     },
-    /// A pending reservation next to the flow's current one (reroute, update).
+    /// A pending reservation next to the flow's current one (reroute, update). Repairs and
+    /// upgrades wait for the other requests of their moment, to be served in priority order.
     Reallocate {
         flow_id: FlowId,
         request: FlowRequest,
+        kind: Reallocation,
     },
     /// The pending reservation becomes the current one; the old one is released.
     Commit { flow_id: FlowId },
@@ -74,9 +77,11 @@ const FIRST_FLOW_METER: u64 = 32;
 const LAST_METER: u64 = 65_535;
 const FIRST_TRANSIT_VLAN: u64 = 2;
 
-/// The bandwidth a reservation takes on `isl` (0 if its path does not use it).
+/// The bandwidth a reservation takes on `isl` (0 if its path does not use it, or was chosen
+/// without the bandwidth).
 fn bandwidth_on(reservation: &Reservation, isl: &Isl) -> u64 {
-    if reserved_isls(&reservation.resources).any(|i| i == *isl) {
+    let resources = &reservation.resources;
+    if !resources.without_bandwidth && reserved_isls(resources).any(|i| i == *isl) {
         reservation.request.maximum_bandwidth
     } else {
         0
@@ -207,8 +212,12 @@ impl ResourcePool {
                 let result = self.allocate(&request);
                 Some(AllocationResult { flow_id, result })
             }
-            AllocatorRequest::Reallocate { flow_id, request } => {
-                let result = self.reallocate(&request);
+            AllocatorRequest::Reallocate {
+                flow_id,
+                request,
+                kind,
+            } => {
+                let result = self.reallocate(&request, kind);
                 Some(AllocationResult { flow_id, result })
             }
             AllocatorRequest::Commit { flow_id } => {
@@ -573,12 +582,16 @@ impl ResourcePool {
                 format!("flow {} already holds resources", request.flow_id),
             ));
         }
-        self.reserve(request, false)
+        self.reserve(request, None)
     }
 
     /// Reserves a path and resources for `request` next to what the flow holds now; its own
     /// bandwidth and endpoints count as free for it.
-    pub fn reallocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
+    pub fn reallocate(
+        &mut self,
+        request: &FlowRequest,
+        kind: Reallocation,
+    ) -> Result<Resources, ErrorBody> {
         if self
             .holdings
             .get(&request.flow_id)
@@ -591,11 +604,17 @@ impl ResourcePool {
                 format!("flow {} is already moving", request.flow_id),
             ));
         }
-        self.reserve(request, true)
+        self.reserve(request, Some(kind))
     }
 
-    /// Reserves for `request` as the flow's current reservation, or as its pending one.
-    fn reserve(&mut self, request: &FlowRequest, pending: bool) -> Result<Resources, ErrorBody> {
+    /// Reserves for `request` as the flow's current reservation (`reallocation` none), or as
+    /// its pending one.
+    fn reserve(
+        &mut self,
+        request: &FlowRequest,
+        reallocation: Option<Reallocation>,
+    ) -> Result<Resources, ErrorBody> {
+        let pending = reallocation.is_some();
         request.validate().map_err(|reason| {
             ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
         })?;
@@ -610,18 +629,17 @@ impl ResourcePool {
         // A pinned flow that holds a path keeps it, or has none.
         let pinned_to = holding
             .and_then(|h| h.current.as_ref())
-            .filter(|_| request.pinned);
-        let path = match pinned_to {
-            Some(current) => pinned_path(request, &current.resources.forward_path, usable)?,
-            None => {
-                let chosen = paths::path_for(&self.network, request, usable)?;
-                if let Some(reason) = &chosen.degraded {
-                    tracing::info!(flow_id = %request.flow_id, %reason, "path short of the request");
-                }
-                chosen.isls
-            }
+            .filter(|_| request.pinned)
+            .map(|current| current.resources.forward_path.as_slice());
+        let search = |bandwidth: u64| match pinned_to {
+            Some(path) => pinned_path(request, path, bandwidth, usable).map(|isls| Chosen {
+                isls,
+                degraded: None,
+            }),
+            None => paths::path_for(&self.network, request, bandwidth, usable),
         };
-        let resources = self.take_ids(request, path)?;
+        let chosen = choose_path(request, reallocation, search)?;
+        let resources = self.take_ids(request, chosen)?;
         let reservation = Reservation {
             request: request.clone(),
             resources: resources.clone(),
@@ -643,7 +661,16 @@ impl ResourcePool {
         Ok(resources)
     }
 
-    fn take_ids(&mut self, request: &FlowRequest, path: Vec<Isl>) -> Result<Resources, ErrorBody> {
+    fn take_ids(
+        &mut self,
+        request: &FlowRequest,
+        chosen: ChosenPath,
+    ) -> Result<Resources, ErrorBody> {
+        let ChosenPath {
+            path,
+            without_bandwidth,
+            degraded,
+        } = chosen;
         let exhausted = |what: &str| {
             ErrorBody::new(
                 503,
@@ -678,6 +705,8 @@ impl ResourcePool {
             forward_meter: forward_meter.map(|m| m as u32),
             reverse_meter: reverse_meter.map(|m| m as u32),
             forward_path: path,
+            without_bandwidth,
+            degraded,
         };
         if metered && (forward_meter.is_none() || reverse_meter.is_none()) {
             self.give_back_ids(request, &resources);
@@ -931,9 +960,58 @@ fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
 
 /// The path a pinned flow holds, if it still joins the request's switches and every ISL of it
 /// can carry the request both ways (`usable`: what each ISL has free for the flow).
+/// A path, and how it falls short of the request.
+struct ChosenPath {
+    path: Vec<Isl>,
+    without_bandwidth: bool,
+    degraded: Option<String>,
+}
+
+/// The path for `request` from `search` (a path with at least that much bandwidth): one with
+/// the flow's bandwidth if there is one. Otherwise one without it, reserving nothing, for an
+/// `ignore_bandwidth` flow (UP) and for a repair the network asked for (DEGRADED, unless the
+/// flow is `strict_bandwidth`). An upgrade settles for nothing short.
+fn choose_path(
+    request: &FlowRequest,
+    reallocation: Option<Reallocation>,
+    search: impl Fn(u64) -> Result<Chosen, ErrorBody>,
+) -> Result<ChosenPath, ErrorBody> {
+    let short = match search(request.maximum_bandwidth) {
+        Ok(Chosen { isls, degraded }) => {
+            return Ok(ChosenPath {
+                path: isls,
+                without_bandwidth: false,
+                degraded,
+            })
+        }
+        Err(short) => short,
+    };
+    let repair = reallocation == Some(Reallocation::Repair) && !request.strict_bandwidth;
+    if request.maximum_bandwidth == 0 || !(request.ignore_bandwidth || repair) {
+        return Err(short);
+    }
+    let Chosen { isls, degraded } = search(0)?;
+    let short_of_bandwidth = (!request.ignore_bandwidth).then(|| {
+        format!(
+            "no path has {} kbps available: on a path without the bandwidth until one frees up",
+            request.maximum_bandwidth
+        )
+    });
+    let degraded = match (short_of_bandwidth, degraded) {
+        (Some(bandwidth), Some(latency)) => Some(format!("{bandwidth}; {latency}")),
+        (bandwidth, latency) => bandwidth.or(latency),
+    };
+    Ok(ChosenPath {
+        path: isls,
+        without_bandwidth: true,
+        degraded,
+    })
+}
+
 fn pinned_path(
     request: &FlowRequest,
     path: &[Isl],
+    bandwidth: u64,
     usable: impl Fn(&Isl) -> Option<u64>,
 ) -> Result<Vec<Isl>, ErrorBody> {
     let (src, dst) = (request.source.switch_id, request.destination.switch_id);
@@ -952,7 +1030,7 @@ fn pinned_path(
             ),
         ));
     }
-    let carries = |isl: &Isl| usable(isl).is_some_and(|kbps| kbps >= request.maximum_bandwidth);
+    let carries = |isl: &Isl| usable(isl).is_some_and(|kbps| kbps >= bandwidth);
     match path.iter().find(|isl| !carries(isl) || !carries(&isl.reversed())) {
         Some(isl) => Err(ErrorBody::new(
             503,
@@ -961,7 +1039,7 @@ fn pinned_path(
             format!(
                 "flow {} is pinned to its path, and its ISL {}:{} -> {}:{} is down or lacks {} kbps",
                 request.flow_id, isl.src_switch, isl.src_port, isl.dst_switch, isl.dst_port,
-                request.maximum_bandwidth
+                bandwidth
             ),
         )),
         None => Ok(path.to_vec()),

@@ -5,14 +5,17 @@
 //! The switch keeper lives here too: it judges switches against the same reservations, and
 //! its removal debt keeps what the owed rules use taken (see `keeper`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hubspoke_fsm::{Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, SbEvent, SwitchId};
+use hubspoke_fsm::{
+    Envelope, FlowEvent, FlowRecord, NbRequest, NbResponse, Reallocation, SbEvent, SwitchId,
+};
 use hubspoke_speaker::{SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::InputCapability;
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
 use super::{AllocatorRequest, ResourcePool};
@@ -62,6 +65,37 @@ pub struct Known {
     pub debts: Vec<RecoveredDebt>,
     /// When the topology started: what the view learns from this enters at that time.
     pub at_ms: Time,
+}
+
+/// The repairs and upgrades of one moment, held until every one of them has arrived (the
+/// input's frontier has passed their time), to be served most important first.
+struct HeldMoves {
+    results_at: Capability<Time>,
+    changes_at: Capability<Time>,
+    requests: Vec<AllocatorRequest>,
+}
+
+/// A reallocation the network asked for waits for the others of its moment; what a client
+/// asked for is served at once.
+fn waits_for_its_moment(request: &AllocatorRequest) -> bool {
+    matches!(
+        request,
+        AllocatorRequest::Reallocate {
+            kind: Reallocation::Repair | Reallocation::Upgrade,
+            ..
+        }
+    )
+}
+
+/// Most important first (lower `priority`; none is the least important), then by flow id, so
+/// the order does not depend on which worker a request came from.
+fn by_priority(request: &AllocatorRequest) -> (u32, String) {
+    match request {
+        AllocatorRequest::Reallocate {
+            flow_id, request, ..
+        } => (request.priority.unwrap_or(u32::MAX), flow_id.clone()),
+        _ => (u32::MAX, String::new()),
+    }
 }
 
 /// Per-output buffers of the keeper, filled from its outputs in one pass.
@@ -141,7 +175,8 @@ pub fn allocator_operator<'scope>(
         let mut buffers = KeeperBuffers::default();
         let mut outputs = Vec::new();
         let mut reported = KeeperStats::default();
-        move |_frontiers| {
+        let mut held_moves: BTreeMap<Time, HeldMoves> = BTreeMap::new();
+        move |frontiers| {
             if let Some((capabilities, mut changes, mut started)) = start.take() {
                 buffers.sort(&mut started);
                 let at = |output: usize| &capabilities[output];
@@ -171,6 +206,18 @@ pub fn allocator_operator<'scope>(
                     return;
                 };
                 for request in data.flat_map(|batch| batch.drain(..)) {
+                    if waits_for_its_moment(&request) {
+                        held_moves
+                            .entry(now)
+                            .or_insert_with(|| HeldMoves {
+                                results_at: capability.delayed(&now, 0),
+                                changes_at: capability.delayed(&now, 1),
+                                requests: Vec::new(),
+                            })
+                            .requests
+                            .push(request);
+                        continue;
+                    }
                     handle(
                         &mut pool,
                         &mut keeper,
@@ -208,6 +255,32 @@ pub fn allocator_operator<'scope>(
                 buffers.sort(&mut outputs);
                 ship_all(&capability, &mut buffers, &mut pool.take_view_changes());
             });
+            while let Some(entry) = held_moves.first_entry() {
+                if frontiers[0].less_equal(entry.key()) {
+                    break;
+                }
+                let (now, mut moves) = entry.remove_entry();
+                moves.requests.sort_by_cached_key(by_priority);
+                for request in moves.requests {
+                    handle(
+                        &mut pool,
+                        &mut keeper,
+                        now,
+                        request,
+                        &mut buffers,
+                        &mut outputs,
+                    );
+                }
+                let mut changes = pool.take_view_changes();
+                if !buffers.results.is_empty() {
+                    results_out
+                        .activate()
+                        .give(&moves.results_at, &mut buffers.results);
+                }
+                if !changes.is_empty() {
+                    changes_out.activate().give(&moves.changes_at, &mut changes);
+                }
+            }
             if first_worker {
                 metrics
                     .rules_pending_removal

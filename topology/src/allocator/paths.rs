@@ -31,21 +31,35 @@ fn as_ms(ns: u64) -> String {
     format!("{}.{:03}", ns / NS_PER_MS, ns % NS_PER_MS / 1_000)
 }
 
-/// The path `request` gets from `src` to `dst` by its strategy, with its bandwidth free both
-/// ways on every ISL (`usable`: what each ISL has free for the flow, `None` if it must not
-/// be used). `MAX_LATENCY`: the cheapest path within `max_latency`; failing that, within
+/// Why no path was found: none with `bandwidth` free (none up, for 0).
+fn no_path(request: &FlowRequest, bandwidth: u64) -> ErrorBody {
+    let (src, dst) = (request.source.switch_id, request.destination.switch_id);
+    let details = if bandwidth == 0 {
+        format!("no path from {src} to {dst} is up")
+    } else {
+        format!("no path from {src} to {dst} has {bandwidth} kbps available")
+    };
+    ErrorBody::new(
+        503,
+        "no-path",
+        "Not enough bandwidth or no path found",
+        details,
+    )
+}
+
+/// The path `request` gets by its strategy, with `bandwidth` free both ways on every ISL
+/// (`usable`: what each ISL has free for the flow, `None` if it must not be used).
+/// `MAX_LATENCY`: the cheapest path within `max_latency`; failing that, within
 /// `max_latency_tier2`, DEGRADED; failing both, no path.
 pub(super) fn path_for(
     network: &Network,
     request: &FlowRequest,
+    bandwidth: u64,
     usable: impl Fn(&Isl) -> Option<u64>,
 ) -> Result<Chosen, ErrorBody> {
     let (src, dst) = (request.source.switch_id, request.destination.switch_id);
-    let bandwidth = request.maximum_bandwidth;
-    let no_path =
-        |why: String| ErrorBody::new(503, "no-path", "Not enough bandwidth or no path found", why);
     let strategy = request.path_computation_strategy;
-    let tiers = match (strategy, request.max_latency) {
+    let (tier1, tier2) = match (strategy, request.max_latency) {
         (PathComputationStrategy::MaxLatency, Some(tier1)) => (tier1, request.max_latency_tier2),
         _ => {
             return network
@@ -54,14 +68,9 @@ pub(super) fn path_for(
                     isls: path.isls,
                     degraded: None,
                 })
-                .ok_or_else(|| {
-                    no_path(format!(
-                        "no path from {src} to {dst} has {bandwidth} kbps available"
-                    ))
-                })
+                .ok_or_else(|| no_path(request, bandwidth))
         }
     };
-    let (tier1, tier2) = tiers;
     let within = |limit_ms: u64| {
         network.cheapest_within(
             src,
@@ -86,10 +95,9 @@ pub(super) fn path_for(
             isls: path.isls,
         });
     }
-    Err(no_path(format!(
-        "no path from {src} to {dst} with {bandwidth} kbps available has a latency within {} ms",
-        tier2.unwrap_or(tier1)
-    )))
+    let mut none = no_path(request, bandwidth);
+    none.error_description += &format!(" within a latency of {} ms", tier2.unwrap_or(tier1));
+    Err(none)
 }
 
 /// Up to `query.max_path_count` paths between two switches, best first by the strategy's

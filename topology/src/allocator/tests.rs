@@ -65,6 +65,69 @@ fn allocation_reserves_both_directions_and_free_gives_everything_back() {
 }
 
 #[test]
+fn without_a_path_with_its_bandwidth_a_flow_settles_for_what_its_options_allow() {
+    let mut pool = pool("linear:2");
+    let isl = pool.network.links()[0].isl;
+    pool.allocate(&request("big", 1, 2, 10, 8_000_000))
+        .expect("room");
+    let short = pool
+        .allocate(&request("short", 1, 2, 11, 4_000_000))
+        .expect_err("2 Gbps left");
+    assert_eq!((short.status, short.error_type.as_str()), (503, "no-path"));
+    // ignore_bandwidth: the path without the bandwidth, UP, reserving nothing.
+    let ignoring = FlowRequest {
+        ignore_bandwidth: true,
+        ..request("ignoring", 1, 2, 12, 4_000_000)
+    };
+    let resources = pool.allocate(&ignoring).expect("bandwidth ignored");
+    assert!(resources.without_bandwidth && resources.degraded.is_none());
+    assert!(
+        resources.forward_meter.is_some(),
+        "still metered to its bandwidth"
+    );
+    assert_eq!(pool.available(&isl), 2_000_000);
+    // Where there is room, an ignore_bandwidth flow reserves like any other.
+    let fits = FlowRequest {
+        ignore_bandwidth: true,
+        ..request("fits", 1, 2, 13, 1_000_000)
+    };
+    assert!(!pool.allocate(&fits).expect("room").without_bandwidth);
+    assert_eq!(pool.available(&isl), 1_000_000);
+    // A flow that grows: a client's request fails, a repair is DEGRADED, a strict one fails,
+    // and an upgrade settles for nothing short.
+    pool.allocate(&request("grows", 1, 2, 14, 1_000))
+        .expect("room");
+    let grown = request("grows", 1, 2, 14, 4_000_000);
+    for (kind, strict, settles) in [
+        (Reallocation::Requested, false, false),
+        (Reallocation::Repair, true, false),
+        (Reallocation::Upgrade, false, false),
+        (Reallocation::Repair, false, true),
+    ] {
+        let wanted = FlowRequest {
+            strict_bandwidth: strict,
+            ..grown.clone()
+        };
+        let result = pool.reallocate(&wanted, kind);
+        assert_eq!(result.is_ok(), settles, "{kind:?}, strict {strict}");
+        if let Ok(resources) = result {
+            assert!(resources.without_bandwidth);
+            assert!(resources
+                .degraded
+                .expect("degraded")
+                .contains("4000000 kbps"));
+        }
+    }
+    assert_eq!(
+        pool.available(&isl),
+        999_000,
+        "only the flow's current reservation counts"
+    );
+    pool.commit("grows");
+    assert_eq!(pool.available(&isl), 1_000_000);
+}
+
+#[test]
 fn a_pinned_flow_keeps_its_path_or_gets_none() {
     let mut pool = pool("ring:4");
     let pinned = FlowRequest {
@@ -79,14 +142,16 @@ fn a_pinned_flow_keeps_its_path_or_gets_none() {
         ..pinned.clone()
     };
     let moved = pool
-        .reallocate(&bigger)
+        .reallocate(&bigger, Reallocation::Requested)
         .expect("the pinned path carries it");
     assert_eq!(moved.forward_path, held.forward_path);
     pool.release_pending("p");
     // Its ISL down: no other path for it.
     let isl = held.forward_path[0];
     pool.apply_network_event(&SbEvent::IslDown { isl });
-    let down = pool.reallocate(&pinned).expect_err("pinned");
+    let down = pool
+        .reallocate(&pinned, Reallocation::Repair)
+        .expect_err("pinned");
     assert_eq!(
         (down.status, down.error_type.as_str()),
         (503, "pinned-path-unavailable")
@@ -97,7 +162,10 @@ fn a_pinned_flow_keeps_its_path_or_gets_none() {
         ..pinned.clone()
     };
     assert_eq!(
-        pool.reallocate(&free).expect("around").forward_path.len(),
+        pool.reallocate(&free, Reallocation::Repair)
+            .expect("around")
+            .forward_path
+            .len(),
         3
     );
     pool.release_pending("p");
@@ -109,7 +177,9 @@ fn a_pinned_flow_keeps_its_path_or_gets_none() {
         },
         ..pinned
     };
-    let refused = pool.reallocate(&elsewhere).expect_err("pinned");
+    let refused = pool
+        .reallocate(&elsewhere, Reallocation::Requested)
+        .expect_err("pinned");
     assert_eq!(
         (refused.status, refused.error_type.as_str()),
         (400, "flow-pinned")
@@ -256,7 +326,9 @@ fn a_restart_takes_back_exactly_what_the_records_hold() {
     let mut before = pool("linear:3");
     let a = before.allocate(&request("a", 1, 3, 10, 1000)).unwrap();
     let b = before.allocate(&request("b", 1, 3, 11, 1000)).unwrap();
-    let moving = before.reallocate(&request("b", 1, 3, 11, 2000)).unwrap();
+    let moving = before
+        .reallocate(&request("b", 1, 3, 11, 2000), Reallocation::Requested)
+        .unwrap();
     let record = |flow_id: &str, resources: &Resources, bandwidth: u64| {
         let mut record = FlowRecord::new(request(flow_id, 1, 3, 10, bandwidth), 0);
         record.request.source.port_number = if flow_id == "a" { 10 } else { 11 };
@@ -319,11 +391,14 @@ mod over_commit {
             src: u64,
             dst: u64,
             bandwidth: u64,
+            ignore_bandwidth: bool,
         },
         Reallocate {
             flow: usize,
             dst: u64,
             bandwidth: u64,
+            kind: Reallocation,
+            strict_bandwidth: bool,
         },
         Commit {
             flow: usize,
@@ -354,21 +429,38 @@ mod over_commit {
                 flow.clone(),
                 switch.clone(),
                 switch.clone(),
-                bandwidth.clone()
+                bandwidth.clone(),
+                any::<bool>()
             )
-                .prop_map(|(flow, src, dst, bandwidth)| Step::Allocate {
-                    flow,
-                    src,
-                    dst,
-                    bandwidth
+                .prop_map(|(flow, src, dst, bandwidth, ignore_bandwidth)| {
+                    Step::Allocate {
+                        flow,
+                        src,
+                        dst,
+                        bandwidth,
+                        ignore_bandwidth,
+                    }
                 }),
-            (flow.clone(), switch, bandwidth).prop_map(|(flow, dst, bandwidth)| {
-                Step::Reallocate {
-                    flow,
-                    dst,
-                    bandwidth,
-                }
-            }),
+            (
+                flow.clone(),
+                switch,
+                bandwidth,
+                prop_oneof![
+                    Just(Reallocation::Requested),
+                    Just(Reallocation::Repair),
+                    Just(Reallocation::Upgrade)
+                ],
+                any::<bool>()
+            )
+                .prop_map(|(flow, dst, bandwidth, kind, strict_bandwidth)| {
+                    Step::Reallocate {
+                        flow,
+                        dst,
+                        bandwidth,
+                        kind,
+                        strict_bandwidth,
+                    }
+                }),
             flow.clone().prop_map(|flow| Step::Commit { flow }),
             flow.clone().prop_map(|flow| Step::Release { flow }),
             flow.prop_map(|flow| Step::Free { flow }),
@@ -431,16 +523,23 @@ mod over_commit {
             let mut requests: HashMap<usize, FlowRequest> = HashMap::new();
             for step in steps {
                 match step {
-                    Step::Allocate { flow, src, dst, bandwidth } => {
-                        let r = flow_request(flow, src, dst, bandwidth);
+                    Step::Allocate { flow, src, dst, bandwidth, ignore_bandwidth } => {
+                        let r = FlowRequest {
+                            ignore_bandwidth,
+                            ..flow_request(flow, src, dst, bandwidth)
+                        };
                         if pool.allocate(&r).is_ok() {
                             requests.insert(flow, r);
                         }
                     }
-                    Step::Reallocate { flow, dst, bandwidth } => {
+                    Step::Reallocate { flow, dst, bandwidth, kind, strict_bandwidth } => {
                         if let Some(current) = requests.get(&flow) {
-                            let r = flow_request(flow, current.source.switch_id.0, dst, bandwidth);
-                            let _ = pool.reallocate(&r);
+                            let r = FlowRequest {
+                                ignore_bandwidth: current.ignore_bandwidth,
+                                strict_bandwidth: strict_bandwidth && !current.ignore_bandwidth,
+                                ..flow_request(flow, current.source.switch_id.0, dst, bandwidth)
+                            };
+                            let _ = pool.reallocate(&r, kind);
                         }
                     }
                     Step::Commit { flow } => pool.commit(&format!("f{flow}")),
@@ -567,37 +666,30 @@ fn each_strategy_takes_its_path() {
 
 #[test]
 fn max_latency_falls_back_to_tier_2_degraded_or_finds_no_path() {
-    let pool = four_routes();
-    let usable = |isl: &Isl| pool.usable(isl);
-    let tier1 = paths::path_for(&pool.network, &max_latency(6, Some(8)), usable).unwrap();
-    assert_eq!(
-        (tier1.isls[0].dst_switch, tier1.degraded),
-        (SwitchId(5), None)
-    );
-    let tier2 = paths::path_for(&pool.network, &max_latency(1, Some(3)), usable).unwrap();
-    assert_eq!(
-        tier2.isls[0].dst_switch,
-        SwitchId(6),
-        "the cheapest within tier 2"
-    );
+    let allocated = |request: FlowRequest| four_routes().allocate(&request);
+    let tier1 = allocated(max_latency(6, Some(8))).unwrap();
+    assert_eq!((via(&tier1), tier1.degraded), (5, None));
+    let tier2 = allocated(max_latency(1, Some(3))).unwrap();
+    assert_eq!(via(&tier2), 6, "the cheapest within tier 2");
     assert_eq!(
         tier2.degraded.as_deref(),
         Some(
             "no path within max_latency 1 ms: on a path of 2.500 ms, within max_latency_tier2 3 ms"
         )
     );
-    let neither = paths::path_for(&pool.network, &max_latency(1, Some(1)), usable).unwrap_err();
-    assert_eq!(
-        (neither.status, neither.error_type.as_str()),
-        (503, "no-path")
-    );
-    assert!(neither.error_description.contains("within 1 ms"));
-    let mut pool = pool;
-    assert_eq!(
-        pool.allocate(&max_latency(1, None)).unwrap_err().status,
-        503,
-        "no tier 2: no path"
-    );
+    for neither in [max_latency(1, Some(1)), max_latency(1, None)] {
+        let refused = allocated(neither).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.error_type.as_str()),
+            (503, "no-path")
+        );
+        assert!(
+            refused
+                .error_description
+                .contains("within a latency of 1 ms"),
+            "{refused:?}"
+        );
+    }
 }
 
 #[test]

@@ -154,6 +154,11 @@ impl FlowSlot {
         self.has_status(FlowStatus::Up)
     }
 
+    /// DOWN, or DEGRADED: the network owes it something, so it is tried again.
+    fn wants_better(&self) -> bool {
+        self.is_down() || self.has_status(FlowStatus::Degraded)
+    }
+
     fn has_status(&self, status: FlowStatus) -> bool {
         self.record.as_ref().is_some_and(|r| r.status == status)
     }
@@ -169,6 +174,8 @@ pub struct Hub {
     timeouts: Timeouts,
     throttle: RerouteThrottle,
     flows: HashMap<String, FlowSlot>,
+    /// The DEGRADED flows, tried again when a deleted flow frees its bandwidth.
+    degraded: BTreeSet<String>,
     /// Every deadline the hub registers gets the next one, so a stale one is recognised.
     next_generation: u64,
     answers: Answers,
@@ -181,6 +188,7 @@ impl Hub {
             timeouts,
             throttle,
             flows: HashMap::new(),
+            degraded: BTreeSet::new(),
             next_generation: 0,
             answers: Answers::default(),
             metrics,
@@ -208,6 +216,9 @@ impl Hub {
         } in flows
         {
             let flow_id = record.flow_id().to_string();
+            if record.status == FlowStatus::Degraded {
+                self.degraded.insert(flow_id.clone());
+            }
             let slot = self.flows.entry(flow_id.clone()).or_default();
             slot.record = Some(record.clone());
             let Some(operation) = interrupted else {
@@ -290,6 +301,7 @@ impl Hub {
             out.extend(answer.map(HubOutput::Response));
             return;
         }
+        let envelope = self.patched(&flow_id, envelope);
         if let Err(error) = self.admit(now_ms, &flow_id, &envelope) {
             self.metrics.requests_rejected.inc();
             debug!(status = error.status, reason = %error.error_description, "request rejected");
@@ -329,6 +341,18 @@ impl Hub {
         );
     }
 
+    /// A patch becomes the update it means: the record's request with the patch's fields in
+    /// place. A patch of a flow the hub does not hold is left for `admit` to refuse.
+    fn patched(&self, flow_id: &str, mut envelope: Envelope<NbRequest>) -> Envelope<NbRequest> {
+        if let NbRequest::PatchFlow { patch, .. } = &envelope.payload {
+            if let Some(record) = self.flows.get(flow_id).and_then(|s| s.record.as_ref()) {
+                let flow = patch.applied_to(&record.request);
+                envelope.payload = NbRequest::UpdateFlow { flow };
+            }
+        }
+        envelope
+    }
+
     /// The machine for an operation on an existing flow (none for the keeper's requests).
     fn machine_for(
         &self,
@@ -340,6 +364,7 @@ impl Hub {
             NbRequest::UpdateFlow { flow } => {
                 self.reroute_machine(record, RerouteKind::Update(flow), prefix)
             }
+            NbRequest::PatchFlow { .. } => return None,
             NbRequest::RerouteFlow { .. } => {
                 self.reroute_machine(record, RerouteKind::Manual, prefix)
             }
@@ -541,10 +566,11 @@ impl Hub {
                     409,
                     "flow-pinned",
                     "Flow is pinned",
-                    format!("flow {flow_id} is pinned to its path: it is never moved (unpin it with an update first)"),
+                    format!("flow {flow_id} is pinned to its path: it is never moved (unpin it first: PATCH {{\"pinned\": false}})"),
                 ));
             }
             NbRequest::DeleteFlow { .. }
+            | NbRequest::PatchFlow { .. }
             | NbRequest::RerouteFlow { .. }
             | NbRequest::SyncFlow { .. }
             | NbRequest::ValidateFlow { .. }
@@ -706,10 +732,16 @@ impl Hub {
             generation: operation.watchdog_generation,
         }));
         self.metrics.operations_finished.inc();
+        if slot.has_status(FlowStatus::Degraded) {
+            self.degraded.insert(flow_id.to_string());
+        } else {
+            self.degraded.remove(flow_id);
+        }
         if slot.record.is_none() {
             if let Some(gone) = self.flows.remove(flow_id) {
                 gone.reroute.cancel(flow_id, out);
             }
+            self.bandwidth_freed(now_ms, out);
         } else {
             let next_repair = slot.repairs_waiting.pop_first();
             self.after_operation(now_ms, flow_id, out);
@@ -743,8 +775,12 @@ impl Carrying<'_> {
             Action::Allocate(request) => {
                 HubOutput::Allocator(AllocatorRequest::Allocate { flow_id, request })
             }
-            Action::Reallocate(request) => {
-                HubOutput::Allocator(AllocatorRequest::Reallocate { flow_id, request })
+            Action::Reallocate { request, kind } => {
+                HubOutput::Allocator(AllocatorRequest::Reallocate {
+                    flow_id,
+                    request,
+                    kind,
+                })
             }
             Action::Commit => HubOutput::Allocator(AllocatorRequest::Commit { flow_id }),
             Action::Release => HubOutput::Allocator(AllocatorRequest::Release { flow_id }),

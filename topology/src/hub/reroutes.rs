@@ -4,6 +4,7 @@
 //! after the first), so a flapping link costs nothing and a failure becomes one batch.
 
 use hubspoke_fsm::reroute::RerouteKind;
+use hubspoke_fsm::FlowStatus;
 use hubspoke_speaker::deadline::DeadlineRequest;
 use serde::{Deserialize, Serialize};
 
@@ -66,15 +67,23 @@ struct QueuedReroute {
 }
 
 impl Hub {
-    /// A link came up or a switch came back: every DOWN flow gets another chance.
+    /// A link came up or a switch came back: every DOWN or DEGRADED flow gets another chance.
     pub fn network_improved(&mut self, now_ms: u64, out: &mut Vec<HubOutput>) {
-        let down: Vec<String> = self
+        let wanting: Vec<String> = self
             .flows
             .iter()
-            .filter(|(_, slot)| slot.is_down())
+            .filter(|(_, slot)| slot.wants_better())
             .map(|(flow_id, _)| flow_id.clone())
             .collect();
-        for flow_id in down {
+        for flow_id in wanting {
+            self.queue_reroute(now_ms, &flow_id, RerouteKind::Retry, out);
+        }
+    }
+
+    /// A flow was deleted: the DEGRADED flows try for the bandwidth it held.
+    pub(super) fn bandwidth_freed(&mut self, now_ms: u64, out: &mut Vec<HubOutput>) {
+        let degraded: Vec<String> = self.degraded.iter().cloned().collect();
+        for flow_id in degraded {
             self.queue_reroute(now_ms, &flow_id, RerouteKind::Retry, out);
         }
     }
@@ -132,7 +141,7 @@ impl Hub {
         };
         let wanted = match queued.kind {
             RerouteKind::PathDown => slot.reroute.path_down,
-            _ => slot.is_down(),
+            _ => slot.wants_better(),
         };
         let Some(record) = slot.record.clone().filter(|_| wanted) else {
             return;
@@ -140,6 +149,7 @@ impl Hub {
         let prefix = format!("{flow_id}:{now_ms}");
         // A DOWN flow whose path is whole keeps it: its rules are installed again.
         let keeps_path = queued.kind == RerouteKind::Retry
+            && record.status == FlowStatus::Down
             && record.resources.is_some()
             && !slot.reroute.path_down;
         let (machine, operation) = if keeps_path {
@@ -165,7 +175,7 @@ impl Hub {
             if slot.reroute.path_down && slot.reroute.queued.is_none() {
                 self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
             }
-        } else if slot.reroute.queued.is_none() && slot.is_down() {
+        } else if slot.reroute.queued.is_none() && slot.wants_better() {
             let doublings = slot.reroute.failures_in_a_row.min(RETRY_DOUBLINGS);
             let delay_ms = self.throttle.max_delay_ms.max(1) << doublings;
             slot.reroute.failures_in_a_row += 1;

@@ -32,6 +32,7 @@ fn resources() -> Resources {
             dst_switch: SwitchId(2),
             dst_port: 1,
         }],
+        ..Default::default()
     }
 }
 
