@@ -2,12 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::FoundPath;
 use crate::ping::FlowPingResponse;
 use crate::segments::FlowSegment;
 use crate::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use crate::{
-    FlowEndpoint, FlowId, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, Isl, RemovalDebt,
-    SwitchId,
+    FlowEndpoint, FlowId, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, Isl,
+    PathComputationStrategy, RemovalDebt, SwitchId,
 };
 
 /// The envelope of every bus message. `key` is the flow id for everything about a flow.
@@ -107,6 +108,51 @@ pub enum NbRequest {
     /// Answered at once by the switch keeper: it shows the whole way through the topology
     /// moves (the northbound's readiness asks it).
     Ping,
+    /// An operator's change of a link's cost or bandwidth, both directions (OpenKilda's
+    /// `PATCH /v2/links/...`). Answered by the allocator with the link's two directions.
+    PatchLink {
+        isl: Isl,
+        patch: LinkPatch,
+    },
+    /// Candidate paths between two switches (`GET /v2/network/paths`). Answered by the
+    /// allocator, which has the network and what is reserved on it.
+    FindPaths {
+        query: PathsQuery,
+    },
+}
+
+/// What `PATCH /v2/links/...` changes; what is left out stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPatch {
+    #[serde(default)]
+    pub cost: Option<u64>,
+    /// kbps flows may reserve on the link, at most its capacity.
+    #[serde(default)]
+    pub max_bandwidth: Option<u64>,
+}
+
+impl LinkPatch {
+    /// Checks what can be checked without the link.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cost.is_none() && self.max_bandwidth.is_none() {
+            return Err("give cost, max_bandwidth or both".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The question of `GET /v2/network/paths`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathsQuery {
+    pub src_switch: SwitchId,
+    pub dst_switch: SwitchId,
+    pub path_computation_strategy: PathComputationStrategy,
+    /// Milliseconds, for `MAX_LATENCY`.
+    pub max_latency: Option<u64>,
+    /// Milliseconds, for `MAX_LATENCY` when no path is within `max_latency`.
+    pub max_latency_tier2: Option<u64>,
+    pub max_path_count: usize,
 }
 
 impl NbRequest {
@@ -120,9 +166,11 @@ impl NbRequest {
             | NbRequest::ValidateFlow { flow_id }
             | NbRequest::PingFlow { flow_id, .. }
             | NbRequest::PatchFlow { flow_id, .. } => Some(flow_id),
-            NbRequest::ValidateSwitch { .. } | NbRequest::SyncSwitch { .. } | NbRequest::Ping => {
-                None
-            }
+            NbRequest::ValidateSwitch { .. }
+            | NbRequest::SyncSwitch { .. }
+            | NbRequest::Ping
+            | NbRequest::PatchLink { .. }
+            | NbRequest::FindPaths { .. } => None,
         }
     }
 
@@ -133,12 +181,16 @@ impl NbRequest {
                 switch_id.to_string()
             }
             NbRequest::Ping => "ping".to_string(),
+            NbRequest::PatchLink { isl, .. } => format!("link/{}-{}", isl.src_switch, isl.src_port),
+            NbRequest::FindPaths { query } => {
+                format!("paths/{}-{}", query.src_switch, query.dst_switch)
+            }
             flow => flow.flow_id().unwrap_or_default().to_string(),
         }
     }
 
-    /// Whether the switch keeper answers it (validation, switch sync) rather than the flow's
-    /// hub (the operations on a flow).
+    /// Whether worker 0 answers it: the switch keeper (validation, switch sync) or the
+    /// allocator (links, paths), rather than the flow's hub (the operations on a flow).
     pub fn is_for_keeper(&self) -> bool {
         matches!(
             self,
@@ -147,6 +199,8 @@ impl NbRequest {
                 | NbRequest::ValidateSwitch { .. }
                 | NbRequest::SyncSwitch { .. }
                 | NbRequest::Ping
+                | NbRequest::PatchLink { .. }
+                | NbRequest::FindPaths { .. }
         )
     }
 }
@@ -180,13 +234,33 @@ impl ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NbResponse {
-    Flow { flow: FlowRecord },
-    Error { error: ErrorBody },
-    FlowValidation { validation: Box<FlowValidation> },
-    SwitchValidation { validation: Box<SwitchValidation> },
-    SwitchSync { sync: Box<SwitchSync> },
-    FlowPing { ping: FlowPingResponse },
+    Flow {
+        flow: FlowRecord,
+    },
+    Error {
+        error: ErrorBody,
+    },
+    FlowValidation {
+        validation: Box<FlowValidation>,
+    },
+    SwitchValidation {
+        validation: Box<SwitchValidation>,
+    },
+    SwitchSync {
+        sync: Box<SwitchSync>,
+    },
+    FlowPing {
+        ping: FlowPingResponse,
+    },
     Pong,
+    /// A patched link's two directions.
+    Links {
+        links: Vec<LinkState>,
+    },
+    /// Candidate paths, best first.
+    Paths {
+        paths: Vec<FoundPath>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -332,10 +406,15 @@ pub enum SbEvent {
     SwitchRemoved {
         switch_id: SwitchId,
     },
-    /// One direction of a link can carry traffic (`capacity` in kbps).
+    /// One direction of a link can carry traffic (`capacity` in kbps), with its one-way
+    /// latency and its cost (defaults when an older sender left them out).
     IslUp {
         isl: Isl,
         capacity: u64,
+        #[serde(default = "crate::network::default_latency_ns")]
+        latency_ns: u64,
+        #[serde(default = "crate::network::default_cost")]
+        cost: u64,
     },
     IslDown {
         isl: Isl,
@@ -401,9 +480,15 @@ pub struct LinkState {
     pub dst_port: u32,
     pub state: LinkStatus,
     pub capacity: u64,
+    /// What flows may reserve on it: its capacity, unless an operator lowered it.
     pub max_bandwidth: u64,
-    /// What flow reservations leave of the capacity.
+    /// What flow reservations leave of `max_bandwidth`.
     pub available_bandwidth: u64,
+    /// One way, in nanoseconds.
+    #[serde(default = "crate::network::default_latency_ns")]
+    pub latency_ns: u64,
+    #[serde(default = "crate::network::default_cost")]
+    pub cost: u64,
 }
 
 impl LinkState {
@@ -688,12 +773,31 @@ mod tests {
             SbEvent::SwitchRemoved {
                 switch_id: SwitchId(1),
             },
-            SbEvent::IslUp { isl, capacity: 10 },
+            SbEvent::IslUp {
+                isl,
+                capacity: 10,
+                latency_ns: 2_500_000,
+                cost: 30,
+            },
             SbEvent::IslDown { isl },
         ] {
             assert_eq!(event.switch_id(), SwitchId(1));
             round_trip(Envelope::new("c", event.switch_id().to_string(), 1, event));
         }
+    }
+
+    #[test]
+    fn an_isl_up_without_latency_and_cost_has_the_defaults() {
+        let old = r#"{"type":"isl_up","isl":{"src_switch":"00:00:00:00:00:00:00:01","src_port":1,"dst_switch":"00:00:00:00:00:00:00:02","dst_port":3},"capacity":10}"#;
+        let parsed: SbEvent = serde_json::from_str(old).expect("an older isl_up parses");
+        assert!(matches!(
+            parsed,
+            SbEvent::IslUp {
+                latency_ns: crate::network::DEFAULT_LINK_LATENCY_NS,
+                cost: crate::network::DEFAULT_ISL_COST,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -137,15 +137,7 @@ impl FlowRequest {
                 return Err("a pinned flow cannot have a protected path".to_string());
             }
         }
-        for (name, unbuilt) in [
-            (
-                "path_computation_strategy",
-                self.path_computation_strategy != PathComputationStrategy::Cost,
-            ),
-            ("max_latency", self.max_latency.is_some()),
-            ("max_latency_tier2", self.max_latency_tier2.is_some()),
-            ("allocate_protected_path", self.allocate_protected_path),
-        ] {
+        for (name, unbuilt) in [("allocate_protected_path", self.allocate_protected_path)] {
             if unbuilt {
                 return Err(format!("{name} is not supported yet"));
             }
@@ -517,6 +509,10 @@ mod tests {
         assert!(
             refused(|r| (r.allocate_protected_path, r.pinned) = (true, true)).contains("pinned")
         );
+        let mut latency_bound = request();
+        latency_bound.path_computation_strategy = PathComputationStrategy::MaxLatency;
+        (latency_bound.max_latency, latency_bound.max_latency_tier2) = (Some(10), Some(20));
+        assert_eq!(latency_bound.validate(), Ok(()));
     }
 
     #[test]

@@ -1,13 +1,21 @@
 //! The switch network: generated shapes or a JSON description, and path search over it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+mod paths;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Isl, SbEvent, SwitchId};
+pub use paths::{FoundPath, PathWeight, MAX_LATENCY_CANDIDATES};
+
+use crate::{stable_hash, Isl, SbEvent, SwitchId};
 
 /// 10 Gbit/s, in kbps: the capacity of a generated link.
 pub const DEFAULT_LINK_CAPACITY_KBPS: u64 = 10_000_000;
+/// The cost of an ISL nobody priced: OpenKilda's default ISL cost.
+pub const DEFAULT_ISL_COST: u64 = 700;
+/// The latency of an ISL nobody measured: 1 ms.
+pub const DEFAULT_LINK_LATENCY_NS: u64 = 1_000_000;
 /// Ports a generated switch has; ISLs take the lowest numbers.
 pub const DEFAULT_SWITCH_PORTS: u32 = 48;
 
@@ -30,13 +38,46 @@ impl SwitchInfo {
     }
 }
 
-/// A directed ISL with its capacity.
+/// A directed ISL with its capacity, latency and cost.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     #[serde(flatten)]
     pub isl: Isl,
     /// kbps
     pub capacity: u64,
+    /// One way, in nanoseconds.
+    #[serde(default = "default_latency_ns")]
+    pub latency_ns: u64,
+    /// What using it costs a path (the `COST` strategy sums these).
+    #[serde(default = "default_cost")]
+    pub cost: u64,
+}
+
+pub fn default_latency_ns() -> u64 {
+    DEFAULT_LINK_LATENCY_NS
+}
+
+pub fn default_cost() -> u64 {
+    DEFAULT_ISL_COST
+}
+
+impl Link {
+    /// A link with the default latency and cost.
+    pub fn new(isl: Isl, capacity: u64) -> Link {
+        Link {
+            isl,
+            capacity,
+            latency_ns: DEFAULT_LINK_LATENCY_NS,
+            cost: DEFAULT_ISL_COST,
+        }
+    }
+}
+
+/// The latency of a generated link: 0.5 to 5 ms in steps of 0.5 ms, spread by a hash of its
+/// switches so that the lowest-latency path is not always the fewest-hop one.
+fn generated_latency_ns(a: u64, b: u64) -> u64 {
+    let spread = stable_hash(&[&a.to_be_bytes(), &b.to_be_bytes()]) % 10;
+    (spread + 1) * 500_000
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,8 +98,13 @@ pub struct Network {
     switches: BTreeMap<SwitchId, SwitchInfo>,
     links: Vec<Link>,
     isl_ports: HashMap<SwitchId, BTreeSet<u32>>,
-    /// Outgoing ISL indices (into `links`) per switch, in port order for deterministic search.
-    outgoing: HashMap<SwitchId, Vec<usize>>,
+    /// Each switch at an end of an ISL, numbered densely so that a search keeps its state
+    /// in vectors.
+    nodes: HashMap<SwitchId, usize>,
+    /// Outgoing ISL indices (into `links`) per node, in port order for deterministic search.
+    outgoing: Vec<Vec<usize>>,
+    /// The node each ISL (by index into `links`) leads to.
+    link_to: Vec<usize>,
 }
 
 /// The JSON form of a network: switches and bidirectional links.
@@ -135,7 +181,8 @@ impl Network {
             .map_err(|e| invalid(&e))
     }
 
-    /// Switches `1..=count`, a link per pair, ports numbered in order of appearance.
+    /// Switches `1..=count`, a link per pair, ports numbered in order of appearance; every
+    /// link has the default capacity and cost and a latency of [`generated_latency_ns`].
     fn from_pairs(count: u64, pairs: &[(u64, u64)]) -> Result<Network, String> {
         let mut next_port: HashMap<u64, u32> = HashMap::new();
         let mut take_port = |switch: u64| -> Result<u32, String> {
@@ -157,8 +204,8 @@ impl Network {
                 dst_port: take_port(b)?,
             };
             links.push(Link {
-                isl,
-                capacity: DEFAULT_LINK_CAPACITY_KBPS,
+                latency_ns: generated_latency_ns(a, b),
+                ..Link::new(isl, DEFAULT_LINK_CAPACITY_KBPS)
             });
         }
         let switches = (1..=count)
@@ -172,7 +219,8 @@ impl Network {
     }
 
     /// Reads the JSON form: `{"switches": [{"switch_id", "ports"}], "links": [{"src_switch",
-    /// "src_port", "dst_switch", "dst_port", "capacity"}]}`; each link is used in both directions.
+    /// "src_port", "dst_switch", "dst_port", "capacity", "latency_ns", "cost"}]}` (latency and
+    /// cost may be left out: 1 ms and 700); each link is used in both directions.
     pub fn from_json(text: &str) -> Result<Network, NetworkError> {
         let parsed: NetworkJson =
             serde_json::from_str(text).map_err(|e| NetworkError::InvalidJson(e.to_string()))?;
@@ -200,6 +248,10 @@ impl Network {
         }
         for link in bidirectional {
             for isl in [link.isl, link.isl.reversed()] {
+                let link = Link {
+                    isl,
+                    ..link.clone()
+                };
                 let switch = network.switches.get(&isl.src_switch).ok_or_else(|| {
                     invalid(format!("link uses unknown switch {}", isl.src_switch))
                 })?;
@@ -223,15 +275,10 @@ impl Network {
                         isl.src_port, isl.src_switch
                     )));
                 }
-                network
-                    .outgoing
-                    .entry(isl.src_switch)
-                    .or_default()
-                    .push(network.links.len());
-                network.links.push(Link {
-                    isl,
-                    capacity: link.capacity,
-                });
+                let (from, to) = (network.node(isl.src_switch), network.node(isl.dst_switch));
+                network.outgoing[from].push(network.links.len());
+                network.link_to.push(to);
+                network.links.push(link);
             }
         }
         Ok(network)
@@ -253,21 +300,35 @@ impl Network {
         );
     }
 
-    /// Learns a directed ISL, or its new capacity, from what the switches announce. Unlike
-    /// [`Network::new`] it trusts the announcement: the far switch may be announced later.
-    pub fn add_isl(&mut self, isl: Isl, capacity: u64) {
-        let outgoing = self.outgoing.entry(isl.src_switch).or_default();
+    /// Learns a directed ISL, or its new capacity, latency and cost, from what the switches
+    /// announce (or an operator's patch). Unlike [`Network::new`] it trusts the announcement:
+    /// the far switch may be announced later.
+    pub fn add_isl(&mut self, link: Link) {
+        let isl = link.isl;
+        let (from, to) = (self.node(isl.src_switch), self.node(isl.dst_switch));
+        let outgoing = &mut self.outgoing[from];
         if let Some(&index) = outgoing.iter().find(|&&i| self.links[i].isl == isl) {
-            self.links[index].capacity = capacity;
+            self.links[index] = link;
             return;
         }
         let at = outgoing.partition_point(|&i| self.links[i].isl.src_port < isl.src_port);
         outgoing.insert(at, self.links.len());
-        self.links.push(Link { isl, capacity });
+        self.link_to.push(to);
+        self.links.push(link);
         self.isl_ports
             .entry(isl.src_switch)
             .or_default()
             .insert(isl.src_port);
+    }
+
+    /// The node number of a switch, new ones numbered in order of appearance.
+    fn node(&mut self, switch_id: SwitchId) -> usize {
+        let next = self.nodes.len();
+        let node = *self.nodes.entry(switch_id).or_insert(next);
+        if node == next {
+            self.outgoing.push(Vec::new());
+        }
+        node
     }
 
     /// The events a switch fabric with all of this network up would announce.
@@ -280,6 +341,8 @@ impl Network {
         let isls = self.links.iter().map(|l| SbEvent::IslUp {
             isl: l.isl,
             capacity: l.capacity,
+            latency_ns: l.latency_ns,
+            cost: l.cost,
         });
         switches.chain(isls).collect()
     }
@@ -301,49 +364,6 @@ impl Network {
         self.isl_ports
             .get(&switch_id)
             .is_some_and(|ports| ports.contains(&port))
-    }
-
-    /// The fewest-hop path from `src` to `dst` whose every ISL, in both directions, is usable
-    /// (`available` gives `Some(kbps)`) with at least `bandwidth` available. Ties go to the
-    /// lowest ports, so the answer is deterministic.
-    pub fn shortest_path(
-        &self,
-        src: SwitchId,
-        dst: SwitchId,
-        bandwidth: u64,
-        available: impl Fn(&Isl) -> Option<u64>,
-    ) -> Option<Vec<Isl>> {
-        if src == dst {
-            return Some(Vec::new());
-        }
-        let mut came_from: HashMap<SwitchId, Isl> = HashMap::new();
-        let mut queue = VecDeque::from([src]);
-        while let Some(at) = queue.pop_front() {
-            for &index in self.outgoing.get(&at).into_iter().flatten() {
-                let isl = self.links[index].isl;
-                if isl.dst_switch == src || came_from.contains_key(&isl.dst_switch) {
-                    continue;
-                }
-                let usable = |isl: &Isl| available(isl).is_some_and(|kbps| kbps >= bandwidth);
-                if !usable(&isl) || !usable(&isl.reversed()) {
-                    continue;
-                }
-                came_from.insert(isl.dst_switch, isl);
-                if isl.dst_switch == dst {
-                    let mut path = vec![isl];
-                    let mut cursor = isl.src_switch;
-                    while cursor != src {
-                        let hop = came_from[&cursor];
-                        path.push(hop);
-                        cursor = hop.src_switch;
-                    }
-                    path.reverse();
-                    return Some(path);
-                }
-                queue.push_back(isl.dst_switch);
-            }
-        }
-        None
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::support::flows::{self, assert_tables_hold_exactly, create_all, switch_id, FLOWS};
+use crate::support::paths;
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
 use crate::support::{eventually, Api, Hubspoke};
 use serde_json::{json, Value};
@@ -421,4 +422,125 @@ async fn a_sync_repairs_a_lost_and_a_tampered_rule() {
         .await;
     assert_eq!(repaired["path"], flow["path"]);
     flows::assert_tables_hold_exactly(&api, &[repaired]).await;
+}
+
+/// Each strategy takes its route through a network whose routes differ in cost and latency;
+/// a MAX_LATENCY flow's installed path (read back and summed from `GET /v2/links`) is within
+/// its limit; packets arrive; a patched link's cost steers the next flow; the candidate paths
+/// come best first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_take_the_path_their_strategy_asks_for() {
+    let scratch = tempfile::tempdir().expect("a directory");
+    let network = paths::three_routes(scratch.path());
+    let hub = Hubspoke::up(&["--network", &network]);
+    let api = hub.api();
+    api.wait_for_network(5, 12).await;
+    let (via_2, via_3, via_5) = (
+        json!(switch_id(2)),
+        json!(switch_id(3)),
+        json!(switch_id(5)),
+    );
+
+    let cheap = api
+        .create_and_wait_up(&paths::routed_flow("cheap", 10, json!({})))
+        .await;
+    let quick = api
+        .create_and_wait_up(&paths::routed_flow(
+            "quick",
+            11,
+            json!({"path_computation_strategy": "LATENCY"}),
+        ))
+        .await;
+    let bounded = api
+        .create_and_wait_up(&paths::routed_flow(
+            "bounded",
+            12,
+            json!({"path_computation_strategy": "MAX_LATENCY", "max_latency": 8}),
+        ))
+        .await;
+    // Nothing is within 3 ms; via 3 (4 ms) is within tier 2.
+    api.create(&paths::routed_flow(
+        "tight",
+        14,
+        json!({"path_computation_strategy": "MAX_LATENCY", "max_latency": 3, "max_latency_tier2": 5}),
+    ))
+    .await;
+    let tight = api
+        .flow_when("tight", "the flow DEGRADED", |f| f["status"] == "DEGRADED")
+        .await;
+    assert!(
+        tight["status_info"]
+            .as_str()
+            .is_some_and(|s| s.contains("max_latency_tier2")),
+        "{tight}"
+    );
+    assert_eq!(
+        [
+            paths::via(&cheap),
+            paths::via(&quick),
+            paths::via(&bounded),
+            paths::via(&tight)
+        ],
+        [via_2.clone(), via_3.clone(), via_5.clone(), via_3]
+    );
+    // Every MAX_LATENCY flow is within max_latency, or DEGRADED within max_latency_tier2.
+    for flow in [&bounded, &tight] {
+        let latency = paths::path_latency_ns(&api, flow).await;
+        let limit = |name: &str| flow[name].as_u64().map(|ms| ms * paths::MS);
+        let within = |name: &str| limit(name).is_some_and(|ns| latency <= ns);
+        assert!(
+            within("max_latency") || (flow["status"] == "DEGRADED" && within("max_latency_tier2")),
+            "{latency} ns: {flow}"
+        );
+    }
+    for flow in [&cheap, &quick, &bounded, &tight] {
+        api.assert_delivered_both_ways(flow).await;
+    }
+
+    let patch = api
+        .client
+        .patch(api.nb(&format!("/v2/links/{}/1/{}/1", switch_id(1), switch_id(2))))
+        .json(&json!({"cost": 10_000}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(patch.status(), 200);
+    eventually(
+        Duration::from_secs(10),
+        "GET /v2/links shows both directions patched",
+        || async {
+            let links = api.links().await;
+            (links.iter().filter(|l| l["cost"] == 10_000).count() == 2).then_some(())
+        },
+    )
+    .await;
+    let steered = api
+        .create_and_wait_up(&paths::routed_flow("steered", 13, json!({})))
+        .await;
+    assert_eq!(paths::via(&steered), via_5, "the dearer link is avoided");
+    api.assert_delivered_both_ways(&steered).await;
+
+    let candidates: Value = api
+        .client
+        .get(api.nb(&format!(
+            "/v2/network/paths?src_switch={}&dst_switch={}&path_computation_strategy=LATENCY",
+            switch_id(1),
+            switch_id(4)
+        )))
+        .send()
+        .await
+        .expect("an answer")
+        .json()
+        .await
+        .expect("JSON");
+    let latencies: Vec<u64> = candidates["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .filter_map(|p| p["latency_ns"].as_u64())
+        .collect();
+    assert_eq!(
+        latencies,
+        vec![4 * paths::MS, 7 * paths::MS, 10 * paths::MS]
+    );
 }

@@ -31,7 +31,7 @@ pub enum ViewChange {
     /// A directed ISL.
     Link {
         isl: Isl,
-        capacity: u64,
+        props: LinkProps,
         up: bool,
         diff: isize,
     },
@@ -58,6 +58,17 @@ pub enum ViewChange {
     },
 }
 
+/// A directed ISL's properties, as announced by the switches and patched by an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LinkProps {
+    /// kbps
+    pub capacity: u64,
+    /// What flows may reserve on it, in kbps: the capacity, unless an operator lowered it.
+    pub max_bandwidth: u64,
+    pub latency_ns: u64,
+    pub cost: u64,
+}
+
 /// What the view emits: only what changed, at the time it changed.
 pub struct ViewStreams<'scope> {
     /// Flows whose installed path uses a down ISL: `(flow_id, true)` when the first of its ISLs
@@ -75,7 +86,7 @@ pub struct ViewStreams<'scope> {
 /// What one ISL's view is made of: the link itself and the bandwidth each flow reserves on it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 enum IslPart {
-    Link { capacity: u64, up: bool },
+    Link { props: LinkProps, up: bool },
     Reserved(u64),
 }
 
@@ -112,10 +123,10 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     let links = updates.clone().explode(|change| match change {
         ViewChange::Link {
             isl,
-            capacity,
+            props,
             up,
             diff,
-        } => Some(((isl, (capacity, up)), diff)),
+        } => Some(((isl, (props, up)), diff)),
         _ => None,
     });
     let reservations = updates.clone().explode(|change| match change {
@@ -149,14 +160,14 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     });
     let link_view = links
         .clone()
-        .map(|(isl, (capacity, up))| (isl, IslPart::Link { capacity, up }))
+        .map(|(isl, (props, up))| (isl, IslPart::Link { props, up }))
         .concat(reserved.map(|((isl, _), bandwidth)| (isl, IslPart::Reserved(bandwidth))))
         .reduce(|isl, parts, view| {
             let mut link = None;
             let mut used = 0u64;
             for (part, count) in parts {
                 match part {
-                    IslPart::Link { capacity, up } => link = Some((*capacity, *up)),
+                    IslPart::Link { props, up } => link = Some((*props, *up)),
                     // `count` flows reserve this same bandwidth.
                     IslPart::Reserved(bandwidth) => {
                         let flows = u64::try_from(*count).unwrap_or(0);
@@ -164,8 +175,8 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
                     }
                 }
             }
-            if let Some((capacity, up)) = link {
-                view.push((link_state(isl, capacity, up, used), 1));
+            if let Some((props, up)) = link {
+                view.push((link_state(isl, &props, up, used), 1));
             }
         });
     let switch_view = switches.reduce(|&switch_id, states, view| {
@@ -222,16 +233,19 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     }
 }
 
-fn link_state(isl: &Isl, capacity: u64, up: bool, used: u64) -> LinkState {
+/// What `GET /v2/links` shows of a directed ISL with `used` kbps reserved on it.
+pub fn link_state(isl: &Isl, props: &LinkProps, up: bool, used: u64) -> LinkState {
     LinkState {
         src_switch: isl.src_switch,
         src_port: isl.src_port,
         dst_switch: isl.dst_switch,
         dst_port: isl.dst_port,
         state: if up { LinkStatus::Up } else { LinkStatus::Down },
-        capacity,
-        max_bandwidth: capacity,
-        available_bandwidth: capacity.saturating_sub(used),
+        capacity: props.capacity,
+        max_bandwidth: props.max_bandwidth,
+        available_bandwidth: props.max_bandwidth.saturating_sub(used),
+        latency_ns: props.latency_ns,
+        cost: props.cost,
     }
 }
 
@@ -364,10 +378,19 @@ mod tests {
         emitted
     }
 
+    fn props(capacity: u64) -> LinkProps {
+        LinkProps {
+            capacity,
+            max_bandwidth: capacity,
+            latency_ns: 1_000_000,
+            cost: 700,
+        }
+    }
+
     fn link(isl: Isl, capacity: u64, up: bool, diff: isize) -> ViewChange {
         ViewChange::Link {
             isl,
-            capacity,
+            props: props(capacity),
             up,
             diff,
         }
@@ -508,7 +531,7 @@ mod tests {
         let expected_links = |up: bool| {
             let mut links: Vec<LinkState> = [failing.isl, failing.isl.reversed()]
                 .into_iter()
-                .map(|isl| link_state(&isl, failing.capacity, up, grid.used(isl)))
+                .map(|isl| link_state(&isl, &props(failing.capacity), up, grid.used(isl)))
                 .collect();
             links.sort();
             links

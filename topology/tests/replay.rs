@@ -59,6 +59,16 @@ fn create_happy() {
 }
 
 #[test]
+fn create_latency() {
+    run_case("create_latency");
+}
+
+#[test]
+fn create_max_latency_tier2() {
+    run_case("create_max_latency_tier2");
+}
+
+#[test]
 fn create_retry_dropped_response() {
     run_case("create_retry_dropped_response");
 }

@@ -313,6 +313,8 @@ mod tests {
             capacity: 10_000,
             max_bandwidth: 10_000,
             available_bandwidth: available,
+            latency_ns: 1_000_000,
+            cost: 700,
         };
         [one_way(a, b), one_way(b, a)]
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hubspoke_fsm::dataplane::{trace, DataPlane, LinkEnd, PortVlan, RuleMatch, Trace};
-use hubspoke_fsm::network::Network;
+use hubspoke_fsm::network::{Link, Network};
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{
     Isl, MeterEntry, SbAction, SbCommand, SbErrorCode, SbEvent, SbOutcome, SwitchId, MAX_VLAN,
@@ -62,8 +62,8 @@ pub struct SwitchFabric {
     switches: BTreeMap<SwitchId, SimSwitch>,
     /// Every directed ISL of the network.
     isls: Vec<Isl>,
-    /// kbps per directed ISL.
-    capacity: BTreeMap<Isl, u64>,
+    /// Each directed ISL's capacity, latency and cost, as the network describes it.
+    links: BTreeMap<Isl, Link>,
     down: BTreeSet<Isl>,
     table_capacity: usize,
     faults: FaultPlan,
@@ -108,11 +108,7 @@ impl SwitchFabric {
         SwitchFabric {
             switches,
             isls: network.links().iter().map(|l| l.isl).collect(),
-            capacity: network
-                .links()
-                .iter()
-                .map(|l| (l.isl, l.capacity))
-                .collect(),
+            links: network.links().iter().map(|l| (l.isl, l.clone())).collect(),
             down: BTreeSet::new(),
             table_capacity,
             faults: FaultPlan::default(),
@@ -419,10 +415,16 @@ impl SwitchFabric {
             });
         }
         for isl in after.isls.difference(&before.isls) {
-            let capacity = self.capacity.get(isl).copied().unwrap_or(0);
+            let link = self
+                .links
+                .get(isl)
+                .cloned()
+                .unwrap_or_else(|| Link::new(*isl, 0));
             events.push(SbEvent::IslUp {
                 isl: *isl,
-                capacity,
+                capacity: link.capacity,
+                latency_ns: link.latency_ns,
+                cost: link.cost,
             });
         }
         for isl in before.isls.difference(&after.isls) {

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use hubspoke_fsm::ping::FlowPingResponse;
-use hubspoke_fsm::{HistoryEntry, SwitchId};
+use hubspoke_fsm::{HistoryEntry, LinkState, SwitchId};
 use hubspoke_mutations::{any_json_value, mutations};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -16,6 +16,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
+use crate::paths_json::PathsJson;
 use crate::test_support::{answer, shim, Answer, Deletes};
 use crate::FlowJson;
 
@@ -156,6 +157,14 @@ fn is_flow_ping(body: &Value) -> bool {
 
 fn is_history(body: &Value) -> bool {
     serde_json::from_value::<Vec<HistoryEntry>>(body.clone()).is_ok()
+}
+
+fn is_links(body: &Value) -> bool {
+    serde_json::from_value::<Vec<LinkState>>(body.clone()).is_ok()
+}
+
+fn is_paths(body: &Value) -> bool {
+    serde_json::from_value::<PathsJson>(body.clone()).is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,6 +374,102 @@ fn flow_histories_are_answered_or_explained() {
 #[test]
 fn flow_pings_are_answered_or_explained() {
     fuzz_flow_path("POST", "/ping", is_flow_ping);
+}
+
+/// A switch of the fake topology's grid:3x3 (or one past it), a port number, or any segment.
+fn link_segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => (1..=10u64).prop_map(|n| SwitchId(n).to_string()),
+        2 => (0..6u32).prop_map(|port| port.to_string()),
+        1 => path_segment(),
+    ]
+}
+
+/// A number as a JSON value: in range, negative, huge, or not a number.
+fn json_number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => (0..20_000_000u64).prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => any::<f64>().prop_map(|f| json!(f)),
+        1 => Just(json!("700")),
+        1 => Just(Value::Null),
+    ]
+}
+
+#[test]
+fn link_patches_are_answered_or_explained() {
+    let patch = (
+        prop::option::of(json_number()),
+        prop::option::of(json_number()),
+        prop::option::of("[a-z_]{1,12}"),
+    )
+        .prop_map(|(cost, max_bandwidth, extra)| {
+            let mut body = serde_json::Map::new();
+            for (name, value) in [("cost", cost), ("max_bandwidth", max_bandwidth)] {
+                if let Some(value) = value {
+                    body.insert(name.to_string(), value);
+                }
+            }
+            if let Some(extra) = extra {
+                body.insert(extra, json!(1));
+            }
+            serde_json::to_vec(&body).unwrap()
+        });
+    let body = prop_oneof![
+        6 => patch,
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ];
+    let segments = (
+        link_segment(),
+        link_segment(),
+        link_segment(),
+        link_segment(),
+    );
+    let calls = (segments, body, content_type(), correlation_id()).prop_map(
+        |((a, b, c, d), body, content_type, correlation_id)| Call {
+            method: "PATCH",
+            uri: format!("/v2/links/{a}/{b}/{c}/{d}"),
+            content_type,
+            correlation_id,
+            body,
+        },
+    );
+    fuzzing().run(calls, is_links);
+}
+
+#[test]
+fn path_queries_are_answered_or_explained() {
+    let value = prop_oneof![
+        2 => (1..=10u64).prop_map(|n| SwitchId(n).to_string()),
+        2 => prop::sample::select(vec!["COST", "LATENCY", "MAX_LATENCY", "COST_AND_AVAILABLE_BANDWIDTH", "cost"])
+            .prop_map(String::from),
+        2 => (0..200u64).prop_map(|n| n.to_string()),
+        1 => path_segment(),
+    ];
+    let names = prop::sample::select(vec![
+        "src_switch",
+        "dst_switch",
+        "path_computation_strategy",
+        "max_latency",
+        "max_latency_tier2",
+        "max_path_count",
+        "other",
+    ]);
+    let query = prop::collection::vec((names, value), 0..7).prop_map(|pairs| {
+        pairs
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    let calls = (query, correlation_id()).prop_map(|(query, correlation_id)| Call {
+        method: "GET",
+        uri: format!("/v2/network/paths?{query}"),
+        content_type: None,
+        correlation_id,
+        body: Vec::new(),
+    });
+    fuzzing().run(calls, is_paths);
 }
 
 /// `%41` → `A`; anything that is not an escape stays as it is.

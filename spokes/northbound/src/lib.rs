@@ -1,6 +1,7 @@
 //! The northbound REST shim (OpenKilda v2 style) in front of the bus.
 
 pub mod flow_json;
+pub mod paths_json;
 pub mod pending;
 pub mod routes;
 pub mod shim;

@@ -8,20 +8,21 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use hubspoke_bus::Publish;
 use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};
 use hubspoke_fsm::switch_id::InvalidSwitchId;
 use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
-    validate_flow_id, Envelope, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, LinkState,
-    NbRequest, NbResponse, SwitchId, SwitchState,
+    validate_flow_id, Envelope, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, Isl, LinkPatch,
+    LinkState, NbRequest, NbResponse, PathComputationStrategy, PathsQuery, SwitchId, SwitchState,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::flow_json::FlowJson;
+use super::paths_json::{PathJson, PathsJson};
 use super::pending::PendingReplies;
 use crate::view::{FlowView, HistoryQuery, NetworkView};
 use hubspoke_bus::clock::now_ms;
@@ -95,6 +96,11 @@ pub fn nb_router(state: NbState) -> Router {
         .route("/v2/switches/{switch_id}/validate", get(validate_switch))
         .route("/v2/switches/{switch_id}/sync", post(sync_switch))
         .route("/v2/links", get(links))
+        .route(
+            "/v2/links/{src_switch}/{src_port}/{dst_switch}/{dst_port}",
+            patch(patch_link),
+        )
+        .route("/v2/network/paths", get(network_paths))
         .route("/metrics", get(metrics))
         .merge(health_routes(readiness))
         .fallback(not_found_fallback)
@@ -470,6 +476,129 @@ async fn switches(State(state): State<NbState>) -> Json<Vec<SwitchState>> {
 
 async fn links(State(state): State<NbState>) -> Json<Vec<LinkState>> {
     Json(state.network_view.links())
+}
+
+/// `PATCH /v2/links/{src_switch}/{src_port}/{dst_switch}/{dst_port}`: the link's cost and
+/// what flows may reserve on it (`max_bandwidth`, kbps), both directions. Answers both
+/// directions as `GET /v2/links` shows them.
+async fn patch_link(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams((src_switch, src_port, dst_switch, dst_port)): PathParams<(
+        String,
+        String,
+        String,
+        String,
+    )>,
+    JsonBody(patch): JsonBody<LinkPatch>,
+) -> Result<Json<Vec<LinkState>>, ApiError> {
+    let port = |name: &str, text: &str| {
+        text.parse::<u32>()
+            .ok()
+            .filter(|&port| port > 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{name} must be a port number, not {text:?}"))
+            })
+    };
+    let isl = Isl {
+        src_switch: parse_switch(&src_switch)?,
+        src_port: port("src_port", &src_port)?,
+        dst_switch: parse_switch(&dst_switch)?,
+        dst_port: port("dst_port", &dst_port)?,
+    };
+    patch.validate().map_err(ApiError::bad_request)?;
+    match ask_for(&state, &id, NbRequest::PatchLink { isl, patch }).await? {
+        NbResponse::Links { links } => Ok(Json(links)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// How many paths `GET /v2/network/paths` lists when not told (OpenKilda's default).
+const DEFAULT_MAX_PATH_COUNT: usize = 10;
+/// The most it lists.
+const MOST_PATHS: usize = 100;
+
+/// The query of `GET /v2/network/paths`, as text: the handler says what is wrong with a
+/// value. Other parameters are ignored.
+#[derive(Deserialize)]
+struct PathsParams {
+    src_switch: Option<String>,
+    dst_switch: Option<String>,
+    path_computation_strategy: Option<String>,
+    max_latency: Option<String>,
+    max_latency_tier2: Option<String>,
+    max_path_count: Option<String>,
+}
+
+impl PathsParams {
+    fn query(self) -> Result<PathsQuery, ApiError> {
+        let switch = |name: &str, value: Option<String>| {
+            value
+                .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
+                .and_then(|text| parse_switch(&text))
+        };
+        let milliseconds = |name: &str, value: Option<String>| {
+            value
+                .map(|text| {
+                    text.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!("{name} must be milliseconds, not {text:?}"))
+                    })
+                })
+                .transpose()
+        };
+        let strategy = match self.path_computation_strategy {
+            None => PathComputationStrategy::default(),
+            Some(text) => serde_json::from_value(Value::String(text.clone())).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "path_computation_strategy must be COST, LATENCY, MAX_LATENCY or COST_AND_AVAILABLE_BANDWIDTH, not {text:?}"
+                ))
+            })?,
+        };
+        let max_path_count = match self.max_path_count {
+            None => DEFAULT_MAX_PATH_COUNT,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|count| (1..=MOST_PATHS).contains(count))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "max_path_count must be 1 to {MOST_PATHS}, not {text:?}"
+                    ))
+                })?,
+        };
+        let query = PathsQuery {
+            src_switch: switch("src_switch", self.src_switch)?,
+            dst_switch: switch("dst_switch", self.dst_switch)?,
+            path_computation_strategy: strategy,
+            max_latency: milliseconds("max_latency", self.max_latency)?,
+            max_latency_tier2: milliseconds("max_latency_tier2", self.max_latency_tier2)?,
+            max_path_count,
+        };
+        if strategy == PathComputationStrategy::MaxLatency && query.max_latency.is_none() {
+            return Err(ApiError::bad_request(
+                "path_computation_strategy MAX_LATENCY needs max_latency",
+            ));
+        }
+        Ok(query)
+    }
+}
+
+/// `GET /v2/network/paths?src_switch=…&dst_switch=…`: candidate paths between two switches,
+/// best first by `path_computation_strategy`, at most `max_path_count`.
+async fn network_paths(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    uri: Uri,
+) -> Result<Json<PathsJson>, ApiError> {
+    let Query(params) = Query::<PathsParams>::try_from_uri(&uri)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let query = params.query()?;
+    match ask_for(&state, &id, NbRequest::FindPaths { query }).await? {
+        NbResponse::Paths { paths } => Ok(Json(PathsJson {
+            paths: paths.iter().map(PathJson::from).collect(),
+        })),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// How long `/ready` waits for the topology to answer its ping.

@@ -11,14 +11,14 @@ use axum::Router;
 use crossbeam_channel::{Receiver, Sender};
 use hubspoke_bus::Publish;
 use hubspoke_fsm::dataplane::{PortVlan, Trace, TraceEnd};
-use hubspoke_fsm::network::Network;
+use hubspoke_fsm::network::{Network, PathWeight};
 use hubspoke_fsm::ping::{FlowPingResponse, UniFlowPingOutput};
 use hubspoke_fsm::validation::{
     DirectionCheck, FlowValidation, MeterValidation, RuleValidation, SwitchSync, SwitchValidation,
 };
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, Isl, NbRequest,
-    NbResponse, Resources, SwitchId,
+    Envelope, ErrorBody, FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, Isl, LinkState,
+    LinkStatus, NbRequest, NbResponse, Resources, SwitchId,
 };
 
 use serde_json::Value;
@@ -190,6 +190,47 @@ fn fake_topology(
                 None => error(409, "no-path", "Flow has no path"),
             },
             NbRequest::Ping => NbResponse::Pong,
+            NbRequest::PatchLink { isl, patch } => {
+                let patched = |isl: Isl| {
+                    let link = network.links().iter().find(|l| l.isl == isl)?;
+                    let max_bandwidth = patch.max_bandwidth.unwrap_or(link.capacity);
+                    Some(LinkState {
+                        src_switch: isl.src_switch,
+                        src_port: isl.src_port,
+                        dst_switch: isl.dst_switch,
+                        dst_port: isl.dst_port,
+                        state: LinkStatus::Up,
+                        capacity: link.capacity,
+                        max_bandwidth,
+                        available_bandwidth: max_bandwidth,
+                        latency_ns: link.latency_ns,
+                        cost: patch.cost.unwrap_or(link.cost),
+                    })
+                };
+                match [*isl, isl.reversed()].map(patched) {
+                    [Some(there), Some(back)] => NbResponse::Links {
+                        links: vec![there, back],
+                    },
+                    _ => error(404, "not-found", "Link not found"),
+                }
+            }
+            NbRequest::FindPaths { query }
+                if [query.src_switch, query.dst_switch]
+                    .iter()
+                    .any(|s| network.switch(*s).is_none()) =>
+            {
+                error(404, "not-found", "Switch not found")
+            }
+            NbRequest::FindPaths { query } => NbResponse::Paths {
+                paths: network.best_paths(
+                    query.src_switch,
+                    query.dst_switch,
+                    0,
+                    PathWeight::Latency,
+                    query.max_path_count,
+                    |_| Some(u64::MAX),
+                ),
+            },
             NbRequest::DeleteFlow { flow_id } => match flows.get(flow_id).cloned() {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_000_500, |r| r.status = FlowStatus::InProgress),

@@ -776,6 +776,8 @@ fn link(src_port: u32, state: LinkStatus, available_bandwidth: u64) -> NetworkSt
         capacity: 10_000,
         max_bandwidth: 10_000,
         available_bandwidth,
+        latency_ns: 1_000_000,
+        cost: 700,
     })
 }
 
@@ -814,13 +816,13 @@ async fn the_network_health_and_metrics_are_served() {
                 "src_switch": "00:00:00:00:00:00:00:01", "src_port": 1,
                 "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 1,
                 "state": "DOWN", "capacity": 10_000, "max_bandwidth": 10_000,
-                "available_bandwidth": 7_000
+                "available_bandwidth": 7_000, "latency_ns": 1_000_000, "cost": 700
             },
             {
                 "src_switch": "00:00:00:00:00:00:00:01", "src_port": 3,
                 "dst_switch": "00:00:00:00:00:00:00:02", "dst_port": 3,
                 "state": "UP", "capacity": 10_000, "max_bandwidth": 10_000,
-                "available_bandwidth": 10_000
+                "available_bandwidth": 10_000, "latency_ns": 1_000_000, "cost": 700
             }
         ])
     );
@@ -1012,4 +1014,141 @@ async fn the_shim_is_not_ready_while_no_topology_answers() {
             json!({"ready": false, "waiting_for": ["topology answering"]})
         )
     );
+}
+
+#[tokio::test]
+async fn a_link_is_patched_both_ways_and_bad_patches_are_refused() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    let (one, two) = (SwitchId(1).to_string(), SwitchId(2).to_string());
+    // grid:3x3: port 1 of switch 1 leads to port 1 of switch 2.
+    let uri = format!("/v2/links/{one}/1/{two}/1");
+    let patched = call(
+        &shim.router,
+        "PATCH",
+        &uri,
+        None,
+        r#"{"cost": 50, "max_bandwidth": 4000}"#,
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let links = patched.body.as_array().expect("both directions");
+    assert_eq!(links.len(), 2);
+    assert_eq!(
+        (&links[0]["src_switch"], &links[1]["src_switch"]),
+        (&json!(one), &json!(two))
+    );
+    assert!(links
+        .iter()
+        .all(|l| l["cost"] == 50 && l["max_bandwidth"] == 4000 && l["latency_ns"].is_u64()));
+    let sent = shim
+        .seen
+        .try_recv()
+        .expect("the patch went to the topology");
+    assert!(
+        matches!(sent.payload, NbRequest::PatchLink { .. }),
+        "{sent:?}"
+    );
+
+    let refused = [
+        (format!("/v2/links/{one}/1/{two}/1"), "{}", "give cost"),
+        (
+            format!("/v2/links/{one}/1/{two}/1"),
+            r#"{"cost": -1}"#,
+            "-1",
+        ),
+        (
+            format!("/v2/links/{one}/1/{two}/1"),
+            r#"{"latency": 5}"#,
+            "unknown field",
+        ),
+        (
+            format!("/v2/links/{one}/0/{two}/1"),
+            r#"{"cost": 1}"#,
+            "src_port",
+        ),
+        (
+            format!("/v2/links/{one}/1/nope/1"),
+            r#"{"cost": 1}"#,
+            "nope",
+        ),
+    ];
+    for (uri, body, why) in refused {
+        let answer = call(&shim.router, "PATCH", &uri, Some("corr-link"), body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "corr-link");
+        assert!(answer.text.contains(why), "{uri} {body}: {}", answer.text);
+    }
+    assert!(shim.seen.try_recv().is_err(), "the shim judged those alone");
+    let unknown = format!("/v2/links/{one}/7/{two}/7");
+    let answer = call(
+        &shim.router,
+        "PATCH",
+        &unknown,
+        Some("corr-none"),
+        r#"{"cost": 1}"#,
+    )
+    .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "corr-none");
+}
+
+#[tokio::test]
+async fn network_paths_are_listed_in_openkilda_shape_and_bad_queries_refused() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    let (one, nine) = (SwitchId(1).to_string(), SwitchId(9).to_string());
+    let uri = format!(
+        "/v2/network/paths?src_switch={one}&dst_switch={nine}&path_computation_strategy=LATENCY&max_path_count=3"
+    );
+    let answer = call(&shim.router, "GET", &uri, None, "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let paths = answer.body["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 3);
+    let latency = |p: &Value| p["latency_ns"].as_u64().expect("latency_ns");
+    assert!(
+        paths.windows(2).all(|w| latency(&w[0]) <= latency(&w[1])),
+        "best first"
+    );
+    for path in paths {
+        assert_eq!(path["latency"], path["latency_ns"]);
+        assert_eq!(path["latency_ms"].as_u64(), Some(latency(path) / 1_000_000));
+        assert!(path["bandwidth"].is_u64() && path["cost"].is_u64());
+        let nodes = path["nodes"].as_array().expect("nodes");
+        assert_eq!(
+            nodes.len(),
+            5,
+            "a corner-to-corner path of grid:3x3 is 4 hops"
+        );
+        assert_eq!(nodes[0]["switch_id"], json!(one));
+        assert!(nodes[0].get("input_port").is_none() && nodes[0]["output_port"].is_u64());
+        assert_eq!(nodes[4]["switch_id"], json!(nine));
+        assert!(nodes[4]["input_port"].is_u64() && nodes[4].get("output_port").is_none());
+        assert!(nodes[1..4]
+            .iter()
+            .all(|n| n["input_port"].is_u64() && n["output_port"].is_u64()));
+    }
+    match shim.seen.try_recv().expect("asked the topology").payload {
+        NbRequest::FindPaths { query } => {
+            assert_eq!(query.max_path_count, 3);
+            assert_eq!(query.max_latency, None);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let bad = [
+        format!("/v2/network/paths?dst_switch={nine}"),
+        format!("/v2/network/paths?src_switch={one}&dst_switch=nope"),
+        format!("/v2/network/paths?src_switch={one}&dst_switch={nine}&path_computation_strategy=FASTEST"),
+        format!("/v2/network/paths?src_switch={one}&dst_switch={nine}&path_computation_strategy=MAX_LATENCY"),
+        format!("/v2/network/paths?src_switch={one}&dst_switch={nine}&max_latency=soon"),
+        format!("/v2/network/paths?src_switch={one}&dst_switch={nine}&max_path_count=0"),
+    ];
+    for uri in bad {
+        let answer = call(&shim.router, "GET", &uri, Some("corr-paths"), "").await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "corr-paths");
+    }
+    assert!(shim.seen.try_recv().is_err(), "the shim judged those alone");
+    let unknown = format!(
+        "/v2/network/paths?src_switch={one}&dst_switch={}",
+        SwitchId(99)
+    );
+    let answer = call(&shim.router, "GET", &unknown, Some("corr-99"), "").await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "corr-99");
 }

@@ -603,6 +603,8 @@ mod tests {
             capacity: 10_000,
             max_bandwidth: 10_000,
             available_bandwidth: available,
+            latency_ns: 1_000_000,
+            cost: 700,
         })
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use hubspoke_fsm::network::{DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS};
 use hubspoke_fsm::{Isl, SbEvent, SwitchId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,8 +130,12 @@ impl Discovery {
                 capacity,
             },
         );
-        (previous.map(|seen| seen.capacity) != Some(capacity))
-            .then_some(SbEvent::IslUp { isl, capacity })
+        (previous.map(|seen| seen.capacity) != Some(capacity)).then_some(SbEvent::IslUp {
+            isl,
+            capacity,
+            latency_ns: DEFAULT_LINK_LATENCY_NS,
+            cost: DEFAULT_ISL_COST,
+        })
     }
 
     /// The ISLs whose probes stopped.
@@ -209,7 +214,9 @@ mod tests {
             d.probe_arrived(0, (A, 1, 0), (B, 1)),
             Some(SbEvent::IslUp {
                 isl: isl(A, B),
-                capacity: 1_000_000
+                capacity: 1_000_000,
+                latency_ns: DEFAULT_LINK_LATENCY_NS,
+                cost: DEFAULT_ISL_COST,
             })
         );
         assert_eq!(d.probe_arrived(500, (A, 1, 0), (B, 1)), None);
@@ -219,7 +226,9 @@ mod tests {
             d.probe_arrived(0, (B, 1, 0), (A, 1)),
             Some(SbEvent::IslUp {
                 isl: isl(B, A),
-                capacity: 10_000_000
+                capacity: 10_000_000,
+                latency_ns: DEFAULT_LINK_LATENCY_NS,
+                cost: DEFAULT_ISL_COST,
             })
         );
     }

@@ -6,6 +6,7 @@ pub mod diversity;
 pub mod exact;
 pub mod flows;
 pub mod ovs;
+pub mod paths;
 pub mod reroute;
 
 pub use api::Api;

@@ -21,8 +21,10 @@
 
 pub mod diversity;
 mod ids;
+mod links;
 pub mod operator;
 pub mod owed;
+mod paths;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -31,16 +33,17 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, Reallocation, RemovalDebt,
-    Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, Reallocation,
+    RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::view::ViewChange;
+use crate::view::{LinkProps, ViewChange};
 use crate::wire::Json;
 use diversity::{DiversityGroups, GroupId};
 use ids::IdPool;
 use owed::OwedRules;
+use paths::Chosen;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AllocatorRequest {
@@ -175,7 +178,9 @@ pub struct ResourcePool {
     /// Ordered, so the sweep goes round them in id order without sorting.
     /// Each switch's highest port and port numbers (see `SwitchInfo`), and whether it is up.
     switches: BTreeMap<SwitchId, Announced<(u32, Vec<u32>)>>,
-    isls: HashMap<Isl, Announced<u64>>,
+    isls: HashMap<Isl, Announced<LinkProps>>,
+    /// What operators changed of each directed ISL: it outlives the ISL going down and up.
+    link_patches: HashMap<Isl, LinkPatch>,
     groups: DiversityGroups,
     /// Group changes not yet written to the flow log: (flow, its group now).
     group_changes: Vec<(FlowId, Option<GroupId>)>,
@@ -206,6 +211,7 @@ impl Default for ResourcePool {
             orphan_cookies: HashSet::new(),
             switches: BTreeMap::new(),
             isls: HashMap::new(),
+            link_patches: HashMap::new(),
             groups: DiversityGroups::default(),
             group_changes: Vec::new(),
             changes: Vec::new(),
@@ -496,9 +502,19 @@ impl ResourcePool {
                     .map_or_else(Default::default, |s| s.value.clone());
                 self.announce_switch(switch_id, ports, false);
             }
-            SbEvent::IslUp { isl, capacity } => {
-                self.network.add_isl(isl, capacity);
-                self.announce_isl(isl, capacity, true);
+            SbEvent::IslUp {
+                isl,
+                capacity,
+                latency_ns,
+                cost,
+            } => {
+                let announced = LinkProps {
+                    capacity,
+                    max_bandwidth: capacity,
+                    latency_ns,
+                    cost,
+                };
+                self.link_up(isl, announced);
             }
             SbEvent::IslDown { isl } => {
                 if let Some(known) = self.isls.get(&isl).copied() {
@@ -537,25 +553,22 @@ impl ResourcePool {
         });
     }
 
-    fn announce_isl(&mut self, isl: Isl, capacity: u64, up: bool) {
-        let new = Announced {
-            value: capacity,
-            up,
-        };
+    fn announce_isl(&mut self, isl: Isl, props: LinkProps, up: bool) {
+        let new = Announced { value: props, up };
         if let Some(old) = self.isls.insert(isl, new) {
             if old == new {
                 return;
             }
             self.changes.push(ViewChange::Link {
                 isl,
-                capacity: old.value,
+                props: old.value,
                 up: old.up,
                 diff: -1,
             });
         }
         self.changes.push(ViewChange::Link {
             isl,
-            capacity,
+            props,
             up,
             diff: 1,
         });
@@ -573,10 +586,10 @@ impl ResourcePool {
         up.then(|| self.available(isl))
     }
 
-    /// Bandwidth not reserved on `isl`.
+    /// Bandwidth flows may still reserve on `isl`: its max bandwidth less what is reserved.
     pub fn available(&self, isl: &Isl) -> u64 {
-        let capacity = self.isls.get(isl).map_or(0, |i| i.value);
-        capacity.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
+        let max_bandwidth = self.isls.get(isl).map_or(0, |i| i.value.max_bandwidth);
+        max_bandwidth.saturating_sub(self.used_bandwidth.get(isl).copied().unwrap_or(0))
     }
 
     /// Reserves a new flow's path and resources.
@@ -645,10 +658,11 @@ impl ResourcePool {
             .filter(|_| request.pinned)
             .map(|current| current.resources.forward_path.as_slice());
         let search = |bandwidth: u64| match pinned_to {
-            Some(path) => pinned_path(request, path, bandwidth, usable),
-            None => self
-                .diverse_path(request, &avoid, bandwidth, usable)
-                .ok_or_else(|| no_path(request, bandwidth)),
+            Some(path) => pinned_path(request, path, bandwidth, usable).map(|isls| Chosen {
+                isls,
+                degraded: None,
+            }),
+            None => self.diverse_path(request, &avoid, bandwidth, usable),
         };
         let chosen = choose_path(request, reallocation, search)?;
         let resources = self.take_ids(request, chosen)?;
@@ -674,45 +688,45 @@ impl ResourcePool {
         Ok(resources)
     }
 
-    /// The fewest-hop path for `request` with `bandwidth` that keeps away from the other
-    /// members' switches and ISLs, else from their ISLs, else the fewest-hop path there is.
+    /// The path for `request` by its strategy, with `bandwidth`, that keeps away from the
+    /// other members' switches and ISLs, else from their ISLs, else the best path there is.
     fn diverse_path(
         &self,
         request: &FlowRequest,
         avoid: &Avoid,
         bandwidth: u64,
         usable: impl Fn(&Isl) -> Option<u64>,
-    ) -> Option<Vec<Isl>> {
+    ) -> Result<Chosen, ErrorBody> {
         let tiers: &[(bool, bool)] = if avoid.isls.is_empty() {
             &[(false, false)]
         } else {
             &[(true, true), (true, false), (false, false)]
         };
-        let path = tiers.iter().find_map(|&(isls, switches)| {
-            self.network.shortest_path(
-                request.source.switch_id,
-                request.destination.switch_id,
-                bandwidth,
-                |isl| {
-                    let avoided = (isls && avoid.isls.contains(isl))
-                        || (switches
-                            && (avoid.switches.contains(&isl.src_switch)
-                                || avoid.switches.contains(&isl.dst_switch)));
-                    if avoided {
-                        None
-                    } else {
-                        usable(isl)
-                    }
-                },
-            )
-        })?;
-        if path.iter().any(|isl| avoid.isls.contains(isl)) {
+        let mut found = Err(paths::no_path(request, bandwidth));
+        for &(isls, switches) in tiers {
+            found = paths::path_for(&self.network, request, bandwidth, |isl| {
+                let avoided = (isls && avoid.isls.contains(isl))
+                    || (switches
+                        && (avoid.switches.contains(&isl.src_switch)
+                            || avoid.switches.contains(&isl.dst_switch)));
+                if avoided {
+                    None
+                } else {
+                    usable(isl)
+                }
+            });
+            if found.is_ok() {
+                break;
+            }
+        }
+        let chosen = found?;
+        if chosen.isls.iter().any(|isl| avoid.isls.contains(isl)) {
             tracing::info!(
                 flow_id = %request.flow_id,
                 "no diverse path: the flow shares ISLs with its diversity group"
             );
         }
-        Some(path)
+        Ok(chosen)
     }
 
     /// What the request's flow keeps away from: the paths (current and pending) of the
@@ -1159,14 +1173,26 @@ struct ChosenPath {
 fn choose_path(
     request: &FlowRequest,
     reallocation: Option<Reallocation>,
-    search: impl Fn(u64) -> Result<Vec<Isl>, ErrorBody>,
+    search: impl Fn(u64) -> Result<Chosen, ErrorBody>,
 ) -> Result<ChosenPath, ErrorBody> {
+    let upgrade = reallocation == Some(Reallocation::Upgrade);
     let short = match search(request.maximum_bandwidth) {
-        Ok(path) => {
+        Ok(Chosen {
+            degraded: Some(reason),
+            ..
+        }) if upgrade => {
+            return Err(ErrorBody::new(
+                503,
+                "no-better-path",
+                "No better path",
+                format!("the flow stays DEGRADED: {reason}"),
+            ))
+        }
+        Ok(Chosen { isls, degraded }) => {
             return Ok(ChosenPath {
-                path,
+                path: isls,
                 without_bandwidth: false,
-                degraded: None,
+                degraded,
             })
         }
         Err(short) => short,
@@ -1175,33 +1201,22 @@ fn choose_path(
     if request.maximum_bandwidth == 0 || !(request.ignore_bandwidth || repair) {
         return Err(short);
     }
-    let path = search(0)?;
-    let degraded = (!request.ignore_bandwidth).then(|| {
+    let Chosen { isls, degraded } = search(0)?;
+    let short_of_bandwidth = (!request.ignore_bandwidth).then(|| {
         format!(
             "no path has {} kbps available: on a path without the bandwidth until one frees up",
             request.maximum_bandwidth
         )
     });
+    let degraded = match (short_of_bandwidth, degraded) {
+        (Some(bandwidth), Some(latency)) => Some(format!("{bandwidth}; {latency}")),
+        (bandwidth, latency) => bandwidth.or(latency),
+    };
     Ok(ChosenPath {
-        path,
+        path: isls,
         without_bandwidth: true,
         degraded,
     })
-}
-
-fn no_path(request: &FlowRequest, bandwidth: u64) -> ErrorBody {
-    let (src, dst) = (request.source.switch_id, request.destination.switch_id);
-    let details = if bandwidth == 0 {
-        format!("no path from {src} to {dst} is up")
-    } else {
-        format!("no path from {src} to {dst} has {bandwidth} kbps available")
-    };
-    ErrorBody::new(
-        503,
-        "no-path",
-        "Not enough bandwidth or no path found",
-        details,
-    )
 }
 
 fn pinned_path(

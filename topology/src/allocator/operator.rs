@@ -243,7 +243,12 @@ pub fn allocator_operator<'scope>(
                 for input in data.flat_map(|batch| batch.drain(..)) {
                     match input {
                         KeeperInput::Request(Json(envelope)) => {
-                            keeper.request(now, &pool, envelope, &mut outputs)
+                            match pool.answer(&envelope.payload) {
+                                Some(answer) => outputs.push(KeeperOutput::Response(
+                                    envelope.reply(envelope.key.clone(), now, answer),
+                                )),
+                                None => keeper.request(now, &pool, envelope, &mut outputs),
+                            }
                         }
                         KeeperInput::Report(report) => {
                             keeper.report(now, &mut pool, report, &mut outputs)

@@ -1,4 +1,8 @@
 use super::*;
+use hubspoke_fsm::network::{
+    FoundPath, Link, SwitchInfo, DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS,
+};
+use hubspoke_fsm::{PathComputationStrategy, PathsQuery};
 
 pub(super) fn pool(spec: &str) -> ResourcePool {
     let mut pool = ResourcePool::new();
@@ -300,14 +304,14 @@ fn paths_avoid_what_the_switches_report_down() {
             .error_type,
         "switch-unavailable"
     );
-    pool.apply_network_event(&SbEvent::IslUp {
-        isl: direct.forward_path[0],
-        capacity: 1,
-    });
-    pool.apply_network_event(&SbEvent::IslUp {
-        isl: direct.forward_path[0].reversed(),
-        capacity: 1,
-    });
+    for isl in [direct.forward_path[0], direct.forward_path[0].reversed()] {
+        pool.apply_network_event(&SbEvent::IslUp {
+            isl,
+            capacity: 1,
+            latency_ns: DEFAULT_LINK_LATENCY_NS,
+            cost: DEFAULT_ISL_COST,
+        });
+    }
     assert_eq!(
         pool.allocate(&request("e", 1, 2, 14, 0))
             .unwrap()
@@ -499,7 +503,7 @@ mod over_commit {
                 *demand.entry(isl).or_default() += holding.bandwidth_on(&isl);
             }
         }
-        for (isl, capacity) in pool.isls.iter().map(|(isl, a)| (isl, a.value)) {
+        for (isl, capacity) in pool.isls.iter().map(|(isl, a)| (isl, a.value.capacity)) {
             let demanded = demand.get(isl).copied().unwrap_or(0);
             assert!(demanded <= capacity, "{isl:?}: {demanded} > {capacity}");
             assert_eq!(
@@ -550,7 +554,12 @@ mod over_commit {
                             pool.apply_network_event(&if matches!(step, Step::Fail { .. }) {
                                 SbEvent::IslDown { isl }
                             } else {
-                                SbEvent::IslUp { isl, capacity: 10 * GBPS }
+                                SbEvent::IslUp {
+                                    isl,
+                                    capacity: 10 * GBPS,
+                                    latency_ns: DEFAULT_LINK_LATENCY_NS,
+                                    cost: DEFAULT_ISL_COST,
+                                }
                             });
                         }
                     }
@@ -559,4 +568,260 @@ mod over_commit {
             }
         }
     }
+}
+
+const MS: u64 = 1_000_000;
+const GBPS: u64 = 1_000_000;
+
+/// Switch 1 to switch 4 by four two-hop routes, through switch 2, 3, 5 or 6 (in port order
+/// on switch 1), each hop with this cost and latency: via 2: 10, 5 ms (cheapest, slowest);
+/// via 3: 50, 1 ms (fastest, dearest); via 5: 10, 3 ms; via 6: 30, 1.25 ms. 1 Gbit/s each.
+fn four_routes() -> ResourcePool {
+    let switches = (1..=6)
+        .map(|n| SwitchInfo {
+            switch_id: SwitchId(n),
+            ports: 20,
+            port_numbers: Vec::new(),
+        })
+        .collect();
+    let mut links = Vec::new();
+    for (port, (via, cost, latency_ns)) in (1..).zip([
+        (2, 10, 5 * MS),
+        (3, 50, MS),
+        (5, 10, 3 * MS),
+        (6, 30, 5 * MS / 4),
+    ]) {
+        for (src, src_port, dst, dst_port) in [(1, port, via, 1), (via, 2, 4, port)] {
+            let isl = Isl {
+                src_switch: SwitchId(src),
+                src_port,
+                dst_switch: SwitchId(dst),
+                dst_port,
+            };
+            links.push(Link {
+                latency_ns,
+                cost,
+                ..Link::new(isl, GBPS)
+            });
+        }
+    }
+    let mut pool = ResourcePool::new();
+    for event in Network::new(switches, links).unwrap().announcement() {
+        pool.apply_network_event(&event);
+    }
+    pool
+}
+
+fn routed(strategy: PathComputationStrategy, flow_id: &str, port: u32) -> FlowRequest {
+    FlowRequest {
+        path_computation_strategy: strategy,
+        ..request(flow_id, 1, 4, port, 1000)
+    }
+}
+
+fn via(resources: &Resources) -> u64 {
+    resources.forward_path[0].dst_switch.0
+}
+
+fn max_latency(tier1: u64, tier2: Option<u64>) -> FlowRequest {
+    FlowRequest {
+        max_latency: Some(tier1),
+        max_latency_tier2: tier2,
+        ..routed(PathComputationStrategy::MaxLatency, "m", 14)
+    }
+}
+
+#[test]
+fn each_strategy_takes_its_path() {
+    let mut pool = four_routes();
+    let cost = pool.allocate(&routed(PathComputationStrategy::Cost, "c", 10));
+    let latency = pool.allocate(&routed(PathComputationStrategy::Latency, "l", 11));
+    assert_eq!(
+        (via(&cost.unwrap()), via(&latency.unwrap())),
+        (2, 3),
+        "COST the cheapest, LATENCY the fastest"
+    );
+    // Via 2 and via 5 cost the same; "c" took some of via 2.
+    let cheap = pool.allocate(&routed(PathComputationStrategy::Cost, "c2", 12));
+    let roomy = pool.allocate(&routed(
+        PathComputationStrategy::CostAndAvailableBandwidth,
+        "b",
+        13,
+    ));
+    assert_eq!(
+        (via(&cheap.unwrap()), via(&roomy.unwrap())),
+        (2, 5),
+        "COST_AND_AVAILABLE_BANDWIDTH: of the cheapest, the one with the most bandwidth left"
+    );
+    let bounded = pool.allocate(&FlowRequest {
+        flow_id: "m".into(),
+        ..max_latency(3, None)
+    });
+    assert_eq!(
+        via(&bounded.unwrap()),
+        6,
+        "MAX_LATENCY: the cheapest within 3 ms"
+    );
+}
+
+#[test]
+fn max_latency_falls_back_to_tier_2_degraded_or_finds_no_path() {
+    let allocated = |request: FlowRequest| four_routes().allocate(&request);
+    let tier1 = allocated(max_latency(6, Some(8))).unwrap();
+    assert_eq!((via(&tier1), tier1.degraded), (5, None));
+    let tier2 = allocated(max_latency(1, Some(3))).unwrap();
+    assert_eq!(via(&tier2), 6, "the cheapest within tier 2");
+    assert_eq!(
+        tier2.degraded.as_deref(),
+        Some(
+            "no path within max_latency 1 ms: on a path of 2.500 ms, within max_latency_tier2 3 ms"
+        )
+    );
+    // A DEGRADED flow's upgrade settles for nothing short; a repair takes tier 2.
+    let mut pool = four_routes();
+    pool.allocate(&max_latency(1, Some(3))).expect("tier 2");
+    pool.commit("m");
+    let upgrade = pool
+        .reallocate(&max_latency(1, Some(3)), Reallocation::Upgrade)
+        .unwrap_err();
+    assert_eq!(
+        (upgrade.status, upgrade.error_type.as_str()),
+        (503, "no-better-path")
+    );
+    let repair = pool.reallocate(&max_latency(1, Some(3)), Reallocation::Repair);
+    assert!(repair.expect("tier 2 again").degraded.is_some());
+    for neither in [max_latency(1, Some(1)), max_latency(1, None)] {
+        let refused = allocated(neither).unwrap_err();
+        assert_eq!(
+            (refused.status, refused.error_type.as_str()),
+            (503, "no-path")
+        );
+        assert!(
+            refused
+                .error_description
+                .contains("within a latency of 1 ms"),
+            "{refused:?}"
+        );
+    }
+}
+
+#[test]
+fn a_patched_link_steers_new_paths_both_ways_and_keeps_its_patch_when_it_comes_back() {
+    let mut pool = four_routes();
+    let first_hop_via_2 = pool
+        .allocate(&routed(PathComputationStrategy::Cost, "a", 10))
+        .unwrap()
+        .forward_path[0];
+    let states = pool
+        .patch_link(
+            first_hop_via_2.reversed(),
+            &LinkPatch {
+                cost: Some(1_000),
+                max_bandwidth: Some(500),
+            },
+        )
+        .expect("a known link");
+    assert_eq!(states.len(), 2, "both directions");
+    assert!(states
+        .iter()
+        .all(|s| (s.cost, s.max_bandwidth, s.available_bandwidth) == (1_000, 500, 0)));
+    // "a" keeps what it reserved (1000 kbps, above the new max): nothing new goes there.
+    assert_eq!(pool.available(&first_hop_via_2), 0);
+    let after = pool.allocate(&FlowRequest {
+        maximum_bandwidth: 0,
+        ..routed(PathComputationStrategy::Cost, "b", 11)
+    });
+    assert_eq!(via(&after.unwrap()), 5, "the dearer link is avoided");
+    for isl in [first_hop_via_2, first_hop_via_2.reversed()] {
+        pool.apply_network_event(&SbEvent::IslDown { isl });
+        pool.apply_network_event(&SbEvent::IslUp {
+            isl,
+            capacity: GBPS,
+            latency_ns: 5 * MS,
+            cost: 10,
+        });
+    }
+    pool.free("a");
+    assert_eq!(
+        pool.available(&first_hop_via_2),
+        500,
+        "the patch outlives the link going down"
+    );
+    let changes = pool.take_view_changes();
+    let shown = changes.iter().rev().find_map(|c| match c {
+        ViewChange::Link { isl, props, .. } if *isl == first_hop_via_2 => Some(*props),
+        _ => None,
+    });
+    assert_eq!(shown.map(|p| (p.cost, p.max_bandwidth)), Some((1_000, 500)));
+}
+
+#[test]
+fn a_bad_link_patch_is_refused() {
+    let mut pool = four_routes();
+    let link = pool.network.links()[0].isl;
+    let refused = |pool: &mut ResourcePool, isl: Isl, patch: LinkPatch| {
+        let error = pool.patch_link(isl, &patch).unwrap_err();
+        (error.status, error.error_description)
+    };
+    let (status, why) = refused(&mut pool, link, LinkPatch::default());
+    assert_eq!(status, 400, "{why}");
+    let too_much = LinkPatch {
+        max_bandwidth: Some(GBPS + 1),
+        cost: None,
+    };
+    let (status, why) = refused(&mut pool, link, too_much);
+    assert_eq!(status, 400);
+    assert!(why.contains("above the link's capacity"), "{why}");
+    let unknown = Isl {
+        src_port: 19,
+        ..link
+    };
+    let cost = LinkPatch {
+        cost: Some(1),
+        max_bandwidth: None,
+    };
+    assert_eq!(refused(&mut pool, unknown, cost).0, 404);
+}
+
+#[test]
+fn candidate_paths_come_best_first_by_the_strategy() {
+    let mut pool = four_routes();
+    let query = |strategy, max_latency, max_path_count| PathsQuery {
+        src_switch: SwitchId(1),
+        dst_switch: SwitchId(4),
+        path_computation_strategy: strategy,
+        max_latency,
+        max_latency_tier2: None,
+        max_path_count,
+    };
+    let vias = |paths: Vec<FoundPath>| -> Vec<u64> {
+        paths.iter().map(|p| p.isls[0].dst_switch.0).collect()
+    };
+    let by_latency = pool.find_paths(&query(PathComputationStrategy::Latency, None, 10));
+    assert_eq!(vias(by_latency.unwrap()), vec![3, 6, 5, 2]);
+    let by_cost = pool.find_paths(&query(PathComputationStrategy::Cost, None, 3));
+    assert_eq!(vias(by_cost.unwrap()), vec![2, 5, 6]);
+    let within = pool.find_paths(&query(PathComputationStrategy::MaxLatency, Some(3), 10));
+    assert_eq!(
+        vias(within.unwrap()),
+        vec![6, 3],
+        "within 3 ms, cheapest first"
+    );
+    pool.allocate(&FlowRequest {
+        maximum_bandwidth: GBPS - 10,
+        ..routed(PathComputationStrategy::Cost, "a", 10)
+    })
+    .unwrap();
+    let paths = pool
+        .find_paths(&query(PathComputationStrategy::Cost, None, 1))
+        .unwrap();
+    assert_eq!(
+        paths[0].available_bandwidth, 10,
+        "what is left of the narrowest ISL"
+    );
+    let unknown = PathsQuery {
+        dst_switch: SwitchId(99),
+        ..query(PathComputationStrategy::Cost, None, 1)
+    };
+    assert_eq!(pool.find_paths(&unknown).unwrap_err().status, 404);
 }

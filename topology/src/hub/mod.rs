@@ -376,7 +376,9 @@ impl Hub {
             | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
-            | NbRequest::Ping => return None,
+            | NbRequest::Ping
+            | NbRequest::PatchLink { .. }
+            | NbRequest::FindPaths { .. } => return None,
         })
     }
 
@@ -575,7 +577,9 @@ impl Hub {
             | NbRequest::PingFlow { .. }
             | NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
-            | NbRequest::Ping => {}
+            | NbRequest::Ping
+            | NbRequest::PatchLink { .. }
+            | NbRequest::FindPaths { .. } => {}
         }
         Ok(())
     }

@@ -279,6 +279,8 @@ fn sb_events() -> Vec<Vec<u8>> {
             SbEvent::IslUp {
                 isl: isl(1, 5, 2, 6),
                 capacity: 10_000_000,
+                latency_ns: 2_000_000,
+                cost: 700,
             },
         ),
         envelope(
@@ -369,6 +371,8 @@ fn network_states() -> Vec<Vec<u8>> {
         capacity: 10_000_000,
         max_bandwidth: 10_000_000,
         available_bandwidth: 9_990_000,
+        latency_ns: 1_000_000,
+        cost: 700,
     });
     vec![
         envelope(&switch_state.key(), switch_state),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use hubspoke_fsm::network::{DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS};
 use hubspoke_fsm::{Isl, SbEvent, SwitchId};
 use hubspoke_of_speaker::probe::{Probe, Stamped, DISCOVERY_COOKIE};
 use hubspoke_openflow::consts::{OFPPR_MODIFY, OFPPS_LINK_DOWN, OFPR_ACTION, OFP_NO_BUFFER};
@@ -43,6 +44,8 @@ fn up(isl: Isl) -> SbEvent {
     SbEvent::IslUp {
         isl,
         capacity: CAPACITY_KBPS,
+        latency_ns: DEFAULT_LINK_LATENCY_NS,
+        cost: DEFAULT_ISL_COST,
     }
 }
 

@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use hubspoke_fsm::network::{DEFAULT_ISL_COST, DEFAULT_LINK_LATENCY_NS};
 use hubspoke_fsm::{
     Envelope, FlowEvent, FlowRecord, FlowRequest, Isl, Reallocation, SbEvent, SwitchId,
 };
@@ -285,6 +286,8 @@ mod kept_diverse {
                 pool.apply_network_event(&SbEvent::IslUp {
                     isl,
                     capacity: 1_000,
+                    latency_ns: DEFAULT_LINK_LATENCY_NS,
+                    cost: DEFAULT_ISL_COST,
                 });
             }
         }
