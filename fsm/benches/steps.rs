@@ -55,6 +55,7 @@ fn resources(network: &str, avoid: Option<u64>, cookie: u64) -> Resources {
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: path,
+        protected: None,
     }
 }
 

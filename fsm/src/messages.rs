@@ -72,6 +72,10 @@ pub enum NbRequest {
     SyncFlow {
         flow_id: FlowId,
     },
+    /// Move the flow's traffic onto its protected path (`PATCH /v2/flows/{id}/swap`).
+    SwapFlow {
+        flow_id: FlowId,
+    },
     DeleteFlow {
         flow_id: FlowId,
     },
@@ -109,6 +113,7 @@ impl NbRequest {
             NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => Some(&flow.flow_id),
             NbRequest::RerouteFlow { flow_id }
             | NbRequest::SyncFlow { flow_id }
+            | NbRequest::SwapFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
             | NbRequest::ValidateFlow { flow_id }
             | NbRequest::PingFlow { flow_id, .. } => Some(flow_id),

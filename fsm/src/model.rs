@@ -130,7 +130,6 @@ impl FlowRequest {
             ),
             ("max_latency", self.max_latency.is_some()),
             ("max_latency_tier2", self.max_latency_tier2.is_some()),
-            ("allocate_protected_path", self.allocate_protected_path),
             ("diverse_flow_id", self.diverse_flow_id.is_some()),
             ("priority", self.priority.is_some()),
             ("ignore_bandwidth", self.ignore_bandwidth),
@@ -206,6 +205,37 @@ pub struct Resources {
     pub reverse_meter: Option<u32>,
     /// ISLs from source to destination; empty for a one-switch flow.
     pub forward_path: Vec<Isl>,
+    /// The protected path, when the flow asks for one and the network has one. Always
+    /// serialized (bincode between processes); absent in records written before it existed.
+    #[serde(default)]
+    pub protected: Option<ProtectedPath>,
+}
+
+/// A second path between the flow's switches sharing no ISL with the primary. Its transit and
+/// egress rules are installed beside the primary's under the same cookie (they stay distinct
+/// by match: they arrive on other ports); its ingress rules only once the flow swaps onto it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedPath {
+    pub forward_path: Vec<Isl>,
+    /// One per ISL of `forward_path`, as `Resources::transit_vlans`.
+    pub transit_vlans: Vec<u16>,
+}
+
+impl Resources {
+    /// The resources with the primary and protected paths exchanged: what a swap commits.
+    /// `None` without a protected path.
+    pub fn swapped(&self) -> Option<Resources> {
+        let protected = self.protected.as_ref()?;
+        Some(Resources {
+            transit_vlans: protected.transit_vlans.clone(),
+            forward_path: protected.forward_path.clone(),
+            protected: Some(ProtectedPath {
+                forward_path: self.forward_path.clone(),
+                transit_vlans: self.transit_vlans.clone(),
+            }),
+            ..self.clone()
+        })
+    }
 }
 
 /// A flow's request and what the allocator reserved for it: what its rules use. A record's

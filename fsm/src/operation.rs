@@ -80,6 +80,11 @@ pub enum Action {
     Commit,
     /// The new reservation is released; the flow keeps the old one.
     Release,
+    /// Make-before-break for a new protected path: like `Reallocate`, but the primary path
+    /// stays while it can carry the flow.
+    Reprotect(FlowRequest),
+    /// The flow's traffic is on its protected path: the reservation's paths exchange.
+    SwapPaths,
     /// Hand a southbound command to the speaker worker.
     Send {
         command_id: String,

@@ -29,6 +29,9 @@ pub enum RerouteKind {
     PathDown,
     /// It is DOWN and the network got better (a link came up).
     Retry,
+    /// Its protected path is broken or missing (after a swap, or none was found): a new one
+    /// beside the primary, which stays while it can carry the flow.
+    Reprotect,
 }
 
 pub struct FlowReroute {
@@ -145,7 +148,10 @@ impl FlowReroute {
         match event {
             OpEvent::Start => {
                 self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
-                context.push(Action::Reallocate(self.request.clone()));
+                context.push(match self.kind {
+                    RerouteKind::Reprotect => Action::Reprotect(self.request.clone()),
+                    _ => Action::Reallocate(self.request.clone()),
+                });
                 Transition(State::validating())
             }
             _ => Handled,
@@ -162,7 +168,11 @@ impl FlowReroute {
                     .flow
                     .resources
                     .as_ref()
-                    .is_some_and(|old| old.forward_path == resources.forward_path);
+                    .is_some_and(|old| {
+                        old.forward_path == resources.forward_path
+                            && old.protected.as_ref().map(|p| &p.forward_path)
+                                == resources.protected.as_ref().map(|p| &p.forward_path)
+                    });
                 if same_path && !matches!(self.kind, RerouteKind::Update(_)) {
                     context.details = "already on the best path".into();
                     return Transition(State::unchanged());

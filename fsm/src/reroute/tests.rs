@@ -85,6 +85,7 @@ fn detour() -> Resources {
         forward_meter: Some(33),
         reverse_meter: Some(33),
         forward_path: path,
+        protected: None,
     }
 }
 
@@ -310,6 +311,7 @@ fn an_update_to_a_one_switch_flow_goes_straight_to_the_ingress_swap() {
     let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted));
     let allocated = h.allocate(Resources {
         forward_path: Vec::new(),
+        protected: None,
         ..same_path()
     });
     assert_eq!(

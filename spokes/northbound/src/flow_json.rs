@@ -121,6 +121,7 @@ mod tests {
             forward_meter: None,
             reverse_meter: None,
             forward_path: path,
+            protected: None,
         }
     }
 

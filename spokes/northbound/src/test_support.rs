@@ -246,6 +246,7 @@ fn resources(network: &Network, flow: &FlowRequest, avoid: &[Isl]) -> Resources 
         forward_meter: None,
         reverse_meter: None,
         forward_path: path,
+        protected: None,
     }
 }
 

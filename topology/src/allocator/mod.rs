@@ -18,6 +18,7 @@
 mod ids;
 pub mod operator;
 pub mod owed;
+mod protected;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -26,8 +27,8 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, RemovalDebt, Reservation,
-    Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, ProtectedPath, RemovalDebt,
+    Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,15 @@ pub enum AllocatorRequest {
         flow_id: FlowId,
         request: FlowRequest,
     },
+    /// A pending reservation that keeps the flow's primary path if it still can, with a new
+    /// protected path beside it.
+    Reprotect {
+        flow_id: FlowId,
+        request: FlowRequest,
+    },
+    /// The flow's traffic moved onto its protected path: the current reservation's primary
+    /// and protected paths exchange.
+    Swap { flow_id: FlowId },
     /// The pending reservation becomes the current one; the old one is released.
     Commit { flow_id: FlowId },
     /// The pending reservation is released.
@@ -90,13 +100,7 @@ fn switches_of(reservation: &Reservation) -> impl Iterator<Item = SwitchId> + '_
     let request = &reservation.request;
     [request.source.switch_id, request.destination.switch_id]
         .into_iter()
-        .chain(
-            reservation
-                .resources
-                .forward_path
-                .iter()
-                .map(|isl| isl.dst_switch),
-        )
+        .chain(all_paths(&reservation.resources).map(|isl| isl.dst_switch))
 }
 
 /// What one flow holds: the reservation its rules use, a pending one while it moves, and the
@@ -206,6 +210,14 @@ impl ResourcePool {
                 let result = self.reallocate(&request);
                 Some(AllocationResult { flow_id, result })
             }
+            AllocatorRequest::Reprotect { flow_id, request } => {
+                let result = self.reprotect(&request);
+                Some(AllocationResult { flow_id, result })
+            }
+            AllocatorRequest::Swap { flow_id } => {
+                self.swap(&flow_id);
+                None
+            }
             AllocatorRequest::Commit { flow_id } => {
                 self.commit(&flow_id);
                 None
@@ -262,7 +274,7 @@ impl ResourcePool {
     /// Takes a reservation's ids and endpoints back from the pools, as its record holds them.
     fn take_back(&mut self, flow_id: &str, request: &FlowRequest, resources: &Resources) {
         self.cookies.reserve(resources.cookie);
-        for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+        for (isl, vlan) in path_vlans(resources) {
             self.link_vlans(isl).reserve(u64::from(*vlan));
         }
         for (switch, meter) in [
@@ -561,12 +573,26 @@ impl ResourcePool {
                 format!("flow {} already holds resources", request.flow_id),
             ));
         }
-        self.reserve(request, false)
+        self.reserve(request, false, PrimaryPath::Search)
     }
 
     /// Reserves a path and resources for `request` next to what the flow holds now; its own
     /// bandwidth and endpoints count as free for it.
     pub fn reallocate(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
+        self.reserve_pending(request, PrimaryPath::Search)
+    }
+
+    /// [`reallocate`](Self::reallocate) for a new protected path: the primary path stays
+    /// while it can carry the flow.
+    pub fn reprotect(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
+        self.reserve_pending(request, PrimaryPath::KeepIfUsable)
+    }
+
+    fn reserve_pending(
+        &mut self,
+        request: &FlowRequest,
+        primary: PrimaryPath,
+    ) -> Result<Resources, ErrorBody> {
         if self
             .holdings
             .get(&request.flow_id)
@@ -579,11 +605,16 @@ impl ResourcePool {
                 format!("flow {} is already moving", request.flow_id),
             ));
         }
-        self.reserve(request, true)
+        self.reserve(request, true, primary)
     }
 
     /// Reserves for `request` as the flow's current reservation, or as its pending one.
-    fn reserve(&mut self, request: &FlowRequest, pending: bool) -> Result<Resources, ErrorBody> {
+    fn reserve(
+        &mut self,
+        request: &FlowRequest,
+        pending: bool,
+        primary: PrimaryPath,
+    ) -> Result<Resources, ErrorBody> {
         request.validate().map_err(|reason| {
             ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
         })?;
@@ -595,12 +626,22 @@ impl ResourcePool {
             let own = holding.map_or(0, |h| h.bandwidth_on(isl));
             self.usable(isl).map(|free| free + own)
         };
-        // A pinned flow that holds a path keeps it, or has none.
-        let pinned_to = holding
-            .and_then(|h| h.current.as_ref())
-            .filter(|_| request.pinned);
-        let path = match pinned_to {
-            Some(current) => pinned_path(request, &current.resources.forward_path, usable)?,
+        // A pinned flow that holds a path keeps it, or has none; a flow re-protected keeps its
+        // primary while it can carry the flow.
+        let current = holding.and_then(|h| h.current.as_ref());
+        let kept = match (current, primary) {
+            (Some(current), _) if request.pinned => Some(pinned_path(
+                request,
+                &current.resources.forward_path,
+                usable,
+            )?),
+            (Some(current), PrimaryPath::KeepIfUsable) => {
+                pinned_path(request, &current.resources.forward_path, usable).ok()
+            }
+            _ => None,
+        };
+        let path = match kept {
+            Some(path) => path,
             None => self
                 .network
                 .shortest_path(
@@ -623,7 +664,11 @@ impl ResourcePool {
                     )
                 })?,
         };
-        let resources = self.take_ids(request, path)?;
+        let protected = request
+            .allocate_protected_path
+            .then(|| protected::protected_path(&self.network, request, &path, usable))
+            .flatten();
+        let resources = self.take_ids(request, path, protected)?;
         let reservation = Reservation {
             request: request.clone(),
             resources: resources.clone(),
@@ -645,7 +690,12 @@ impl ResourcePool {
         Ok(resources)
     }
 
-    fn take_ids(&mut self, request: &FlowRequest, path: Vec<Isl>) -> Result<Resources, ErrorBody> {
+    fn take_ids(
+        &mut self,
+        request: &FlowRequest,
+        path: Vec<Isl>,
+        protected_path: Option<Vec<Isl>>,
+    ) -> Result<Resources, ErrorBody> {
         let exhausted = |what: &str| {
             ErrorBody::new(
                 503,
@@ -654,19 +704,25 @@ impl ResourcePool {
                 format!("no free {what}"),
             )
         };
+        let no_vlan = |isl: Isl| {
+            exhausted(&format!(
+                "transit VLAN on the link {}-{}",
+                isl.src_switch, isl.dst_switch
+            ))
+        };
         let cookie = self.cookies.take().ok_or_else(|| exhausted("cookie"))?;
-        let mut transit_vlans = Vec::with_capacity(path.len());
-        for isl in &path {
-            let Some(vlan) = self.link_vlans(isl).take() else {
-                self.cookies.give_back(cookie);
-                self.give_back_vlans(&path, &transit_vlans);
-                return Err(exhausted(&format!(
-                    "transit VLAN on the link {}-{}",
-                    isl.src_switch, isl.dst_switch
-                )));
-            };
-            transit_vlans.push(u16::try_from(vlan).unwrap_or(MAX_VLAN));
-        }
+        let transit_vlans = self.take_vlans(&path).map_err(|isl| {
+            self.cookies.give_back(cookie);
+            no_vlan(isl)
+        })?;
+        // No VLAN for the protected path leaves the flow unprotected, like no path for it.
+        let protected = protected_path.and_then(|forward_path| {
+            let transit_vlans = self.take_vlans(&forward_path).ok()?;
+            Some(ProtectedPath {
+                forward_path,
+                transit_vlans,
+            })
+        });
         let metered = request.maximum_bandwidth > 0;
         let forward_meter = metered
             .then(|| self.take_meter(request.source.switch_id))
@@ -680,12 +736,26 @@ impl ResourcePool {
             forward_meter: forward_meter.map(|m| m as u32),
             reverse_meter: reverse_meter.map(|m| m as u32),
             forward_path: path,
+            protected,
         };
         if metered && (forward_meter.is_none() || reverse_meter.is_none()) {
             self.give_back_ids(request, &resources);
             return Err(exhausted("meter"));
         }
         Ok(resources)
+    }
+
+    /// One transit VLAN per ISL of `path`, or the ISL that has none left (then none is taken).
+    fn take_vlans(&mut self, path: &[Isl]) -> Result<Vec<u16>, Isl> {
+        let mut vlans = Vec::with_capacity(path.len());
+        for isl in path {
+            let Some(vlan) = self.link_vlans(isl).take() else {
+                self.give_back_vlans(path, &vlans);
+                return Err(*isl);
+            };
+            vlans.push(u16::try_from(vlan).unwrap_or(MAX_VLAN));
+        }
+        Ok(vlans)
     }
 
     /// Changes what a flow holds, keeping `used_bandwidth` and the view's reservations in
@@ -749,15 +819,37 @@ impl ResourcePool {
         }
     }
 
-    /// The path the flow's rules use appears (`diff` 1) or goes (-1).
+    /// The paths the flow's rules use appear (`diff` 1) or go (-1).
     fn paths_changed(&mut self, flow_id: &str, resources: &Resources, diff: isize) {
-        for isl in reserved_isls(resources) {
-            self.changes.push(ViewChange::Path {
-                isl,
-                flow_id: flow_id.to_string(),
-                diff,
-            });
+        let protected = resources.protected.iter().map(|p| (&p.forward_path, true));
+        for (path, protected) in [(&resources.forward_path, false)].into_iter().chain(protected) {
+            for isl in path.iter().flat_map(|isl| [*isl, isl.reversed()]) {
+                self.changes.push(ViewChange::Path {
+                    isl,
+                    flow_id: flow_id.to_string(),
+                    protected,
+                    diff,
+                });
+            }
         }
+    }
+
+    /// The flow's traffic moved onto its protected path: its current reservation's paths
+    /// exchange. The ISLs, ids and bandwidth it holds stay the same.
+    pub fn swap(&mut self, flow_id: &str) {
+        let Some(current) = self
+            .holdings
+            .get_mut(flow_id)
+            .and_then(|h| h.current.as_mut())
+        else {
+            return;
+        };
+        let Some(swapped) = current.resources.swapped() else {
+            return;
+        };
+        let before = std::mem::replace(&mut current.resources, swapped.clone());
+        self.paths_changed(flow_id, &before, -1);
+        self.paths_changed(flow_id, &swapped, 1);
     }
 
     /// The pending reservation becomes the flow's current one.
@@ -843,7 +935,9 @@ impl ResourcePool {
 
     fn give_back_ids(&mut self, request: &FlowRequest, resources: &Resources) {
         self.cookies.give_back(resources.cookie);
-        self.give_back_vlans(&resources.forward_path, &resources.transit_vlans);
+        for (isl, vlan) in path_vlans(resources) {
+            self.link_vlans(isl).give_back(u64::from(*vlan));
+        }
         for (switch, meter) in [
             (request.source.switch_id, resources.forward_meter),
             (request.destination.switch_id, resources.reverse_meter),
@@ -923,12 +1017,38 @@ impl ResourcePool {
     }
 }
 
-/// A flow reserves its bandwidth on every ISL of its path in both directions.
-fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
+/// Where a reservation's primary path comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrimaryPath {
+    /// The best path the network has now.
+    Search,
+    /// The flow's current primary, while it can still carry the flow (a re-protection).
+    KeepIfUsable,
+}
+
+/// The forward ISLs of a reservation's primary and protected paths.
+fn all_paths(resources: &Resources) -> impl Iterator<Item = &Isl> {
+    let protected = resources.protected.iter().flat_map(|p| &p.forward_path);
+    resources.forward_path.iter().chain(protected)
+}
+
+/// Each ISL of a reservation's paths with the transit VLAN it holds there.
+fn path_vlans(resources: &Resources) -> impl Iterator<Item = (&Isl, &u16)> {
+    let protected = resources
+        .protected
+        .iter()
+        .flat_map(|p| p.forward_path.iter().zip(&p.transit_vlans));
     resources
         .forward_path
         .iter()
-        .flat_map(|isl| [*isl, isl.reversed()])
+        .zip(&resources.transit_vlans)
+        .chain(protected)
+}
+
+/// A flow reserves its bandwidth on every ISL of its paths (the protected one too: it must
+/// carry the flow the moment it is swapped to) in both directions.
+fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
+    all_paths(resources).flat_map(|isl| [*isl, isl.reversed()])
 }
 
 /// The path a pinned flow holds, if it still joins the request's switches and every ISL of it

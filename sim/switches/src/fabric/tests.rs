@@ -357,6 +357,7 @@ fn pinged_flow(fabric: &mut SwitchFabric) -> (Vec<FlowSegment>, Vec<Probe>) {
         forward_meter: None,
         reverse_meter: None,
         forward_path: path,
+        protected: None,
     };
     let rules = flow_segments(&request, &resources);
     for rule in &rules {

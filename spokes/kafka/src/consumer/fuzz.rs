@@ -157,6 +157,7 @@ fn flow_record(flow_id: &str) -> FlowRecord {
         forward_meter: Some(33),
         reverse_meter: None,
         forward_path: vec![isl(1, 5, 2, 6), isl(2, 7, 3, 8)],
+        protected: None,
     });
     record.changed(1_700_000_000_250, |r| {
         r.status = FlowStatus::Degraded;
