@@ -91,10 +91,11 @@ impl FlowReroute {
         }
     }
 
-    /// "update" for Update, "reroute" otherwise (the hub uses it as the history's operation name).
+    /// "update" for Update, "reprotect" for Reprotect, "reroute" otherwise (the hub uses it as the history's operation name).
     pub fn operation_name(&self) -> &'static str {
         match self.kind {
             RerouteKind::Update(_) => "update",
+            RerouteKind::Reprotect => "reprotect",
             _ => "reroute",
         }
     }
@@ -164,17 +165,21 @@ impl FlowReroute {
         match event {
             OpEvent::Allocated(resources) => {
                 self.new_resources = Some(resources.clone());
-                let same_path = self
-                    .flow
-                    .resources
-                    .as_ref()
-                    .is_some_and(|old| {
-                        old.forward_path == resources.forward_path
-                            && old.protected.as_ref().map(|p| &p.forward_path)
-                                == resources.protected.as_ref().map(|p| &p.forward_path)
-                    });
+                // A re-protection that found no new protected path keeps the flow as it is.
+                let keeps_protected = resources.protected.is_none()
+                    && self.kind == RerouteKind::Reprotect;
+                let same_path = self.flow.resources.as_ref().is_some_and(|old| {
+                    old.forward_path == resources.forward_path
+                        && (keeps_protected
+                            || old.protected.as_ref().map(|p| &p.forward_path)
+                                == resources.protected.as_ref().map(|p| &p.forward_path))
+                });
                 if same_path && !matches!(self.kind, RerouteKind::Update(_)) {
-                    context.details = "already on the best path".into();
+                    context.details = if keeps_protected {
+                        "no other protected path: the flow stays as it is".into()
+                    } else {
+                        "already on the best path".into()
+                    };
                     return Transition(State::unchanged());
                 }
                 self.install
@@ -404,7 +409,7 @@ impl FlowReroute {
                     self.failure
                 )),
             ),
-            (RerouteKind::Manual | RerouteKind::Update(_), None)
+            (RerouteKind::Manual | RerouteKind::Update(_) | RerouteKind::Reprotect, None)
                 if !self.old_segments.is_empty() =>
             {
                 self.status_before.clone()

@@ -117,3 +117,18 @@ fn delete_owes_unconfirmed_removals() {
 fn ping_flow() {
     run_case("ping_flow");
 }
+
+#[test]
+fn create_protected() {
+    run_case("create_protected");
+}
+
+#[test]
+fn swap_on_link_down() {
+    run_case("swap_on_link_down");
+}
+
+#[test]
+fn manual_swap() {
+    run_case("manual_swap");
+}

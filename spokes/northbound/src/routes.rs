@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use hubspoke_bus::Publish;
 use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};
@@ -85,6 +85,7 @@ pub fn nb_router(state: NbState) -> Router {
         )
         .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
         .route("/v2/flows/{flow_id}/sync", post(sync_flow))
+        .route("/v2/flows/{flow_id}/swap", patch(swap_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
         .route("/v2/flows/{flow_id}/validate", get(validate_flow))
         .route("/v2/flows/{flow_id}/ping", post(ping_flow))
@@ -158,6 +159,15 @@ async fn sync_flow(
         flow_id,
     })
     .await
+}
+
+/// `PATCH /v2/flows/{flow_id}/swap`: the flow's traffic onto its protected path.
+async fn swap_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SwapFlow { flow_id }).await
 }
 
 async fn delete_flow(

@@ -771,7 +771,7 @@ impl Hub {
             }
         } else {
             let next_repair = slot.repairs_waiting.pop_first();
-            self.after_operation(now_ms, flow_id, swapped.is_none(), out);
+            self.after_operation(now_ms, flow_id, swapped.is_some(), out);
             if let Some(switch_id) = next_repair {
                 self.repair(now_ms, flow_id, switch_id, out);
             }

@@ -227,13 +227,14 @@ impl Hub {
     /// failure in a row (nothing else would try again until the network improves, so a
     /// switch that refused or timed out under load must not strand the flow).
     /// A protected flow whose primary broke while the operation ran is swapped at once,
-    /// unless the operation was a swap (`may_swap` false): one that failed falls back to a
-    /// reroute, and one that succeeded is re-protected.
+    /// unless the operation was a swap (`was_swap`): one that failed falls back to a reroute,
+    /// and one that succeeded is re-protected. A re-protection that found nothing waits for
+    /// the network to improve.
     pub(super) fn after_operation(
         &mut self,
         now_ms: u64,
         flow_id: &str,
-        may_swap: bool,
+        was_swap: bool,
         out: &mut Vec<HubOutput>,
     ) {
         let Some(slot) = self.flows.get_mut(flow_id) else {
@@ -241,7 +242,7 @@ impl Hub {
         };
         if slot.is_up() {
             slot.reroute.failures_in_a_row = 0;
-            if slot.reroute.path_down && may_swap && self.swap_now(now_ms, flow_id, out) {
+            if slot.reroute.path_down && !was_swap && self.swap_now(now_ms, flow_id, out) {
                 return;
             }
             let Some(slot) = self.flows.get_mut(flow_id) else {
@@ -249,7 +250,7 @@ impl Hub {
             };
             if slot.reroute.path_down && slot.reroute.queued.is_none() {
                 self.queue_reroute(now_ms, flow_id, RerouteKind::PathDown, out);
-            } else if slot.wants_protection() && slot.reroute.queued.is_none() {
+            } else if was_swap && slot.wants_protection() && slot.reroute.queued.is_none() {
                 self.queue_reroute(now_ms, flow_id, RerouteKind::Reprotect, out);
             }
         } else if slot.reroute.queued.is_none() && slot.is_down() {
