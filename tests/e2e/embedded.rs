@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::support::flows::{self, assert_tables_hold_exactly, create_all, switch_id, FLOWS};
+use crate::support::protected;
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
 use crate::support::{eventually, Api, Hubspoke};
 use serde_json::{json, Value};
@@ -316,4 +317,19 @@ async fn a_sync_repairs_a_lost_and_a_tampered_rule() {
         .await;
     assert_eq!(repaired["path"], flow["path"]);
     flows::assert_tables_hold_exactly(&api, &[repaired]).await;
+}
+
+/// 50 protected flows fail over onto their protected paths with only their ingress rules
+/// changed, then are protected again (see `support::protected`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_flows_fail_over_with_only_their_ingress_rules() {
+    let hub = Hubspoke::up(&[
+        "--network",
+        protected::NETWORK,
+        "--workers",
+        "2",
+        "--reroute-delay-ms",
+        "100",
+    ]);
+    protected::fifty_protected_flows_fail_over_then_are_protected_again(&hub.api()).await;
 }

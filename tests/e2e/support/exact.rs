@@ -184,7 +184,7 @@ pub async fn switches_validate(api: &Api, switches: u64, limit: Duration) {
 }
 
 /// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
-async fn trace(api: &Api, endpoint: &Value) -> Value {
+pub async fn trace(api: &Api, endpoint: &Value) -> Value {
     let body = json!({
         "switch_id": endpoint["switch_id"],
         "in_port": endpoint["port_number"],

@@ -5,6 +5,7 @@ pub mod crash;
 pub mod exact;
 pub mod flows;
 pub mod ovs;
+pub mod protected;
 pub mod reroute;
 
 pub use api::Api;
