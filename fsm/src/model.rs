@@ -207,8 +207,9 @@ pub struct Resources {
     pub forward_path: Vec<Isl>,
     /// The protected path, when the flow asks for one and the network has one. Always
     /// serialized (bincode between processes); absent in records written before it existed.
+    /// Boxed: most flows have none, and a record travels in every answer.
     #[serde(default)]
-    pub protected: Option<ProtectedPath>,
+    pub protected: Option<Box<ProtectedPath>>,
 }
 
 /// A second path between the flow's switches sharing no ISL with the primary. Its transit and
@@ -229,10 +230,10 @@ impl Resources {
         Some(Resources {
             transit_vlans: protected.transit_vlans.clone(),
             forward_path: protected.forward_path.clone(),
-            protected: Some(ProtectedPath {
+            protected: Some(Box::new(ProtectedPath {
                 forward_path: self.forward_path.clone(),
                 transit_vlans: self.transit_vlans.clone(),
-            }),
+            })),
             ..self.clone()
         })
     }

@@ -166,8 +166,8 @@ impl FlowReroute {
             OpEvent::Allocated(resources) => {
                 self.new_resources = Some(resources.clone());
                 // A re-protection that found no new protected path keeps the flow as it is.
-                let keeps_protected = resources.protected.is_none()
-                    && self.kind == RerouteKind::Reprotect;
+                let keeps_protected =
+                    resources.protected.is_none() && self.kind == RerouteKind::Reprotect;
                 let same_path = self.flow.resources.as_ref().is_some_and(|old| {
                     old.forward_path == resources.forward_path
                         && (keeps_protected

@@ -122,12 +122,22 @@ pub fn is_hubspoke_cookie(cookie: u64) -> bool {
 /// path's transit and egress rules (its ingress rules are the primary's way in, taken over only
 /// by a swap).
 pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
-    let mut segments = path_segments(request, resources, &resources.forward_path, &resources.transit_vlans);
+    let mut segments = path_segments(
+        request,
+        resources,
+        &resources.forward_path,
+        &resources.transit_vlans,
+    );
     if let Some(protected) = &resources.protected {
         segments.extend(
-            path_segments(request, resources, &protected.forward_path, &protected.transit_vlans)
-                .into_iter()
-                .filter(|segment| !segment.kind.is_ingress()),
+            path_segments(
+                request,
+                resources,
+                &protected.forward_path,
+                &protected.transit_vlans,
+            )
+            .into_iter()
+            .filter(|segment| !segment.kind.is_ingress()),
         );
     }
     segments
@@ -138,10 +148,15 @@ pub fn protected_ingress(request: &FlowRequest, resources: &Resources) -> Vec<Fl
     let Some(protected) = &resources.protected else {
         return Vec::new();
     };
-    path_segments(request, resources, &protected.forward_path, &protected.transit_vlans)
-        .into_iter()
-        .filter(|segment| segment.kind.is_ingress())
-        .collect()
+    path_segments(
+        request,
+        resources,
+        &protected.forward_path,
+        &protected.transit_vlans,
+    )
+    .into_iter()
+    .filter(|segment| segment.kind.is_ingress())
+    .collect()
 }
 
 /// The rules of one path of the flow, both directions, forward first.

@@ -111,7 +111,10 @@ impl FlowSwap {
                         409,
                         "no-protected-path",
                         "The flow has no protected path",
-                        format!("flow {} has no protected path to swap to", self.flow.flow_id()),
+                        format!(
+                            "flow {} has no protected path to swap to",
+                            self.flow.flow_id()
+                        ),
                     ),
                 }));
                 Transition(State::refused())
@@ -253,7 +256,10 @@ impl HistoryName for State {
 
 impl State {
     pub fn is_finished(&self) -> bool {
-        matches!(self, State::Swapped {} | State::Failed {} | State::Refused {})
+        matches!(
+            self,
+            State::Swapped {} | State::Failed {} | State::Refused {}
+        )
     }
 }
 

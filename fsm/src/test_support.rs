@@ -153,10 +153,10 @@ pub fn protected_resources() -> Resources {
         forward_meter: Some(32),
         reverse_meter: Some(32),
         forward_path: through(2),
-        protected: Some(ProtectedPath {
+        protected: Some(Box::new(ProtectedPath {
             forward_path: through(4),
             transit_vlans: vec![3, 3],
-        }),
+        })),
     }
 }
 

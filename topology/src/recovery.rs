@@ -25,8 +25,12 @@ pub struct RecoveredFlow {
 /// Owed rules a restarted topology found, and what they use.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecoveredDebt {
-    /// A flow's, with the reservation its rules use (held again, quarantined).
-    Flow { flow_id: FlowId, debt: RemovalDebt },
+    /// A flow's, with the reservation its rules use (held again, quarantined). Boxed: a
+    /// reservation is large next to a list of rules.
+    Flow {
+        flow_id: FlowId,
+        debt: Box<RemovalDebt>,
+    },
     /// Rules found on switches that no flow owns.
     Orphans { rules: Vec<FlowSegment> },
 }
@@ -34,7 +38,7 @@ pub enum RecoveredDebt {
 impl RecoveredDebt {
     pub fn restore_into(&self, pool: &mut ResourcePool) {
         match self {
-            RecoveredDebt::Flow { flow_id, debt } => pool.owe(flow_id, debt.clone()),
+            RecoveredDebt::Flow { flow_id, debt } => pool.owe(flow_id, (**debt).clone()),
             RecoveredDebt::Orphans { rules } => {
                 for rule in rules {
                     pool.owe_orphan(rule.clone());
@@ -96,10 +100,10 @@ impl DebtLedger {
                 if let Some(reservation) = self.reservations.get(&(flow_id.clone(), cookie)) {
                     debts.push(RecoveredDebt::Flow {
                         flow_id: flow_id.clone(),
-                        debt: RemovalDebt {
+                        debt: Box::new(RemovalDebt {
                             reservation: reservation.clone(),
                             rules,
-                        },
+                        }),
                     });
                 }
             }

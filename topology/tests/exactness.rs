@@ -26,8 +26,8 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{
-    stable_hash, Envelope, FlowEndpoint, FlowEvent, FlowRecord, FlowRequest, FlowStatus, NbRequest,
-    Isl, Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse, SwitchId,
+    stable_hash, Envelope, FlowEndpoint, FlowEvent, FlowRecord, FlowRequest, FlowStatus, Isl,
+    NbRequest, Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse, SwitchId,
 };
 use hubspoke_speaker::RetryPolicy;
 use hubspoke_switch_sim::SwitchFabric;
@@ -527,7 +527,8 @@ fn data_plane_violations(rig: &Rig) -> Vec<String> {
                     vlan: vlan.copied().unwrap_or(0),
                 };
                 let forward = first.map(|isl| (arrive(isl, p.transit_vlans.first()), destination));
-                let reverse = last.map(|isl| (arrive(&isl.reversed(), p.transit_vlans.last()), source));
+                let reverse =
+                    last.map(|isl| (arrive(&isl.reversed(), p.transit_vlans.last()), source));
                 forward.into_iter().chain(reverse)
             });
             path.collect::<Vec<_>>()

@@ -32,9 +32,11 @@ fn installed(flow: &FlowRecord) -> Tables {
 
 /// Whether a packet gets from each endpoint to the other.
 fn carries_both_ways(tables: &Tables, flow: &FlowRecord) -> bool {
-    let (source, destination): (PortVlan, PortVlan) =
-        ((&flow.request.source).into(), (&flow.request.destination).into());
-    trace(tables, source.clone()).delivered_at(&destination)
+    let (source, destination): (PortVlan, PortVlan) = (
+        (&flow.request.source).into(),
+        (&flow.request.destination).into(),
+    );
+    trace(tables, source).delivered_at(&destination)
         && trace(tables, destination).delivered_at(&source)
 }
 
@@ -81,11 +83,17 @@ fn a_swap_changes_only_the_ingress_rules_and_packets_take_the_protected_path() {
         .collect();
     assert_eq!(
         installed_on,
-        vec![(SwitchId(1), SegmentKind::Ingress), (SwitchId(3), SegmentKind::Ingress)],
+        vec![
+            (SwitchId(1), SegmentKind::Ingress),
+            (SwitchId(3), SegmentKind::Ingress)
+        ],
         "one install per endpoint switch"
     );
     tables.apply_installs(&installs);
-    assert!(carries_both_ways(&tables, &flow), "the protected path carries the flow");
+    assert!(
+        carries_both_ways(&tables, &flow),
+        "the protected path carries the flow"
+    );
 
     let verifies = h.succeed_all(&installs);
     assert!(sends(&verifies).iter().all(|(_, a)| *a == SbAction::Verify));
@@ -96,8 +104,14 @@ fn a_swap_changes_only_the_ingress_rules_and_packets_take_the_protected_path() {
     assert_eq!(record.status, FlowStatus::Up);
     let before = flow.resources.as_ref().unwrap();
     let after = record.resources.as_ref().unwrap();
-    assert_eq!(Some(&after.forward_path), before.protected.as_ref().map(|p| &p.forward_path));
-    assert_eq!(after.protected.as_ref().map(|p| &p.forward_path), Some(&before.forward_path));
+    assert_eq!(
+        Some(&after.forward_path),
+        before.protected.as_ref().map(|p| &p.forward_path)
+    );
+    assert_eq!(
+        after.protected.as_ref().map(|p| &p.forward_path),
+        Some(&before.forward_path)
+    );
     // What the switches hold is what the swapped record expects.
     let expected = Tables::new("ring:4", flow_segments(&record.request, after));
     assert_eq!(held(&tables), held(&expected));
@@ -123,7 +137,10 @@ fn a_swap_a_switch_refuses_puts_the_primarys_ingress_back_and_leaves_the_flow_as
     assert_eq!(h.state(), State::restoring_ingress());
     assert!(restores.contains(&Action::Abandon));
     tables.apply_installs(&restores);
-    assert!(carries_both_ways(&tables, &flow), "the primary carries the flow again");
+    assert!(
+        carries_both_ways(&tables, &flow),
+        "the primary carries the flow again"
+    );
     assert_eq!(held(&tables), held(&installed(&flow)));
 
     let done = h.succeed_all(&restores);

@@ -258,16 +258,19 @@ mod tests {
         assert!(json.get("protected_path").is_none());
 
         if let Some(resources) = record.resources.as_mut() {
-            resources.protected = Some(hubspoke_fsm::ProtectedPath {
+            resources.protected = Some(Box::new(hubspoke_fsm::ProtectedPath {
                 transit_vlans: vec![2; around.len()],
                 forward_path: around,
-            });
+            }));
         }
         let json = FlowJson::from(&record);
         let protected = json.protected_path.unwrap();
         let switches: Vec<u64> = protected.iter().map(|node| node.switch_id.0).collect();
         assert_eq!(switches, vec![1, 4, 3, 2]);
-        assert_eq!((protected[0].input_port, protected[3].output_port), (40, 41));
+        assert_eq!(
+            (protected[0].input_port, protected[3].output_port),
+            (40, 41)
+        );
         assert_eq!(
             json.status_details.map(|d| d.protected_path),
             Some(PathStatus::Up)

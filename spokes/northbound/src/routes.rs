@@ -167,7 +167,10 @@ async fn swap_flow(
     id: CorrelationId,
     PathParams(flow_id): PathParams<String>,
 ) -> Result<Json<FlowJson>, ApiError> {
-    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SwapFlow { flow_id }).await
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SwapFlow {
+        flow_id,
+    })
+    .await
 }
 
 async fn delete_flow(

@@ -105,7 +105,11 @@ pub async fn fifty_protected_flows_fail_over_then_are_protected_again(api: &Api)
         })
         .await;
     for flow in &up {
-        assert_eq!(switches(&flow["path"]), [switch_id(1), switch_id(2)], "{flow}");
+        assert_eq!(
+            switches(&flow["path"]),
+            [switch_id(1), switch_id(2)],
+            "{flow}"
+        );
         assert_eq!(
             switches(&flow["protected_path"]),
             [switch_id(1), switch_id(3), switch_id(2)],
@@ -124,9 +128,9 @@ pub async fn fifty_protected_flows_fail_over_then_are_protected_again(api: &Api)
     let after = rules(api).await;
     let changed: BTreeSet<&Rule> = before.symmetric_difference(&after).collect();
     assert!(
-        changed
-            .iter()
-            .all(|(_, _, kind, in_port, ..)| kind == "ingress" && (*in_port == 20 || *in_port == 21)),
+        changed.iter().all(
+            |(_, _, kind, in_port, ..)| kind == "ingress" && (*in_port == 20 || *in_port == 21)
+        ),
         "only ingress rules changed: {changed:?}"
     );
     assert_eq!(
@@ -147,9 +151,12 @@ pub async fn fifty_protected_flows_fail_over_then_are_protected_again(api: &Api)
 
     api.restore_link(1, 4).await;
     let protected_again = api
-        .flows_when(FLOWS, Duration::from_secs(90), "every flow protected again", |f| {
-            f["status"] == "UP" && switches(&f["protected_path"]).contains(&switch_id(4))
-        })
+        .flows_when(
+            FLOWS,
+            Duration::from_secs(90),
+            "every flow protected again",
+            |f| f["status"] == "UP" && switches(&f["protected_path"]).contains(&switch_id(4)),
+        )
         .await;
     for flow in &protected_again {
         assert!(

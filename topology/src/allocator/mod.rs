@@ -718,10 +718,10 @@ impl ResourcePool {
         // No VLAN for the protected path leaves the flow unprotected, like no path for it.
         let protected = protected_path.and_then(|forward_path| {
             let transit_vlans = self.take_vlans(&forward_path).ok()?;
-            Some(ProtectedPath {
+            Some(Box::new(ProtectedPath {
                 forward_path,
                 transit_vlans,
-            })
+            }))
         });
         let metered = request.maximum_bandwidth > 0;
         let forward_meter = metered
@@ -822,7 +822,10 @@ impl ResourcePool {
     /// The paths the flow's rules use appear (`diff` 1) or go (-1).
     fn paths_changed(&mut self, flow_id: &str, resources: &Resources, diff: isize) {
         let protected = resources.protected.iter().map(|p| (&p.forward_path, true));
-        for (path, protected) in [(&resources.forward_path, false)].into_iter().chain(protected) {
+        for (path, protected) in [(&resources.forward_path, false)]
+            .into_iter()
+            .chain(protected)
+        {
             for isl in path.iter().flat_map(|isl| [*isl, isl.reversed()]) {
                 self.changes.push(ViewChange::Path {
                     isl,

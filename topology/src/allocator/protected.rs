@@ -62,7 +62,8 @@ mod tests {
     }
 
     fn shares_isl(a: &[Isl], b: &[Isl]) -> bool {
-        a.iter().any(|x| b.iter().any(|y| x == y || *x == y.reversed()))
+        a.iter()
+            .any(|x| b.iter().any(|y| x == y || *x == y.reversed()))
     }
 
     #[test]
@@ -124,7 +125,9 @@ mod tests {
         assert_eq!(protected_path(&linear, &request(1, 3), &primary, all), None);
 
         let ring = Network::generate("ring:4").unwrap().unwrap();
-        let primary = ring.shortest_path(SwitchId(1), SwitchId(2), 10, all).unwrap();
+        let primary = ring
+            .shortest_path(SwitchId(1), SwitchId(2), 10, all)
+            .unwrap();
         let around = protected_path(&ring, &request(1, 2), &primary, all).unwrap();
         assert_eq!(switches(&around), vec![4, 3, 2]);
         let thin = |_: &Isl| Some(5);

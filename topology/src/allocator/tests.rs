@@ -321,12 +321,19 @@ fn protected_isls(resources: &Resources) -> Vec<Isl> {
 fn a_protected_flow_reserves_a_second_path_apart_from_its_primary() {
     let mut pool = pool("ring:4");
     let resources = pool.allocate(&protected("a", 1, 2, 10, 4_000_000)).unwrap();
-    let protected_path = resources.protected.clone().expect("a ring has a second way");
+    let protected_path = resources
+        .protected
+        .clone()
+        .expect("a ring has a second way");
     assert_eq!(resources.forward_path.len(), 1);
     assert_eq!(protected_path.forward_path.len(), 3, "1 -> 4 -> 3 -> 2");
     assert_eq!(protected_path.transit_vlans, vec![2, 2, 2]);
     for isl in reserved_isls(&resources) {
-        assert_eq!(pool.available(&isl), 6_000_000, "{isl:?}: both paths reserve it");
+        assert_eq!(
+            pool.available(&isl),
+            6_000_000,
+            "{isl:?}: both paths reserve it"
+        );
     }
     // Its transit switches must hold the protected path's rules.
     let on_switch_4 = pool.expectation(SwitchId(4));
@@ -337,14 +344,20 @@ fn a_protected_flow_reserves_a_second_path_apart_from_its_primary() {
         assert_eq!(pool.available(&isl), 10_000_000);
     }
     let again = pool.allocate(&protected("b", 1, 2, 10, 1)).unwrap();
-    assert_eq!(again.protected, resources.protected, "its VLANs are free again");
+    assert_eq!(
+        again.protected, resources.protected,
+        "its VLANs are free again"
+    );
 }
 
 #[test]
 fn without_a_second_way_a_protected_flow_gets_its_primary_alone() {
     let mut pool = pool("linear:3");
     let resources = pool.allocate(&protected("a", 1, 3, 10, 1)).unwrap();
-    assert_eq!((resources.forward_path.len(), resources.protected), (2, None));
+    assert_eq!(
+        (resources.forward_path.len(), resources.protected),
+        (2, None)
+    );
     let mut ring = self::pool("ring:4");
     ring.allocate(&request("big", 1, 4, 11, 9_000_000)).unwrap();
     let thin = ring.allocate(&protected("a", 1, 2, 10, 2_000_000)).unwrap();
@@ -370,7 +383,11 @@ fn a_swap_exchanges_the_paths_and_keeps_what_is_held() {
             .filter(|c| matches!(c, ViewChange::Path { protected: p, diff: d, .. } if *p == protected && *d == diff))
             .count()
     };
-    assert_eq!((moved(false, -1), moved(true, 1)), (2, 2), "the old primary's link, each way");
+    assert_eq!(
+        (moved(false, -1), moved(true, 1)),
+        (2, 2),
+        "the old primary's link, each way"
+    );
     assert_eq!((moved(true, -1), moved(false, 1)), (6, 6));
 }
 
@@ -418,7 +435,10 @@ fn a_restart_takes_back_a_protected_paths_vlans() {
     let held = |r: &Resources| -> Vec<(Isl, u16)> {
         path_vlans(r).map(|(isl, vlan)| (*isl, *vlan)).collect()
     };
-    assert!(held(&next).iter().all(|v| !held(&a).contains(v)), "no VLAN twice on a link");
+    assert!(
+        held(&next).iter().all(|v| !held(&a).contains(v)),
+        "no VLAN twice on a link"
+    );
 }
 
 mod over_commit {
@@ -531,7 +551,10 @@ mod over_commit {
                         .flat_map(|isl| [*isl, isl.reversed()])
                         .collect();
                     assert!(
-                        protected.forward_path.iter().all(|isl| !primary.contains(isl)),
+                        protected
+                            .forward_path
+                            .iter()
+                            .all(|isl| !primary.contains(isl)),
                         "the protected path shares an ISL with the primary"
                     );
                 }

@@ -396,10 +396,10 @@ fn hub_with_a_protected_flow() -> (Hub, Arc<Metrics>) {
         dst_port,
     };
     record.resources = Some(Resources {
-        protected: Some(hubspoke_fsm::ProtectedPath {
+        protected: Some(Box::new(hubspoke_fsm::ProtectedPath {
             forward_path: vec![isl(1, 2, 3, 1), isl(3, 2, 2, 2)],
             transit_vlans: vec![2, 2],
-        }),
+        })),
         ..resources()
     });
     record.status = FlowStatus::Up;
@@ -438,16 +438,28 @@ fn a_protected_flow_whose_primary_breaks_is_swapped_at_once_then_re_protected() 
     let (mut hub, metrics) = hub_with_a_protected_flow();
     let mut out = Vec::new();
     hub.input(2000, path_affected(false, true), &mut out);
-    assert_eq!(registered(&out, HubTimer::Reroute), None, "no throttle delay");
-    assert!(!out.iter().any(|o| matches!(o, HubOutput::Allocator(_))), "no path search");
+    assert_eq!(
+        registered(&out, HubTimer::Reroute),
+        None,
+        "no throttle delay"
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, HubOutput::Allocator(_))),
+        "no path search"
+    );
     let installs = succeed_all(&mut hub, 2001, &mut out);
     assert_eq!(
         installs,
-        vec![(SwitchId(1), SbAction::Install), (SwitchId(2), SbAction::Install)],
+        vec![
+            (SwitchId(1), SbAction::Install),
+            (SwitchId(2), SbAction::Install)
+        ],
         "one ingress install per endpoint switch"
     );
     let verifies = succeed_all(&mut hub, 2002, &mut out);
-    assert!(verifies.iter().all(|(_, action)| *action == SbAction::Verify));
+    assert!(verifies
+        .iter()
+        .all(|(_, action)| *action == SbAction::Verify));
     assert!(out
         .iter()
         .any(|o| matches!(o, HubOutput::Allocator(AllocatorRequest::Swap { .. }))));
@@ -501,7 +513,9 @@ fn a_swap_a_switch_refuses_falls_back_to_a_reroute() {
     };
     hub.input(2001, HubInput::Report(refused), &mut out);
     let restores = succeed_all(&mut hub, 2002, &mut out);
-    assert!(restores.iter().all(|(_, action)| *action == SbAction::Install));
+    assert!(restores
+        .iter()
+        .all(|(_, action)| *action == SbAction::Install));
     let record = saved_record(&out).unwrap();
     assert_eq!(record.status, FlowStatus::Up, "as it was, on its primary");
     assert!(
