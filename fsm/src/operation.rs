@@ -323,6 +323,26 @@ impl CommandBatch {
         }
     }
 
+    /// How `event` ends the current step: `Some(Ok(()))` once its last command succeeded,
+    /// `Some(Err(reason))` when one of its commands failed or the deadline passed (the reason
+    /// `timed_out` gives), `None` while it goes on (or for a late answer).
+    pub fn step_outcome(
+        &mut self,
+        event: &OpEvent,
+        timed_out: impl FnOnce() -> String,
+    ) -> Option<Result<(), String>> {
+        match event {
+            OpEvent::CommandSucceeded { command_id } => {
+                (self.complete(command_id) == Completion::StepDone).then_some(Ok(()))
+            }
+            OpEvent::CommandFailed { command_id, reason } if self.is_pending(command_id) => {
+                Some(Err(reason.clone()))
+            }
+            OpEvent::Timeout => Some(Err(timed_out())),
+            _ => None,
+        }
+    }
+
     pub fn is_pending(&self, command_id: &str) -> bool {
         self.pending.contains_key(command_id)
     }

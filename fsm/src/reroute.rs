@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
-use crate::operation::{
-    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Removal, Timeouts,
-};
+use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Removal, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
     ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reservation, Resources, SbAction,
@@ -267,24 +265,16 @@ impl FlowReroute {
         context: &mut OpContext,
         event: &OpEvent,
     ) -> Outcome<State> {
-        let failure = match event {
-            OpEvent::CommandSucceeded { command_id } => {
-                return match self.install.commands.complete(command_id) {
-                    Completion::StepDone => Transition(State::rolling_back()),
-                    _ => Handled,
-                };
+        let timed_out = || "putting back the old ingress rules timed out".into();
+        match self.install.commands.step_outcome(event, timed_out) {
+            None => Handled,
+            Some(Ok(())) => Transition(State::rolling_back()),
+            Some(Err(failure)) => {
+                self.install.abandon(context, &failure);
+                self.restore_failure = Some(failure);
+                Transition(State::rolling_back())
             }
-            OpEvent::CommandFailed { command_id, reason }
-                if self.install.commands.is_pending(command_id) =>
-            {
-                reason.clone()
-            }
-            OpEvent::Timeout => "putting back the old ingress rules timed out".into(),
-            _ => return Handled,
-        };
-        self.install.abandon(context, &failure);
-        self.restore_failure = Some(failure);
-        Transition(State::rolling_back())
+        }
     }
 
     #[action]

@@ -128,35 +128,35 @@ pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSe
         &resources.forward_path,
         &resources.transit_vlans,
     );
-    if let Some(protected) = &resources.protected {
-        segments.extend(
+    segments.extend(
+        protected_segments(request, resources)
+            .into_iter()
+            .filter(|segment| !segment.kind.is_ingress()),
+    );
+    segments
+}
+
+/// The ingress rules of the protected path: what a swap installs in place of the primary's.
+pub fn protected_ingress(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
+    protected_segments(request, resources)
+        .into_iter()
+        .filter(|segment| segment.kind.is_ingress())
+        .collect()
+}
+
+/// Every rule of the protected path, ingress included; none without one.
+fn protected_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
+    resources
+        .protected
+        .as_ref()
+        .map_or_else(Vec::new, |protected| {
             path_segments(
                 request,
                 resources,
                 &protected.forward_path,
                 &protected.transit_vlans,
             )
-            .into_iter()
-            .filter(|segment| !segment.kind.is_ingress()),
-        );
-    }
-    segments
-}
-
-/// The ingress rules of the protected path: what a swap installs in place of the primary's.
-pub fn protected_ingress(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
-    let Some(protected) = &resources.protected else {
-        return Vec::new();
-    };
-    path_segments(
-        request,
-        resources,
-        &protected.forward_path,
-        &protected.transit_vlans,
-    )
-    .into_iter()
-    .filter(|segment| segment.kind.is_ingress())
-    .collect()
+        })
 }
 
 /// The rules of one path of the flow, both directions, forward first.

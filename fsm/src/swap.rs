@@ -7,7 +7,7 @@
 
 use statig::prelude::*;
 
-use crate::operation::{variant_name, Action, CommandBatch, Completion, HistoryName, OpContext};
+use crate::operation::{variant_name, Action, CommandBatch, HistoryName, OpContext};
 use crate::operation::{OpEvent, Timeouts};
 use crate::segments::{flow_segments, protected_ingress, FlowSegment};
 use crate::{ErrorBody, FlowRecord, FlowStatus, NbResponse, Resources, SbAction};
@@ -68,24 +68,18 @@ impl FlowSwap {
     /// Moves to `next` once the step's commands all succeeded; a failed command or the
     /// deadline puts the primary's ingress rules back.
     fn step(&mut self, context: &mut OpContext, event: &OpEvent, next: State) -> Outcome<State> {
-        let failure = match event {
-            OpEvent::CommandSucceeded { command_id } => {
-                return match self.commands.complete(command_id) {
-                    Completion::StepDone => Transition(next),
-                    Completion::Remaining | Completion::NotPending => Handled,
-                };
+        match self
+            .commands
+            .step_outcome(event, || "flow swap timed out".into())
+        {
+            None => Handled,
+            Some(Ok(())) => Transition(next),
+            Some(Err(failure)) => {
+                self.abandon(context, &failure);
+                self.failure = failure;
+                Transition(State::restoring_ingress())
             }
-            OpEvent::CommandFailed { command_id, reason }
-                if self.commands.is_pending(command_id) =>
-            {
-                reason.clone()
-            }
-            OpEvent::Timeout => "flow swap timed out".to_string(),
-            _ => return Handled,
-        };
-        self.abandon(context, &failure);
-        self.failure = failure;
-        Transition(State::restoring_ingress())
+        }
     }
 
     fn abandon(&mut self, context: &mut OpContext, reason: &str) {
@@ -172,24 +166,16 @@ impl FlowSwap {
     /// The primary's ingress rules go back over whatever of the new ones landed.
     #[state(entry_action = "reinstall_old_ingress")]
     fn restoring_ingress(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
-        let failure = match event {
-            OpEvent::CommandSucceeded { command_id } => {
-                return match self.commands.complete(command_id) {
-                    Completion::StepDone => Transition(State::failed()),
-                    Completion::Remaining | Completion::NotPending => Handled,
-                };
+        let timed_out = || "putting back the primary's ingress rules timed out".into();
+        match self.commands.step_outcome(event, timed_out) {
+            None => Handled,
+            Some(Ok(())) => Transition(State::failed()),
+            Some(Err(failure)) => {
+                self.abandon(context, &failure);
+                self.restore_failure = Some(failure);
+                Transition(State::failed())
             }
-            OpEvent::CommandFailed { command_id, reason }
-                if self.commands.is_pending(command_id) =>
-            {
-                reason.clone()
-            }
-            OpEvent::Timeout => "putting back the primary's ingress rules timed out".into(),
-            _ => return Handled,
-        };
-        self.abandon(context, &failure);
-        self.restore_failure = Some(failure);
-        Transition(State::failed())
+        }
     }
 
     #[action]

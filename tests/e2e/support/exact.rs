@@ -183,6 +183,15 @@ pub async fn switches_validate(api: &Api, switches: u64, limit: Duration) {
     .await;
 }
 
+/// Whether the traced packet left the network at the endpoint `to`, with its VLAN.
+pub fn delivered_at(trace: &Value, to: &Value) -> bool {
+    let end = &trace["end"];
+    end["result"] == "delivered"
+        && end["switch_id"] == to["switch_id"]
+        && end["port"] == to["port_number"]
+        && end["vlan"] == to["vlan_id"]
+}
+
 /// `POST /sim/trace` from an endpoint: where a packet arriving there goes.
 pub async fn trace(api: &Api, endpoint: &Value) -> Value {
     let body = json!({
@@ -222,13 +231,8 @@ pub async fn assert_data_plane_exact(api: &Api) -> Vec<Value> {
             (&flow["destination"], &flow["source"]),
         ] {
             let trace = trace(api, from).await;
-            let end = &trace["end"];
-            let delivered = end["result"] == "delivered"
-                && end["switch_id"] == to["switch_id"]
-                && end["port"] == to["port_number"]
-                && end["vlan"] == to["vlan_id"];
             assert!(
-                delivered,
+                delivered_at(&trace, to),
                 "flow {}: a packet from {from} must leave at {to}; it went: {trace}\n\
                  flows whose path enters a switch where a rule of another cookie took it: {:?}",
                 flow["flow_id"],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::exact::trace;
+use super::exact::{delivered_at, trace};
 use super::flows::{rule_from_switch, switch_id, Rule};
 use super::Api;
 
@@ -72,11 +72,7 @@ async fn carried_both_ways(api: &Api, flow: &Value, via: &str) {
         (&flow["destination"], &flow["source"]),
     ] {
         let trace = trace(api, from).await;
-        let end = &trace["end"];
-        let delivered = end["result"] == "delivered"
-            && end["switch_id"] == to["switch_id"]
-            && end["port"] == to["port_number"]
-            && end["vlan"] == to["vlan_id"];
+        let delivered = delivered_at(&trace, to);
         let crossed = trace["hops"]
             .as_array()
             .is_some_and(|hops| hops.iter().any(|hop| hop["switch_id"] == via));

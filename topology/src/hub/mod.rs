@@ -645,11 +645,7 @@ impl Hub {
                 affected,
                 ..
             } => {
-                if protected {
-                    self.protected_path_affected(now_ms, &flow_id, affected, out);
-                } else {
-                    self.path_affected(now_ms, &flow_id, affected, out);
-                }
+                self.path_affected(now_ms, &flow_id, protected, affected, out);
                 return;
             }
             HubInput::Repair { switch_id, .. } => {

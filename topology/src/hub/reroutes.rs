@@ -105,17 +105,27 @@ impl Hub {
         }
     }
 
-    /// The network view says the flow's installed path uses a down link, or no longer does.
+    /// The network view says one of the flow's installed paths uses a down link, or no longer
+    /// does. A broken protected path is replaced in the background; a broken primary is
+    /// swapped away from at once when it can be, else rerouted.
     pub(super) fn path_affected(
         &mut self,
         now_ms: u64,
         flow_id: &str,
+        protected: bool,
         affected: bool,
         out: &mut Vec<HubOutput>,
     ) {
         let Some(slot) = self.flows.get_mut(flow_id) else {
             return;
         };
+        if protected {
+            slot.reroute.protected_down = affected;
+            if affected && slot.is_up() {
+                self.queue_reroute(now_ms, flow_id, RerouteKind::Reprotect, out);
+            }
+            return;
+        }
         slot.reroute.path_down = affected;
         let queued_for_path = slot
             .reroute
@@ -128,24 +138,6 @@ impl Hub {
             }
         } else if queued_for_path {
             self.unqueue_reroute(flow_id, out);
-        }
-    }
-
-    /// The network view says the flow's protected path uses a down link, or no longer does:
-    /// a new one is found in the background.
-    pub(super) fn protected_path_affected(
-        &mut self,
-        now_ms: u64,
-        flow_id: &str,
-        affected: bool,
-        out: &mut Vec<HubOutput>,
-    ) {
-        let Some(slot) = self.flows.get_mut(flow_id) else {
-            return;
-        };
-        slot.reroute.protected_down = affected;
-        if affected && slot.is_up() {
-            self.queue_reroute(now_ms, flow_id, RerouteKind::Reprotect, out);
         }
     }
 

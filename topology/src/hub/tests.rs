@@ -48,10 +48,15 @@ fn hub() -> (Hub, Arc<Metrics>) {
 
 /// A hub that recovered flow `f1`, UP on its path, with nothing in flight.
 fn hub_with_an_up_flow() -> (Hub, Arc<Metrics>) {
-    let (mut hub, metrics) = hub();
     let mut record = FlowRecord::new(request("f1"), 10);
     record.resources = Some(resources());
     record.status = FlowStatus::Up;
+    hub_with(record)
+}
+
+/// A hub that recovered `record`, with nothing in flight.
+fn hub_with(record: FlowRecord) -> (Hub, Arc<Metrics>) {
+    let (mut hub, metrics) = hub();
     hub.restore(
         1000,
         [RecoveredFlow {
@@ -386,7 +391,6 @@ fn switches_that_lost_a_busy_flows_rules_are_repaired_one_after_the_other() {
 
 /// A hub that recovered flow `f1`, UP on 1 → 2, protected by 1 → 3 → 2.
 fn hub_with_a_protected_flow() -> (Hub, Arc<Metrics>) {
-    let (mut hub, metrics) = hub();
     let mut record = FlowRecord::new(request("f1"), 10);
     record.request.allocate_protected_path = true;
     let isl = |src, src_port, dst, dst_port| Isl {
@@ -403,16 +407,7 @@ fn hub_with_a_protected_flow() -> (Hub, Arc<Metrics>) {
         ..resources()
     });
     record.status = FlowStatus::Up;
-    hub.restore(
-        1000,
-        [RecoveredFlow {
-            record,
-            interrupted: None,
-        }],
-        [],
-        &mut Vec::new(),
-    );
-    (hub, metrics)
+    hub_with(record)
 }
 
 fn path_affected(protected: bool, affected: bool) -> HubInput {
