@@ -592,6 +592,14 @@ impl Hub {
                     format!("flow {flow_id} has no protected path now (the network has none)"),
                 ));
             }
+            NbRequest::SwapFlow { .. } if slot.is_some_and(|s| s.reroute.protected_is_down()) => {
+                return Err(ErrorBody::new(
+                    409,
+                    "protected-path-down",
+                    "The protected path is down",
+                    format!("flow {flow_id}'s protected path uses a link that is down"),
+                ));
+            }
             NbRequest::DeleteFlow { .. }
             | NbRequest::SwapFlow { .. }
             | NbRequest::RerouteFlow { .. }

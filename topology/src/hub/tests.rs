@@ -541,6 +541,13 @@ fn a_manual_swap_needs_a_protected_flow_with_a_protected_path() {
     };
     let (mut unprotected, _) = hub_with_an_up_flow();
     assert_eq!(refused(&mut unprotected, "s1"), Some(400));
+    let (mut broken, _) = hub_with_a_protected_flow();
+    broken.input(1500, path_affected(true, true), &mut Vec::new());
+    assert_eq!(
+        refused(&mut broken, "s4"),
+        Some(409),
+        "its protected path is down"
+    );
     let (mut protected, _) = hub_with_a_protected_flow();
     let mut out = Vec::new();
     protected.request(2000, swap("s2"), &mut out);
