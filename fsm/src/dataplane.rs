@@ -215,58 +215,9 @@ pub fn trace(network: &impl DataPlane, start: PortVlan) -> Trace {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::network::Network;
     use crate::segments::{flow_segments, SegmentKind};
-    use crate::test_support::{request, resources};
-
-    /// Rule tables as plain lists (so two rules may match one packet) over a generated network.
-    struct Tables {
-        rules: BTreeMap<SwitchId, Vec<FlowSegment>>,
-        network: Network,
-        down: BTreeSet<(SwitchId, u32)>,
-    }
-
-    impl Tables {
-        fn new(spec: &str, rules: Vec<FlowSegment>) -> Tables {
-            let network = Network::generate(spec).unwrap().unwrap();
-            let mut tables: BTreeMap<SwitchId, Vec<FlowSegment>> = network
-                .switches()
-                .map(|s| (s.switch_id, Vec::new()))
-                .collect();
-            for rule in rules {
-                tables.entry(rule.switch_id).or_default().push(rule);
-            }
-            Tables {
-                rules: tables,
-                network,
-                down: BTreeSet::new(),
-            }
-        }
-    }
-
-    impl DataPlane for Tables {
-        fn matching(&self, switch_id: SwitchId, rule: RuleMatch) -> Option<Vec<&FlowSegment>> {
-            let rules = self.rules.get(&switch_id)?;
-            Some(rules.iter().filter(|r| r.rule_match() == rule).collect())
-        }
-
-        fn link(&self, switch_id: SwitchId, port: u32) -> Option<LinkEnd> {
-            let isl = self
-                .network
-                .links()
-                .iter()
-                .map(|l| l.isl)
-                .find(|i| i.src_switch == switch_id && i.src_port == port)?;
-            Some(LinkEnd {
-                switch_id: isl.dst_switch,
-                port: isl.dst_port,
-                up: !self.down.contains(&(switch_id, port)),
-            })
-        }
-    }
+    use crate::test_support::{request, resources, Tables};
 
     fn endpoints() -> (PortVlan, PortVlan) {
         let flow = request(1, 3);

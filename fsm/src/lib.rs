@@ -20,6 +20,7 @@ mod test_support;
 pub mod validation;
 
 pub mod segments;
+pub mod swap;
 pub mod switch_id;
 
 pub use messages::*;

@@ -80,6 +80,10 @@ pub enum NbRequest {
     SyncFlow {
         flow_id: FlowId,
     },
+    /// Move the flow's traffic onto its protected path (`PATCH /v2/flows/{id}/swap`).
+    SwapFlow {
+        flow_id: FlowId,
+    },
     DeleteFlow {
         flow_id: FlowId,
     },
@@ -162,6 +166,7 @@ impl NbRequest {
             NbRequest::CreateFlow { flow } | NbRequest::UpdateFlow { flow } => Some(&flow.flow_id),
             NbRequest::RerouteFlow { flow_id }
             | NbRequest::SyncFlow { flow_id }
+            | NbRequest::SwapFlow { flow_id }
             | NbRequest::DeleteFlow { flow_id }
             | NbRequest::ValidateFlow { flow_id }
             | NbRequest::PingFlow { flow_id, .. }
@@ -231,6 +236,9 @@ impl ErrorBody {
 }
 
 /// `hubspoke.nb.responses`
+// A flow record is most answers: boxing it would add an allocation to the common case to
+// shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NbResponse {

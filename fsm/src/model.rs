@@ -137,11 +137,6 @@ impl FlowRequest {
                 return Err("a pinned flow cannot have a protected path".to_string());
             }
         }
-        for (name, unbuilt) in [("allocate_protected_path", self.allocate_protected_path)] {
-            if unbuilt {
-                return Err(format!("{name} is not supported yet"));
-            }
-        }
         Ok(())
     }
 }
@@ -315,6 +310,11 @@ pub struct Resources {
     /// within its latency): the flow is DEGRADED while it holds it.
     #[serde(default)]
     pub degraded: Option<String>,
+    /// The protected path, when the flow asks for one and the network has one. Always
+    /// serialized (bincode between processes); absent in records written before it existed.
+    /// Boxed: most flows have none, and a record travels in every answer.
+    #[serde(default)]
+    pub protected: Option<Box<ProtectedPath>>,
 }
 
 /// Why a flow asks for a new reservation next to its current one: what the allocator may
@@ -331,6 +331,33 @@ pub enum Reallocation {
     /// A DEGRADED flow tries for a path that satisfies it: served in priority order; without
     /// one it fails, and the flow stays DEGRADED where it is.
     Upgrade,
+}
+
+/// A second path between the flow's switches sharing no ISL with the primary. Its transit and
+/// egress rules are installed beside the primary's under the same cookie (they stay distinct
+/// by match: they arrive on other ports); its ingress rules only once the flow swaps onto it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedPath {
+    pub forward_path: Vec<Isl>,
+    /// One per ISL of `forward_path`, as `Resources::transit_vlans`.
+    pub transit_vlans: Vec<u16>,
+}
+
+impl Resources {
+    /// The resources with the primary and protected paths exchanged: what a swap commits.
+    /// `None` without a protected path.
+    pub fn swapped(&self) -> Option<Resources> {
+        let protected = self.protected.as_ref()?;
+        Some(Resources {
+            transit_vlans: protected.transit_vlans.clone(),
+            forward_path: protected.forward_path.clone(),
+            protected: Some(Box::new(ProtectedPath {
+                forward_path: self.forward_path.clone(),
+                transit_vlans: self.transit_vlans.clone(),
+            })),
+            ..self.clone()
+        })
+    }
 }
 
 /// A flow's request and what the allocator reserved for it: what its rules use. A record's

@@ -83,6 +83,11 @@ pub enum Action {
     Commit,
     /// The new reservation is released; the flow keeps the old one.
     Release,
+    /// Make-before-break for a new protected path: like `Reallocate`, but the primary path
+    /// stays while it can carry the flow.
+    Reprotect(FlowRequest),
+    /// The flow's traffic is on its protected path: the reservation's paths exchange.
+    SwapPaths,
     /// Hand a southbound command to the speaker worker.
     Send {
         command_id: String,
@@ -318,6 +323,26 @@ impl CommandBatch {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// How `event` ends the current step: `Some(Ok(()))` once its last command succeeded,
+    /// `Some(Err(reason))` when one of its commands failed or the deadline passed (the reason
+    /// `timed_out` gives), `None` while it goes on (or for a late answer).
+    pub fn step_outcome(
+        &mut self,
+        event: &OpEvent,
+        timed_out: impl FnOnce() -> String,
+    ) -> Option<Result<(), String>> {
+        match event {
+            OpEvent::CommandSucceeded { command_id } => {
+                (self.complete(command_id) == Completion::StepDone).then_some(Ok(()))
+            }
+            OpEvent::CommandFailed { command_id, reason } if self.is_pending(command_id) => {
+                Some(Err(reason.clone()))
+            }
+            OpEvent::Timeout => Some(Err(timed_out())),
+            _ => None,
         }
     }
 

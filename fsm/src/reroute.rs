@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
-use crate::operation::{
-    variant_name, Action, Completion, HistoryName, OpContext, OpEvent, Removal, Timeouts,
-};
+use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Removal, Timeouts};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
     ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation, Reservation,
@@ -30,6 +28,9 @@ pub enum RerouteKind {
     PathDown,
     /// It is DOWN and the network got better (a link came up).
     Retry,
+    /// Its protected path is broken or missing (after a swap, or none was found): a new one
+    /// beside the primary, which stays while it can carry the flow.
+    Reprotect,
 }
 
 pub struct FlowReroute {
@@ -89,23 +90,30 @@ impl FlowReroute {
         }
     }
 
-    /// "update" for Update, "reroute" otherwise (the hub uses it as the history's operation name).
+    /// "update" for Update, "reprotect" for Reprotect, "reroute" otherwise (the hub uses it as the history's operation name).
     pub fn operation_name(&self) -> &'static str {
         match self.kind {
             RerouteKind::Update(_) => "update",
+            RerouteKind::Reprotect => "reprotect",
             _ => "reroute",
         }
     }
 
-    /// What the allocator may settle for: a DEGRADED flow the network retries wants better
-    /// than it has; a flow the network broke or left DOWN takes what it can get.
-    fn reallocation(&self) -> Reallocation {
-        match self.kind {
+    /// What to ask the allocator for. A re-protection keeps the primary; otherwise what it
+    /// may settle for: a DEGRADED flow the network retries wants better than it has, a flow
+    /// the network broke or left DOWN takes what it can get.
+    fn allocation_request(&self) -> Action {
+        let kind = match self.kind {
+            RerouteKind::Reprotect => return Action::Reprotect(self.request.clone()),
             RerouteKind::Update(_) | RerouteKind::Manual => Reallocation::Requested,
             RerouteKind::Retry if self.status_before.0 == FlowStatus::Degraded => {
                 Reallocation::Upgrade
             }
             RerouteKind::PathDown | RerouteKind::Retry => Reallocation::Repair,
+        };
+        Action::Reallocate {
+            request: self.request.clone(),
+            kind,
         }
     }
 
@@ -158,10 +166,7 @@ impl FlowReroute {
         match event {
             OpEvent::Start => {
                 self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
-                context.push(Action::Reallocate {
-                    request: self.request.clone(),
-                    kind: self.reallocation(),
-                });
+                context.push(self.allocation_request());
                 Transition(State::validating())
             }
             _ => Handled,
@@ -174,12 +179,18 @@ impl FlowReroute {
         match event {
             OpEvent::Allocated(resources) => {
                 self.new_resources = Some(resources.clone());
+                // A re-protection that found no new protected path keeps the flow as it is.
+                let keeps_protected =
+                    resources.protected.is_none() && self.kind == RerouteKind::Reprotect;
                 // A reservation on the same path that reserves more, or falls short in
                 // another way, is still a move: its rules are installed anew.
                 let same_path = self.flow.resources.as_ref().is_some_and(|old| {
                     old.forward_path == resources.forward_path
                         && old.without_bandwidth == resources.without_bandwidth
                         && old.degraded == resources.degraded
+                        && (keeps_protected
+                            || old.protected.as_ref().map(|p| &p.forward_path)
+                                == resources.protected.as_ref().map(|p| &p.forward_path))
                 });
                 let stays = match self.kind {
                     RerouteKind::Update(_)
@@ -188,6 +199,9 @@ impl FlowReroute {
                         None
                     }
                     RerouteKind::Update(_) => Some("the path and rules stay as they are"),
+                    RerouteKind::Reprotect if keeps_protected => {
+                        Some("no other protected path: the flow stays as it is")
+                    }
                     _ => Some("already on the best path"),
                 };
                 if let Some(why) = stays.filter(|_| same_path) {
@@ -279,24 +293,16 @@ impl FlowReroute {
         context: &mut OpContext,
         event: &OpEvent,
     ) -> Outcome<State> {
-        let failure = match event {
-            OpEvent::CommandSucceeded { command_id } => {
-                return match self.install.commands.complete(command_id) {
-                    Completion::StepDone => Transition(State::rolling_back()),
-                    _ => Handled,
-                };
+        let timed_out = || "putting back the old ingress rules timed out".into();
+        match self.install.commands.step_outcome(event, timed_out) {
+            None => Handled,
+            Some(Ok(())) => Transition(State::rolling_back()),
+            Some(Err(failure)) => {
+                self.install.abandon(context, &failure);
+                self.restore_failure = Some(failure);
+                Transition(State::rolling_back())
             }
-            OpEvent::CommandFailed { command_id, reason }
-                if self.install.commands.is_pending(command_id) =>
-            {
-                reason.clone()
-            }
-            OpEvent::Timeout => "putting back the old ingress rules timed out".into(),
-            _ => return Handled,
-        };
-        self.install.abandon(context, &failure);
-        self.restore_failure = Some(failure);
-        Transition(State::rolling_back())
+        }
     }
 
     #[action]
@@ -421,7 +427,7 @@ impl FlowReroute {
                     self.failure
                 )),
             ),
-            (RerouteKind::Manual | RerouteKind::Update(_), None)
+            (RerouteKind::Manual | RerouteKind::Update(_) | RerouteKind::Reprotect, None)
                 if !self.old_segments.is_empty() =>
             {
                 self.status_before.clone()

@@ -118,22 +118,63 @@ pub fn is_hubspoke_cookie(cookie: u64) -> bool {
         && id < COOKIE_ID_LIMIT
 }
 
-/// Every rule of a flow, forward direction first.
+/// Every rule of a flow: the primary path's, forward direction first, then the protected
+/// path's transit and egress rules (its ingress rules are the primary's way in, taken over only
+/// by a swap).
 pub fn flow_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
-    let reverse_path: Vec<Isl> = resources
-        .forward_path
-        .iter()
-        .rev()
-        .map(Isl::reversed)
-        .collect();
-    let reverse_vlans: Vec<u16> = resources.transit_vlans.iter().rev().copied().collect();
+    let mut segments = path_segments(
+        request,
+        resources,
+        &resources.forward_path,
+        &resources.transit_vlans,
+    );
+    segments.extend(
+        protected_segments(request, resources)
+            .into_iter()
+            .filter(|segment| !segment.kind.is_ingress()),
+    );
+    segments
+}
+
+/// The ingress rules of the protected path: what a swap installs in place of the primary's.
+pub fn protected_ingress(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
+    protected_segments(request, resources)
+        .into_iter()
+        .filter(|segment| segment.kind.is_ingress())
+        .collect()
+}
+
+/// Every rule of the protected path, ingress included; none without one.
+fn protected_segments(request: &FlowRequest, resources: &Resources) -> Vec<FlowSegment> {
+    resources
+        .protected
+        .as_ref()
+        .map_or_else(Vec::new, |protected| {
+            path_segments(
+                request,
+                resources,
+                &protected.forward_path,
+                &protected.transit_vlans,
+            )
+        })
+}
+
+/// The rules of one path of the flow, both directions, forward first.
+fn path_segments(
+    request: &FlowRequest,
+    resources: &Resources,
+    forward_path: &[Isl],
+    transit_vlans: &[u16],
+) -> Vec<FlowSegment> {
+    let reverse_path: Vec<Isl> = forward_path.iter().rev().map(Isl::reversed).collect();
+    let reverse_vlans: Vec<u16> = transit_vlans.iter().rev().copied().collect();
     let mut segments = direction_segments(
         &request.source,
         &request.destination,
-        &resources.forward_path,
+        forward_path,
         FORWARD_COOKIE_FLAG | resources.cookie,
         resources.forward_meter,
-        &resources.transit_vlans,
+        transit_vlans,
         request.maximum_bandwidth,
     );
     segments.extend(direction_segments(

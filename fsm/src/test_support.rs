@@ -1,10 +1,17 @@
 //! Shared fixtures for the state machine tests.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use statig::blocking::{IntoStateMachine, State, StateMachine, Superstate};
 
+use crate::dataplane::{DataPlane, LinkEnd, RuleMatch};
 use crate::network::Network;
 use crate::operation::{Action, OpContext, OpEvent};
-use crate::{FlowEndpoint, FlowRecord, FlowRequest, RemovalDebt, Resources, SbAction, SwitchId};
+use crate::segments::FlowSegment;
+use crate::{
+    FlowEndpoint, FlowRecord, FlowRequest, ProtectedPath, RemovalDebt, Resources, SbAction,
+    SwitchId,
+};
 
 /// Flow "f1" from port 40 VLAN 10 of switch `src` to port 41 VLAN 20 of switch `dst`, 1 Mbit/s.
 pub fn request(src: u64, dst: u64) -> FlowRequest {
@@ -126,5 +133,94 @@ where
             last = self.handle(OpEvent::CommandSucceeded { command_id });
         }
         last
+    }
+}
+
+/// A flow from switch 1 to switch 3 of a `ring:4`, on 1 → 2 → 3, protected by 1 → 4 → 3.
+pub fn protected_resources() -> Resources {
+    let network = Network::generate("ring:4").unwrap().unwrap();
+    let through = |via: u64| {
+        network
+            .shortest_path(SwitchId(1), SwitchId(3), 0, |isl| {
+                let avoided = if via == 2 { SwitchId(4) } else { SwitchId(2) };
+                (isl.src_switch != avoided && isl.dst_switch != avoided).then_some(u64::MAX)
+            })
+            .unwrap()
+    };
+    Resources {
+        cookie: 1,
+        transit_vlans: vec![2, 2],
+        forward_meter: Some(32),
+        reverse_meter: Some(32),
+        forward_path: through(2),
+        protected: Some(Box::new(ProtectedPath {
+            forward_path: through(4),
+            transit_vlans: vec![3, 3],
+        })),
+        ..Default::default()
+    }
+}
+
+/// Rule tables as plain lists (so two rules may match one packet) over a generated network.
+pub struct Tables {
+    pub rules: BTreeMap<SwitchId, Vec<FlowSegment>>,
+    pub network: Network,
+    /// Ports whose link is down, by the switch they are on.
+    pub down: BTreeSet<(SwitchId, u32)>,
+}
+
+impl Tables {
+    pub fn new(spec: &str, rules: Vec<FlowSegment>) -> Tables {
+        let network = Network::generate(spec).unwrap().unwrap();
+        let mut tables: BTreeMap<SwitchId, Vec<FlowSegment>> = network
+            .switches()
+            .map(|s| (s.switch_id, Vec::new()))
+            .collect();
+        for rule in rules {
+            tables.entry(rule.switch_id).or_default().push(rule);
+        }
+        Tables {
+            rules: tables,
+            network,
+            down: BTreeSet::new(),
+        }
+    }
+
+    /// Applies the installs among `actions` as a switch does: each replaces the rule at its
+    /// match.
+    pub fn apply_installs(&mut self, actions: &[Action]) {
+        for action in actions {
+            if let Action::Send {
+                action: SbAction::Install,
+                segment,
+                ..
+            } = action
+            {
+                let table = self.rules.entry(segment.switch_id).or_default();
+                table.retain(|rule| rule.rule_match() != segment.rule_match());
+                table.push(segment.clone());
+            }
+        }
+    }
+}
+
+impl DataPlane for Tables {
+    fn matching(&self, switch_id: SwitchId, rule: RuleMatch) -> Option<Vec<&FlowSegment>> {
+        let rules = self.rules.get(&switch_id)?;
+        Some(rules.iter().filter(|r| r.rule_match() == rule).collect())
+    }
+
+    fn link(&self, switch_id: SwitchId, port: u32) -> Option<LinkEnd> {
+        let isl = self
+            .network
+            .links()
+            .iter()
+            .map(|l| l.isl)
+            .find(|i| i.src_switch == switch_id && i.src_port == port)?;
+        Some(LinkEnd {
+            switch_id: isl.dst_switch,
+            port: isl.dst_port,
+            up: !self.down.contains(&(switch_id, port)),
+        })
     }
 }

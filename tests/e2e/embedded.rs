@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::support::flows::{self, assert_tables_hold_exactly, create_all, switch_id, FLOWS};
 use crate::support::paths;
+use crate::support::protected;
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
 use crate::support::{eventually, Api, Hubspoke};
 use serde_json::{json, Value};
@@ -543,4 +544,19 @@ async fn flows_take_the_path_their_strategy_asks_for() {
         latencies,
         vec![4 * paths::MS, 7 * paths::MS, 10 * paths::MS]
     );
+}
+
+/// 50 protected flows fail over onto their protected paths with only their ingress rules
+/// changed, then are protected again (see `support::protected`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_flows_fail_over_with_only_their_ingress_rules() {
+    let hub = Hubspoke::up(&[
+        "--network",
+        protected::NETWORK,
+        "--workers",
+        "2",
+        "--reroute-delay-ms",
+        "100",
+    ]);
+    protected::fifty_protected_flows_fail_over_then_are_protected_again(&hub.api()).await;
 }

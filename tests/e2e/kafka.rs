@@ -2,6 +2,7 @@
 //! separate processes run the same 50-flow scenario as the embedded test.
 
 use crate::support::flows::{fifty_flows_up_exact_then_clean, flow_body};
+use crate::support::protected;
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
 use crate::support::{
     assert_latencies_measured, edges, free_port, load_report, Broker, Hubspoke, Process,
@@ -62,6 +63,25 @@ async fn link_failures_reroute_over_kafka() {
     ]);
     let (_sb, _nb, api) = edges(kafka, "grid:3x3");
     two_busiest_links_fail(&api, 100).await;
+}
+
+/// Over Kafka, 50 protected flows fail over onto their protected paths with only their ingress
+/// rules changed, then are protected again (see `support::protected`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_flows_fail_over_over_kafka() {
+    let broker = Broker::start("protected");
+    let kafka = broker.address.as_str();
+    let _topology = Process::start(&[
+        "topology",
+        "--kafka",
+        kafka,
+        "--workers",
+        "2",
+        "--reroute-delay-ms",
+        "100",
+    ]);
+    let (_sb, _nb, api) = edges(kafka, protected::NETWORK);
+    protected::fifty_protected_flows_fail_over_then_are_protected_again(&api).await;
 }
 
 /// A request to an idle two-worker topology goes through at once. Over Kafka a worker hears

@@ -212,6 +212,49 @@ async fn a_failed_link_moves_its_flows_and_the_frames_follow() {
     .await;
 }
 
+/// Protected flows across the grid: when a link of their primary fails they are swapped onto
+/// their protected path (only the ingress rules change) and frames arrive again both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_link_swaps_protected_flows_and_the_frames_follow() {
+    let (hub, ovs, _) = hubspoke_and_bridges();
+    let api = hub.api();
+    api.wait_for_network(SWITCHES as usize, GRID_ISLS).await;
+    for i in 1..=6u64 {
+        let mut body = flow_body(i);
+        body["flow_id"] = json!(format!("protected-{i}"));
+        body["source"]["switch_id"] = json!(switch_id(1));
+        body["destination"]["switch_id"] = json!(switch_id(9));
+        body["allocate_protected_path"] = json!(true);
+        api.create(&body).await;
+    }
+    let flows = api
+        .flows_when(6, ALL_UP, "every flow UP and protected", |f| {
+            f["status"] == "UP" && f["protected_path"].is_array()
+        })
+        .await;
+    frames_flow_both_ways(&ovs, &flows);
+    let path = flows[0]["path"].as_array().expect("path");
+    let hop = |i: usize| {
+        let id = path[i]["switch_id"].as_str().expect("switch");
+        u64::from_str_radix(id.rsplit(':').next().expect("id"), 16).expect("hex")
+    };
+    ovs.fail_link(hop(0), hop(1));
+
+    let protected_paths: Vec<(Value, Value)> = flows
+        .iter()
+        .map(|f| (f["flow_id"].clone(), f["protected_path"].clone()))
+        .collect();
+    let swapped = api
+        .flows_when(6, ALL_UP, "every flow on its old protected path", |f| {
+            f["status"] == "UP"
+                && protected_paths
+                    .iter()
+                    .any(|(id, protected)| *id == f["flow_id"] && *protected == f["path"])
+        })
+        .await;
+    frames_flow_both_ways(&ovs, &swapped);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_plane_outlives_a_killed_hubspoke_and_the_restart_repairs_what_changed() {
     let (mut hub, ovs, speaker) = hubspoke_and_bridges();

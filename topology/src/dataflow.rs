@@ -178,7 +178,11 @@ pub fn build<'scope>(
     let view = network_view(allocator.view_changes);
     let affected = view
         .affected
-        .map(|(flow_id, affected)| HubInput::PathAffected { flow_id, affected });
+        .map(|(path, affected)| HubInput::PathAffected {
+            flow_id: path.flow_id,
+            protected: path.protected,
+            affected,
+        });
     let speaker = speaker_operator(
         scope,
         hub.speaker.concat(allocator.speaker),

@@ -55,6 +55,7 @@ metrics! {
     requests_deduplicated: "Requests sent again with a correlation id already answered or in progress.",
     operations_remediated: "Operations still running after every deadline they can arm (a bug made visible), dropped and their flows synced.",
     reroutes_started: "Reroutes the network started: flows on a down link, DOWN flows after a link came up.",
+    swaps_started: "Protected flows swapped onto their protected path at once because their primary broke.",
     operations_finished: "Flow operations that reached a final state.",
     operation_timeouts: "Operation deadlines that fired while the operation was in flight.",
     deadlines_fired: "Deadlines the coordinator fired (hub and speaker).",

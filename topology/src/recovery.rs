@@ -25,7 +25,8 @@ pub struct RecoveredFlow {
 /// Owed rules a restarted topology found, and what they use.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecoveredDebt {
-    /// A flow's, with the reservation its rules use (held again, quarantined).
+    /// A flow's, with the reservation its rules use (held again, quarantined). Boxed: a
+    /// reservation is large next to a list of rules.
     Flow {
         flow_id: FlowId,
         debt: Box<RemovalDebt>,

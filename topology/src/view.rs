@@ -43,11 +43,12 @@ pub enum ViewChange {
         bandwidth: u64,
         diff: isize,
     },
-    /// A directed ISL of the path the flow's rules are installed on (both directions are
-    /// listed).
+    /// A directed ISL of a path the flow's rules are installed on (both directions are
+    /// listed): its primary, or its protected path.
     Path {
         isl: Isl,
         flow_id: FlowId,
+        protected: bool,
         diff: isize,
     },
     /// `flow_id` is a member of the diversity group.
@@ -69,15 +70,23 @@ pub struct LinkProps {
     pub cost: u64,
 }
 
+/// One of a flow's installed paths.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowPath {
+    pub flow_id: FlowId,
+    /// The protected path; else the primary, the one the flow's traffic takes.
+    pub protected: bool,
+}
+
 /// What the view emits: only what changed, at the time it changed.
 pub struct ViewStreams<'scope> {
-    /// Flows whose installed path uses a down ISL: `(flow_id, true)` when the first of its ISLs
-    /// goes down, `(flow_id, false)` when none is down any more (or the flow left such a path).
-    /// Only changes, never repeats.
-    pub affected: StreamVec<'scope, Time, (FlowId, bool)>,
-    /// Members of a diversity group whose installed paths share a link: `(flow, other,
-    /// true)` when they start to, `(flow, other, false)` when they no longer do; both ways
-    /// round. Only changes.
+    /// Flows' paths that use a down ISL: `(path, true)` when the first of its ISLs goes down,
+    /// `(path, false)` when none is down any more (or the flow left such a path). Only
+    /// changes, never repeats.
+    pub affected: StreamVec<'scope, Time, (FlowPath, bool)>,
+    /// Members of a diversity group whose installed primary paths share a link: `(flow,
+    /// other, true)` when they start to, `(flow, other, false)` when they no longer do; both
+    /// ways round. Only changes.
     pub shared: StreamVec<'scope, Time, (FlowId, FlowId, bool)>,
     /// The new state of every switch and link whose state changed at that time.
     pub states: StreamVec<'scope, Time, NetworkState>,
@@ -139,7 +148,12 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
         _ => None,
     });
     let paths = updates.clone().explode(|change| match change {
-        ViewChange::Path { isl, flow_id, diff } => Some(((isl, flow_id), diff)),
+        ViewChange::Path {
+            isl,
+            flow_id,
+            protected,
+            diff,
+        } => Some(((isl, FlowPath { flow_id, protected }), diff)),
         _ => None,
     });
     let members = updates.explode(|change| match change {
@@ -202,13 +216,14 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
     let affected = paths
         .clone()
         .semijoin(down)
-        .map(|(_, flow_id)| flow_id)
+        .map(|(_, path)| path)
         .distinct();
 
-    // The links (one direction stands for both) each member's path uses, keyed by group and
-    // link: two members under one key share it.
+    // The links (one direction stands for both) each member's primary path uses, keyed by
+    // group and link: two members under one key share it.
     let member_links = paths
-        .map(|(isl, flow_id)| (flow_id, isl.min(isl.reversed())))
+        .filter(|(_, path)| !path.protected)
+        .map(|(isl, path)| (path.flow_id, isl.min(isl.reversed())))
         .distinct()
         .join(members)
         .map(|(flow_id, (link, group))| ((group, link), flow_id));
@@ -227,7 +242,7 @@ pub fn network_view<'scope>(changes: StreamVec<'scope, Time, ViewChange>) -> Vie
         (diff > 0).then_some(NetworkState::Switch(switch))
     }));
     ViewStreams {
-        affected: at_own_time(affected, |flow_id, diff| Some((flow_id, diff > 0))),
+        affected: at_own_time(affected, |path, diff| Some((path, diff > 0))),
         shared: at_own_time(shared, |(flow, other), diff| Some((flow, other, diff > 0))),
         states,
     }
@@ -292,7 +307,7 @@ mod tests {
     /// What the view emitted at one time.
     #[derive(Debug, Default)]
     struct Emitted {
-        affected: Vec<(FlowId, bool)>,
+        affected: Vec<(FlowPath, bool)>,
         shared: Vec<(FlowId, FlowId, bool)>,
         links: Vec<LinkState>,
         switches: Vec<SwitchState>,
@@ -406,9 +421,14 @@ mod tests {
     }
 
     fn path(isl: Isl, flow_id: &str, diff: isize) -> ViewChange {
+        path_of(isl, flow_id, false, diff)
+    }
+
+    fn path_of(isl: Isl, flow_id: &str, protected: bool, diff: isize) -> ViewChange {
         ViewChange::Path {
             isl,
             flow_id: flow_id.to_string(),
+            protected,
             diff,
         }
     }
@@ -418,6 +438,13 @@ mod tests {
             group: group.to_string(),
             flow_id: flow_id.to_string(),
             diff,
+        }
+    }
+
+    fn primary(flow_id: &str) -> FlowPath {
+        FlowPath {
+            flow_id: flow_id.to_string(),
+            protected: false,
         }
     }
 
@@ -536,8 +563,8 @@ mod tests {
             links.sort();
             links
         };
-        let flagged = |affected: bool| -> Vec<(FlowId, bool)> {
-            hit.iter().map(|f| (f.clone(), affected)).collect()
+        let flagged = |affected: bool| -> Vec<(FlowPath, bool)> {
+            hit.iter().map(|f| (primary(f), affected)).collect()
         };
 
         for workers in [1, 3] {
@@ -610,8 +637,8 @@ mod tests {
             ],
             true,
         );
-        assert_eq!(emitted[&2].affected, vec![("f".to_string(), true)]);
-        assert_eq!(emitted[&3].affected, vec![("f".to_string(), false)]);
+        assert_eq!(emitted[&2].affected, vec![(primary("f"), true)]);
+        assert_eq!(emitted[&3].affected, vec![(primary("f"), false)]);
         assert!(emitted[&3].links.is_empty());
     }
 
@@ -661,12 +688,47 @@ mod tests {
             path(a, "f", 1),
         ];
         let emitted = run(2, vec![setup, down, up], false);
-        assert_eq!(emitted[&2].affected, vec![("f".to_string(), true)]);
-        assert_eq!(emitted[&3].affected, vec![("f".to_string(), false)]);
+        assert_eq!(emitted[&2].affected, vec![(primary("f"), true)]);
+        assert_eq!(emitted[&3].affected, vec![(primary("f"), false)]);
         assert!(emitted[&2]
             .links
             .iter()
             .all(|l| l.state == LinkStatus::Down));
         assert!(emitted[&3].links.iter().all(|l| l.state == LinkStatus::Up));
+    }
+
+    #[test]
+    fn view_a_swap_moves_a_down_link_from_the_primary_to_the_protected_path() {
+        let (a, b) = (isl(1, 2), isl(1, 3));
+        let [down, _] = down_then_up(a, 100);
+        let protected = FlowPath {
+            flow_id: "f".to_string(),
+            protected: true,
+        };
+        let emitted = run(
+            1,
+            vec![
+                vec![
+                    link(a, 100, true, 1),
+                    link(a.reversed(), 100, true, 1),
+                    link(b, 100, true, 1),
+                    path(a, "f", 1),
+                    path_of(b, "f", true, 1),
+                ],
+                down,
+                vec![
+                    path(a, "f", -1),
+                    path_of(b, "f", true, -1),
+                    path(b, "f", 1),
+                    path_of(a, "f", true, 1),
+                ],
+            ],
+            true,
+        );
+        assert_eq!(emitted[&2].affected, vec![(primary("f"), true)]);
+        assert_eq!(
+            emitted[&3].affected,
+            vec![(primary("f"), false), (protected, true)]
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Switches hold exactly what the flows say, under any interleaving: random creates, deletes,
-//! reroutes, link failures and restorations run through the real topology (one worker, in
+//! reroutes, swaps onto protected paths (odd flows ask for one), link failures and
+//! restorations run through the real topology (one worker, in
 //! logical time) against simulated OpenFlow switches (an install replaces the rule with the
 //! same match) that lose, refuse and delay commands at random, but apply the commands to one
 //! switch in the order they were sent, as one connection to it does. Checked throughout:
@@ -12,8 +13,8 @@
 //!
 //! Then the faults stop and every link comes back: every flow must be UP again (DOWN ones are
 //! retried), the keeper sweeps, and every flow's packets must go from its source endpoint to
-//! its destination endpoint both ways, every rule on the switches carrying some flow's
-//! packets.
+//! its destination endpoint both ways, and along its protected path too, every rule on the
+//! switches carrying some flow's packets.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,8 +26,8 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{
-    stable_hash, Envelope, FlowEndpoint, FlowEvent, FlowRecord, FlowRequest, FlowStatus, NbRequest,
-    Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse, SwitchId,
+    stable_hash, Envelope, FlowEndpoint, FlowEvent, FlowRecord, FlowRequest, FlowStatus, Isl,
+    NbRequest, Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse, SwitchId,
 };
 use hubspoke_speaker::RetryPolicy;
 use hubspoke_switch_sim::SwitchFabric;
@@ -55,6 +56,7 @@ enum Step {
     Create { flow: usize, src: u64, dst: u64 },
     Delete { flow: usize },
     Reroute { flow: usize },
+    Swap { flow: usize },
     FailLink { link: usize },
     RestoreLink { link: usize },
     Wait { ms: u64 },
@@ -65,7 +67,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (flow.clone(), 1..=9u64, 1..=9u64).prop_map(|(flow, src, dst)| Step::Create { flow, src, dst }),
         2 => flow.clone().prop_map(|flow| Step::Delete { flow }),
-        2 => flow.prop_map(|flow| Step::Reroute { flow }),
+        2 => flow.clone().prop_map(|flow| Step::Reroute { flow }),
+        1 => flow.prop_map(|flow| Step::Swap { flow }),
         1 => (0..12usize).prop_map(|link| Step::FailLink { link }),
         1 => (0..12usize).prop_map(|link| Step::RestoreLink { link }),
         4 => (1..400u64).prop_map(|ms| Step::Wait { ms }),
@@ -111,6 +114,7 @@ fn request(flow: usize, src: u64, dst: u64) -> FlowRequest {
         destination: end(dst, if src == dst { 21 } else { 20 }),
         maximum_bandwidth: 1_000_000,
         description: String::new(),
+        allocate_protected_path: flow % 2 == 1 && src != dst,
         ..Default::default()
     }
 }
@@ -161,7 +165,16 @@ impl Model {
             if rule.cookie_id() == resources.cookie {
                 clash.push("cookie");
             }
-            for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+            let protected = resources
+                .protected
+                .iter()
+                .flat_map(|p| p.forward_path.iter().zip(&p.transit_vlans));
+            let path_vlans = resources
+                .forward_path
+                .iter()
+                .zip(&resources.transit_vlans)
+                .chain(protected);
+            for (isl, vlan) in path_vlans {
                 for (switch, port) in [
                     (isl.src_switch, isl.src_port),
                     (isl.dst_switch, isl.dst_port),
@@ -433,6 +446,9 @@ fn run(steps: Vec<Step>, seed: u64) -> Vec<String> {
                 Step::Reroute { flow } => input.send(ask(NbRequest::RerouteFlow {
                     flow_id: format!("f{flow}"),
                 })),
+                Step::Swap { flow } => input.send(ask(NbRequest::SwapFlow {
+                    flow_id: format!("f{flow}"),
+                })),
                 Step::FailLink { link } | Step::RestoreLink { link } => {
                     let (a, b) = links[link % links.len()];
                     let fail = matches!(step, Step::FailLink { .. });
@@ -501,7 +517,24 @@ fn data_plane_violations(rig: &Rig) -> Vec<String> {
             end(&record.request.source),
             end(&record.request.destination),
         );
-        for (from, to) in [(source, destination), (destination, source)] {
+        // The protected path, from where a packet arrives on its first ISL each way.
+        let protected = record.resources.iter().flat_map(|r| {
+            let path = r.protected.iter().flat_map(|p| {
+                let (first, last) = (p.forward_path.first(), p.forward_path.last());
+                let arrive = |isl: &Isl, vlan: Option<&u16>| PortVlan {
+                    switch_id: isl.dst_switch,
+                    port: isl.dst_port,
+                    vlan: vlan.copied().unwrap_or(0),
+                };
+                let forward = first.map(|isl| (arrive(isl, p.transit_vlans.first()), destination));
+                let reverse =
+                    last.map(|isl| (arrive(&isl.reversed(), p.transit_vlans.last()), source));
+                forward.into_iter().chain(reverse)
+            });
+            path.collect::<Vec<_>>()
+        });
+        let primary = [(source, destination), (destination, source)];
+        for (from, to) in primary.into_iter().chain(protected) {
             let trace = rig.fabric.trace(from);
             if trace.end != TraceEnd::Delivered(to) {
                 violations.push(format!(

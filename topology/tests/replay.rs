@@ -142,3 +142,18 @@ fn ping_flow() {
 fn diverse_pair() {
     run_case("diverse_pair");
 }
+
+#[test]
+fn create_protected() {
+    run_case("create_protected");
+}
+
+#[test]
+fn swap_on_link_down() {
+    run_case("swap_on_link_down");
+}
+
+#[test]
+fn manual_swap() {
+    run_case("manual_swap");
+}

@@ -338,6 +338,7 @@ fn an_update_to_a_one_switch_flow_goes_straight_to_the_ingress_swap() {
     let mut h = Harness::reroute(up_flow(), RerouteKind::Update(wanted));
     let allocated = h.allocate(Resources {
         forward_path: Vec::new(),
+        protected: None,
         ..same_path()
     });
     assert_eq!(

@@ -1,7 +1,8 @@
 //! The flow as the REST contract shows it.
 
 use hubspoke_fsm::{
-    FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, PathComputationStrategy, Resources, SwitchId,
+    FlowEndpoint, FlowRecord, FlowRequest, FlowStatus, Isl, PathComputationStrategy, Resources,
+    SwitchId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,13 @@ pub struct FlowJson {
     pub strict_bandwidth: bool,
     pub status: FlowStatus,
     pub status_info: Option<String>,
+    /// For a flow with `allocate_protected_path`: whether each of its paths carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_details: Option<StatusDetails>,
     pub path: Vec<PathNode>,
+    /// The protected path, in the shape of `path`, while the flow has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_path: Option<Vec<PathNode>>,
     pub created: String,
     pub last_updated: String,
 }
@@ -64,11 +71,19 @@ impl From<&FlowRecord> for FlowJson {
             strict_bandwidth: request.strict_bandwidth,
             status: record.status,
             status_info: record.status_info.clone(),
+            status_details: request
+                .allocate_protected_path
+                .then(|| StatusDetails::of(record)),
             path: record
                 .resources
                 .as_ref()
                 .map(|r| forward_path(request, r))
                 .unwrap_or_default(),
+            protected_path: record
+                .resources
+                .as_ref()
+                .and_then(|r| r.protected.as_ref())
+                .map(|p| path_nodes(request, &p.forward_path)),
             created: rfc3339_ms(record.created_ms),
             last_updated: rfc3339_ms(record.last_updated_ms),
         }
@@ -90,12 +105,53 @@ impl FlowJson {
     }
 }
 
+/// OpenKilda's `FlowStatusDetails`: a protected flow's status per path. Without a protected
+/// path the flow stays UP on its primary, its protection down.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusDetails {
+    pub main_path: PathStatus,
+    pub protected_path: PathStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathStatus {
+    Up,
+    Down,
+    #[serde(rename = "In progress")]
+    InProgress,
+}
+
+impl StatusDetails {
+    fn of(record: &FlowRecord) -> Self {
+        let main_path = match record.status {
+            FlowStatus::Up | FlowStatus::Degraded => PathStatus::Up,
+            FlowStatus::InProgress => PathStatus::InProgress,
+            FlowStatus::Down => PathStatus::Down,
+        };
+        let protected = record.resources.as_ref().and_then(|r| r.protected.as_ref());
+        let protected_path = match (protected, main_path) {
+            (None, _) => PathStatus::Down,
+            (Some(_), PathStatus::Down) => PathStatus::Down,
+            (Some(_), status) => status,
+        };
+        StatusDetails {
+            main_path,
+            protected_path,
+        }
+    }
+}
+
 /// The switches from source to destination: each enters by the port the previous hop
 /// arrives on (the source port first) and leaves by the next hop's (the destination last).
 pub fn forward_path(request: &FlowRequest, resources: &Resources) -> Vec<PathNode> {
-    let mut nodes = Vec::with_capacity(resources.forward_path.len() + 1);
+    path_nodes(request, &resources.forward_path)
+}
+
+/// [`forward_path`] of any of the flow's paths.
+fn path_nodes(request: &FlowRequest, path: &[Isl]) -> Vec<PathNode> {
+    let mut nodes = Vec::with_capacity(path.len() + 1);
     let (mut switch_id, mut input_port) = (request.source.switch_id, request.source.port_number);
-    for isl in &resources.forward_path {
+    for isl in path {
         nodes.push(PathNode {
             switch_id,
             input_port,
@@ -215,5 +271,50 @@ mod tests {
         );
         let alone = serde_json::to_value(FlowJson::from(&record)).unwrap();
         assert!(alone.get("diverse_with").is_none(), "{alone}");
+    }
+
+    #[test]
+    fn a_protected_flow_shows_its_protected_path_and_the_status_of_each_path() {
+        let network = Network::generate("ring:4").unwrap().unwrap();
+        let direct = network
+            .shortest_path(SwitchId(1), SwitchId(2), 1, |_| Some(u64::MAX))
+            .unwrap();
+        let around = network
+            .shortest_path(SwitchId(1), SwitchId(2), 1, |isl| {
+                (*isl != direct[0]).then_some(u64::MAX)
+            })
+            .unwrap();
+        let mut flow = request(1, 2);
+        flow.allocate_protected_path = true;
+        let mut record = FlowRecord::new(flow, 1_700_000_000_000);
+        record.status = FlowStatus::Up;
+        record.resources = Some(resources(direct));
+        let json = serde_json::to_value(FlowJson::from(&record)).unwrap();
+        assert_eq!(json["status"], "UP");
+        assert_eq!(
+            json["status_details"],
+            serde_json::json!({"main_path": "Up", "protected_path": "Down"}),
+            "no protected path: UP on the primary, the protection down"
+        );
+        assert!(json.get("protected_path").is_none());
+
+        if let Some(resources) = record.resources.as_mut() {
+            resources.protected = Some(Box::new(hubspoke_fsm::ProtectedPath {
+                transit_vlans: vec![2; around.len()],
+                forward_path: around,
+            }));
+        }
+        let json = FlowJson::from(&record);
+        let protected = json.protected_path.unwrap();
+        let switches: Vec<u64> = protected.iter().map(|node| node.switch_id.0).collect();
+        assert_eq!(switches, vec![1, 4, 3, 2]);
+        assert_eq!(
+            (protected[0].input_port, protected[3].output_port),
+            (40, 41)
+        );
+        assert_eq!(
+            json.status_details.map(|d| d.protected_path),
+            Some(PathStatus::Up)
+        );
     }
 }

@@ -367,6 +367,11 @@ fn flow_reroutes_are_answered_or_explained() {
 }
 
 #[test]
+fn flow_swaps_are_answered_or_explained() {
+    fuzz_flow_path("PATCH", "/swap", is_flow);
+}
+
+#[test]
 fn flow_histories_are_answered_or_explained() {
     fuzz_flow_path("GET", "/history", is_history);
 }

@@ -89,6 +89,7 @@ pub fn nb_router(state: NbState) -> Router {
         )
         .route("/v2/flows/{flow_id}/reroute", post(reroute_flow))
         .route("/v2/flows/{flow_id}/sync", post(sync_flow))
+        .route("/v2/flows/{flow_id}/swap", patch(swap_flow))
         .route("/v2/flows/{flow_id}/history", get(flow_history))
         .route("/v2/flows/{flow_id}/validate", get(validate_flow))
         .route("/v2/flows/{flow_id}/ping", post(ping_flow))
@@ -176,6 +177,18 @@ async fn sync_flow(
     PathParams(flow_id): PathParams<String>,
 ) -> Result<Json<FlowJson>, ApiError> {
     ask_about(&state, &id, flow_id, |flow_id| NbRequest::SyncFlow {
+        flow_id,
+    })
+    .await
+}
+
+/// `PATCH /v2/flows/{flow_id}/swap`: the flow's traffic onto its protected path.
+async fn swap_flow(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    PathParams(flow_id): PathParams<String>,
+) -> Result<Json<FlowJson>, ApiError> {
+    ask_about(&state, &id, flow_id, |flow_id| NbRequest::SwapFlow {
         flow_id,
     })
     .await

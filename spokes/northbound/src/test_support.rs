@@ -151,6 +151,18 @@ fn fake_topology(
                 }
                 None => error(404, "not-found", "Flow not found"),
             },
+            NbRequest::SwapFlow { flow_id } => match flows.get(flow_id) {
+                Some(record) if !record.request.allocate_protected_path => {
+                    error(400, "no-protection", "The flow is not protected")
+                }
+                Some(record) => match record.resources.as_ref().and_then(|r| r.swapped()) {
+                    Some(swapped) => NbResponse::Flow {
+                        flow: record.changed(1_700_000_004_000, |r| r.resources = Some(swapped)),
+                    },
+                    None => error(409, "no-protected-path", "The flow has no protected path"),
+                },
+                None => error(404, "not-found", "Flow not found"),
+            },
             NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),

@@ -421,6 +421,29 @@ async fn a_flow_is_rerouted_onto_a_new_path() {
 }
 
 #[tokio::test]
+async fn a_swap_is_asked_of_the_topology_and_its_refusals_are_explained() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    create(&shim, "flow-w", 9).await;
+    let swap = |flow_id: &str, correlation_id: &'static str| {
+        let uri = format!("/v2/flows/{flow_id}/swap");
+        let router = shim.router.clone();
+        async move { call(&router, "PATCH", &uri, Some(correlation_id), "").await }
+    };
+    let unprotected = swap("flow-w", "corr-swap").await;
+    assert_error(&unprotected, StatusCode::BAD_REQUEST, "corr-swap");
+    assert_eq!(
+        shim.seen.try_recv().unwrap().payload,
+        NbRequest::SwapFlow {
+            flow_id: "flow-w".into()
+        }
+    );
+    let unknown = swap("nope", "corr-nope").await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-nope");
+    let post = call(&shim.router, "POST", "/v2/flows/flow-w/swap", None, "").await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
 async fn a_flow_is_synced_and_an_unknown_one_is_404() {
     let shim = shim(Duration::from_secs(5), Deletes::Forget);
     create(&shim, "flow-s", 9).await;

@@ -51,7 +51,12 @@ impl Rig {
     /// Starts everything on a fresh data directory, and waits until one flow has come up
     /// (so the network is known on every worker and the first-use costs are paid).
     pub fn start(workers: usize, storage: Storage, settings: Settings) -> Rig {
-        let network = load_network(NETWORK).expect("the benchmark network");
+        Rig::start_on(NETWORK, workers, storage, settings)
+    }
+
+    /// [`start`](Self::start) on the network `spec` (the warm-up flow goes from switch 1 to 3).
+    pub fn start_on(spec: &str, workers: usize, storage: Storage, settings: Settings) -> Rig {
+        let network = load_network(spec).expect("the benchmark network");
         let data = tempfile::tempdir().expect("a temporary data directory");
         let embedded = Embedded::start(EmbeddedConfig {
             switches: Switches::Simulated(Arc::new(network)),

@@ -7,6 +7,7 @@ pub mod exact;
 pub mod flows;
 pub mod ovs;
 pub mod paths;
+pub mod protected;
 pub mod reroute;
 
 pub use api::Api;

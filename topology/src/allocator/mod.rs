@@ -25,6 +25,7 @@ mod links;
 pub mod operator;
 pub mod owed;
 mod paths;
+mod protected;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -33,8 +34,8 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, Reallocation,
-    RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, ProtectedPath,
+    Reallocation, RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,15 @@ pub enum AllocatorRequest {
         request: FlowRequest,
         kind: Reallocation,
     },
+    /// A pending reservation that keeps the flow's primary path if it still can, with a new
+    /// protected path beside it.
+    Reprotect {
+        flow_id: FlowId,
+        request: FlowRequest,
+    },
+    /// The flow's traffic moved onto its protected path: the current reservation's primary
+    /// and protected paths exchange.
+    Swap { flow_id: FlowId },
     /// The pending reservation becomes the current one; the old one is released.
     Commit { flow_id: FlowId },
     /// The pending reservation is released.
@@ -103,13 +113,7 @@ fn switches_of(reservation: &Reservation) -> impl Iterator<Item = SwitchId> + '_
     let request = &reservation.request;
     [request.source.switch_id, request.destination.switch_id]
         .into_iter()
-        .chain(
-            reservation
-                .resources
-                .forward_path
-                .iter()
-                .map(|isl| isl.dst_switch),
-        )
+        .chain(all_paths(&reservation.resources).map(|isl| isl.dst_switch))
 }
 
 /// What one flow holds: the reservation its rules use, a pending one while it moves, and the
@@ -239,6 +243,14 @@ impl ResourcePool {
                 let result = self.reallocate(&request, kind);
                 Some(AllocationResult { flow_id, result })
             }
+            AllocatorRequest::Reprotect { flow_id, request } => {
+                let result = self.reprotect(&request);
+                Some(AllocationResult { flow_id, result })
+            }
+            AllocatorRequest::Swap { flow_id } => {
+                self.swap(&flow_id);
+                None
+            }
             AllocatorRequest::Commit { flow_id } => {
                 self.commit(&flow_id);
                 None
@@ -301,7 +313,7 @@ impl ResourcePool {
     /// Takes a reservation's ids and endpoints back from the pools, as its record holds them.
     fn take_back(&mut self, flow_id: &str, request: &FlowRequest, resources: &Resources) {
         self.cookies.reserve(resources.cookie);
-        for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+        for (isl, vlan) in path_vlans(resources) {
             self.link_vlans(isl).reserve(u64::from(*vlan));
         }
         for (switch, meter) in [
@@ -607,7 +619,7 @@ impl ResourcePool {
                 format!("flow {} already holds resources", request.flow_id),
             ));
         }
-        self.reserve(request, None)
+        self.reserve(request, None, PrimaryPath::Search)
     }
 
     /// Reserves a path and resources for `request` next to what the flow holds now; its own
@@ -616,6 +628,21 @@ impl ResourcePool {
         &mut self,
         request: &FlowRequest,
         kind: Reallocation,
+    ) -> Result<Resources, ErrorBody> {
+        self.reserve_pending(request, kind, PrimaryPath::Search)
+    }
+
+    /// [`reallocate`](Self::reallocate) for a new protected path: the primary path stays
+    /// while it can carry the flow. The network asked for it: a repair.
+    pub fn reprotect(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
+        self.reserve_pending(request, Reallocation::Repair, PrimaryPath::KeepIfUsable)
+    }
+
+    fn reserve_pending(
+        &mut self,
+        request: &FlowRequest,
+        kind: Reallocation,
+        primary: PrimaryPath,
     ) -> Result<Resources, ErrorBody> {
         if self
             .holdings
@@ -629,7 +656,7 @@ impl ResourcePool {
                 format!("flow {} is already moving", request.flow_id),
             ));
         }
-        self.reserve(request, Some(kind))
+        self.reserve(request, Some(kind), primary)
     }
 
     /// Reserves for `request` as the flow's current reservation (`reallocation` none), or as
@@ -638,6 +665,7 @@ impl ResourcePool {
         &mut self,
         request: &FlowRequest,
         reallocation: Option<Reallocation>,
+        primary: PrimaryPath,
     ) -> Result<Resources, ErrorBody> {
         let pending = reallocation.is_some();
         request.validate().map_err(|reason| {
@@ -652,12 +680,17 @@ impl ResourcePool {
             let own = holding.map_or(0, |h| h.bandwidth_on(isl));
             self.usable(isl).map(|free| free + own)
         };
-        // A pinned flow that holds a path keeps it, or has none.
-        let pinned_to = holding
-            .and_then(|h| h.current.as_ref())
-            .filter(|_| request.pinned)
-            .map(|current| current.resources.forward_path.as_slice());
-        let search = |bandwidth: u64| match pinned_to {
+        // A pinned flow that holds a path keeps it, or has none; a flow re-protected keeps its
+        // primary while it can carry the flow.
+        let current = holding.and_then(|h| h.current.as_ref());
+        let carries =
+            |path: &[Isl]| pinned_path(request, path, request.maximum_bandwidth, usable).is_ok();
+        let kept = current
+            .map(|current| current.resources.forward_path.as_slice())
+            .filter(|path| {
+                request.pinned || (primary == PrimaryPath::KeepIfUsable && carries(path))
+            });
+        let search = |bandwidth: u64| match kept {
             Some(path) => pinned_path(request, path, bandwidth, usable).map(|isls| Chosen {
                 isls,
                 degraded: None,
@@ -665,7 +698,11 @@ impl ResourcePool {
             None => self.diverse_path(request, &avoid, bandwidth, usable),
         };
         let chosen = choose_path(request, reallocation, search)?;
-        let resources = self.take_ids(request, chosen)?;
+        let protected = request
+            .allocate_protected_path
+            .then(|| protected::protected_path(&self.network, request, &chosen.path, usable))
+            .flatten();
+        let resources = self.take_ids(request, chosen, protected)?;
         let reservation = Reservation {
             request: request.clone(),
             resources: resources.clone(),
@@ -841,6 +878,7 @@ impl ResourcePool {
         &mut self,
         request: &FlowRequest,
         chosen: ChosenPath,
+        protected_path: Option<Vec<Isl>>,
     ) -> Result<Resources, ErrorBody> {
         let ChosenPath {
             path,
@@ -855,19 +893,25 @@ impl ResourcePool {
                 format!("no free {what}"),
             )
         };
+        let no_vlan = |isl: Isl| {
+            exhausted(&format!(
+                "transit VLAN on the link {}-{}",
+                isl.src_switch, isl.dst_switch
+            ))
+        };
         let cookie = self.cookies.take().ok_or_else(|| exhausted("cookie"))?;
-        let mut transit_vlans = Vec::with_capacity(path.len());
-        for isl in &path {
-            let Some(vlan) = self.link_vlans(isl).take() else {
-                self.cookies.give_back(cookie);
-                self.give_back_vlans(&path, &transit_vlans);
-                return Err(exhausted(&format!(
-                    "transit VLAN on the link {}-{}",
-                    isl.src_switch, isl.dst_switch
-                )));
-            };
-            transit_vlans.push(u16::try_from(vlan).unwrap_or(MAX_VLAN));
-        }
+        let transit_vlans = self.take_vlans(&path).map_err(|isl| {
+            self.cookies.give_back(cookie);
+            no_vlan(isl)
+        })?;
+        // No VLAN for the protected path leaves the flow unprotected, like no path for it.
+        let protected = protected_path.and_then(|forward_path| {
+            let transit_vlans = self.take_vlans(&forward_path).ok()?;
+            Some(Box::new(ProtectedPath {
+                forward_path,
+                transit_vlans,
+            }))
+        });
         let metered = request.maximum_bandwidth > 0;
         let forward_meter = metered
             .then(|| self.take_meter(request.source.switch_id))
@@ -883,12 +927,26 @@ impl ResourcePool {
             forward_path: path,
             without_bandwidth,
             degraded,
+            protected,
         };
         if metered && (forward_meter.is_none() || reverse_meter.is_none()) {
             self.give_back_ids(request, &resources);
             return Err(exhausted("meter"));
         }
         Ok(resources)
+    }
+
+    /// One transit VLAN per ISL of `path`, or the ISL that has none left (then none is taken).
+    fn take_vlans(&mut self, path: &[Isl]) -> Result<Vec<u16>, Isl> {
+        let mut vlans = Vec::with_capacity(path.len());
+        for isl in path {
+            let Some(vlan) = self.link_vlans(isl).take() else {
+                self.give_back_vlans(path, &vlans);
+                return Err(*isl);
+            };
+            vlans.push(u16::try_from(vlan).unwrap_or(MAX_VLAN));
+        }
+        Ok(vlans)
     }
 
     /// Changes what a flow holds, keeping `used_bandwidth` and the view's reservations in
@@ -952,15 +1010,40 @@ impl ResourcePool {
         }
     }
 
-    /// The path the flow's rules use appears (`diff` 1) or goes (-1).
+    /// The paths the flow's rules use appear (`diff` 1) or go (-1).
     fn paths_changed(&mut self, flow_id: &str, resources: &Resources, diff: isize) {
-        for isl in reserved_isls(resources) {
-            self.changes.push(ViewChange::Path {
-                isl,
-                flow_id: flow_id.to_string(),
-                diff,
-            });
+        let protected = resources.protected.iter().map(|p| (&p.forward_path, true));
+        for (path, protected) in [(&resources.forward_path, false)]
+            .into_iter()
+            .chain(protected)
+        {
+            for isl in path.iter().flat_map(|isl| [*isl, isl.reversed()]) {
+                self.changes.push(ViewChange::Path {
+                    isl,
+                    flow_id: flow_id.to_string(),
+                    protected,
+                    diff,
+                });
+            }
         }
+    }
+
+    /// The flow's traffic moved onto its protected path: its current reservation's paths
+    /// exchange. The ISLs, ids and bandwidth it holds stay the same.
+    pub fn swap(&mut self, flow_id: &str) {
+        let Some(current) = self
+            .holdings
+            .get_mut(flow_id)
+            .and_then(|h| h.current.as_mut())
+        else {
+            return;
+        };
+        let Some(swapped) = current.resources.swapped() else {
+            return;
+        };
+        let before = std::mem::replace(&mut current.resources, swapped.clone());
+        self.paths_changed(flow_id, &before, -1);
+        self.paths_changed(flow_id, &swapped, 1);
     }
 
     /// The pending reservation becomes the flow's current one.
@@ -1049,7 +1132,9 @@ impl ResourcePool {
 
     fn give_back_ids(&mut self, request: &FlowRequest, resources: &Resources) {
         self.cookies.give_back(resources.cookie);
-        self.give_back_vlans(&resources.forward_path, &resources.transit_vlans);
+        for (isl, vlan) in path_vlans(resources) {
+            self.link_vlans(isl).give_back(u64::from(*vlan));
+        }
         for (switch, meter) in [
             (request.source.switch_id, resources.forward_meter),
             (request.destination.switch_id, resources.reverse_meter),
@@ -1149,16 +1234,40 @@ fn membership<'a>(request: &'a FlowRequest, previous: Option<&FlowRequest>) -> M
     }
 }
 
-/// A flow reserves its bandwidth on every ISL of its path in both directions.
-fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
+/// Where a reservation's primary path comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrimaryPath {
+    /// The best path the network has now.
+    Search,
+    /// The flow's current primary, while it can still carry the flow (a re-protection).
+    KeepIfUsable,
+}
+
+/// The forward ISLs of a reservation's primary and protected paths.
+fn all_paths(resources: &Resources) -> impl Iterator<Item = &Isl> {
+    let protected = resources.protected.iter().flat_map(|p| &p.forward_path);
+    resources.forward_path.iter().chain(protected)
+}
+
+/// Each ISL of a reservation's paths with the transit VLAN it holds there.
+fn path_vlans(resources: &Resources) -> impl Iterator<Item = (&Isl, &u16)> {
+    let protected = resources
+        .protected
+        .iter()
+        .flat_map(|p| p.forward_path.iter().zip(&p.transit_vlans));
     resources
         .forward_path
         .iter()
-        .flat_map(|isl| [*isl, isl.reversed()])
+        .zip(&resources.transit_vlans)
+        .chain(protected)
 }
 
-/// The path a pinned flow holds, if it still joins the request's switches and every ISL of it
-/// can carry the request both ways (`usable`: what each ISL has free for the flow).
+/// A flow reserves its bandwidth on every ISL of its paths (the protected one too: it must
+/// carry the flow the moment it is swapped to) in both directions.
+fn reserved_isls(resources: &Resources) -> impl Iterator<Item = Isl> + '_ {
+    all_paths(resources).flat_map(|isl| [*isl, isl.reversed()])
+}
+
 /// A path, and how it falls short of the request.
 struct ChosenPath {
     path: Vec<Isl>,
@@ -1219,6 +1328,8 @@ fn choose_path(
     })
 }
 
+/// The path a pinned flow holds, if it still joins the request's switches and every ISL of it
+/// can carry `bandwidth` both ways (`usable`: what each ISL has free for the flow).
 fn pinned_path(
     request: &FlowRequest,
     path: &[Isl],

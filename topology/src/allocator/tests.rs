@@ -377,10 +377,151 @@ fn a_restart_takes_back_exactly_what_the_records_hold() {
     );
 }
 
+fn protected(flow_id: &str, src: u64, dst: u64, port: u32, bandwidth: u64) -> FlowRequest {
+    FlowRequest {
+        allocate_protected_path: true,
+        ..request(flow_id, src, dst, port, bandwidth)
+    }
+}
+
+fn protected_isls(resources: &Resources) -> Vec<Isl> {
+    resources
+        .protected
+        .iter()
+        .flat_map(|p| &p.forward_path)
+        .flat_map(|isl| [*isl, isl.reversed()])
+        .collect()
+}
+
+#[test]
+fn a_protected_flow_reserves_a_second_path_apart_from_its_primary() {
+    let mut pool = pool("ring:4");
+    let resources = pool.allocate(&protected("a", 1, 2, 10, 4_000_000)).unwrap();
+    let protected_path = resources
+        .protected
+        .clone()
+        .expect("a ring has a second way");
+    assert_eq!(resources.forward_path.len(), 1);
+    assert_eq!(protected_path.forward_path.len(), 3, "1 -> 4 -> 3 -> 2");
+    assert_eq!(protected_path.transit_vlans, vec![2, 2, 2]);
+    for isl in reserved_isls(&resources) {
+        assert_eq!(
+            pool.available(&isl),
+            6_000_000,
+            "{isl:?}: both paths reserve it"
+        );
+    }
+    // Its transit switches must hold the protected path's rules.
+    let on_switch_4 = pool.expectation(SwitchId(4));
+    assert_eq!(on_switch_4.required.len(), 2, "its transit rule each way");
+
+    pool.free("a");
+    for isl in reserved_isls(&resources) {
+        assert_eq!(pool.available(&isl), 10_000_000);
+    }
+    let again = pool.allocate(&protected("b", 1, 2, 10, 1)).unwrap();
+    assert_eq!(
+        again.protected, resources.protected,
+        "its VLANs are free again"
+    );
+}
+
+#[test]
+fn without_a_second_way_a_protected_flow_gets_its_primary_alone() {
+    let mut pool = pool("linear:3");
+    let resources = pool.allocate(&protected("a", 1, 3, 10, 1)).unwrap();
+    assert_eq!(
+        (resources.forward_path.len(), resources.protected),
+        (2, None)
+    );
+    let mut ring = self::pool("ring:4");
+    ring.allocate(&request("big", 1, 4, 11, 9_000_000)).unwrap();
+    let thin = ring.allocate(&protected("a", 1, 2, 10, 2_000_000)).unwrap();
+    assert_eq!(thin.protected, None, "the way round lacks the bandwidth");
+}
+
+#[test]
+fn a_swap_exchanges_the_paths_and_keeps_what_is_held() {
+    let mut pool = pool("ring:4");
+    let before = pool.allocate(&protected("a", 1, 2, 10, 1_000)).unwrap();
+    let available: Vec<u64> = reserved_isls(&before).map(|i| pool.available(&i)).collect();
+    pool.take_view_changes();
+    pool.swap("a");
+    let (current, _) = pool.reservations_of("a");
+    let after = current.unwrap().resources.clone();
+    assert_eq!(Some(after.clone()), before.swapped());
+    let still: Vec<u64> = reserved_isls(&before).map(|i| pool.available(&i)).collect();
+    assert_eq!(still, available);
+    let changes = pool.take_view_changes();
+    let moved = |protected: bool, diff: isize| {
+        changes
+            .iter()
+            .filter(|c| matches!(c, ViewChange::Path { protected: p, diff: d, .. } if *p == protected && *d == diff))
+            .count()
+    };
+    assert_eq!(
+        (moved(false, -1), moved(true, 1)),
+        (2, 2),
+        "the old primary's link, each way"
+    );
+    assert_eq!((moved(true, -1), moved(false, 1)), (6, 6));
+}
+
+#[test]
+fn a_reprotection_keeps_the_primary_while_it_carries_the_flow() {
+    let mut pool = pool("grid:3x3");
+    let request = protected("a", 1, 9, 10, 1_000);
+    let first = pool.allocate(&request).unwrap();
+    let old_protected = first.protected.clone().unwrap();
+    let broken = old_protected.forward_path[1];
+    for isl in [broken, broken.reversed()] {
+        pool.apply_network_event(&SbEvent::IslDown { isl });
+    }
+    let next = pool.reprotect(&request).unwrap();
+    assert_eq!(next.forward_path, first.forward_path, "the primary stays");
+    let new_protected = next.protected.clone().expect("the grid has another way");
+    assert!(!new_protected.forward_path.contains(&broken));
+    assert!(protected_isls(&next)
+        .iter()
+        .all(|isl| !first.forward_path.contains(isl)));
+    pool.commit("a");
+    let broken_primary = first.forward_path[0];
+    for isl in [broken_primary, broken_primary.reversed()] {
+        pool.apply_network_event(&SbEvent::IslDown { isl });
+    }
+    let moved = pool.reprotect(&request).unwrap();
+    assert!(
+        !moved.forward_path.contains(&broken_primary),
+        "a primary that cannot carry the flow is searched anew"
+    );
+}
+
+#[test]
+fn a_restart_takes_back_a_protected_paths_vlans() {
+    let mut before = pool("ring:4");
+    let a = before.allocate(&protected("a", 1, 2, 10, 1000)).unwrap();
+    let mut record = FlowRecord::new(protected("a", 1, 2, 10, 1000), 0);
+    record.resources = Some(a.clone());
+    let mut after = pool("ring:4");
+    after.restore(&record);
+    for isl in reserved_isls(&a) {
+        assert_eq!(after.available(&isl), before.available(&isl), "{isl:?}");
+    }
+    let next = after.allocate(&protected("b", 1, 2, 11, 1)).unwrap();
+    let held = |r: &Resources| -> Vec<(Isl, u16)> {
+        path_vlans(r).map(|(isl, vlan)| (*isl, *vlan)).collect()
+    };
+    assert!(
+        held(&next).iter().all(|v| !held(&a).contains(v)),
+        "no VLAN twice on a link"
+    );
+}
+
 mod over_commit {
-    //! Whatever order the requests of concurrent creates, reroutes and updates reach the
-    //! allocator in (it serialises them), no ISL is ever promised more than its capacity,
-    //! and no id is held twice.
+    //! Whatever order the requests of concurrent creates, reroutes, updates, swaps and
+    //! re-protections reach the allocator in (it serialises them), no ISL is ever promised
+    //! more than its capacity, no id is held twice, and a protected path shares no ISL with
+    //! its primary. Odd flows ask for a protected path.
     use super::*;
     use proptest::prelude::*;
 
@@ -399,6 +540,12 @@ mod over_commit {
             bandwidth: u64,
             kind: Reallocation,
             strict_bandwidth: bool,
+        },
+        Reprotect {
+            flow: usize,
+        },
+        Swap {
+            flow: usize,
         },
         Commit {
             flow: usize,
@@ -461,6 +608,8 @@ mod over_commit {
                         strict_bandwidth,
                     }
                 }),
+            flow.clone().prop_map(|flow| Step::Reprotect { flow }),
+            flow.clone().prop_map(|flow| Step::Swap { flow }),
             flow.clone().prop_map(|flow| Step::Commit { flow }),
             flow.clone().prop_map(|flow| Step::Release { flow }),
             flow.prop_map(|flow| Step::Free { flow }),
@@ -472,6 +621,7 @@ mod over_commit {
     fn flow_request(flow: usize, src: u64, dst: u64, bandwidth: u64) -> FlowRequest {
         let mut r = request(&format!("f{flow}"), src, dst, 10 + flow as u32, bandwidth);
         r.destination.port_number = 30 + flow as u32;
+        r.allocate_protected_path = flow % 2 == 1 && src != dst;
         r
     }
 
@@ -485,9 +635,24 @@ mod over_commit {
             for reservation in [&holding.current, &holding.pending].into_iter().flatten() {
                 let (request, resources) = (&reservation.request, &reservation.resources);
                 assert!(cookies.insert(resources.cookie), "cookie held twice");
-                for (isl, vlan) in resources.forward_path.iter().zip(&resources.transit_vlans) {
+                for (isl, vlan) in path_vlans(resources) {
                     let link = (*isl).min(isl.reversed());
                     assert!(vlans.insert((link, *vlan)), "VLAN held twice on a link");
+                }
+                if let Some(protected) = &resources.protected {
+                    assert!(request.allocate_protected_path);
+                    let primary: BTreeSet<Isl> = resources
+                        .forward_path
+                        .iter()
+                        .flat_map(|isl| [*isl, isl.reversed()])
+                        .collect();
+                    assert!(
+                        protected
+                            .forward_path
+                            .iter()
+                            .all(|isl| !primary.contains(isl)),
+                        "the protected path shares an ISL with the primary"
+                    );
                 }
                 for (switch, meter) in [
                     (request.source.switch_id, resources.forward_meter),
@@ -542,6 +707,12 @@ mod over_commit {
                             let _ = pool.reallocate(&r, kind);
                         }
                     }
+                    Step::Reprotect { flow } => {
+                        if let Some(current) = requests.get(&flow) {
+                            let _ = pool.reprotect(current);
+                        }
+                    }
+                    Step::Swap { flow } => pool.swap(&format!("f{flow}")),
                     Step::Commit { flow } => pool.commit(&format!("f{flow}")),
                     Step::Release { flow } => pool.release_pending(&format!("f{flow}")),
                     Step::Free { flow } => {

@@ -20,6 +20,7 @@ use hubspoke_fsm::delete::FlowDelete;
 use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
 use hubspoke_fsm::repair::FlowRepair;
 use hubspoke_fsm::reroute::{FlowReroute, RerouteKind};
+use hubspoke_fsm::swap::FlowSwap;
 use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
     Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
@@ -50,9 +51,11 @@ pub enum HubInput {
         timer: HubTimer,
         generation: u64,
     },
-    /// From the network view: the flow's installed path uses a down link (or no longer does).
+    /// From the network view: one of the flow's installed paths (its primary, or its
+    /// protected path) uses a down link (or no longer does).
     PathAffected {
         flow_id: String,
+        protected: bool,
         affected: bool,
     },
     /// From the switch keeper: the flow's rules on the switch are missing or differ.
@@ -90,6 +93,7 @@ enum Machine {
     Reroute(Box<StateMachine<FlowReroute>>),
     Sync(Box<StateMachine<FlowSync>>),
     Repair(StateMachine<FlowRepair>),
+    Swap(Box<StateMachine<FlowSwap>>),
 }
 
 impl Machine {
@@ -100,6 +104,7 @@ impl Machine {
             Machine::Reroute(m) => m.handle_with_context(event, context),
             Machine::Sync(m) => m.handle_with_context(event, context),
             Machine::Repair(m) => m.handle_with_context(event, context),
+            Machine::Swap(m) => m.handle_with_context(event, context),
         }
     }
 
@@ -110,6 +115,7 @@ impl Machine {
             Machine::Reroute(m) => m.state().is_finished(),
             Machine::Sync(m) => m.state().is_finished(),
             Machine::Repair(m) => m.state().is_finished(),
+            Machine::Swap(m) => m.state().is_finished(),
         }
     }
 
@@ -120,6 +126,15 @@ impl Machine {
             Machine::Reroute(m) => m.inner().operation_name(),
             Machine::Sync(_) => "sync",
             Machine::Repair(_) => "repair",
+            Machine::Swap(_) => "swap",
+        }
+    }
+
+    /// For a finished swap, whether the flow is on its other path now.
+    fn swapped(&self) -> Option<bool> {
+        match self {
+            Machine::Swap(m) => Some(*m.state() == hubspoke_fsm::swap::State::Swapped {}),
+            _ => None,
         }
     }
 }
@@ -157,6 +172,15 @@ impl FlowSlot {
     /// DOWN, or DEGRADED: the network owes it something, so it is tried again.
     fn wants_better(&self) -> bool {
         self.is_down() || self.has_status(FlowStatus::Degraded)
+    }
+
+    /// Asks for a protected path and has none, or one that is broken.
+    fn wants_protection(&self) -> bool {
+        self.record.as_ref().is_some_and(|r| {
+            r.request.allocate_protected_path
+                && (self.reroute.protected_is_down()
+                    || r.resources.as_ref().is_some_and(|r| r.protected.is_none()))
+        })
     }
 
     fn has_status(&self, status: FlowStatus) -> bool {
@@ -369,6 +393,7 @@ impl Hub {
                 self.reroute_machine(record, RerouteKind::Manual, prefix)
             }
             NbRequest::SyncFlow { .. } => self.sync_machine(record, prefix),
+            NbRequest::SwapFlow { .. } => self.swap_machine(record, prefix),
             NbRequest::DeleteFlow { .. } | NbRequest::CreateFlow { .. } => {
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
@@ -385,6 +410,12 @@ impl Hub {
     fn sync_machine(&self, record: FlowRecord, prefix: String) -> Machine {
         Machine::Sync(Box::new(
             FlowSync::new(record, self.timeouts, prefix).state_machine(),
+        ))
+    }
+
+    fn swap_machine(&self, record: FlowRecord, prefix: String) -> Machine {
+        Machine::Swap(Box::new(
+            FlowSwap::new(record, self.timeouts, prefix).state_machine(),
         ))
     }
 
@@ -531,9 +562,12 @@ impl Hub {
             ));
         }
         let exists = slot.is_some_and(|s| s.record.is_some());
-        let pinned = slot
-            .and_then(|s| s.record.as_ref())
-            .is_some_and(|r| r.request.pinned);
+        let record = slot.and_then(|s| s.record.as_ref());
+        let pinned = record.is_some_and(|r| r.request.pinned);
+        let protection = record.map(|r| {
+            let path = r.resources.as_ref().and_then(|r| r.protected.as_ref());
+            (r.request.allocate_protected_path, path.is_some())
+        });
         match &envelope.payload {
             NbRequest::CreateFlow { flow } => {
                 flow.validate().map_err(|reason| {
@@ -569,8 +603,33 @@ impl Hub {
                     format!("flow {flow_id} is pinned to its path: it is never moved (unpin it first: PATCH {{\"pinned\": false}})"),
                 ));
             }
+            NbRequest::SwapFlow { .. } if protection.is_some_and(|(asked, _)| !asked) => {
+                return Err(ErrorBody::new(
+                    400,
+                    "no-protection",
+                    "The flow is not protected",
+                    format!("flow {flow_id} has no allocate_protected_path: nothing to swap to"),
+                ));
+            }
+            NbRequest::SwapFlow { .. } if protection.is_some_and(|(_, has)| !has) => {
+                return Err(ErrorBody::new(
+                    409,
+                    "no-protected-path",
+                    "The flow has no protected path",
+                    format!("flow {flow_id} has no protected path now (the network has none)"),
+                ));
+            }
+            NbRequest::SwapFlow { .. } if slot.is_some_and(|s| s.reroute.protected_is_down()) => {
+                return Err(ErrorBody::new(
+                    409,
+                    "protected-path-down",
+                    "The protected path is down",
+                    format!("flow {flow_id}'s protected path uses a link that is down"),
+                ));
+            }
             NbRequest::DeleteFlow { .. }
             | NbRequest::PatchFlow { .. }
+            | NbRequest::SwapFlow { .. }
             | NbRequest::RerouteFlow { .. }
             | NbRequest::SyncFlow { .. }
             | NbRequest::ValidateFlow { .. }
@@ -619,8 +678,12 @@ impl Hub {
                 command_id,
                 reason: format!("the switch answered with a ping's result: {outcome:?}"),
             },
-            HubInput::PathAffected { affected, .. } => {
-                self.path_affected(now_ms, &flow_id, affected, out);
+            HubInput::PathAffected {
+                protected,
+                affected,
+                ..
+            } => {
+                self.path_affected(now_ms, &flow_id, protected, affected, out);
                 return;
             }
             HubInput::Repair { switch_id, .. } => {
@@ -737,6 +800,10 @@ impl Hub {
         } else {
             self.degraded.remove(flow_id);
         }
+        let swapped = operation.machine.swapped();
+        if swapped == Some(true) {
+            slot.reroute.paths_swapped();
+        }
         if slot.record.is_none() {
             if let Some(gone) = self.flows.remove(flow_id) {
                 gone.reroute.cancel(flow_id, out);
@@ -744,7 +811,7 @@ impl Hub {
             self.bandwidth_freed(now_ms, out);
         } else {
             let next_repair = slot.repairs_waiting.pop_first();
-            self.after_operation(now_ms, flow_id, out);
+            self.after_operation(now_ms, flow_id, swapped.is_some(), out);
             if let Some(switch_id) = next_repair {
                 self.repair(now_ms, flow_id, switch_id, out);
             }
@@ -782,6 +849,10 @@ impl Carrying<'_> {
                     kind,
                 })
             }
+            Action::Reprotect(request) => {
+                HubOutput::Allocator(AllocatorRequest::Reprotect { flow_id, request })
+            }
+            Action::SwapPaths => HubOutput::Allocator(AllocatorRequest::Swap { flow_id }),
             Action::Commit => HubOutput::Allocator(AllocatorRequest::Commit { flow_id }),
             Action::Release => HubOutput::Allocator(AllocatorRequest::Release { flow_id }),
             Action::Free => HubOutput::Allocator(AllocatorRequest::Free { flow_id }),

@@ -48,10 +48,15 @@ fn hub() -> (Hub, Arc<Metrics>) {
 
 /// A hub that recovered flow `f1`, UP on its path, with nothing in flight.
 fn hub_with_an_up_flow() -> (Hub, Arc<Metrics>) {
-    let (mut hub, metrics) = hub();
     let mut record = FlowRecord::new(request("f1"), 10);
     record.resources = Some(resources());
     record.status = FlowStatus::Up;
+    hub_with(record)
+}
+
+/// A hub that recovered `record`, with nothing in flight.
+fn hub_with(record: FlowRecord) -> (Hub, Arc<Metrics>) {
+    let (mut hub, metrics) = hub();
     hub.restore(
         1000,
         [RecoveredFlow {
@@ -272,6 +277,7 @@ fn a_failed_reroute_of_a_broken_path_is_retried_with_growing_waits() {
         2000,
         HubInput::PathAffected {
             flow_id: "f1".into(),
+            protected: false,
             affected: true,
         },
         &mut out,
@@ -381,4 +387,175 @@ fn switches_that_lost_a_busy_flows_rules_are_repaired_one_after_the_other() {
     }
     repaired.dedup();
     assert_eq!(repaired, vec![SwitchId(1), SwitchId(2)]);
+}
+
+/// A hub that recovered flow `f1`, UP on 1 → 2, protected by 1 → 3 → 2.
+fn hub_with_a_protected_flow() -> (Hub, Arc<Metrics>) {
+    let mut record = FlowRecord::new(request("f1"), 10);
+    record.request.allocate_protected_path = true;
+    let isl = |src, src_port, dst, dst_port| Isl {
+        src_switch: SwitchId(src),
+        src_port,
+        dst_switch: SwitchId(dst),
+        dst_port,
+    };
+    record.resources = Some(Resources {
+        protected: Some(Box::new(hubspoke_fsm::ProtectedPath {
+            forward_path: vec![isl(1, 2, 3, 1), isl(3, 2, 2, 2)],
+            transit_vlans: vec![2, 2],
+        })),
+        ..resources()
+    });
+    record.status = FlowStatus::Up;
+    hub_with(record)
+}
+
+fn path_affected(protected: bool, affected: bool) -> HubInput {
+    HubInput::PathAffected {
+        flow_id: "f1".into(),
+        protected,
+        affected,
+    }
+}
+
+fn saved_record(out: &[HubOutput]) -> Option<FlowRecord> {
+    out.iter().rev().find_map(|o| match o {
+        HubOutput::Event(e) => match &e.payload {
+            FlowEvent::Updated { flow } => Some(flow.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn a_protected_flow_whose_primary_breaks_is_swapped_at_once_then_re_protected() {
+    let (mut hub, metrics) = hub_with_a_protected_flow();
+    let mut out = Vec::new();
+    hub.input(2000, path_affected(false, true), &mut out);
+    assert_eq!(
+        registered(&out, HubTimer::Reroute),
+        None,
+        "no throttle delay"
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, HubOutput::Allocator(_))),
+        "no path search"
+    );
+    let installs = succeed_all(&mut hub, 2001, &mut out);
+    assert_eq!(
+        installs,
+        vec![
+            (SwitchId(1), SbAction::Install),
+            (SwitchId(2), SbAction::Install)
+        ],
+        "one ingress install per endpoint switch"
+    );
+    let verifies = succeed_all(&mut hub, 2002, &mut out);
+    assert!(verifies
+        .iter()
+        .all(|(_, action)| *action == SbAction::Verify));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, HubOutput::Allocator(AllocatorRequest::Swap { .. }))));
+    let record = saved_record(&out).unwrap();
+    assert_eq!(record.status, FlowStatus::Up);
+    assert_eq!(record.resources.as_ref().unwrap().forward_path.len(), 2);
+    assert_eq!(metrics.swaps_started.get(), 1);
+
+    // The new protected path is the broken old primary: a new one is found in the background.
+    let (generation, at_ms) = registered_at(&out, HubTimer::Reroute).expect("re-protection");
+    out.clear();
+    hub.input(
+        at_ms,
+        HubInput::Timer {
+            flow_id: "f1".into(),
+            timer: HubTimer::Reroute,
+            generation,
+        },
+        &mut out,
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, HubOutput::Allocator(AllocatorRequest::Reprotect { .. }))));
+}
+
+#[test]
+fn a_swap_a_switch_refuses_falls_back_to_a_reroute() {
+    let (mut hub, _) = hub_with_a_protected_flow();
+    let mut out = Vec::new();
+    hub.input(2000, path_affected(false, true), &mut out);
+    let (correlation_id, command_id) = out
+        .iter()
+        .find_map(|o| match o {
+            HubOutput::Speaker(SpeakerRequest::Run {
+                correlation_id,
+                command_id,
+                ..
+            }) => Some((correlation_id.clone(), command_id.clone())),
+            _ => None,
+        })
+        .unwrap();
+    out.clear();
+    let refused = SpeakerReport {
+        requester: Requester::Hub,
+        flow_id: "f1".into(),
+        correlation_id,
+        command_id,
+        outcome: ReportOutcome::Failed {
+            reason: "BAD_COMMAND".into(),
+        },
+    };
+    hub.input(2001, HubInput::Report(refused), &mut out);
+    let restores = succeed_all(&mut hub, 2002, &mut out);
+    assert!(restores
+        .iter()
+        .all(|(_, action)| *action == SbAction::Install));
+    let record = saved_record(&out).unwrap();
+    assert_eq!(record.status, FlowStatus::Up, "as it was, on its primary");
+    assert!(
+        registered(&out, HubTimer::Reroute).is_some(),
+        "the broken primary is rerouted instead"
+    );
+}
+
+#[test]
+fn a_manual_swap_needs_a_protected_flow_with_a_protected_path() {
+    let swap = |correlation_id: &str| {
+        Envelope::new(
+            correlation_id,
+            "f1",
+            2000,
+            NbRequest::SwapFlow {
+                flow_id: "f1".into(),
+            },
+        )
+    };
+    let refused = |hub: &mut Hub, correlation_id: &str| {
+        let mut out = Vec::new();
+        hub.request(2000, swap(correlation_id), &mut out);
+        match responses(&out).first().map(|r| r.payload.clone()) {
+            Some(NbResponse::Error { error }) => Some(error.status),
+            _ => None,
+        }
+    };
+    let (mut unprotected, _) = hub_with_an_up_flow();
+    assert_eq!(refused(&mut unprotected, "s1"), Some(400));
+    let (mut broken, _) = hub_with_a_protected_flow();
+    broken.input(1500, path_affected(true, true), &mut Vec::new());
+    assert_eq!(
+        refused(&mut broken, "s4"),
+        Some(409),
+        "its protected path is down"
+    );
+    let (mut protected, _) = hub_with_a_protected_flow();
+    let mut out = Vec::new();
+    protected.request(2000, swap("s2"), &mut out);
+    assert_eq!(refused(&mut protected, "s3"), Some(409), "busy swapping");
+    succeed_all(&mut protected, 2001, &mut out);
+    succeed_all(&mut protected, 2002, &mut out);
+    assert!(matches!(
+        responses(&out).first().map(|r| &r.payload),
+        Some(NbResponse::Flow { .. })
+    ));
 }
