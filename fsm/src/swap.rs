@@ -154,8 +154,7 @@ impl FlowSwap {
         let resources = self.swapped.clone();
         self.flow = self.flow.changed(context.now_ms, |r| {
             r.resources = resources;
-            r.status = FlowStatus::Up;
-            r.status_info = None;
+            r.mark_in_place();
         });
         context.push(Action::Save(self.flow.clone()));
         context.push(Action::Respond(NbResponse::Flow {

@@ -120,6 +120,29 @@ fn a_swap_changes_only_the_ingress_rules_and_packets_take_the_protected_path() {
         .any(|a| matches!(a, Action::Respond(NbResponse::Flow { .. }))));
 }
 
+/// A swap moves traffic, not the reservation's shortfall: a DEGRADED flow stays DEGRADED.
+#[test]
+fn a_degraded_flow_swapped_stays_degraded_with_its_reason() {
+    let mut flow = protected_flow();
+    let reason = "no path has 1000 kbps available";
+    if let Some(resources) = flow.resources.as_mut() {
+        resources.without_bandwidth = true;
+        resources.degraded = Some(reason.into());
+    }
+    flow.status = FlowStatus::Degraded;
+    flow.status_info = Some(reason.into());
+    let mut h = harness(flow);
+    let installs = h.handle(OpEvent::Start);
+    let verifies = h.succeed_all(&installs);
+    let done = h.succeed_all(&verifies);
+    assert_eq!(h.state(), State::swapped());
+    let record = saved(&done).expect("saved");
+    assert_eq!(
+        (record.status, record.status_info.as_deref()),
+        (FlowStatus::Degraded, Some(reason))
+    );
+}
+
 #[test]
 fn a_swap_a_switch_refuses_puts_the_primarys_ingress_back_and_leaves_the_flow_as_it_was() {
     let flow = protected_flow();
