@@ -313,6 +313,24 @@ mod tests {
         switches: Vec<SwitchState>,
     }
 
+    /// Adds what `stream` emits at each time to that time's entry of `sink`.
+    fn record<D: Clone + 'static>(
+        stream: StreamVec<'_, Time, D>,
+        sink: &Arc<Mutex<BTreeMap<Time, Emitted>>>,
+        probe: &ProbeHandle<Time>,
+        mut add: impl FnMut(&mut Emitted, &[D]) + 'static,
+    ) {
+        let into = sink.clone();
+        stream
+            .inspect_core(move |event| {
+                if let Ok((stamp, data)) = event {
+                    let mut emitted = into.lock().unwrap();
+                    add(emitted.entry(*stamp.expect_singleton()).or_default(), data);
+                }
+            })
+            .probe_with(probe);
+    }
+
     /// Feeds `batches[i]` at time `i + 1` on worker 0 of `workers`. With `step_each_time` the
     /// workers run until each time is done before the next enters; without, all times are
     /// in flight together.
@@ -328,41 +346,20 @@ mod tests {
             let mut input = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, changes) = scope.new_input::<ViewChange>();
                 let view = network_view(changes);
-                let into = sink.clone();
-                view.affected
-                    .inspect_core(move |event| {
-                        if let Ok((stamp, data)) = event {
-                            let mut emitted = into.lock().unwrap();
-                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
-                            at.affected.extend(data.iter().cloned());
+                record(view.affected, &sink, &probe, |at, data| {
+                    at.affected.extend(data.iter().cloned())
+                });
+                record(view.shared, &sink, &probe, |at, data| {
+                    at.shared.extend(data.iter().cloned())
+                });
+                record(view.states, &sink, &probe, |at, data| {
+                    for state in data {
+                        match state.clone() {
+                            NetworkState::Link(link) => at.links.push(link),
+                            NetworkState::Switch(switch) => at.switches.push(switch),
                         }
-                    })
-                    .probe_with(&probe);
-                let into = sink.clone();
-                view.shared
-                    .inspect_core(move |event| {
-                        if let Ok((stamp, data)) = event {
-                            let mut emitted = into.lock().unwrap();
-                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
-                            at.shared.extend(data.iter().cloned());
-                        }
-                    })
-                    .probe_with(&probe);
-                let into = sink.clone();
-                view.states
-                    .inspect_core(move |event| {
-                        if let Ok((stamp, data)) = event {
-                            let mut emitted = into.lock().unwrap();
-                            let at = emitted.entry(*stamp.expect_singleton()).or_default();
-                            for state in data {
-                                match state.clone() {
-                                    NetworkState::Link(link) => at.links.push(link),
-                                    NetworkState::Switch(switch) => at.switches.push(switch),
-                                }
-                            }
-                        }
-                    })
-                    .probe_with(&probe);
+                    }
+                });
                 input
             });
             for (round, batch) in batches.iter().enumerate() {

@@ -734,14 +734,8 @@ impl ResourcePool {
         bandwidth: u64,
         usable: impl Fn(&Isl) -> Option<u64>,
     ) -> Result<Chosen, ErrorBody> {
-        let tiers: &[(bool, bool)] = if avoid.isls.is_empty() {
-            &[(false, false)]
-        } else {
-            &[(true, true), (true, false), (false, false)]
-        };
-        let mut found = Err(paths::no_path(request, bandwidth));
-        for &(isls, switches) in tiers {
-            found = paths::path_for(&self.network, request, bandwidth, |isl| {
+        let search = |isls: bool, switches: bool| {
+            paths::path_for(&self.network, request, bandwidth, |isl| {
                 let avoided = (isls && avoid.isls.contains(isl))
                     || (switches
                         && (avoid.switches.contains(&isl.src_switch)
@@ -751,12 +745,17 @@ impl ResourcePool {
                 } else {
                     usable(isl)
                 }
-            });
-            if found.is_ok() {
-                break;
-            }
-        }
-        let chosen = found?;
+            })
+        };
+        // The diverse tiers first, when there is a group to keep away from; the last tier's
+        // error (no path at all) is the one to give.
+        let diverse = (!avoid.isls.is_empty())
+            .then(|| search(true, true).or_else(|_| search(true, false)).ok())
+            .flatten();
+        let chosen = match diverse {
+            Some(chosen) => chosen,
+            None => search(false, false)?,
+        };
         if chosen.isls.iter().any(|isl| avoid.isls.contains(isl)) {
             tracing::info!(
                 flow_id = %request.flow_id,

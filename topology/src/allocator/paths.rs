@@ -32,7 +32,7 @@ fn as_ms(ns: u64) -> String {
 }
 
 /// Why no path was found: none with `bandwidth` free (none up, for 0).
-pub(super) fn no_path(request: &FlowRequest, bandwidth: u64) -> ErrorBody {
+fn no_path(request: &FlowRequest, bandwidth: u64) -> ErrorBody {
     let (src, dst) = (request.source.switch_id, request.destination.switch_id);
     let details = if bandwidth == 0 {
         format!("no path from {src} to {dst} is up")
