@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use embedded::Rig;
 use hubspoke::embedded::Storage;
-use hubspoke_bus::clock::now_ms;
 use hubspoke_bus::{publish_network_events, NetworkEvents};
 use hubspoke_fsm::{
     Envelope, FlowEndpoint, FlowEvent, FlowRequest, FlowStatus, NbRequest, SwitchId,
@@ -44,19 +43,14 @@ fn create(n: usize, protected: bool) -> Envelope<NbRequest> {
     };
     let flow_id = format!("failover-{n:04}");
     let flow = FlowRequest {
-        flow_id: flow_id.clone(),
+        flow_id,
         source: endpoint(1),
         destination: endpoint(2),
         maximum_bandwidth: 1000,
         allocate_protected_path: protected,
         ..Default::default()
     };
-    Envelope::new(
-        format!("bench-{flow_id}"),
-        flow_id,
-        now_ms(),
-        NbRequest::CreateFlow { flow },
-    )
+    embedded::create_envelope(flow)
 }
 
 /// Each flow's time from the failure of link 1-2 to its record UP off that link.

@@ -200,6 +200,12 @@ pub fn create_request(flow_id: &str, n: usize) -> Envelope<NbRequest> {
         description: String::new(),
         ..Default::default()
     };
+    create_envelope(flow)
+}
+
+/// The bench's create of `flow`, correlated by its id.
+pub fn create_envelope(flow: FlowRequest) -> Envelope<NbRequest> {
+    let flow_id = flow.flow_id.clone();
     Envelope::new(
         format!("bench-{flow_id}"),
         flow_id,
