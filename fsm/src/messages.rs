@@ -87,6 +87,13 @@ pub enum NbRequest {
     DeleteFlow {
         flow_id: FlowId,
     },
+    /// `POST /v2/flows/swap-endpoint`: both flows move to the endpoints given, as one
+    /// make-before-break operation, or neither does. Goes to the first flow's hub, which
+    /// answers with [`NbResponse::EndpointsSwapped`].
+    SwapEndpoints {
+        first_flow: FlowEndpoints,
+        second_flow: FlowEndpoints,
+    },
     /// The flow's rules on every switch of its path against what it expects, and a packet
     /// traced each way. Answered by the switch keeper, not the flow's hub: it is a read.
     ValidateFlow {
@@ -123,6 +130,25 @@ pub enum NbRequest {
     FindPaths {
         query: PathsQuery,
     },
+}
+
+/// One flow's endpoints in `POST /v2/flows/swap-endpoint` (OpenKilda's `SwapFlowPayload`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowEndpoints {
+    pub flow_id: FlowId,
+    pub source: FlowEndpoint,
+    pub destination: FlowEndpoint,
+}
+
+impl FlowEndpoints {
+    /// `request` moved to these endpoints.
+    pub fn applied_to(&self, request: &FlowRequest) -> FlowRequest {
+        FlowRequest {
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            ..request.clone()
+        }
+    }
 }
 
 /// What `PATCH /v2/links/...` changes; what is left out stays.
@@ -171,6 +197,7 @@ impl NbRequest {
             | NbRequest::ValidateFlow { flow_id }
             | NbRequest::PingFlow { flow_id, .. }
             | NbRequest::PatchFlow { flow_id, .. } => Some(flow_id),
+            NbRequest::SwapEndpoints { first_flow, .. } => Some(&first_flow.flow_id),
             NbRequest::ValidateSwitch { .. }
             | NbRequest::SyncSwitch { .. }
             | NbRequest::Ping
@@ -268,6 +295,11 @@ pub enum NbResponse {
     /// Candidate paths, best first.
     Paths {
         paths: Vec<FoundPath>,
+    },
+    /// Both flows of a `swap-endpoint` carry their traffic between their new endpoints.
+    EndpointsSwapped {
+        first_flow: FlowEndpoints,
+        second_flow: FlowEndpoints,
     },
 }
 
@@ -581,6 +613,14 @@ pub enum FlowEvent {
         flow_id: FlowId,
         with: FlowId,
         shared: bool,
+    },
+    /// Both flows of an endpoint swap carry their traffic on their new paths: the flow moves
+    /// to the reservation with `cookie` (its record's target) even if the topology stops
+    /// before its record says so (written by the allocator, which decides the swap, keyed by
+    /// the flow id).
+    EndpointSwapCommitted {
+        flow_id: FlowId,
+        cookie: u64,
     },
     /// A topology generation began (its envelope carries the same epoch). Over Kafka a
     /// restarted topology writes one into every partition of the flow log, so from there on

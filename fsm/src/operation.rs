@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::segments::FlowSegment;
 use crate::{
-    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation, RemovalDebt,
-    Reservation, Resources, SbAction,
+    ErrorBody, FlowEndpoints, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation,
+    RemovalDebt, Reservation, Resources, SbAction,
 };
 
 /// How long an operation may take, in logical milliseconds.
@@ -49,6 +49,31 @@ pub enum OpEvent {
     },
     /// The operation's current deadline passed.
     Timeout,
+    /// What the allocator decided for the endpoint swap this flow is half of.
+    Pair(PairSignal),
+}
+
+/// The allocator's word to the two flows of an endpoint swap: it decides for both, so they
+/// end up swapped together or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PairSignal {
+    /// Both new paths are installed and verified: swap the ingress rules.
+    Go,
+    /// Both swapped their ingress rules: the swap is done, the old rules go.
+    Commit,
+    /// One of the two failed (the error the first flow answers with): both go back.
+    Abort(ErrorBody),
+}
+
+/// What one flow of an endpoint swap tells the allocator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PairVote {
+    /// Its new path is installed and verified, its ingress rules not yet swapped.
+    Ready,
+    /// Its new ingress rules are installed and verified.
+    Swapped,
+    /// It failed, or waited too long: the swap is off unless it is already committed.
+    Failed(ErrorBody),
 }
 
 impl OpEvent {
@@ -61,6 +86,9 @@ impl OpEvent {
             OpEvent::CommandFailed { .. } => "command_failed",
             OpEvent::RulesListed { .. } => "rules_listed",
             OpEvent::Timeout => "timeout",
+            OpEvent::Pair(PairSignal::Go) => "pair_go",
+            OpEvent::Pair(PairSignal::Commit) => "pair_commit",
+            OpEvent::Pair(PairSignal::Abort(_)) => "pair_abort",
         }
     }
 }
@@ -88,6 +116,15 @@ pub enum Action {
     Reprotect(FlowRequest),
     /// The flow's traffic is on its protected path: the reservation's paths exchange.
     SwapPaths,
+    /// An endpoint swap's reservations: `request` (this flow with its new endpoints) and the
+    /// other flow's at `partner`, one for both or none. This flow is answered `Allocated` or
+    /// `AllocationFailed`; the other one's hub starts its half.
+    ReserveEndpointSwap {
+        request: FlowRequest,
+        partner: FlowEndpoints,
+    },
+    /// This flow's word on the endpoint swap it is half of.
+    PairVote(PairVote),
     /// Hand a southbound command to the speaker worker.
     Send {
         command_id: String,

@@ -5,16 +5,23 @@
 //! (an install replaces the rule with the same match), removes what was sent of the new rules,
 //! releases the new reservation and leaves the flow on its old path. Rules whose removal is
 //! not confirmed are handed to the removal debt with the reservation they use.
+//!
+//! An endpoint swap runs one of these on each of its two flows (on their own hubs), with the
+//! allocator deciding for both: each waits for the other before it swaps its ingress rules
+//! (`AwaitingPartner`), and before it removes its old rules (`AwaitingCommit`). A failure of
+//! either, before both swapped, takes both back.
 
 use serde::{Deserialize, Serialize};
 use statig::prelude::*;
 
 use crate::install::{InstallStep, RuleInstall};
-use crate::operation::{variant_name, Action, HistoryName, OpContext, OpEvent, Removal, Timeouts};
+use crate::operation::{
+    variant_name, Action, HistoryName, OpContext, OpEvent, PairSignal, PairVote, Removal, Timeouts,
+};
 use crate::segments::{flow_segments, FlowSegment};
 use crate::{
-    ErrorBody, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation, Reservation,
-    Resources, SbAction,
+    ErrorBody, FlowEndpoints, FlowRecord, FlowRequest, FlowStatus, NbResponse, Reallocation,
+    Reservation, Resources, SbAction,
 };
 
 /// Why a flow is moved.
@@ -31,6 +38,39 @@ pub enum RerouteKind {
     /// Its protected path is broken or missing (after a swap, or none was found): a new one
     /// beside the primary, which stays while it can carry the flow.
     Reprotect,
+    /// `POST /v2/flows/swap-endpoint`: this flow's half of an endpoint swap.
+    SwapEndpoints(EndpointSwap),
+}
+
+/// One flow's half of an endpoint swap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSwap {
+    /// The flow with its new endpoints.
+    pub request: FlowRequest,
+    /// The other flow's new endpoints.
+    pub partner: FlowEndpoints,
+    /// The flow named first: it asks for both reservations and answers the request.
+    pub first: bool,
+}
+
+impl EndpointSwap {
+    /// The answer to the request: both flows' new endpoints, in the order they were named.
+    fn answer(&self) -> NbResponse {
+        let own = FlowEndpoints {
+            flow_id: self.request.flow_id.clone(),
+            source: self.request.source.clone(),
+            destination: self.request.destination.clone(),
+        };
+        let (first_flow, second_flow) = if self.first {
+            (own, self.partner.clone())
+        } else {
+            (self.partner.clone(), own)
+        };
+        NbResponse::EndpointsSwapped {
+            first_flow,
+            second_flow,
+        }
+    }
 }
 
 pub struct FlowReroute {
@@ -55,6 +95,16 @@ pub struct FlowReroute {
     replaced_ingress: Vec<usize>,
     /// Why putting back the replaced old ingress rules failed: the old path has no way in.
     restore_failure: Option<String>,
+    /// An endpoint swap's halves may swap their ingress rules: either may have replaced
+    /// this flow's old ones (they share endpoints).
+    pair_go: bool,
+    /// An endpoint swap is off for this flow: the allocator aborted it, or was told this
+    /// flow failed. Nothing more to tell it.
+    pair_over: bool,
+    /// Why the endpoint swap failed, as the first flow answers it.
+    pair_error: Option<ErrorBody>,
+    /// The request is answered (an endpoint swap answers once, when it is decided).
+    answered: bool,
 }
 
 impl FlowReroute {
@@ -67,6 +117,7 @@ impl FlowReroute {
     ) -> Self {
         let request = match &kind {
             RerouteKind::Update(request) => request.clone(),
+            RerouteKind::SwapEndpoints(swap) => swap.request.clone(),
             _ => flow.request.clone(),
         };
         let old_segments = flow
@@ -87,6 +138,10 @@ impl FlowReroute {
             removal: Removal::default(),
             replaced_ingress: Vec::new(),
             restore_failure: None,
+            pair_go: false,
+            pair_over: false,
+            pair_error: None,
+            answered: false,
         }
     }
 
@@ -95,26 +150,102 @@ impl FlowReroute {
         match self.kind {
             RerouteKind::Update(_) => "update",
             RerouteKind::Reprotect => "reprotect",
+            RerouteKind::SwapEndpoints(_) => "swap_endpoints",
             _ => "reroute",
         }
+    }
+
+    pub fn is_endpoint_swap(&self) -> bool {
+        self.pair().is_some()
+    }
+
+    /// The endpoint swap this flow is half of.
+    fn pair(&self) -> Option<&EndpointSwap> {
+        match &self.kind {
+            RerouteKind::SwapEndpoints(swap) => Some(swap),
+            _ => None,
+        }
+    }
+
+    /// Answers the request (once).
+    fn answer(&mut self, context: &mut OpContext, response: NbResponse) {
+        if !self.answered {
+            self.answered = true;
+            context.push(Action::Respond(response));
+        }
+    }
+
+    /// Tells the allocator this half of an endpoint swap failed, so the other half goes back
+    /// too (unless the allocator already called the swap off).
+    fn vote_failed(&mut self, context: &mut OpContext, reason: &str) {
+        if self.pair().is_none() || self.pair_over {
+            return;
+        }
+        self.pair_over = true;
+        let error = ErrorBody::new(
+            500,
+            "swap-endpoints-failed",
+            "Swap endpoints failed",
+            format!("flow {}: {reason}", self.request.flow_id),
+        );
+        self.pair_error.get_or_insert(error.clone());
+        context.push(Action::PairVote(PairVote::Failed(error)));
+    }
+
+    /// A half of an endpoint swap that waits for the allocator and times out says so, and
+    /// waits on for its word: the swap may be committed already, and then this half must go
+    /// through with it.
+    fn pair_timed_out(&mut self, context: &mut OpContext) -> Outcome<State> {
+        context.details = "timed out waiting for the other flow of the swap".into();
+        if !self.pair_over {
+            self.pair_over = true;
+            let error = ErrorBody::new(
+                504,
+                "operation-timeout",
+                "Swap endpoints timed out",
+                format!(
+                    "flow {} waited too long for the other flow of the swap",
+                    self.request.flow_id
+                ),
+            );
+            context.push(Action::PairVote(PairVote::Failed(error)));
+        }
+        context.push(Action::ArmDeadline {
+            after_ms: self.timeouts.rollback_ms,
+        });
+        Handled
+    }
+
+    fn pair_aborted(&mut self, context: &mut OpContext, error: &ErrorBody) -> Outcome<State> {
+        self.pair_over = true;
+        self.pair_error = Some(error.clone());
+        self.roll_back(context, error.error_description.clone())
     }
 
     /// What to ask the allocator for. A re-protection keeps the primary; otherwise what it
     /// may settle for: a DEGRADED flow the network retries wants better than it has, a flow
     /// the network broke or left DOWN takes what it can get.
-    fn allocation_request(&self) -> Action {
-        let kind = match self.kind {
-            RerouteKind::Reprotect => return Action::Reprotect(self.request.clone()),
+    /// The second flow of an endpoint swap asks for nothing: the first one's request reserved
+    /// for both.
+    fn allocation_request(&self) -> Option<Action> {
+        let kind = match &self.kind {
+            RerouteKind::Reprotect => return Some(Action::Reprotect(self.request.clone())),
+            RerouteKind::SwapEndpoints(swap) => {
+                return swap.first.then(|| Action::ReserveEndpointSwap {
+                    request: self.request.clone(),
+                    partner: swap.partner.clone(),
+                })
+            }
             RerouteKind::Update(_) | RerouteKind::Manual => Reallocation::Requested,
             RerouteKind::Retry if self.status_before.0 == FlowStatus::Degraded => {
                 Reallocation::Upgrade
             }
             RerouteKind::PathDown | RerouteKind::Retry => Reallocation::Repair,
         };
-        Action::Reallocate {
+        Some(Action::Reallocate {
             request: self.request.clone(),
             kind,
-        }
+        })
     }
 
     fn timed_out(&self) -> String {
@@ -122,11 +253,16 @@ impl FlowReroute {
     }
 
     fn roll_back(&mut self, context: &mut OpContext, reason: String) -> Outcome<State> {
+        self.vote_failed(context, &reason);
         let replaced = self.install.sent_ingress_matches();
+        // Once an endpoint swap's halves may swap ingress rules, the other flow's new ones may
+        // have replaced this flow's old ones at the endpoints they share.
+        let pair_go = self.pair_go;
         self.replaced_ingress = (0..self.old_segments.len())
             .filter(|&i| {
                 let old = &self.old_segments[i];
-                old.kind.is_ingress() && replaced.contains(&(old.switch_id, old.rule_match()))
+                old.kind.is_ingress()
+                    && (pair_go || replaced.contains(&(old.switch_id, old.rule_match())))
             })
             .collect();
         let rolling_back = if self.replaced_ingress.is_empty() {
@@ -149,8 +285,8 @@ impl FlowReroute {
         }
     }
 
-    fn error(&self, error: ErrorBody) -> Action {
-        Action::Respond(NbResponse::Error { error })
+    fn error(&self, error: ErrorBody) -> NbResponse {
+        NbResponse::Error { error }
     }
 }
 
@@ -166,7 +302,9 @@ impl FlowReroute {
         match event {
             OpEvent::Start => {
                 self.flow = context.begin(&self.flow, self.timeouts.operation_ms);
-                context.push(self.allocation_request());
+                if let Some(request) = self.allocation_request() {
+                    context.push(request);
+                }
                 Transition(State::validating())
             }
             _ => Handled,
@@ -204,7 +342,9 @@ impl FlowReroute {
                     }
                     _ => Some("already on the best path"),
                 };
-                if let Some(why) = stays.filter(|_| same_path) {
+                // An endpoint swap always installs: its partner counts on it.
+                let pair = self.pair().is_some();
+                if let Some(why) = stays.filter(|_| same_path && !pair) {
                     context.details = why.into();
                     return Transition(State::unchanged());
                 }
@@ -219,29 +359,34 @@ impl FlowReroute {
                     r.target = Some(Box::new(target));
                 });
                 context.push(Action::Save(self.flow.clone()));
+                if pair {
+                    return Transition(install_state(true, self.install.first_step()));
+                }
                 let mut prospective = self.flow.clone();
                 prospective.request = self.request.clone();
                 prospective.resources = Some(resources.clone());
                 prospective.target = None;
-                context.push(Action::Respond(NbResponse::Flow { flow: prospective }));
+                self.answer(context, NbResponse::Flow { flow: prospective });
                 Transition(State::installing_rules(self.install.first_step()))
             }
             OpEvent::AllocationFailed(error) => {
                 context.details = error.error_message.clone();
                 self.failure = error.error_description.clone();
-                context.push(self.error(error.clone()));
+                self.pair_over = true;
+                self.answer(context, self.error(error.clone()));
                 Transition(State::failed())
             }
             OpEvent::Timeout => {
                 context.details = "timed out waiting for resource allocation".into();
                 self.failure = self.timed_out();
                 let message = format!("Flow {} timed out", self.operation_name());
-                context.push(self.error(ErrorBody::new(
+                let error = self.error(ErrorBody::new(
                     504,
                     "operation-timeout",
                     message,
                     "resource allocation did not answer in time",
-                )));
+                ));
+                self.answer(context, error);
                 Transition(State::releasing_allocation())
             }
             _ => Handled,
@@ -266,14 +411,63 @@ impl FlowReroute {
     /// traffic over to the new path.
     #[state(superstate = "installing", entry_action = "send_install_step")]
     fn installing_rules(&mut self, step: &InstallStep, event: &OpEvent) -> Outcome<State> {
-        let after_swap = self.after_swap();
+        let done = match self.pair() {
+            Some(_) => State::awaiting_commit(),
+            None => self.after_swap(),
+        };
+        let waits = self.pair().is_some() && !self.pair_go;
         self.install
-            .advance(*step, event, State::installing_rules, after_swap)
+            .advance(*step, event, |step| install_state(waits, step), done)
+    }
+
+    /// Half of an endpoint swap with its new path installed and verified: it swaps its
+    /// ingress rules only once the other half is as far (the allocator's `Go`).
+    #[state(entry_action = "vote_ready")]
+    fn awaiting_partner(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Pair(PairSignal::Go) => {
+                self.pair_go = true;
+                Transition(State::installing_rules(InstallStep::InstallIngress))
+            }
+            OpEvent::Pair(PairSignal::Abort(error)) => self.pair_aborted(context, error),
+            OpEvent::Timeout => self.pair_timed_out(context),
+            _ => Handled,
+        }
+    }
+
+    #[action]
+    fn vote_ready(&mut self, context: &mut OpContext) {
+        context.push(Action::PairVote(PairVote::Ready));
+    }
+
+    /// Half of an endpoint swap with its new ingress rules in place: its old rules go only
+    /// once the other half swapped too (the allocator's `Commit`).
+    #[state(entry_action = "vote_swapped")]
+    fn awaiting_commit(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        match event {
+            OpEvent::Pair(PairSignal::Commit) => {
+                if let Some(answer) = self.pair().filter(|s| s.first).map(EndpointSwap::answer) {
+                    self.answer(context, answer);
+                }
+                Transition(self.after_swap())
+            }
+            OpEvent::Pair(PairSignal::Abort(error)) => self.pair_aborted(context, error),
+            OpEvent::Timeout => self.pair_timed_out(context),
+            _ => Handled,
+        }
+    }
+
+    #[action]
+    fn vote_swapped(&mut self, context: &mut OpContext) {
+        context.push(Action::PairVote(PairVote::Swapped));
     }
 
     /// The new path is not proven yet: failures roll back to the old one from here.
     #[superstate]
     fn installing(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
+        if let OpEvent::Pair(PairSignal::Abort(error)) = event {
+            return self.pair_aborted(context, error);
+        }
         match self.install.step_failure(event, || self.timed_out()) {
             Some(reason) => self.roll_back(context, reason),
             None => Handled,
@@ -417,6 +611,20 @@ impl FlowReroute {
             self.removal.owe(context, &self.request, resources);
             context.push(Action::Release);
         }
+        let failure = self.failure.clone();
+        self.vote_failed(context, &failure);
+        if let Some(swap) = self.pair().filter(|s| s.first) {
+            let error = self.pair_error.clone().unwrap_or_else(|| {
+                ErrorBody::new(
+                    500,
+                    "swap-endpoints-failed",
+                    "Swap endpoints failed",
+                    format!("flow {}: {failure}", swap.request.flow_id),
+                )
+            });
+            let error = self.error(error);
+            self.answer(context, error);
+        }
         // A path-down or retry flow has no usable path; neither has one that never had rules,
         // nor one whose old ingress rules could not be put back.
         let (status, info) = match (&self.kind, &self.restore_failure) {
@@ -427,11 +635,13 @@ impl FlowReroute {
                     self.failure
                 )),
             ),
-            (RerouteKind::Manual | RerouteKind::Update(_) | RerouteKind::Reprotect, None)
-                if !self.old_segments.is_empty() =>
-            {
-                self.status_before.clone()
-            }
+            (
+                RerouteKind::Manual
+                | RerouteKind::Update(_)
+                | RerouteKind::Reprotect
+                | RerouteKind::SwapEndpoints(_),
+                None,
+            ) if !self.old_segments.is_empty() => self.status_before.clone(),
             // A DEGRADED flow found nothing better: it stays on its whole path.
             (RerouteKind::Retry, None) if self.status_before.0 == FlowStatus::Degraded => {
                 self.status_before.clone()
@@ -450,6 +660,16 @@ impl FlowReroute {
 impl FlowReroute {
     fn after_transition(&mut self, source: &State, target: &State, context: &mut OpContext) {
         context.record_transition(source, target);
+    }
+}
+
+/// The state carrying install `step`; the half of an endpoint swap that `waits` for the
+/// other half goes to wait for it instead of swapping its ingress rules.
+fn install_state(waits: bool, step: InstallStep) -> State {
+    if waits && step == InstallStep::InstallIngress {
+        State::awaiting_partner()
+    } else {
+        State::installing_rules(step)
     }
 }
 

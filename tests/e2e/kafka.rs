@@ -4,6 +4,7 @@
 use crate::support::flows::{fifty_flows_up_exact_then_clean, flow_body};
 use crate::support::protected;
 use crate::support::reroute::{two_busiest_links_fail, update_then_reroute};
+use crate::support::swap_endpoints;
 use crate::support::{
     assert_latencies_measured, edges, free_port, load_report, Broker, Hubspoke, Process,
 };
@@ -82,6 +83,17 @@ async fn protected_flows_fail_over_over_kafka() {
     ]);
     let (_sb, _nb, api) = edges(kafka, protected::NETWORK);
     protected::fifty_protected_flows_fail_over_then_are_protected_again(&api).await;
+}
+
+/// Over Kafka, two flows on different hubs exchange their destinations as one operation, or
+/// neither does (see `support::swap_endpoints`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_flows_swap_endpoints_over_kafka() {
+    let broker = Broker::start("swap-endpoints");
+    let kafka = broker.address.as_str();
+    let _topology = Process::start(&["topology", "--kafka", kafka, "--workers", "2"]);
+    let (_sb, _nb, api) = edges(kafka, swap_endpoints::NETWORK);
+    swap_endpoints::two_flows_exchange_destinations_or_neither_does(&api).await;
 }
 
 /// A request to an idle two-worker topology goes through at once. Over Kafka a worker hears

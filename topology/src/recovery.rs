@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hubspoke_fsm::dataplane::RuleMatch;
-use hubspoke_fsm::segments::FlowSegment;
+use hubspoke_fsm::segments::{flow_segments, FlowSegment};
 use hubspoke_fsm::{
     Envelope, FlowEvent, FlowId, FlowRecord, FlowStatus, NbResponse, RemovalDebt, Reservation,
     SbEvent, SwitchId,
@@ -140,6 +140,7 @@ impl Recovery {
         let mut answers = HashMap::new();
         let mut ledger = DebtLedger::default();
         let mut groups: BTreeMap<FlowId, Option<String>> = BTreeMap::new();
+        let mut swaps_committed: HashMap<FlowId, u64> = HashMap::new();
         let mut newest_epoch = 0;
         for event in events {
             let Envelope {
@@ -185,12 +186,21 @@ impl Recovery {
                 FlowEvent::DiverseGroup { flow_id, group } => {
                     groups.insert(flow_id, group);
                 }
+                FlowEvent::EndpointSwapCommitted { flow_id, cookie } => {
+                    swaps_committed.insert(flow_id, cookie);
+                }
                 FlowEvent::PathShared { .. } => {}
                 FlowEvent::GenerationStarted { epoch } => newest_epoch = newest_epoch.max(epoch),
             }
         }
+        let mut debts = Vec::new();
         let mut flows: Vec<RecoveredFlow> = records
             .into_values()
+            .map(|mut record| {
+                let committed = swaps_committed.get(record.flow_id()).copied();
+                debts.extend(finish_committed_swap(&mut record, committed));
+                record
+            })
             .map(|record| RecoveredFlow {
                 interrupted: (record.status == FlowStatus::InProgress).then(|| {
                     last_operation
@@ -212,11 +222,36 @@ impl Recovery {
             flows,
             network: Vec::new(),
             answers,
-            debts: ledger.outstanding(),
+            debts: ledger.outstanding().into_iter().chain(debts).collect(),
             groups,
             generation: newest_epoch + 1,
         }
     }
+}
+
+/// A flow stopped in an endpoint swap the allocator committed (its target is the reservation
+/// with the `committed` cookie) moves to its target, as its other half may have already: its
+/// new rules are in place, and its old ones are owed.
+fn finish_committed_swap(record: &mut FlowRecord, committed: Option<u64>) -> Option<RecoveredDebt> {
+    let moving = record.status == FlowStatus::InProgress && record.resources.is_some();
+    let target = record.target.as_deref()?;
+    if !moving || Some(target.resources.cookie) != committed {
+        return None;
+    }
+    let Reservation { request, resources } = *record.target.take()?;
+    let old_request = std::mem::replace(&mut record.request, request);
+    let old_resources = record.resources.replace(resources)?;
+    let rules = flow_segments(&old_request, &old_resources);
+    Some(RecoveredDebt::Flow {
+        flow_id: record.flow_id().to_string(),
+        debt: Box::new(RemovalDebt {
+            reservation: Reservation {
+                request: old_request,
+                resources: old_resources,
+            },
+            rules,
+        }),
+    })
 }
 
 /// Whether the log still holds a record of the flow (`flows` sorted by flow id).
@@ -224,4 +259,101 @@ fn records_kept(flows: &[RecoveredFlow], flow_id: &str) -> bool {
     flows
         .binary_search_by(|f| f.record.flow_id().cmp(flow_id))
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubspoke_fsm::{FlowEndpoint, FlowRequest, Isl, Resources};
+
+    fn request(flow_id: &str, dst: u64) -> FlowRequest {
+        let end = |switch| FlowEndpoint {
+            switch_id: SwitchId(switch),
+            port_number: 10,
+            vlan_id: 0,
+        };
+        FlowRequest {
+            flow_id: flow_id.into(),
+            source: end(1),
+            destination: end(dst),
+            ..Default::default()
+        }
+    }
+
+    fn resources(cookie: u64, dst: u64) -> Resources {
+        Resources {
+            cookie,
+            transit_vlans: vec![2],
+            forward_path: vec![Isl {
+                src_switch: SwitchId(1),
+                src_port: 1,
+                dst_switch: SwitchId(dst),
+                dst_port: 1,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// A flow saved in the middle of an endpoint swap: on 1 → 2 (cookie 1), moving to 1 → 3
+    /// (cookie 2).
+    fn swapping(flow_id: &str) -> FlowRecord {
+        let mut record = FlowRecord::new(request(flow_id, 2), 1);
+        record.status = FlowStatus::InProgress;
+        record.resources = Some(resources(1, 2));
+        record.target = Some(Box::new(Reservation {
+            request: request(flow_id, 3),
+            resources: resources(2, 3),
+        }));
+        record
+    }
+
+    fn log(committed: Option<u64>) -> Recovery {
+        let mut events = vec![Envelope::new(
+            "c",
+            "a",
+            1,
+            FlowEvent::Updated {
+                flow: swapping("a"),
+            },
+        )];
+        if let Some(cookie) = committed {
+            let event = FlowEvent::EndpointSwapCommitted {
+                flow_id: "a".into(),
+                cookie,
+            };
+            events.push(Envelope::new("c", "a", 2, event));
+        }
+        Recovery::from_log(10, events)
+    }
+
+    #[test]
+    fn a_committed_endpoint_swap_is_finished_and_its_old_rules_owed() {
+        let recovery = log(Some(2));
+        let record = &recovery.flows[0].record;
+        assert_eq!(record.request, request("a", 3));
+        assert_eq!(record.resources, Some(resources(2, 3)));
+        assert_eq!(record.target, None);
+        assert!(
+            recovery.flows[0].interrupted.is_some(),
+            "synced on its new path"
+        );
+        let [RecoveredDebt::Flow { flow_id, debt }] = recovery.debts.as_slice() else {
+            panic!("the old rules are owed: {:?}", recovery.debts);
+        };
+        assert_eq!(flow_id, "a");
+        assert_eq!(debt.reservation.resources, resources(1, 2));
+        assert_eq!(
+            debt.rules,
+            flow_segments(&request("a", 2), &resources(1, 2))
+        );
+    }
+
+    #[test]
+    fn an_endpoint_swap_not_committed_or_of_another_move_is_left_to_the_sync() {
+        for committed in [None, Some(7)] {
+            let recovery = log(committed);
+            assert_eq!(recovery.flows[0].record, swapping("a"), "{committed:?}");
+            assert!(recovery.debts.is_empty());
+        }
+    }
 }

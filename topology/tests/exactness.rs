@@ -1,12 +1,13 @@
 //! Switches hold exactly what the flows say, under any interleaving: random creates, deletes,
-//! reroutes, swaps onto protected paths (odd flows ask for one), link failures and
-//! restorations run through the real topology (one worker, in
+//! reroutes, swaps onto protected paths (odd flows ask for one), endpoint swaps (two flows
+//! exchange their destinations), link failures and restorations run through the real topology (one worker, in
 //! logical time) against simulated OpenFlow switches (an install replaces the rule with the
 //! same match) that lose, refuse and delay commands at random, but apply the commands to one
 //! switch in the order they were sent, as one connection to it does. Checked throughout:
 //!
 //! - no two flows' rules ever match the same packet: no install lands on a match where
-//!   another flow's rule is;
+//!   another flow's rule is (but an ingress rule of one of two flows that swap endpoints,
+//!   which replaces the other's by design);
 //! - no resource is handed out while a rule using it may still be on a switch: when a flow
 //!   gets a cookie, a transit VLAN on a link, a meter or an endpoint, no other flow's rule
 //!   that uses it is on a switch or on its way to one.
@@ -26,8 +27,9 @@ use hubspoke_fsm::network::Network;
 use hubspoke_fsm::operation::Timeouts;
 use hubspoke_fsm::segments::FlowSegment;
 use hubspoke_fsm::{
-    stable_hash, Envelope, FlowEndpoint, FlowEvent, FlowRecord, FlowRequest, FlowStatus, Isl,
-    NbRequest, Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse, SwitchId,
+    stable_hash, Envelope, FlowEndpoint, FlowEndpoints, FlowEvent, FlowRecord, FlowRequest,
+    FlowStatus, Isl, NbRequest, Resources, SbAction, SbCommand, SbErrorCode, SbOutcome, SbResponse,
+    SwitchId,
 };
 use hubspoke_speaker::RetryPolicy;
 use hubspoke_switch_sim::SwitchFabric;
@@ -53,13 +55,33 @@ const NETWORK: &str = "grid:3x3";
 
 #[derive(Clone, Debug)]
 enum Step {
-    Create { flow: usize, src: u64, dst: u64 },
-    Delete { flow: usize },
-    Reroute { flow: usize },
-    Swap { flow: usize },
-    FailLink { link: usize },
-    RestoreLink { link: usize },
-    Wait { ms: u64 },
+    Create {
+        flow: usize,
+        src: u64,
+        dst: u64,
+    },
+    Delete {
+        flow: usize,
+    },
+    Reroute {
+        flow: usize,
+    },
+    Swap {
+        flow: usize,
+    },
+    /// Two of the flows that exist, picked by `pick`, exchange their destinations.
+    SwapEndpoints {
+        pick: usize,
+    },
+    FailLink {
+        link: usize,
+    },
+    RestoreLink {
+        link: usize,
+    },
+    Wait {
+        ms: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -69,6 +91,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => flow.clone().prop_map(|flow| Step::Delete { flow }),
         2 => flow.clone().prop_map(|flow| Step::Reroute { flow }),
         1 => flow.prop_map(|flow| Step::Swap { flow }),
+        2 => (0..100usize).prop_map(|pick| Step::SwapEndpoints { pick }),
         1 => (0..12usize).prop_map(|link| Step::FailLink { link }),
         1 => (0..12usize).prop_map(|link| Step::RestoreLink { link }),
         4 => (1..400u64).prop_map(|ms| Step::Wait { ms }),
@@ -140,6 +163,9 @@ enum Fate {
 #[derive(Default)]
 struct Model {
     owner: HashMap<u64, String>,
+    /// Flows that were asked to swap endpoints with each other: each may take the other's
+    /// endpoints, and replace its ingress rules there.
+    partners: BTreeSet<(String, String)>,
     records: BTreeMap<String, FlowRecord>,
     violations: Vec<String>,
 }
@@ -147,6 +173,11 @@ struct Model {
 impl Model {
     fn owner_of(&self, rule: &FlowSegment) -> Option<&String> {
         self.owner.get(&rule.cookie_id())
+    }
+
+    fn are_partners(&self, a: &str, b: &str) -> bool {
+        let (a, b) = (a.to_string(), b.to_string());
+        self.partners.contains(&(a.clone(), b.clone())) || self.partners.contains(&(b, a))
     }
 
     /// A flow got (or kept) `resources`: nothing another flow's rule uses may be among them.
@@ -187,8 +218,10 @@ impl Model {
                     }
                 }
             }
+            let partner = self.are_partners(flow_id, owner);
             for end in [&request.source, &request.destination] {
-                if rule.switch_id == end.switch_id
+                if !partner
+                    && rule.switch_id == end.switch_id
                     && rule.in_port == end.port_number
                     && rule.in_vlan == end.vlan_id
                 {
@@ -315,7 +348,11 @@ impl Rig {
             .find(|r| r.rule_match() == rule.rule_match());
         if let Some(there) = there {
             let (new, old) = (self.model.owner_of(rule), self.model.owner_of(&there));
-            if new != old {
+            let swapped = rule.kind.is_ingress()
+                && new
+                    .zip(old)
+                    .is_some_and(|(new, old)| self.model.are_partners(new, old));
+            if new != old && !swapped {
                 self.model.violations.push(format!(
                     "two flows' rules match the same packet: {there:?} ({old:?}) and {rule:?} ({new:?})"
                 ));
@@ -449,6 +486,28 @@ fn run(steps: Vec<Step>, seed: u64) -> Vec<String> {
                 Step::Swap { flow } => input.send(ask(NbRequest::SwapFlow {
                     flow_id: format!("f{flow}"),
                 })),
+                Step::SwapEndpoints { pick } => {
+                    let records: Vec<&FlowRecord> = rig.model.records.values().collect();
+                    let count = records.len();
+                    if count < 2 {
+                        continue;
+                    }
+                    let first = pick % count;
+                    let second = (first + 1 + pick / count % (count - 1)) % count;
+                    let (a, b) = (records[first], records[second]);
+                    let moved = |flow: &FlowRecord, destination: &FlowEndpoint| FlowEndpoints {
+                        flow_id: flow.flow_id().to_string(),
+                        source: flow.request.source.clone(),
+                        destination: destination.clone(),
+                    };
+                    let request = NbRequest::SwapEndpoints {
+                        first_flow: moved(a, &b.request.destination),
+                        second_flow: moved(b, &a.request.destination),
+                    };
+                    let pair = (a.flow_id().to_string(), b.flow_id().to_string());
+                    rig.model.partners.insert(pair);
+                    input.send(ask(request));
+                }
                 Step::FailLink { link } | Step::RestoreLink { link } => {
                     let (a, b) = links[link % links.len()];
                     let fail = matches!(step, Step::FailLink { .. });

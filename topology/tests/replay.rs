@@ -157,3 +157,13 @@ fn swap_on_link_down() {
 fn manual_swap() {
     run_case("manual_swap");
 }
+
+#[test]
+fn swap_endpoints() {
+    run_case("swap_endpoints");
+}
+
+#[test]
+fn swap_endpoints_abort() {
+    run_case("swap_endpoints_abort");
+}

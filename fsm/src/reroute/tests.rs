@@ -735,3 +735,238 @@ fn unrelated_and_late_events_are_ignored() {
         assert_eq!(h.state(), State::up());
     }
 }
+
+/// One half of an endpoint swap of "f1" (UP on 1 → 2 → 3) with "f2": f1's destination moves
+/// to port 42.
+fn endpoint_swap(first: bool) -> Harness {
+    let mut moved = request(1, 3);
+    moved.destination.port_number = 42;
+    let partner = FlowEndpoints {
+        flow_id: "f2".into(),
+        source: moved.source.clone(),
+        destination: request(1, 3).destination,
+    };
+    let swap = EndpointSwap {
+        request: moved,
+        partner,
+        first,
+    };
+    Harness::reroute(up_flow(), RerouteKind::SwapEndpoints(swap))
+}
+
+fn votes(actions: &[Action]) -> Vec<PairVote> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PairVote(vote) => Some(vote.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn abort() -> OpEvent {
+    OpEvent::Pair(PairSignal::Abort(ErrorBody::new(
+        409,
+        "operation-in-progress",
+        "Flow is busy",
+        "flow f2 is busy",
+    )))
+}
+
+#[test]
+fn an_endpoint_swap_half_waits_for_the_allocator_before_its_ingress_and_before_its_old_rules() {
+    let mut h = endpoint_swap(true);
+    let started = h.handle(OpEvent::Start);
+    assert!(matches!(
+        started.as_slice(),
+        [.., Action::ReserveEndpointSwap { partner, .. }, _] if partner.flow_id == "f2"
+    ));
+    let allocated = h.handle(OpEvent::Allocated(detour()));
+    assert_eq!(responded_flow(&allocated), None, "answered once decided");
+    let mut actions = allocated;
+    while h.state() != State::awaiting_partner() {
+        assert!(sent(&actions).iter().all(|(_, s)| !s.kind.is_ingress()));
+        actions = h.succeed_all(&actions);
+    }
+    assert_eq!(votes(&actions), vec![PairVote::Ready]);
+    assert!(sent(&actions).is_empty(), "no ingress rule before Go");
+
+    let go = h.handle(OpEvent::Pair(PairSignal::Go));
+    assert_eq!(
+        h.state(),
+        State::installing_rules(InstallStep::InstallIngress)
+    );
+    assert!(sent(&go)
+        .iter()
+        .all(|(a, s)| *a == SbAction::Install && s.kind.is_ingress()));
+    let mut actions = go;
+    while h.state() != State::awaiting_commit() {
+        actions = h.succeed_all(&actions);
+    }
+    assert_eq!(votes(&actions), vec![PairVote::Swapped]);
+    assert!(
+        sent(&actions).is_empty(),
+        "no old rule goes before the commit"
+    );
+
+    let committed = h.handle(OpEvent::Pair(PairSignal::Commit));
+    let answer = committed.iter().find_map(|a| match a {
+        Action::Respond(NbResponse::EndpointsSwapped {
+            first_flow,
+            second_flow,
+        }) => Some((first_flow.clone(), second_flow.clone())),
+        _ => None,
+    });
+    let (first_flow, second_flow) = answer.expect("the first half answers on the commit");
+    assert_eq!(
+        (
+            first_flow.destination.port_number,
+            second_flow.flow_id.as_str()
+        ),
+        (42, "f2")
+    );
+    assert!(sent(&committed)
+        .iter()
+        .all(|(a, s)| *a == SbAction::Remove && s.cookie & 1 == 1));
+    let (_, done) = h.finish(committed);
+    assert_eq!(h.state(), State::up());
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (record.status, record.request.destination.port_number),
+        (FlowStatus::Up, 42)
+    );
+}
+
+#[test]
+fn the_second_half_asks_for_nothing_and_answers_nothing() {
+    let mut h = endpoint_swap(false);
+    let started = h.handle(OpEvent::Start);
+    assert!(!started.iter().any(|a| matches!(
+        a,
+        Action::ReserveEndpointSwap { .. } | Action::Reallocate { .. }
+    )));
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    let mut all = Vec::new();
+    for signal in [PairSignal::Go, PairSignal::Commit] {
+        while !matches!(
+            h.state(),
+            State::AwaitingPartner {} | State::AwaitingCommit {}
+        ) {
+            all.extend(actions.clone());
+            actions = h.succeed_all(&actions);
+        }
+        all.extend(actions);
+        actions = h.handle(OpEvent::Pair(signal));
+    }
+    let (_, done) = h.finish(actions);
+    all.extend(done);
+    assert_eq!(h.state(), State::up());
+    assert!(!all.iter().any(|a| matches!(a, Action::Respond(_))));
+}
+
+#[test]
+fn an_abort_before_go_removes_the_new_rules_and_keeps_the_old_endpoints() {
+    let mut h = endpoint_swap(true);
+    h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    while h.state() != State::awaiting_partner() {
+        actions = h.succeed_all(&actions);
+    }
+    let aborted = h.handle(abort());
+    assert_eq!(h.state(), State::rolling_back());
+    assert!(
+        votes(&aborted).is_empty(),
+        "the allocator decided: nothing to tell it"
+    );
+    let removed = sent(&aborted);
+    assert!(removed
+        .iter()
+        .all(|(a, s)| *a == SbAction::Remove && !s.kind.is_ingress() && s.cookie & 2 == 2));
+    let (_, done) = h.finish(aborted);
+    assert_eq!(h.state(), State::failed());
+    assert!(done.contains(&Action::Release));
+    let record = saved(&done).unwrap();
+    assert_eq!(
+        (record.status, record.request.destination.port_number),
+        (FlowStatus::Up, 41),
+        "back as it was"
+    );
+    assert!(done.iter().any(|a| matches!(
+        a,
+        Action::Respond(NbResponse::Error { error }) if error.status == 409
+    )));
+}
+
+#[test]
+fn an_abort_after_go_puts_back_every_old_ingress_rule() {
+    let mut h = endpoint_swap(false);
+    h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    while h.state() != State::awaiting_partner() {
+        actions = h.succeed_all(&actions);
+    }
+    let mut actions = h.handle(OpEvent::Pair(PairSignal::Go));
+    while h.state() != State::awaiting_commit() {
+        actions = h.succeed_all(&actions);
+    }
+    let aborted = h.handle(abort());
+    assert_eq!(h.state(), State::restoring_old_ingress());
+    // The source's new ingress rule replaced the old one; the destination's old one may have
+    // been replaced by the other flow's: both go back.
+    let old_ingress: Vec<FlowSegment> = flow_segments(&request(1, 3), &resources(3))
+        .into_iter()
+        .filter(|s| s.kind.is_ingress())
+        .collect();
+    let reinstalled: Vec<FlowSegment> = sent(&aborted).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(reinstalled, old_ingress);
+    let (_, done) = h.finish(aborted);
+    assert_eq!(h.state(), State::failed());
+    assert_eq!(saved(&done).unwrap().status, FlowStatus::Up);
+}
+
+#[test]
+fn a_half_that_fails_tells_the_allocator() {
+    let mut h = endpoint_swap(false);
+    h.handle(OpEvent::Start);
+    let actions = h.handle(OpEvent::Allocated(detour()));
+    let (command_id, _) = sends(&actions).remove(0);
+    let failed = h.handle(OpEvent::CommandFailed {
+        command_id,
+        reason: "TABLE_FULL".into(),
+    });
+    assert!(matches!(
+        votes(&failed).as_slice(),
+        [PairVote::Failed(error)] if error.error_description.contains("TABLE_FULL")
+    ));
+    let (_, done) = h.finish(failed);
+    assert!(votes(&done).is_empty(), "told once");
+}
+
+#[test]
+fn a_half_that_times_out_waiting_says_so_and_carries_out_the_word() {
+    let mut h = endpoint_swap(true);
+    h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    while h.state() != State::awaiting_partner() {
+        actions = h.succeed_all(&actions);
+    }
+    let mut actions = h.handle(OpEvent::Pair(PairSignal::Go));
+    while h.state() != State::awaiting_commit() {
+        actions = h.succeed_all(&actions);
+    }
+    let timed_out = h.handle(OpEvent::Timeout);
+    assert_eq!(
+        h.state(),
+        State::awaiting_commit(),
+        "it does not go back alone"
+    );
+    assert!(matches!(
+        votes(&timed_out).as_slice(),
+        [PairVote::Failed(error)] if error.status == 504
+    ));
+    // The other half swapped in time: the allocator had committed.
+    let committed = h.handle(OpEvent::Pair(PairSignal::Commit));
+    let (_, done) = h.finish(committed);
+    assert_eq!(h.state(), State::up());
+    assert_eq!(saved(&done).unwrap().request.destination.port_number, 42);
+}

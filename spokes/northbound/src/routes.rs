@@ -15,8 +15,9 @@ use hubspoke_fsm::ping::{FlowPingResponse, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIM
 use hubspoke_fsm::switch_id::InvalidSwitchId;
 use hubspoke_fsm::validation::{FlowValidation, SwitchSync, SwitchValidation};
 use hubspoke_fsm::{
-    validate_flow_id, Envelope, FlowPatch, FlowRecord, FlowRequest, HistoryEntry, Isl, LinkPatch,
-    LinkState, NbRequest, NbResponse, PathComputationStrategy, PathsQuery, SwitchId, SwitchState,
+    validate_flow_id, Envelope, FlowEndpoints, FlowPatch, FlowRecord, FlowRequest, HistoryEntry,
+    Isl, LinkPatch, LinkState, NbRequest, NbResponse, PathComputationStrategy, PathsQuery,
+    SwitchId, SwitchState,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -80,6 +81,7 @@ pub fn nb_router(state: NbState) -> Router {
         });
     Router::new()
         .route("/v2/flows", get(list_flows).post(create_flow))
+        .route("/v2/flows/swap-endpoint", post(swap_endpoints))
         .route(
             "/v2/flows/{flow_id}",
             get(get_flow)
@@ -192,6 +194,51 @@ async fn swap_flow(
         flow_id,
     })
     .await
+}
+
+/// The body of `POST /v2/flows/swap-endpoint` (OpenKilda's `SwapFlowEndpointPayload`),
+/// and its answer.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct SwapEndpointsJson {
+    first_flow: FlowEndpoints,
+    second_flow: FlowEndpoints,
+}
+
+/// `POST /v2/flows/swap-endpoint`: both flows move to the endpoints given, or neither does.
+/// Answered once the topology has decided: both flows carry their traffic between their new
+/// endpoints, or both are back as they were (the error says why).
+async fn swap_endpoints(
+    State(state): State<NbState>,
+    id: CorrelationId,
+    JsonBody(body): JsonBody<SwapEndpointsJson>,
+) -> Result<Json<SwapEndpointsJson>, ApiError> {
+    let SwapEndpointsJson {
+        first_flow,
+        second_flow,
+    } = body;
+    for flow in [&first_flow, &second_flow] {
+        validate_flow_id(&flow.flow_id).map_err(ApiError::bad_request)?;
+    }
+    if first_flow.flow_id == second_flow.flow_id {
+        return Err(ApiError::bad_request(
+            "first_flow and second_flow must name two different flows",
+        ));
+    }
+    let request = NbRequest::SwapEndpoints {
+        first_flow,
+        second_flow,
+    };
+    match ask_for(&state, &id, request).await? {
+        NbResponse::EndpointsSwapped {
+            first_flow,
+            second_flow,
+        } => Ok(Json(SwapEndpointsJson {
+            first_flow,
+            second_flow,
+        })),
+        other => Err(unexpected(other)),
+    }
 }
 
 async fn delete_flow(

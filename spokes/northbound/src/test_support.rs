@@ -163,6 +163,22 @@ fn fake_topology(
                 },
                 None => error(404, "not-found", "Flow not found"),
             },
+            NbRequest::SwapEndpoints {
+                first_flow,
+                second_flow,
+            } => {
+                let both = [first_flow, second_flow]
+                    .iter()
+                    .all(|f| flows.contains_key(&f.flow_id));
+                if both {
+                    NbResponse::EndpointsSwapped {
+                        first_flow: first_flow.clone(),
+                        second_flow: second_flow.clone(),
+                    }
+                } else {
+                    error(404, "not-found", "Flow not found")
+                }
+            }
             NbRequest::SyncFlow { flow_id } => match flows.get(flow_id) {
                 Some(record) => NbResponse::Flow {
                     flow: record.changed(1_700_000_003_000, |r| r.status = FlowStatus::InProgress),

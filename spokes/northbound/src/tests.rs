@@ -444,6 +444,68 @@ async fn a_swap_is_asked_of_the_topology_and_its_refusals_are_explained() {
 }
 
 #[tokio::test]
+async fn an_endpoint_swap_names_two_flows_and_is_answered_with_both() {
+    let shim = shim(Duration::from_secs(5), Deletes::Forget);
+    create(&shim, "flow-a", 9).await;
+    create(&shim, "flow-b", 9).await;
+    let end = |switch: u64, port: u32| json!({"switch_id": format!("00:00:00:00:00:00:00:{switch:02x}"), "port_number": port, "vlan_id": 0});
+    let body = |first: &str, second: &str| {
+        json!({
+            "first_flow": {"flow_id": first, "source": end(1, 10), "destination": end(3, 11)},
+            "second_flow": {"flow_id": second, "source": end(1, 12), "destination": end(3, 13)},
+        })
+        .to_string()
+    };
+    let uri = "/v2/flows/swap-endpoint";
+    let swapped = call(
+        &shim.router,
+        "POST",
+        uri,
+        Some("corr-se"),
+        &body("flow-a", "flow-b"),
+    )
+    .await;
+    assert_eq!(swapped.status, StatusCode::OK, "{}", swapped.text);
+    assert_eq!(swapped.body["first_flow"]["flow_id"], "flow-a");
+    assert_eq!(
+        swapped.body["second_flow"]["destination"]["port_number"],
+        13
+    );
+    let asked = shim.seen.try_recv().unwrap();
+    assert_eq!(asked.key, "flow-a", "the first flow's hub runs the swap");
+    assert!(matches!(asked.payload, NbRequest::SwapEndpoints { .. }));
+
+    let same = call(
+        &shim.router,
+        "POST",
+        uri,
+        Some("corr-same"),
+        &body("flow-a", "flow-a"),
+    )
+    .await;
+    assert_error(&same, StatusCode::BAD_REQUEST, "corr-same");
+    let unknown = call(
+        &shim.router,
+        "POST",
+        uri,
+        Some("corr-nope"),
+        &body("flow-a", "nope"),
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "corr-nope");
+    let extra = json!({"first_flow": {"flow_id": "flow-a"}, "second_flow": {}, "third_flow": {}});
+    let bad = call(
+        &shim.router,
+        "POST",
+        uri,
+        Some("corr-bad"),
+        &extra.to_string(),
+    )
+    .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "corr-bad");
+}
+
+#[tokio::test]
 async fn a_flow_is_synced_and_an_unknown_one_is_404() {
     let shim = shim(Duration::from_secs(5), Deletes::Forget);
     create(&shim, "flow-s", 9).await;

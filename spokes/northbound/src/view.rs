@@ -115,9 +115,10 @@ impl FlowView {
                 with,
                 shared,
             } => self.state.write().set_shared(flow_id, with, *shared),
-            // For the topology's deduplication, the removal debt and fencing; replies reach the
-            // shim on their own topic, and the debt is the switch keeper's to show.
+            // For the topology's deduplication, the removal debt, recovery and fencing; replies
+            // reach the shim on their own topic, and the debt is the switch keeper's to show.
             FlowEvent::Answered { .. }
+            | FlowEvent::EndpointSwapCommitted { .. }
             | FlowEvent::RemovalOwed { .. }
             | FlowEvent::ExcessOwed { .. }
             | FlowEvent::RemovalPaid { .. }

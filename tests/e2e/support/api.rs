@@ -184,6 +184,19 @@ impl Api {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// `POST /v2/flows/swap-endpoint` with `body`: the status and the body.
+    pub async fn swap_endpoints(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.nb("/v2/flows/swap-endpoint"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST swap-endpoint");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     pub async fn sync(&self, id: &str) {
         let request = self.client.post(self.nb(&format!("/v2/flows/{id}/sync")));
         self.ok(&format!("sync {id}"), request).await;

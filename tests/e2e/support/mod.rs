@@ -9,6 +9,7 @@ pub mod ovs;
 pub mod paths;
 pub mod protected;
 pub mod reroute;
+pub mod swap_endpoints;
 
 pub use api::Api;
 

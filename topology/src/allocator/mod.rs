@@ -20,6 +20,7 @@
 //! best path there is (the network view reports the ISLs it shares). See `diversity`.
 
 pub mod diversity;
+pub mod endpoint_swap;
 mod ids;
 mod links;
 pub mod operator;
@@ -31,11 +32,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use hubspoke_fsm::dataplane::LinkEnd;
 use hubspoke_fsm::network::Network;
+use hubspoke_fsm::operation::PairVote;
 use hubspoke_fsm::segments::{flow_segments, FlowSegment, COOKIE_ID_LIMIT};
 use hubspoke_fsm::validation::Expectation;
 use hubspoke_fsm::{
-    ErrorBody, FlowEndpoint, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch, ProtectedPath,
-    Reallocation, RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
+    ErrorBody, FlowEndpoint, FlowEndpoints, FlowId, FlowRecord, FlowRequest, Isl, LinkPatch,
+    ProtectedPath, Reallocation, RemovalDebt, Reservation, Resources, SbEvent, SwitchId, MAX_VLAN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +71,21 @@ pub enum AllocatorRequest {
     /// The flow's traffic moved onto its protected path: the current reservation's primary
     /// and protected paths exchange.
     Swap { flow_id: FlowId },
+    /// An endpoint swap's two pending reservations, made for both or for neither: `first`
+    /// (that flow with its new endpoints) and the flow at `second`. The first flow is
+    /// answered; the second one's hub is told to start its half.
+    SwapEndpoints {
+        first: FlowRequest,
+        second: FlowEndpoints,
+        correlation_id: String,
+    },
+    /// One flow's word on the endpoint swap `pair` (its correlation id) it is half of (see
+    /// `endpoint_swap`).
+    PairVote {
+        flow_id: FlowId,
+        pair: String,
+        vote: PairVote,
+    },
     /// The pending reservation becomes the current one; the old one is released.
     Commit { flow_id: FlowId },
     /// The pending reservation is released.
@@ -171,7 +188,9 @@ pub struct ResourcePool {
     /// unique on that ISL.
     transit_vlans: HashMap<Isl, IdPool>,
     meters: HashMap<SwitchId, IdPool>,
-    endpoints: HashMap<FlowEndpoint, FlowId>,
+    /// The flows holding each endpoint: one, but for the two flows of an endpoint swap while
+    /// it runs, and a quarantined reservation's.
+    endpoints: HashMap<FlowEndpoint, Vec<FlowId>>,
     holdings: HashMap<FlowId, Holding>,
     /// The flows whose current or pending rules are on each switch, for its validation.
     flows_on_switch: HashMap<SwitchId, HashSet<FlowId>>,
@@ -251,6 +270,8 @@ impl ResourcePool {
                 self.swap(&flow_id);
                 None
             }
+            // The operator carries out endpoint swaps: they answer two flows.
+            AllocatorRequest::SwapEndpoints { .. } | AllocatorRequest::PairVote { .. } => None,
             AllocatorRequest::Commit { flow_id } => {
                 self.commit(&flow_id);
                 None
@@ -328,7 +349,14 @@ impl ResourcePool {
             }
         }
         for endpoint in [&request.source, &request.destination] {
-            self.endpoints.insert(endpoint.clone(), flow_id.to_string());
+            self.hold_endpoint(endpoint, flow_id);
+        }
+    }
+
+    fn hold_endpoint(&mut self, endpoint: &FlowEndpoint, flow_id: &str) {
+        let holders = self.endpoints.entry(endpoint.clone()).or_default();
+        if !holders.iter().any(|h| h == flow_id) {
+            holders.push(flow_id.to_string());
         }
     }
 
@@ -619,7 +647,7 @@ impl ResourcePool {
                 format!("flow {} already holds resources", request.flow_id),
             ));
         }
-        self.reserve(request, None, PrimaryPath::Search)
+        self.reserve(request, None, PrimaryPath::Search, None)
     }
 
     /// Reserves a path and resources for `request` next to what the flow holds now; its own
@@ -629,20 +657,67 @@ impl ResourcePool {
         request: &FlowRequest,
         kind: Reallocation,
     ) -> Result<Resources, ErrorBody> {
-        self.reserve_pending(request, kind, PrimaryPath::Search)
+        self.reserve_pending(request, kind, PrimaryPath::Search, None)
     }
 
     /// [`reallocate`](Self::reallocate) for a new protected path: the primary path stays
     /// while it can carry the flow. The network asked for it: a repair.
     pub fn reprotect(&mut self, request: &FlowRequest) -> Result<Resources, ErrorBody> {
-        self.reserve_pending(request, Reallocation::Repair, PrimaryPath::KeepIfUsable)
+        self.reserve_pending(
+            request,
+            Reallocation::Repair,
+            PrimaryPath::KeepIfUsable,
+            None,
+        )
     }
 
+    /// An endpoint swap's reservations, pending next to what each flow holds: `first` (the
+    /// first flow with its new endpoints), and the second flow's current request at
+    /// `second`'s endpoints. Each may take endpoints the other holds. Both are made, or
+    /// neither. Returns the first's and the second's.
+    pub fn reserve_endpoint_swap(
+        &mut self,
+        first: &FlowRequest,
+        second: &FlowEndpoints,
+    ) -> Result<(Resources, Resources), ErrorBody> {
+        let second_request = self
+            .current_request(&second.flow_id)
+            .map(|request| second.applied_to(request));
+        let (Some(second_request), true) = (
+            second_request,
+            self.current_request(&first.flow_id).is_some(),
+        ) else {
+            return Err(ErrorBody::new(
+                409,
+                "no-path",
+                "Flow has no path",
+                format!(
+                    "flows {} and {} must both hold a path to swap endpoints",
+                    first.flow_id, second.flow_id
+                ),
+            ));
+        };
+        let requested = Reallocation::Requested;
+        let search = PrimaryPath::Search;
+        let first_resources = self
+            .reserve_pending(first, requested, search, Some(&second.flow_id))
+            .map_err(|error| about_flow(&first.flow_id, error))?;
+        match self.reserve_pending(&second_request, requested, search, Some(&first.flow_id)) {
+            Ok(second_resources) => Ok((first_resources, second_resources)),
+            Err(error) => {
+                self.release_pending(&first.flow_id);
+                Err(about_flow(&second.flow_id, error))
+            }
+        }
+    }
+
+    /// `partner`: a flow whose endpoints the request may take (an endpoint swap's other flow).
     fn reserve_pending(
         &mut self,
         request: &FlowRequest,
         kind: Reallocation,
         primary: PrimaryPath,
+        partner: Option<&FlowId>,
     ) -> Result<Resources, ErrorBody> {
         if self
             .holdings
@@ -656,7 +731,7 @@ impl ResourcePool {
                 format!("flow {} is already moving", request.flow_id),
             ));
         }
-        self.reserve(request, Some(kind), primary)
+        self.reserve(request, Some(kind), primary, partner)
     }
 
     /// Reserves for `request` as the flow's current reservation (`reallocation` none), or as
@@ -666,13 +741,14 @@ impl ResourcePool {
         request: &FlowRequest,
         reallocation: Option<Reallocation>,
         primary: PrimaryPath,
+        partner: Option<&FlowId>,
     ) -> Result<Resources, ErrorBody> {
         let pending = reallocation.is_some();
         request.validate().map_err(|reason| {
             ErrorBody::new(400, "data-invalid", "Invalid flow request", reason)
         })?;
         for endpoint in [&request.source, &request.destination] {
-            self.check_endpoint(endpoint, &request.flow_id)?;
+            self.check_endpoint(endpoint, &request.flow_id, partner)?;
         }
         let avoid = self.avoid_for(request)?;
         let holding = self.holdings.get(&request.flow_id);
@@ -720,7 +796,7 @@ impl ResourcePool {
             self.join_group(request, None);
         }
         for endpoint in [&request.source, &request.destination] {
-            self.endpoints.insert(endpoint.clone(), flow_id.clone());
+            self.hold_endpoint(endpoint, &flow_id);
         }
         Ok(resources)
     }
@@ -1123,8 +1199,14 @@ impl ResourcePool {
         ] {
             let still_held =
                 kept.is_some_and(|h| h.reservations().any(|r| holds_endpoint(r, endpoint)));
-            if !still_held && self.endpoints.get(endpoint).is_some_and(|o| o == flow_id) {
-                self.endpoints.remove(endpoint);
+            if still_held {
+                continue;
+            }
+            if let Some(holders) = self.endpoints.get_mut(endpoint) {
+                holders.retain(|h| h != flow_id);
+                if holders.is_empty() {
+                    self.endpoints.remove(endpoint);
+                }
             }
         }
     }
@@ -1164,7 +1246,12 @@ impl ResourcePool {
             .take()
     }
 
-    fn check_endpoint(&self, endpoint: &FlowEndpoint, flow_id: &str) -> Result<(), ErrorBody> {
+    fn check_endpoint(
+        &self,
+        endpoint: &FlowEndpoint,
+        flow_id: &str,
+        partner: Option<&FlowId>,
+    ) -> Result<(), ErrorBody> {
         let switch = self.network.switch(endpoint.switch_id).ok_or_else(|| {
             ErrorBody::new(
                 404,
@@ -1198,8 +1285,13 @@ impl ResourcePool {
                 endpoint.port_number, endpoint.switch_id
             )));
         }
-        match self.endpoints.get(endpoint) {
-            Some(owner) if owner != flow_id => Err(ErrorBody::new(
+        let other = self.endpoints.get(endpoint).and_then(|holders| {
+            holders
+                .iter()
+                .find(|h| *h != flow_id && Some(*h) != partner)
+        });
+        match other {
+            Some(owner) => Err(ErrorBody::new(
                 409,
                 "endpoint-conflict",
                 "Endpoint already in use",
@@ -1208,9 +1300,15 @@ impl ResourcePool {
                     endpoint.port_number, endpoint.vlan_id, endpoint.switch_id
                 ),
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
+}
+
+/// `error`, saying which flow it is about.
+fn about_flow(flow_id: &str, mut error: ErrorBody) -> ErrorBody {
+    error.error_description = format!("flow {flow_id}: {}", error.error_description);
+    error
 }
 
 /// What a request does to its flow's diversity group.

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hubspoke_fsm::operation::PairSignal;
 use hubspoke_fsm::{
-    Envelope, FlowEvent, FlowId, FlowRecord, NbRequest, NbResponse, Reallocation, SbEvent, SwitchId,
+    Envelope, FlowEndpoints, FlowEvent, FlowId, FlowRecord, FlowRequest, NbRequest, NbResponse,
+    Reallocation, SbEvent, SwitchId,
 };
 use hubspoke_speaker::{SpeakerReport, SpeakerRequest};
 use serde::{Deserialize, Serialize};
@@ -19,10 +21,11 @@ use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::{Scope, StreamVec};
 
 use super::diversity::GroupId;
-use super::{AllocatorRequest, ResourcePool};
+use super::endpoint_swap::EndpointSwaps;
+use super::{AllocationResult, AllocatorRequest, ResourcePool};
 use crate::coordinator::Deadline;
 use crate::dataflow::{ship, Time};
-use crate::hub::HubInput;
+use crate::hub::{HubInput, SwapJoined};
 use crate::keeper::{Keeper, KeeperOutput, KeeperSettings, KeeperStats, KeeperTimer};
 use crate::metrics::Metrics;
 use crate::recovery::RecoveredDebt;
@@ -160,6 +163,7 @@ pub fn allocator_operator<'scope>(
             debt.restore_into(&mut pool);
         }
         let mut keeper = Keeper::new(keeper_settings);
+        let mut swaps = EndpointSwaps::default();
         // What was known at the start enters at the start time (the hubs' clocks count from
         // there): the view's first changes, the keeper's first timers and the debt's first
         // payments. Then the initial capabilities go.
@@ -224,14 +228,12 @@ pub fn allocator_operator<'scope>(
                             .push(request);
                         continue;
                     }
-                    handle(
-                        &mut pool,
-                        &mut keeper,
-                        now,
-                        request,
-                        &mut buffers,
-                        &mut outputs,
-                    );
+                    let mut allocator = Allocator {
+                        pool: &mut pool,
+                        keeper: &mut keeper,
+                        swaps: &mut swaps,
+                    };
+                    allocator.handle(now, request, &mut buffers, &mut outputs);
                 }
                 buffers.sort(&mut outputs);
                 ship_all(&capability, &mut buffers, &mut pool.take_view_changes());
@@ -267,15 +269,13 @@ pub fn allocator_operator<'scope>(
                 }
                 let (now, mut moves) = entry.remove_entry();
                 moves.requests.sort_by_cached_key(by_priority);
+                let mut allocator = Allocator {
+                    pool: &mut pool,
+                    keeper: &mut keeper,
+                    swaps: &mut swaps,
+                };
                 for request in moves.requests {
-                    handle(
-                        &mut pool,
-                        &mut keeper,
-                        now,
-                        request,
-                        &mut buffers,
-                        &mut outputs,
-                    );
+                    allocator.handle(now, request, &mut buffers, &mut outputs);
                 }
                 let mut changes = pool.take_view_changes();
                 if !buffers.results.is_empty() {
@@ -316,41 +316,128 @@ pub fn allocator_operator<'scope>(
     }
 }
 
-/// One of the allocator's own requests: allocations answer the hub; a debt handed over and a
-/// switch coming back set the keeper going.
-fn handle(
-    pool: &mut ResourcePool,
-    keeper: &mut Keeper,
-    now: Time,
-    request: AllocatorRequest,
-    buffers: &mut KeeperBuffers,
-    outputs: &mut Vec<KeeperOutput>,
-) {
-    match request {
-        AllocatorRequest::Owe { flow_id, debt } => {
-            let switches: Vec<SwitchId> = debt.rules.iter().map(|r| r.switch_id).collect();
-            pool.owe(&flow_id, debt);
-            for switch_id in switches {
-                keeper.owed(now, switch_id, outputs);
+/// What the allocator's own requests act on.
+struct Allocator<'a> {
+    pool: &'a mut ResourcePool,
+    keeper: &'a mut Keeper,
+    swaps: &'a mut EndpointSwaps,
+}
+
+impl Allocator<'_> {
+    /// One of the allocator's own requests: allocations answer the hub; a debt handed over
+    /// and a switch coming back set the keeper going; an endpoint swap answers both flows.
+    fn handle(
+        &mut self,
+        now: Time,
+        request: AllocatorRequest,
+        buffers: &mut KeeperBuffers,
+        outputs: &mut Vec<KeeperOutput>,
+    ) {
+        let pool = &mut *self.pool;
+        match request {
+            AllocatorRequest::Owe { flow_id, debt } => {
+                let switches: Vec<SwitchId> = debt.rules.iter().map(|r| r.switch_id).collect();
+                pool.owe(&flow_id, debt);
+                for switch_id in switches {
+                    self.keeper.owed(now, switch_id, outputs);
+                }
+            }
+            AllocatorRequest::Network(Json(event)) => {
+                if let Some(back) = pool.apply_network_event(&event) {
+                    self.keeper.switch_back(pool, back, outputs);
+                }
+            }
+            AllocatorRequest::SwapEndpoints {
+                first,
+                second,
+                correlation_id,
+            } => self.swap_endpoints(first, second, correlation_id, buffers),
+            AllocatorRequest::PairVote {
+                flow_id,
+                pair,
+                vote,
+            } => {
+                let Some(decision) = self.swaps.vote(&pair, &flow_id, vote) else {
+                    return;
+                };
+                for (flow_id, cookie) in decision.flows {
+                    if decision.signal == PairSignal::Commit {
+                        let event = FlowEvent::EndpointSwapCommitted {
+                            flow_id: flow_id.clone(),
+                            cookie,
+                        };
+                        let key = flow_id.clone();
+                        buffers
+                            .events
+                            .push(Envelope::new(pair.clone(), key, now, event));
+                    }
+                    buffers.results.push(HubInput::Pair {
+                        flow_id,
+                        pair: pair.clone(),
+                        signal: decision.signal.clone(),
+                    });
+                }
+            }
+            request => {
+                if let Some(result) = pool.handle(request) {
+                    buffers.results.push(HubInput::Allocation(result));
+                }
+                for (flow_id, group) in pool.take_group_changes() {
+                    buffers.events.push(Envelope::new(
+                        "diversity-group",
+                        flow_id.clone(),
+                        now,
+                        FlowEvent::DiverseGroup { flow_id, group },
+                    ));
+                }
             }
         }
-        AllocatorRequest::Network(Json(event)) => {
-            if let Some(back) = pool.apply_network_event(&event) {
-                keeper.switch_back(pool, back, outputs);
+    }
+
+    /// Reserves both flows' new paths: the first flow is answered, the second one's hub is
+    /// told to start its half.
+    fn swap_endpoints(
+        &mut self,
+        first: FlowRequest,
+        second: FlowEndpoints,
+        correlation_id: String,
+        buffers: &mut KeeperBuffers,
+    ) {
+        let flow_id = first.flow_id.clone();
+        let result = self.pool.reserve_endpoint_swap(&first, &second);
+        let (first_resources, second_resources) = match result {
+            Ok(reserved) => reserved,
+            Err(error) => {
+                buffers.results.push(HubInput::Allocation(AllocationResult {
+                    flow_id,
+                    result: Err(error),
+                }));
+                return;
             }
-        }
-        request => {
-            if let Some(result) = pool.handle(request) {
-                buffers.results.push(HubInput::Allocation(result));
-            }
-            for (flow_id, group) in pool.take_group_changes() {
-                buffers.events.push(Envelope::new(
-                    "diversity-group",
-                    flow_id.clone(),
-                    now,
-                    FlowEvent::DiverseGroup { flow_id, group },
-                ));
-            }
-        }
+        };
+        self.swaps.begin(
+            correlation_id.clone(),
+            [
+                (flow_id.clone(), first_resources.cookie),
+                (second.flow_id.clone(), second_resources.cookie),
+            ],
+        );
+        buffers.results.push(HubInput::Allocation(AllocationResult {
+            flow_id: flow_id.clone(),
+            result: Ok(first_resources),
+        }));
+        let partner = FlowEndpoints {
+            flow_id,
+            source: first.source,
+            destination: first.destination,
+        };
+        buffers
+            .results
+            .push(HubInput::SwapJoined(Box::new(SwapJoined {
+                endpoints: second,
+                partner,
+                resources: second_resources,
+                correlation_id,
+            })));
     }
 }

@@ -996,3 +996,145 @@ fn candidate_paths_come_best_first_by_the_strategy() {
     };
     assert_eq!(pool.find_paths(&unknown).unwrap_err().status, 404);
 }
+
+/// `flow_id`'s endpoints moved to `request`'s.
+fn endpoints_of(request: &FlowRequest) -> FlowEndpoints {
+    FlowEndpoints {
+        flow_id: request.flow_id.clone(),
+        source: request.source.clone(),
+        destination: request.destination.clone(),
+    }
+}
+
+#[test]
+fn an_endpoint_swap_reserves_both_or_neither_and_each_may_take_the_others_endpoints() {
+    let mut pool = pool("grid:3x3");
+    let a = request("a", 1, 3, 10, 1_000);
+    let b = request("b", 7, 9, 10, 1_000);
+    pool.allocate(&a).unwrap();
+    pool.allocate(&b).unwrap();
+    // a goes 1 → 9, b goes 7 → 3: the destinations change hands.
+    let a_moved = FlowRequest {
+        destination: b.destination.clone(),
+        ..a.clone()
+    };
+    let b_moved = FlowEndpoints {
+        destination: a.destination.clone(),
+        ..endpoints_of(&b)
+    };
+    let refused = pool
+        .reallocate(&a_moved, Reallocation::Requested)
+        .unwrap_err();
+    assert_eq!(refused.status, 409, "alone, a may not take b's endpoint");
+
+    let (for_a, for_b) = pool.reserve_endpoint_swap(&a_moved, &b_moved).unwrap();
+    assert_eq!(
+        for_a.forward_path.last().map(|i| i.dst_switch),
+        Some(SwitchId(9))
+    );
+    assert_eq!(
+        for_b.forward_path.last().map(|i| i.dst_switch),
+        Some(SwitchId(3))
+    );
+    let c = request("c", 2, 3, 10, 1_000);
+    let taken = pool.allocate(&c).unwrap_err();
+    assert_eq!(
+        taken.status, 409,
+        "a third flow may take neither: {taken:?}"
+    );
+    let busy = pool.reserve_endpoint_swap(&a_moved, &b_moved).unwrap_err();
+    assert_eq!(busy.status, 409, "both are moving already");
+
+    pool.commit("a");
+    pool.commit("b");
+    assert_eq!(
+        pool.reservations_of("a").0.map(|r| &r.request),
+        Some(&a_moved)
+    );
+    let c_there = request("c", 9, 3, 10, 1_000);
+    assert_eq!(pool.allocate(&c_there).unwrap_err().status, 409);
+    pool.free("b");
+    pool.allocate(&c)
+        .expect("b let go of 3:10 when it was deleted");
+    assert_eq!(
+        pool.allocate(&request("d", 2, 9, 10, 1))
+            .unwrap_err()
+            .status,
+        409,
+        "a holds 9:10 after the swap"
+    );
+}
+
+#[test]
+fn an_endpoint_swap_that_fails_for_either_flow_leaves_both_as_they_were() {
+    let mut pool = pool("grid:3x3");
+    let a = request("a", 1, 3, 10, 1_000);
+    let b = request("b", 7, 9, 10, 1_000);
+    pool.allocate(&a).unwrap();
+    pool.allocate(&b).unwrap();
+    pool.allocate(&request("c", 4, 6, 10, 1_000)).unwrap();
+    let available_before: Vec<u64> = pool
+        .network
+        .links()
+        .iter()
+        .map(|l| pool.available(&l.isl))
+        .collect();
+    let a_moved = FlowRequest {
+        destination: b.destination.clone(),
+        ..a.clone()
+    };
+    // b would take c's endpoint: refused, and a's reservation goes back too.
+    let b_onto_c = FlowEndpoints {
+        destination: request("c", 4, 6, 10, 0).destination,
+        ..endpoints_of(&b)
+    };
+    let refused = pool.reserve_endpoint_swap(&a_moved, &b_onto_c).unwrap_err();
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.error_description.starts_with("flow b: "),
+        "{refused:?}"
+    );
+    assert_eq!(
+        pool.reservations_of("a").1,
+        None,
+        "a's pending reservation went back"
+    );
+    let available_after: Vec<u64> = pool
+        .network
+        .links()
+        .iter()
+        .map(|l| pool.available(&l.isl))
+        .collect();
+    assert_eq!(available_after, available_before);
+    let missing = FlowEndpoints {
+        flow_id: "nope".into(),
+        ..endpoints_of(&b)
+    };
+    assert_eq!(
+        pool.reserve_endpoint_swap(&a_moved, &missing)
+            .unwrap_err()
+            .status,
+        409
+    );
+
+    // Both released (an abort): each flow still holds its own endpoints, nobody else may.
+    let b_moved = FlowEndpoints {
+        destination: a.destination.clone(),
+        ..endpoints_of(&b)
+    };
+    pool.reserve_endpoint_swap(&a_moved, &b_moved).unwrap();
+    pool.release_pending("a");
+    pool.release_pending("b");
+    for (src, dst) in [(2, 3), (8, 9)] {
+        assert_eq!(
+            pool.allocate(&request("d", src, dst, 10, 1))
+                .unwrap_err()
+                .status,
+            409,
+            "{dst}:10 is still held"
+        );
+    }
+    pool.free("a");
+    pool.allocate(&request("d", 2, 3, 10, 1))
+        .expect("a let go of 3:10");
+}

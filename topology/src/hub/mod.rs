@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use hubspoke_fsm::create::FlowCreate;
 use hubspoke_fsm::delete::FlowDelete;
-use hubspoke_fsm::operation::{Action, OpContext, OpEvent, Timeouts};
+use hubspoke_fsm::operation::{Action, OpContext, OpEvent, PairSignal, PairVote, Timeouts};
 use hubspoke_fsm::repair::FlowRepair;
-use hubspoke_fsm::reroute::{FlowReroute, RerouteKind};
+use hubspoke_fsm::reroute::{EndpointSwap, FlowReroute, RerouteKind};
 use hubspoke_fsm::swap::FlowSwap;
 use hubspoke_fsm::sync::FlowSync;
 use hubspoke_fsm::{
-    Envelope, ErrorBody, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest, NbResponse,
-    SwitchId,
+    Envelope, ErrorBody, FlowEndpoints, FlowEvent, FlowRecord, FlowStatus, HistoryEntry, NbRequest,
+    NbResponse, Resources, SwitchId,
 };
 use hubspoke_speaker::deadline::DeadlineRequest;
 use hubspoke_speaker::{ReportOutcome, Requester, SpeakerReport, SpeakerRequest};
@@ -63,6 +63,29 @@ pub enum HubInput {
         flow_id: String,
         switch_id: SwitchId,
     },
+    /// From the allocator: both reservations of an endpoint swap another flow asked for are
+    /// made, and this flow's half starts on its own.
+    SwapJoined(Box<SwapJoined>),
+    /// From the allocator: its word on the endpoint swap `pair` (the swap request's
+    /// correlation id) the flow is half of.
+    Pair {
+        flow_id: String,
+        pair: String,
+        signal: PairSignal,
+    },
+}
+
+/// The second flow's half of an endpoint swap, reserved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapJoined {
+    /// This flow's new endpoints.
+    pub endpoints: FlowEndpoints,
+    /// The first flow's new endpoints.
+    pub partner: FlowEndpoints,
+    /// The reservation for this flow's new endpoints.
+    pub resources: Resources,
+    /// The swap request's.
+    pub correlation_id: String,
 }
 
 impl HubInput {
@@ -72,7 +95,9 @@ impl HubInput {
             HubInput::Report(report) => &report.flow_id,
             HubInput::Timer { flow_id, .. }
             | HubInput::PathAffected { flow_id, .. }
-            | HubInput::Repair { flow_id, .. } => flow_id,
+            | HubInput::Repair { flow_id, .. }
+            | HubInput::Pair { flow_id, .. } => flow_id,
+            HubInput::SwapJoined(joined) => &joined.endpoints.flow_id,
         }
     }
 }
@@ -128,6 +153,10 @@ impl Machine {
             Machine::Repair(_) => "repair",
             Machine::Swap(_) => "swap",
         }
+    }
+
+    fn is_endpoint_swap(&self) -> bool {
+        matches!(self, Machine::Reroute(m) if m.inner().is_endpoint_swap())
     }
 
     /// For a finished swap, whether the flow is on its other path now.
@@ -394,6 +423,17 @@ impl Hub {
             }
             NbRequest::SyncFlow { .. } => self.sync_machine(record, prefix),
             NbRequest::SwapFlow { .. } => self.swap_machine(record, prefix),
+            NbRequest::SwapEndpoints {
+                first_flow,
+                second_flow,
+            } => {
+                let swap = EndpointSwap {
+                    request: first_flow.applied_to(&record.request),
+                    partner: second_flow,
+                    first: true,
+                };
+                self.reroute_machine(record, RerouteKind::SwapEndpoints(swap), prefix)
+            }
             NbRequest::DeleteFlow { .. } | NbRequest::CreateFlow { .. } => {
                 Machine::Delete(FlowDelete::new(record, self.timeouts, prefix).state_machine())
             }
@@ -534,6 +574,63 @@ impl Hub {
         self.start(now_ms, flow_id, machine, correlation_id, false, out);
     }
 
+    /// The allocator reserved both paths of an endpoint swap the other flow asked for: this
+    /// flow's half starts on its reservation. A flow that is busy or gone lets go of it, and
+    /// the swap is off.
+    fn join_swap(&mut self, now_ms: u64, joined: SwapJoined, out: &mut Vec<HubOutput>) {
+        let SwapJoined {
+            endpoints,
+            partner,
+            resources,
+            correlation_id,
+        } = joined;
+        let flow_id = endpoints.flow_id.clone();
+        let _span =
+            info_span!("hub", flow_id = %flow_id, correlation_id = %correlation_id).entered();
+        let record = match self.flows.get(&flow_id) {
+            Some(slot) if slot.operation.is_some() => Err(ErrorBody::new(
+                409,
+                "operation-in-progress",
+                "Flow is busy",
+                format!("flow {flow_id} has an operation in progress; retry when it finishes"),
+            )),
+            Some(FlowSlot {
+                record: Some(record),
+                ..
+            }) => Ok(record.clone()),
+            _ => Err(ErrorBody::new(
+                404,
+                "not-found",
+                "Flow not found",
+                format!("flow {flow_id} does not exist"),
+            )),
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                debug!(reason = %error.error_description, "the second flow of an endpoint swap refused");
+                out.push(HubOutput::Allocator(AllocatorRequest::Release {
+                    flow_id: flow_id.clone(),
+                }));
+                out.push(HubOutput::Allocator(AllocatorRequest::PairVote {
+                    flow_id,
+                    pair: correlation_id,
+                    vote: PairVote::Failed(error),
+                }));
+                return;
+            }
+        };
+        let swap = EndpointSwap {
+            request: endpoints.applied_to(&record.request),
+            partner,
+            first: false,
+        };
+        let prefix = format!("{flow_id}:{now_ms}");
+        let machine = self.reroute_machine(record, RerouteKind::SwapEndpoints(swap), prefix);
+        self.start(now_ms, &flow_id, machine, correlation_id, false, out);
+        self.drive(now_ms, &flow_id, &OpEvent::Allocated(resources), out);
+    }
+
     /// Checks a request against the flows this hub knows; the allocator checks the network.
     fn admit(
         &self,
@@ -627,6 +724,27 @@ impl Hub {
                     format!("flow {flow_id}'s protected path uses a link that is down"),
                 ));
             }
+            NbRequest::SwapEndpoints {
+                first_flow,
+                second_flow,
+            } => {
+                if first_flow.flow_id == second_flow.flow_id {
+                    return Err(ErrorBody::new(
+                        400,
+                        "data-invalid",
+                        "Invalid swap request",
+                        "the two flows of an endpoint swap must differ",
+                    ));
+                }
+                if let Some(record) = record {
+                    first_flow
+                        .applied_to(&record.request)
+                        .validate()
+                        .map_err(|reason| {
+                            ErrorBody::new(400, "data-invalid", "Invalid swap request", reason)
+                        })?;
+                }
+            }
             NbRequest::DeleteFlow { .. }
             | NbRequest::PatchFlow { .. }
             | NbRequest::SwapFlow { .. }
@@ -689,6 +807,20 @@ impl Hub {
             HubInput::Repair { switch_id, .. } => {
                 self.repair(now_ms, &flow_id, switch_id, out);
                 return;
+            }
+            HubInput::SwapJoined(joined) => {
+                self.join_swap(now_ms, *joined, out);
+                return;
+            }
+            HubInput::Pair { pair, signal, .. } => {
+                let for_this_swap = self
+                    .operation(&flow_id)
+                    .is_some_and(|op| op.correlation_id == pair && op.machine.is_endpoint_swap());
+                if !for_this_swap {
+                    debug!(%pair, "a word on an endpoint swap no longer running: dropped");
+                    return;
+                }
+                OpEvent::Pair(signal)
             }
             HubInput::Timer {
                 timer: HubTimer::Reroute,
@@ -853,6 +985,18 @@ impl Carrying<'_> {
                 HubOutput::Allocator(AllocatorRequest::Reprotect { flow_id, request })
             }
             Action::SwapPaths => HubOutput::Allocator(AllocatorRequest::Swap { flow_id }),
+            Action::ReserveEndpointSwap { request, partner } => {
+                HubOutput::Allocator(AllocatorRequest::SwapEndpoints {
+                    first: request,
+                    second: partner,
+                    correlation_id,
+                })
+            }
+            Action::PairVote(vote) => HubOutput::Allocator(AllocatorRequest::PairVote {
+                flow_id,
+                pair: correlation_id,
+                vote,
+            }),
             Action::Commit => HubOutput::Allocator(AllocatorRequest::Commit { flow_id }),
             Action::Release => HubOutput::Allocator(AllocatorRequest::Release { flow_id }),
             Action::Free => HubOutput::Allocator(AllocatorRequest::Free { flow_id }),

@@ -559,3 +559,87 @@ fn a_manual_swap_needs_a_protected_flow_with_a_protected_path() {
         Some(NbResponse::Flow { .. })
     ));
 }
+
+fn joined(flow_id: &str) -> HubInput {
+    let moved = |flow_id: &str| FlowEndpoints {
+        flow_id: flow_id.into(),
+        source: request(flow_id).source,
+        destination: FlowEndpoint {
+            port_number: 11,
+            ..request(flow_id).destination
+        },
+    };
+    HubInput::SwapJoined(Box::new(SwapJoined {
+        endpoints: moved(flow_id),
+        partner: moved("f0"),
+        resources: resources(),
+        correlation_id: "corr-swap".into(),
+    }))
+}
+
+fn allocator_requests(out: &[HubOutput]) -> Vec<&AllocatorRequest> {
+    out.iter()
+        .filter_map(|o| match o {
+            HubOutput::Allocator(request) => Some(request),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_busy_or_unknown_second_flow_lets_go_of_its_swap_reservation_and_says_it_failed() {
+    let (mut hub, _) = hub_with_an_up_flow();
+    let mut out = Vec::new();
+    let sync = Envelope::new(
+        "corr-sync",
+        "f1",
+        1001,
+        NbRequest::SyncFlow {
+            flow_id: "f1".into(),
+        },
+    );
+    hub.request(1001, sync, &mut out);
+    for (flow_id, status) in [("f1", 409), ("nope", 404)] {
+        out.clear();
+        hub.input(1002, joined(flow_id), &mut out);
+        let requests = allocator_requests(&out);
+        assert!(
+            matches!(
+                requests.as_slice(),
+                [
+                    AllocatorRequest::Release { .. },
+                    AllocatorRequest::PairVote { pair, vote: PairVote::Failed(error), .. }
+                ] if pair == "corr-swap" && error.status == status
+            ),
+            "{flow_id}: {requests:?}"
+        );
+    }
+}
+
+#[test]
+fn an_idle_second_flow_starts_its_half_on_the_reservation_and_drops_words_of_other_swaps() {
+    let (mut hub, _) = hub_with_an_up_flow();
+    let mut out = Vec::new();
+    hub.input(1001, joined("f1"), &mut out);
+    let sent = out
+        .iter()
+        .filter(|o| matches!(o, HubOutput::Speaker(SpeakerRequest::Run { .. })))
+        .count();
+    assert!(sent > 0, "its new rules go out at once: {out:?}");
+    assert!(
+        allocator_requests(&out).is_empty(),
+        "nothing more to reserve"
+    );
+    assert_eq!(
+        hub.operation("f1").map(|op| op.correlation_id.as_str()),
+        Some("corr-swap")
+    );
+    out.clear();
+    let stale = HubInput::Pair {
+        flow_id: "f1".into(),
+        pair: "corr-older".into(),
+        signal: PairSignal::Go,
+    };
+    hub.input(1002, stale, &mut out);
+    assert!(out.is_empty(), "a word of another swap is dropped: {out:?}");
+}
