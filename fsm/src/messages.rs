@@ -141,6 +141,15 @@ pub struct FlowEndpoints {
 }
 
 impl FlowEndpoints {
+    /// The endpoints `request` names.
+    pub fn of(request: &FlowRequest) -> Self {
+        FlowEndpoints {
+            flow_id: request.flow_id.clone(),
+            source: request.source.clone(),
+            destination: request.destination.clone(),
+        }
+    }
+
     /// `request` moved to these endpoints.
     pub fn applied_to(&self, request: &FlowRequest) -> FlowRequest {
         FlowRequest {

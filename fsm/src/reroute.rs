@@ -56,11 +56,7 @@ pub struct EndpointSwap {
 impl EndpointSwap {
     /// The answer to the request: both flows' new endpoints, in the order they were named.
     fn answer(&self) -> NbResponse {
-        let own = FlowEndpoints {
-            flow_id: self.request.flow_id.clone(),
-            source: self.request.source.clone(),
-            destination: self.request.destination.clone(),
-        };
+        let own = FlowEndpoints::of(&self.request);
         let (first_flow, second_flow) = if self.first {
             (own, self.partner.clone())
         } else {

@@ -754,6 +754,25 @@ fn endpoint_swap(first: bool) -> Harness {
     Harness::reroute(up_flow(), RerouteKind::SwapEndpoints(swap))
 }
 
+/// A half of an endpoint swap (see `endpoint_swap`) driven into `stop`, `AwaitingPartner` or
+/// (after the allocator's Go) `AwaitingCommit`, every command answered; the actions that
+/// entered it.
+fn endpoint_swap_in(first: bool, stop: State) -> (Harness, Vec<Action>) {
+    let mut h = endpoint_swap(first);
+    h.handle(OpEvent::Start);
+    let mut actions = h.handle(OpEvent::Allocated(detour()));
+    while h.state() != State::awaiting_partner() {
+        actions = h.succeed_all(&actions);
+    }
+    if stop == State::awaiting_commit() {
+        actions = h.handle(OpEvent::Pair(PairSignal::Go));
+        while h.state() != stop {
+            actions = h.succeed_all(&actions);
+        }
+    }
+    (h, actions)
+}
+
 fn votes(actions: &[Action]) -> Vec<PairVote> {
     actions
         .iter()
@@ -866,12 +885,7 @@ fn the_second_half_asks_for_nothing_and_answers_nothing() {
 
 #[test]
 fn an_abort_before_go_removes_the_new_rules_and_keeps_the_old_endpoints() {
-    let mut h = endpoint_swap(true);
-    h.handle(OpEvent::Start);
-    let mut actions = h.handle(OpEvent::Allocated(detour()));
-    while h.state() != State::awaiting_partner() {
-        actions = h.succeed_all(&actions);
-    }
+    let (mut h, _) = endpoint_swap_in(true, State::awaiting_partner());
     let aborted = h.handle(abort());
     assert_eq!(h.state(), State::rolling_back());
     assert!(
@@ -899,16 +913,7 @@ fn an_abort_before_go_removes_the_new_rules_and_keeps_the_old_endpoints() {
 
 #[test]
 fn an_abort_after_go_puts_back_every_old_ingress_rule() {
-    let mut h = endpoint_swap(false);
-    h.handle(OpEvent::Start);
-    let mut actions = h.handle(OpEvent::Allocated(detour()));
-    while h.state() != State::awaiting_partner() {
-        actions = h.succeed_all(&actions);
-    }
-    let mut actions = h.handle(OpEvent::Pair(PairSignal::Go));
-    while h.state() != State::awaiting_commit() {
-        actions = h.succeed_all(&actions);
-    }
+    let (mut h, _) = endpoint_swap_in(false, State::awaiting_commit());
     let aborted = h.handle(abort());
     assert_eq!(h.state(), State::restoring_old_ingress());
     // The source's new ingress rule replaced the old one; the destination's old one may have
@@ -944,16 +949,7 @@ fn a_half_that_fails_tells_the_allocator() {
 
 #[test]
 fn a_half_that_times_out_waiting_says_so_and_carries_out_the_word() {
-    let mut h = endpoint_swap(true);
-    h.handle(OpEvent::Start);
-    let mut actions = h.handle(OpEvent::Allocated(detour()));
-    while h.state() != State::awaiting_partner() {
-        actions = h.succeed_all(&actions);
-    }
-    let mut actions = h.handle(OpEvent::Pair(PairSignal::Go));
-    while h.state() != State::awaiting_commit() {
-        actions = h.succeed_all(&actions);
-    }
+    let (mut h, _) = endpoint_swap_in(true, State::awaiting_commit());
     let timed_out = h.handle(OpEvent::Timeout);
     assert_eq!(
         h.state(),

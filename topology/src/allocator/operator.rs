@@ -426,11 +426,7 @@ impl Allocator<'_> {
             flow_id: flow_id.clone(),
             result: Ok(first_resources),
         }));
-        let partner = FlowEndpoints {
-            flow_id,
-            source: first.source,
-            destination: first.destination,
-        };
+        let partner = FlowEndpoints::of(&first);
         buffers
             .results
             .push(HubInput::SwapJoined(Box::new(SwapJoined {

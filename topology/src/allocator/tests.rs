@@ -997,15 +997,6 @@ fn candidate_paths_come_best_first_by_the_strategy() {
     assert_eq!(pool.find_paths(&unknown).unwrap_err().status, 404);
 }
 
-/// `flow_id`'s endpoints moved to `request`'s.
-fn endpoints_of(request: &FlowRequest) -> FlowEndpoints {
-    FlowEndpoints {
-        flow_id: request.flow_id.clone(),
-        source: request.source.clone(),
-        destination: request.destination.clone(),
-    }
-}
-
 #[test]
 fn an_endpoint_swap_reserves_both_or_neither_and_each_may_take_the_others_endpoints() {
     let mut pool = pool("grid:3x3");
@@ -1020,7 +1011,7 @@ fn an_endpoint_swap_reserves_both_or_neither_and_each_may_take_the_others_endpoi
     };
     let b_moved = FlowEndpoints {
         destination: a.destination.clone(),
-        ..endpoints_of(&b)
+        ..FlowEndpoints::of(&b)
     };
     let refused = pool
         .reallocate(&a_moved, Reallocation::Requested)
@@ -1086,7 +1077,7 @@ fn an_endpoint_swap_that_fails_for_either_flow_leaves_both_as_they_were() {
     // b would take c's endpoint: refused, and a's reservation goes back too.
     let b_onto_c = FlowEndpoints {
         destination: request("c", 4, 6, 10, 0).destination,
-        ..endpoints_of(&b)
+        ..FlowEndpoints::of(&b)
     };
     let refused = pool.reserve_endpoint_swap(&a_moved, &b_onto_c).unwrap_err();
     assert_eq!(refused.status, 409);
@@ -1108,7 +1099,7 @@ fn an_endpoint_swap_that_fails_for_either_flow_leaves_both_as_they_were() {
     assert_eq!(available_after, available_before);
     let missing = FlowEndpoints {
         flow_id: "nope".into(),
-        ..endpoints_of(&b)
+        ..FlowEndpoints::of(&b)
     };
     assert_eq!(
         pool.reserve_endpoint_swap(&a_moved, &missing)
@@ -1120,7 +1111,7 @@ fn an_endpoint_swap_that_fails_for_either_flow_leaves_both_as_they_were() {
     // Both released (an abort): each flow still holds its own endpoints, nobody else may.
     let b_moved = FlowEndpoints {
         destination: a.destination.clone(),
-        ..endpoints_of(&b)
+        ..FlowEndpoints::of(&b)
     };
     pool.reserve_endpoint_swap(&a_moved, &b_moved).unwrap();
     pool.release_pending("a");
