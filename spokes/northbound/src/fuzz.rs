@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 
 use crate::paths_json::PathsJson;
+use crate::routes::SwapEndpointsJson;
 use crate::test_support::{answer, shim, Answer, Deletes};
 use crate::FlowJson;
 
@@ -163,6 +164,10 @@ fn is_links(body: &Value) -> bool {
     serde_json::from_value::<Vec<LinkState>>(body.clone()).is_ok()
 }
 
+fn is_swapped_endpoints(body: &Value) -> bool {
+    serde_json::from_value::<SwapEndpointsJson>(body.clone()).is_ok()
+}
+
 fn is_paths(body: &Value) -> bool {
     serde_json::from_value::<PathsJson>(body.clone()).is_ok()
 }
@@ -179,6 +184,27 @@ fn create_body(flow_id: &str) -> Value {
         "description": "fuzzed flow"
     })
 }
+
+/// Two flows exchanging destinations.
+fn swap_endpoints_body(first: &str, second: &str) -> Value {
+    let end = |switch: u64| json!({"switch_id": SwitchId(switch).to_string(), "port_number": 40});
+    json!({
+        "first_flow": {"flow_id": first, "source": end(1), "destination": end(9)},
+        "second_flow": {"flow_id": second, "source": end(7), "destination": end(3)},
+    })
+}
+
+/// The field names of an endpoint swap body.
+const SWAP_FIELDS: &[&str] = &[
+    "first_flow",
+    "second_flow",
+    "flow_id",
+    "source",
+    "destination",
+    "switch_id",
+    "port_number",
+    "vlan_id",
+];
 
 /// Flow ids: existing ones, new valid ones, and ones that are not valid.
 fn flow_id() -> impl Strategy<Value = String> {
@@ -302,6 +328,34 @@ fn create_bodies_are_answered_or_explained() {
             body,
         });
     fuzzing.run(calls, is_flow);
+}
+
+#[test]
+fn endpoint_swap_bodies_are_answered_or_explained() {
+    let fuzzing = fuzzing();
+    let mutated = (
+        flow_id(),
+        flow_id(),
+        mutations(WORDS, SWAP_FIELDS, 0..4, 0..3),
+    )
+        .prop_map(|(first, second, mutations)| {
+            mutations.apply(swap_endpoints_body(&first, &second))
+        });
+    let bodies = prop_oneof![
+        8 => mutated,
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+        1 => any_json_value(WORDS).prop_map(|v| serde_json::to_vec(&v).unwrap()),
+    ];
+    let calls = (bodies, content_type(), correlation_id()).prop_map(
+        |(body, content_type, correlation_id)| Call {
+            method: "POST",
+            uri: "/v2/flows/swap-endpoint".into(),
+            content_type,
+            correlation_id,
+            body,
+        },
+    );
+    fuzzing.run(calls, is_swapped_endpoints);
 }
 
 #[test]

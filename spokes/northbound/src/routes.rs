@@ -200,7 +200,7 @@ async fn swap_flow(
 /// and its answer.
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct SwapEndpointsJson {
+pub(crate) struct SwapEndpointsJson {
     first_flow: FlowEndpoints,
     second_flow: FlowEndpoints,
 }
