@@ -311,6 +311,18 @@ impl FlowReroute {
     #[state]
     fn validating(&mut self, context: &mut OpContext, event: &OpEvent) -> Outcome<State> {
         match event {
+            // The other half of an endpoint swap refused before this one heard of its
+            // reservation: it is let go of as soon as it comes.
+            OpEvent::Pair(PairSignal::Abort(error)) => {
+                self.pair_over = true;
+                self.pair_error = Some(error.clone());
+                self.failure = error.error_description.clone();
+                Handled
+            }
+            OpEvent::Allocated(resources) if self.pair_error.is_some() => {
+                self.new_resources = Some(resources.clone());
+                Transition(State::failed())
+            }
             OpEvent::Allocated(resources) => {
                 self.new_resources = Some(resources.clone());
                 // A re-protection that found no new protected path keeps the flow as it is.

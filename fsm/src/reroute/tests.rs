@@ -966,3 +966,19 @@ fn a_half_that_times_out_waiting_says_so_and_carries_out_the_word() {
     assert_eq!(h.state(), State::up());
     assert_eq!(saved(&done).unwrap().request.destination.port_number, 42);
 }
+
+#[test]
+fn an_abort_before_the_reservation_is_heard_of_lets_it_go_at_once() {
+    let mut h = endpoint_swap(true);
+    h.handle(OpEvent::Start);
+    assert_eq!(h.handle(abort()), vec![], "nothing to do yet");
+    let allocated = h.handle(OpEvent::Allocated(detour()));
+    assert_eq!(h.state(), State::failed());
+    assert!(sent(&allocated).is_empty());
+    assert!(allocated.contains(&Action::Release));
+    assert!(votes(&allocated).is_empty());
+    assert!(allocated.iter().any(|a| matches!(
+        a,
+        Action::Respond(NbResponse::Error { error }) if error.status == 409
+    )));
+}
