@@ -115,18 +115,39 @@ async fn all_up(api: &Api, limit: Duration) {
     .await;
 }
 
-/// Waits until every flow has been seen UP or DOWN since the call: the operations the churn
-/// started have ended (under faults, those left DOWN are retried, so there may never be a
-/// moment when no flow is busy).
+/// The states an operation ends in, as the flow history names them (every machine's
+/// `is_finished`).
+const OPERATION_ENDS: [&str; 9] = [
+    "Up",
+    "Down",
+    "Rejected",
+    "Deleted",
+    "Repaired",
+    "Failed",
+    "Unchanged",
+    "Swapped",
+    "Refused",
+];
+
+/// Waits until every flow has been seen UP or DOWN since the call, or its history shows an
+/// operation ended since: the operations the churn started have ended. Under faults, those
+/// left DOWN are retried, and a DOWN flow whose rules the keeper finds missing is synced at
+/// its next sweep, so there may never be a moment when no flow is busy, nor a poll that
+/// catches a given flow between two operations.
 pub async fn each_settled_once(api: &Api, limit: Duration) {
     let start = std::time::Instant::now();
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     loop {
         let flows = api.flows().await;
         let mut busy = None;
         for flow in &flows {
             let id = flow["flow_id"].as_str().expect("flow_id").to_string();
-            if flow["status"] != "IN_PROGRESS" {
+            if flow["status"] != "IN_PROGRESS"
+                || (!seen.contains(&id) && ended_since(api, &id, since_ms).await)
+            {
                 seen.insert(id);
             } else if !seen.contains(&id) {
                 busy = Some(flow.clone());
@@ -137,10 +158,26 @@ pub async fn each_settled_once(api: &Api, limit: Duration) {
         };
         assert!(
             start.elapsed() < limit,
-            "timed out after {limit:?} waiting for every flow's operation to end, e.g. {busy}"
+            "timed out after {limit:?} waiting for every flow's operation to end, e.g. {busy}\nits history: {}",
+            api.history(busy["flow_id"].as_str().unwrap_or_default()).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether the flow's history shows an operation ended at or after `since_ms`.
+async fn ended_since(api: &Api, flow_id: &str, since_ms: u64) -> bool {
+    let history = api.history(flow_id).await;
+    history.as_array().is_some_and(|entries| {
+        entries.iter().any(|entry| {
+            entry["timestamp_ms"]
+                .as_u64()
+                .is_some_and(|t| t >= since_ms)
+                && entry["to_state"]
+                    .as_str()
+                    .is_some_and(|state| OPERATION_ENDS.contains(&state))
+        })
+    })
 }
 
 /// Waits until no flow has an operation running.
