@@ -135,21 +135,34 @@ const OPERATION_ENDS: [&str; 9] = [
 /// its next sweep, so there may never be a moment when no flow is busy, nor a poll that
 /// catches a given flow between two operations.
 pub async fn each_settled_once(api: &Api, limit: Duration) {
+    // Histories are read for the flows still unseen after a while, and not at every poll:
+    // reading hundreds of them ten times a second would load the system under test.
+    const HISTORIES_AFTER: Duration = Duration::from_secs(10);
+    const HISTORIES_EVERY: Duration = Duration::from_secs(5);
     let start = std::time::Instant::now();
     let since_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let mut histories_read = start;
     let mut seen: BTreeSet<String> = BTreeSet::new();
     loop {
         let flows = api.flows().await;
+        let read_histories =
+            start.elapsed() >= HISTORIES_AFTER && histories_read.elapsed() >= HISTORIES_EVERY;
+        if read_histories {
+            histories_read = std::time::Instant::now();
+        }
         let mut busy = None;
         for flow in &flows {
             let id = flow["flow_id"].as_str().expect("flow_id").to_string();
-            if flow["status"] != "IN_PROGRESS"
-                || (!seen.contains(&id) && ended_since(api, &id, since_ms).await)
-            {
+            if seen.contains(&id) {
+                continue;
+            }
+            let settled = flow["status"] != "IN_PROGRESS"
+                || (read_histories && ended_since(api, &id, since_ms).await);
+            if settled {
                 seen.insert(id);
-            } else if !seen.contains(&id) {
+            } else {
                 busy = Some(flow.clone());
             }
         }
