@@ -174,16 +174,21 @@ impl FlowReroute {
     /// Tells the allocator this half of an endpoint swap failed, so the other half goes back
     /// too (unless the allocator already called the swap off).
     fn vote_failed(&mut self, context: &mut OpContext, reason: &str) {
-        if self.pair().is_none() || self.pair_over {
-            return;
-        }
-        self.pair_over = true;
         let error = ErrorBody::new(
             500,
             "swap-endpoints-failed",
             "Swap endpoints failed",
             format!("flow {}: {reason}", self.request.flow_id),
         );
+        self.vote_off(context, error);
+    }
+
+    /// Votes the swap off with `error`, once; nothing for a flow that is not half of one.
+    fn vote_off(&mut self, context: &mut OpContext, error: ErrorBody) {
+        if self.pair().is_none() || self.pair_over {
+            return;
+        }
+        self.pair_over = true;
         self.pair_error.get_or_insert(error.clone());
         context.push(Action::PairVote(PairVote::Failed(error)));
     }
@@ -193,19 +198,16 @@ impl FlowReroute {
     /// through with it.
     fn pair_timed_out(&mut self, context: &mut OpContext) -> Outcome<State> {
         context.details = "timed out waiting for the other flow of the swap".into();
-        if !self.pair_over {
-            self.pair_over = true;
-            let error = ErrorBody::new(
-                504,
-                "operation-timeout",
-                "Swap endpoints timed out",
-                format!(
-                    "flow {} waited too long for the other flow of the swap",
-                    self.request.flow_id
-                ),
-            );
-            context.push(Action::PairVote(PairVote::Failed(error)));
-        }
+        let error = ErrorBody::new(
+            504,
+            "operation-timeout",
+            "Swap endpoints timed out",
+            format!(
+                "flow {} waited too long for the other flow of the swap",
+                self.request.flow_id
+            ),
+        );
+        self.vote_off(context, error);
         context.push(Action::ArmDeadline {
             after_ms: self.timeouts.rollback_ms,
         });
